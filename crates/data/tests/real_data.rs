@@ -1,0 +1,220 @@
+//! The loaders on the real files: the shipped copies under `data/` and the verified copies
+//! in `../shared/data/` (facts from its README). These files are the project's ground truth,
+//! so a missing copy fails the test rather than skipping it.
+
+use std::path::{Path, PathBuf};
+
+use quantlab_data::idx::{read_images, read_labels};
+use quantlab_data::locate::{md5_warning, shipped_data_dir};
+use quantlab_data::{DataOptions, DatasetName, load};
+
+const MNIST_TRAIN_FIRST: [u8; 10] = [5, 0, 4, 1, 9, 2, 1, 3, 1, 4];
+const MNIST_TEST_FIRST: [u8; 10] = [7, 2, 1, 0, 4, 1, 4, 9, 5, 9];
+const MNIST_TRAIN_COUNTS: [usize; 10] =
+    [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949];
+const MNIST_TEST_COUNTS: [usize; 10] = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009];
+const FASHION_TRAIN_FIRST: [u8; 10] = [9, 0, 0, 3, 0, 2, 7, 2, 5, 5];
+const FASHION_TEST_FIRST: [u8; 10] = [9, 2, 1, 1, 6, 1, 4, 6, 5, 7];
+const DIGITS_COUNTS: [usize; 10] = [178, 182, 177, 183, 181, 182, 181, 179, 174, 180];
+/// Tolerance on the MNIST normalisation statistics (published to 4 decimals).
+const STAT_TOL: f32 = 1e-4;
+
+/// `../shared/data` beside the clone, where CI and developers have the verified copies.
+fn shared_data() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data")
+}
+
+/// A folder holding `fashion-mnist/`: the shared copy, else Debian's package.
+fn fashion_root() -> PathBuf {
+    [shared_data(), PathBuf::from("/usr/share/datasets")]
+        .into_iter()
+        .find(|d| d.join("fashion-mnist").is_dir())
+        .expect("Fashion-MNIST not found in ../shared/data nor /usr/share/datasets")
+}
+
+fn counts(labels: &[u8]) -> Vec<usize> {
+    let mut c = vec![0; 10];
+    labels.iter().for_each(|&l| c[l as usize] += 1);
+    c
+}
+
+fn check_idx(
+    dir: &Path,
+    train_first: &[u8],
+    test_first: &[u8],
+    train_counts: &[usize],
+    test_counts: &[usize],
+) {
+    let tr = read_labels(&dir.join("train-labels-idx1-ubyte.gz"), 10).unwrap();
+    let te = read_labels(&dir.join("t10k-labels-idx1-ubyte.gz"), 10).unwrap();
+    assert_eq!((tr.len(), te.len()), (60_000, 10_000));
+    assert_eq!(&tr[..10], train_first);
+    assert_eq!(&te[..10], test_first);
+    assert_eq!(counts(&tr), train_counts);
+    assert_eq!(counts(&te), test_counts);
+    for (stem, n) in [("train", 60_000), ("t10k", 10_000)] {
+        let im = read_images(&dir.join(format!("{stem}-images-idx3-ubyte.gz"))).unwrap();
+        assert_eq!((im.count, im.rows, im.cols), (n, 28, 28));
+        assert_eq!(im.pixels.len(), n * 784);
+        assert_eq!(im.pixels.iter().min(), Some(&0));
+        assert_eq!(im.pixels.iter().max(), Some(&255));
+    }
+}
+
+#[test]
+fn mnist_facts_on_the_shipped_copy() {
+    check_idx(
+        &shipped_data_dir().join("mnist"),
+        &MNIST_TRAIN_FIRST,
+        &MNIST_TEST_FIRST,
+        &MNIST_TRAIN_COUNTS,
+        &MNIST_TEST_COUNTS,
+    );
+}
+
+#[test]
+fn mnist_facts_on_the_shared_copy_and_md5() {
+    let dir = shared_data().join("mnist");
+    check_idx(
+        &dir,
+        &MNIST_TRAIN_FIRST,
+        &MNIST_TEST_FIRST,
+        &MNIST_TRAIN_COUNTS,
+        &MNIST_TEST_COUNTS,
+    );
+    for f in [
+        "train-images-idx3-ubyte.gz",
+        "train-labels-idx1-ubyte.gz",
+        "t10k-images-idx3-ubyte.gz",
+        "t10k-labels-idx1-ubyte.gz",
+    ] {
+        assert_eq!(md5_warning("mnist", &dir.join(f)), None, "{f}");
+    }
+}
+
+#[test]
+fn fashion_mnist_facts_and_md5() {
+    let dir = fashion_root().join("fashion-mnist");
+    check_idx(
+        &dir,
+        &FASHION_TRAIN_FIRST,
+        &FASHION_TEST_FIRST,
+        &[6000; 10],
+        &[1000; 10],
+    );
+    for f in ["train-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"] {
+        assert_eq!(md5_warning("fashion-mnist", &dir.join(f)), None, "{f}");
+    }
+}
+
+#[test]
+fn mnist_loads_normalised_with_training_statistics() {
+    let s = load(DatasetName::Mnist, &DataOptions::default()).unwrap();
+    assert_eq!((s.train.len(), s.test.len()), (60_000, 10_000));
+    assert_eq!(s.train.sample_shape, vec![1, 28, 28]);
+    assert!(
+        (s.normalization.mean[0] - 0.1307).abs() < STAT_TOL,
+        "{:?}",
+        s.normalization
+    );
+    assert!(
+        (s.normalization.std[0] - 0.3081).abs() < STAT_TOL,
+        "{:?}",
+        s.normalization
+    );
+    assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+    let min = s
+        .train
+        .features
+        .iter()
+        .copied()
+        .fold(f32::INFINITY, f32::min);
+    assert!((min - (-0.1307 / 0.3081)).abs() < 1e-3, "{min}");
+    assert_eq!(s.train.class_counts(), MNIST_TRAIN_COUNTS);
+}
+
+#[test]
+fn fashion_mnist_loads_from_an_explicit_data_dir() {
+    let opts = DataOptions {
+        data_dir: Some(fashion_root()),
+        ..Default::default()
+    };
+    let s = load(DatasetName::FashionMnist, &opts).unwrap();
+    assert_eq!(s.test.class_counts(), vec![1000; 10]);
+    assert_eq!(s.source, Some(fashion_root().join("fashion-mnist")));
+}
+
+#[test]
+fn digits_facts_and_split() {
+    let s = load(DatasetName::Digits, &DataOptions::default()).unwrap();
+    assert_eq!(s.train.len() + s.test.len(), 1797);
+    let total: Vec<usize> = s
+        .train
+        .class_counts()
+        .iter()
+        .zip(s.test.class_counts())
+        .map(|(a, b)| a + b)
+        .collect();
+    assert_eq!(total, DIGITS_COUNTS);
+    assert_eq!(s.train.sample_shape, vec![1, 8, 8]);
+    assert!(
+        (s.test.len() as f64 - 1797.0 * 0.2).abs() <= 10.0,
+        "{}",
+        s.test.len()
+    );
+    let mean = s.train.features.iter().sum::<f32>() / s.train.features.len() as f32;
+    assert!(mean.abs() < 1e-4, "train split is not centred: {mean}");
+}
+
+#[test]
+fn missing_dataset_error_says_where_it_looked() {
+    let empty = tempfile::tempdir().unwrap();
+    let opts = DataOptions {
+        data_dir: Some(empty.path().to_path_buf()),
+        ..Default::default()
+    };
+    let err = load(DatasetName::FashionMnist, &opts)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&empty.path().join("fashion-mnist").display().to_string()),
+        "{err}"
+    );
+    assert!(err.contains("dataset-fashion-mnist"), "{err}");
+}
+
+#[test]
+fn label_count_that_disagrees_with_images_is_an_error() {
+    let d = tempfile::tempdir().unwrap();
+    let m = d.path().join("mnist");
+    std::fs::create_dir(&m).unwrap();
+    let src = shipped_data_dir().join("mnist");
+    for f in [
+        "train-images-idx3-ubyte.gz",
+        "train-labels-idx1-ubyte.gz",
+        "t10k-images-idx3-ubyte.gz",
+    ] {
+        std::fs::copy(src.join(f), m.join(f)).unwrap();
+    }
+    // Test labels: a valid IDX file with 9,999 labels against 10,000 images.
+    let mut labels = 0x0801u32.to_be_bytes().to_vec();
+    labels.extend(9_999u32.to_be_bytes());
+    labels.extend(std::iter::repeat_n(1u8, 9_999));
+    std::fs::write(m.join("t10k-labels-idx1-ubyte"), labels).unwrap();
+    let opts = DataOptions {
+        data_dir: Some(d.path().to_path_buf()),
+        ..Default::default()
+    };
+    let err = load(DatasetName::Mnist, &opts).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            quantlab_data::DataError::CountMismatch {
+                n_images: 10_000,
+                n_labels: 9_999,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}

@@ -1,0 +1,298 @@
+//! Runs a [`QuantModel`] on a batch: one code path for the float model and every quantized
+//! variant, so f32 and int8 are timed and scored on equal terms.
+//!
+//! Activations travel as f32 or as u8 with their [`QParams`]. A static layer wants u8 at its
+//! input point's parameters and produces u8 at its output point's (integer end to end); a
+//! dynamic layer quantizes its f32 input per batch and produces f32; an f32 layer wants f32.
+//! Conversions happen only where a model mixes them (mixed precision, network edges).
+
+use crate::error::{QuantError, Result};
+use crate::kernels::f32gemm;
+use crate::kernels::im2col::im2col;
+use crate::kernels::{Epilogue, KernelPath, OutLayout, qgemm};
+use crate::model::{DynamicLayer, LayerImpl, QuantModel, StaticLayer};
+use crate::network::{Dense, Node};
+use crate::qparams::{ActDtype, QParams, quantize_into};
+
+/// An activation between nodes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Act {
+    /// Float values.
+    F32(Vec<f32>),
+    /// Quantized values with their parameters.
+    U8(Vec<u8>, QParams),
+}
+
+impl Act {
+    /// The values as f32 (dequantizing if needed).
+    pub fn to_f32(&self) -> Vec<f32> {
+        match self {
+            Act::F32(v) => v.clone(),
+            Act::U8(v, q) => v.iter().map(|&x| q.dequantize(x)).collect(),
+        }
+    }
+
+    fn into_f32(self) -> Vec<f32> {
+        match self {
+            Act::F32(v) => v,
+            u => u.to_f32(),
+        }
+    }
+
+    fn into_u8(self, q: &QParams) -> Vec<u8> {
+        match self {
+            Act::U8(v, have) if have == *q => v,
+            other => {
+                let f = other.into_f32();
+                let mut out = vec![0u8; f.len()];
+                quantize_into(&f, q, &mut out);
+                out
+            }
+        }
+    }
+}
+
+/// Runs models with a chosen integer kernel and thread count.
+#[derive(Debug, Clone, Copy)]
+pub struct Engine {
+    /// Integer GEMM path.
+    pub path: KernelPath,
+    /// Threads for large batches (1 = single-threaded).
+    pub threads: usize,
+}
+
+impl Default for Engine {
+    fn default() -> Self {
+        Self {
+            path: KernelPath::detect(),
+            threads: 1,
+        }
+    }
+}
+
+impl Engine {
+    /// Logits `[batch, classes]` for `x` (`[batch, in_len]`, normalised inputs).
+    pub fn run(&self, model: &QuantModel, x: &[f32], batch: usize) -> Result<Vec<f32>> {
+        self.run_traced(model, x, batch, &mut |_, _| {})
+    }
+
+    /// Like [`Self::run`], calling `trace(point, activation)` for point 0 (the input) and
+    /// after every node (`point = node + 1`).
+    pub fn run_traced(
+        &self,
+        model: &QuantModel,
+        x: &[f32],
+        batch: usize,
+        trace: &mut dyn FnMut(usize, &Act),
+    ) -> Result<Vec<f32>> {
+        let expected = batch * model.network.in_len();
+        if x.len() != expected {
+            return Err(QuantError::InputSize {
+                expected,
+                found: x.len(),
+                batch,
+            });
+        }
+        let mut act = Act::F32(x.to_vec());
+        trace(0, &act);
+        for (i, node) in model.network.nodes.iter().enumerate() {
+            act = match (node, &model.layers[i]) {
+                (Node::Dense(d), Some(LayerImpl::F32)) => {
+                    Act::F32(self.dense_f32(d, act.into_f32(), batch))
+                }
+                (Node::Dense(d), Some(LayerImpl::Static(l))) => {
+                    let input = act.into_u8(&l.in_q);
+                    Act::U8(self.dense_static(d, l, &input, batch), l.out_q)
+                }
+                (Node::Dense(d), Some(LayerImpl::Dynamic(l))) => {
+                    Act::F32(self.dense_dynamic(d, l, &act.into_f32(), batch))
+                }
+                (Node::Dense(_), None) => {
+                    return Err(QuantError::Graph(format!("node {i} has no implementation")));
+                }
+                (
+                    Node::MaxPool {
+                        channels,
+                        in_hw,
+                        kernel,
+                        stride,
+                        out_hw,
+                    },
+                    _,
+                ) => {
+                    let planes = batch * channels;
+                    match act {
+                        Act::F32(v) => {
+                            Act::F32(maxpool(&v, planes, *in_hw, *kernel, *stride, *out_hw))
+                        }
+                        Act::U8(v, q) => {
+                            Act::U8(maxpool(&v, planes, *in_hw, *kernel, *stride, *out_hw), q)
+                        }
+                    }
+                }
+                (Node::Relu, _) => match act {
+                    Act::F32(v) => Act::F32(v.into_iter().map(|x| x.max(0.0)).collect()),
+                    Act::U8(v, q) => Act::U8(
+                        v.into_iter().map(|x| x.max(q.zero_point as u8)).collect(),
+                        q,
+                    ),
+                },
+                (Node::Flatten, _) => act,
+            };
+            trace(i + 1, &act);
+        }
+        Ok(act.into_f32())
+    }
+
+    fn dense_f32(&self, d: &Dense, x: Vec<f32>, batch: usize) -> Vec<f32> {
+        let mut y = vec![0f32; batch * d.out_len()];
+        match &d.conv {
+            None => f32gemm::xwt(
+                batch,
+                d.n,
+                d.k,
+                &x,
+                d.k,
+                &d.weight,
+                &mut y,
+                self.threads_for(batch),
+            ),
+            Some(g) => {
+                let (p, in_len) = (g.pixels(), g.in_channels * g.in_hw[0] * g.in_hw[1]);
+                let mut col = vec![0f32; p * d.k];
+                for b in 0..batch {
+                    im2col(&x[b * in_len..(b + 1) * in_len], g, 0.0, &mut col, d.k);
+                    f32gemm::w_colt(
+                        d.n,
+                        p,
+                        d.k,
+                        &d.weight,
+                        &col,
+                        &mut y[b * d.n * p..(b + 1) * d.n * p],
+                        1,
+                    );
+                }
+            }
+        }
+        let rows = d.rows_per_sample();
+        for (i, v) in y.iter_mut().enumerate() {
+            let n = match d.conv {
+                None => i % d.n,
+                Some(_) => (i / rows) % d.n,
+            };
+            *v += d.bias[n];
+            if d.relu {
+                *v = v.max(0.0);
+            }
+        }
+        y
+    }
+
+    /// Quantized input rows for the GEMM: the input itself (linear) or its im2col (conv).
+    fn gemm_rows<'a>(
+        d: &Dense,
+        input: &'a [u8],
+        zp: u8,
+        batch: usize,
+        col: &'a mut Vec<u8>,
+    ) -> (usize, &'a [u8], OutLayout) {
+        match &d.conv {
+            None => (batch, input, OutLayout::RowMajor),
+            Some(g) => {
+                let (p, in_len) = (g.pixels(), g.in_channels * g.in_hw[0] * g.in_hw[1]);
+                col.resize(batch * p * d.k, 0);
+                for b in 0..batch {
+                    im2col(
+                        &input[b * in_len..(b + 1) * in_len],
+                        g,
+                        zp,
+                        &mut col[b * p * d.k..],
+                        d.k,
+                    );
+                }
+                (batch * p, &col[..], OutLayout::Nchw { pixels: p })
+            }
+        }
+    }
+
+    fn dense_static(&self, d: &Dense, l: &StaticLayer, input: &[u8], batch: usize) -> Vec<u8> {
+        let mut out = vec![0u8; batch * d.out_len()];
+        let mut col = Vec::new();
+        let (m, a, layout) = Self::gemm_rows(d, input, l.in_q.zero_point as u8, batch, &mut col);
+        let lo = if d.relu {
+            l.out_q.zero_point.max(l.out_q.qmin)
+        } else {
+            l.out_q.qmin
+        };
+        let mut epi = Epilogue::Requant {
+            offset: &l.offset,
+            requant: &l.requant,
+            zo: l.out_q.zero_point,
+            lo,
+            hi: l.out_q.qmax,
+            layout,
+            out: &mut out,
+        };
+        qgemm(self.path, m, a, d.k, &l.w, &mut epi);
+        out
+    }
+
+    fn dense_dynamic(&self, d: &Dense, l: &DynamicLayer, x: &[f32], batch: usize) -> Vec<f32> {
+        let (lo, hi) = x
+            .iter()
+            .fold((0f32, 0f32), |(a, b), &v| (a.min(v), b.max(v)));
+        let q = QParams::from_range(lo, hi, ActDtype::U8Affine);
+        let mut input = vec![0u8; x.len()];
+        quantize_into(x, &q, &mut input);
+        let offset: Vec<i32> = l.w.col_sums.iter().map(|&c| -q.zero_point * c).collect();
+        let scales: Vec<f32> = l.w_scales.iter().map(|&s| s * q.scale).collect();
+        let mut out = vec![0f32; batch * d.out_len()];
+        let mut col = Vec::new();
+        let (m, a, layout) = Self::gemm_rows(d, &input, q.zero_point as u8, batch, &mut col);
+        let mut epi = Epilogue::Dequant {
+            offset: &offset,
+            scales: &scales,
+            bias: &d.bias,
+            relu: d.relu,
+            layout,
+            out: &mut out,
+        };
+        qgemm(self.path, m, a, d.k, &l.w, &mut epi);
+        out
+    }
+
+    fn threads_for(&self, batch: usize) -> usize {
+        if batch > 1 { self.threads } else { 1 }
+    }
+}
+
+/// Max pooling over `planes` planes of `[h, w]`, no padding.
+fn maxpool<T: Copy + PartialOrd>(
+    x: &[T],
+    planes: usize,
+    in_hw: [usize; 2],
+    k: [usize; 2],
+    s: [usize; 2],
+    out_hw: [usize; 2],
+) -> Vec<T> {
+    let ([h, w], [oh, ow]) = (in_hw, out_hw);
+    let mut y = Vec::with_capacity(planes * oh * ow);
+    for p in 0..planes {
+        let plane = &x[p * h * w..(p + 1) * h * w];
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let mut m = plane[oy * s[0] * w + ox * s[1]];
+                for ky in 0..k[0] {
+                    for kx in 0..k[1] {
+                        let v = plane[(oy * s[0] + ky) * w + ox * s[1] + kx];
+                        if v > m {
+                            m = v;
+                        }
+                    }
+                }
+                y.push(m);
+            }
+        }
+    }
+    y
+}

@@ -1,0 +1,121 @@
+//! What happens to a block of i32 accumulators before it leaves the kernel: zero-point
+//! correction and bias (folded into one per-output offset at load time), then either
+//! requantization to the next layer's u8 (static) or scaling to f32 (dynamic). Kernels hand
+//! over small row blocks that are still in cache, so no i32 tensor goes back to memory.
+
+use crate::qparams::Requant;
+
+/// Where output `(row, col)` of a GEMM goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutLayout {
+    /// `[rows, n]` (linear layers).
+    RowMajor,
+    /// Rows are `sample * pixels + pixel`; written as NCHW `[sample, n, pixels]` (convolutions).
+    Nchw {
+        /// Output pixels per sample.
+        pixels: usize,
+    },
+}
+
+impl OutLayout {
+    /// Flat output index of `(row, col)` for `n` outputs.
+    #[inline(always)]
+    pub fn index(self, row: usize, col: usize, n: usize) -> usize {
+        match self {
+            OutLayout::RowMajor => row * n + col,
+            OutLayout::Nchw { pixels } => (row / pixels) * n * pixels + col * pixels + row % pixels,
+        }
+    }
+}
+
+/// The epilogue of one GEMM call.
+#[derive(Debug)]
+pub enum Epilogue<'a> {
+    /// Static int8: `out = clamp(zo + requant[n](acc + offset[n]), lo, hi)` as u8.
+    Requant {
+        /// `bias_i32[n] - za * col_sums[n]`.
+        offset: &'a [i32],
+        /// Per-output (or one shared) multiplier `s_a * s_w[n] / s_out`.
+        requant: &'a [Requant],
+        /// Output zero point.
+        zo: i32,
+        /// Lower clamp (the zero point when ReLU is fused).
+        lo: i32,
+        /// Upper clamp.
+        hi: i32,
+        /// Output layout.
+        layout: OutLayout,
+        /// Destination.
+        out: &'a mut [u8],
+    },
+    /// Dynamic int8: `out = scale[n] * (acc + offset[n]) + bias[n]`, optional ReLU, as f32.
+    Dequant {
+        /// `-za * col_sums[n]`.
+        offset: &'a [i32],
+        /// `s_a * s_w[n]` (one shared value or one per output).
+        scales: &'a [f32],
+        /// Float bias.
+        bias: &'a [f32],
+        /// Fused ReLU.
+        relu: bool,
+        /// Output layout.
+        layout: OutLayout,
+        /// Destination.
+        out: &'a mut [f32],
+    },
+    /// The raw accumulators, `[rows, n]` (tests and benchmarks of the GEMM alone).
+    Raw {
+        /// Destination.
+        out: &'a mut [i32],
+    },
+}
+
+impl Epilogue<'_> {
+    /// Consumes accumulators of rows `row0..row0+rows`, `acc` is `[rows, n]`.
+    #[inline]
+    pub fn apply_block(&mut self, row0: usize, rows: usize, n: usize, acc: &[i32]) {
+        match self {
+            Epilogue::Requant {
+                offset,
+                requant,
+                zo,
+                lo,
+                hi,
+                layout,
+                out,
+            } => {
+                let shared = requant.len() == 1;
+                for r in 0..rows {
+                    for j in 0..n {
+                        let rq = if shared { requant[0] } else { requant[j] };
+                        let v = *zo + rq.apply(acc[r * n + j].wrapping_add(offset[j]));
+                        out[layout.index(row0 + r, j, n)] = v.clamp(*lo, *hi) as u8;
+                    }
+                }
+            }
+            Epilogue::Dequant {
+                offset,
+                scales,
+                bias,
+                relu,
+                layout,
+                out,
+            } => {
+                let shared = scales.len() == 1;
+                for r in 0..rows {
+                    for j in 0..n {
+                        let s = if shared { scales[0] } else { scales[j] };
+                        let mut v = s * (acc[r * n + j] + offset[j]) as f32 + bias[j];
+                        if *relu {
+                            v = v.max(0.0);
+                        }
+                        out[layout.index(row0 + r, j, n)] = v;
+                    }
+                }
+            }
+            Epilogue::Raw { out } => {
+                out[row0 * n..(row0 + rows) * n].copy_from_slice(&acc[..rows * n])
+            }
+        }
+    }
+}

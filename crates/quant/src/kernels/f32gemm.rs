@@ -1,0 +1,111 @@
+//! The float engine's GEMM: the `gemm` crate (the same SIMD f32 kernels burn's flex backend
+//! uses), so f32 and int8 are compared against a good float baseline, not a naive loop.
+
+use gemm::{Parallelism, gemm};
+
+/// `y[m][n] = sum_k x[m][k] * w[n][k]` with `x` rows at stride `lda`, `w` `[n, k]`;
+/// `y` row-major `[m, n]`.
+pub fn xwt(
+    m: usize,
+    n: usize,
+    k: usize,
+    x: &[f32],
+    lda: usize,
+    w: &[f32],
+    y: &mut [f32],
+    threads: usize,
+) {
+    assert!(x.len() >= (m.max(1) - 1) * lda + k && w.len() >= n * k && y.len() >= m * n);
+    if m == 0 || n == 0 {
+        return;
+    }
+    // SAFETY: the assert above bounds every index gemm touches with these strides.
+    unsafe {
+        gemm(
+            m,
+            n,
+            k,
+            y.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            x.as_ptr(),
+            1,
+            lda as isize,
+            w.as_ptr(),
+            k as isize,
+            1,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism(threads),
+        );
+    }
+}
+
+/// `y[n][p] = sum_k w[n][k] * col[p][k]` (a convolution's NCHW output for one sample).
+pub fn w_colt(n: usize, p: usize, k: usize, w: &[f32], col: &[f32], y: &mut [f32], threads: usize) {
+    assert!(w.len() >= n * k && col.len() >= p * k && y.len() >= n * p);
+    if n == 0 || p == 0 {
+        return;
+    }
+    // SAFETY: the assert above bounds every index gemm touches with these strides.
+    unsafe {
+        gemm(
+            n,
+            p,
+            k,
+            y.as_mut_ptr(),
+            1,
+            p as isize,
+            false,
+            w.as_ptr(),
+            1,
+            k as isize,
+            col.as_ptr(),
+            k as isize,
+            1,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism(threads),
+        );
+    }
+}
+
+fn parallelism(threads: usize) -> Parallelism {
+    if threads > 1 {
+        Parallelism::Rayon(threads)
+    } else {
+        Parallelism::None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_naive_loops() {
+        let (m, n, k) = (5, 7, 11);
+        let x: Vec<f32> = (0..m * 13).map(|i| (i % 7) as f32 - 3.0).collect();
+        let w: Vec<f32> = (0..n * k).map(|i| (i % 5) as f32 * 0.5 - 1.0).collect();
+        let mut y = vec![0f32; m * n];
+        xwt(m, n, k, &x, 13, &w, &mut y, 1);
+        for r in 0..m {
+            for c in 0..n {
+                let want: f32 = (0..k).map(|t| x[r * 13 + t] * w[c * k + t]).sum();
+                assert!((y[r * n + c] - want).abs() < 1e-4);
+            }
+        }
+        let col: Vec<f32> = (0..3 * k).map(|i| i as f32 * 0.1).collect();
+        let mut z = vec![0f32; n * 3];
+        w_colt(n, 3, k, &w, &col, &mut z, 1);
+        let want: f32 = (0..k).map(|t| w[2 * k + t] * col[k + t]).sum();
+        assert!((z[2 * 3 + 1] - want).abs() < 1e-4);
+    }
+}

@@ -1,0 +1,226 @@
+//! The model graph in the form the engines run: `Linear`/`Conv2d` fused with a following
+//! `ReLU` into one [`Dense`] node (so its output is quantized after the activation, as
+//! PyTorch's fused `LinearReLU`/`ConvReLU2d` do), with every node's shapes resolved.
+//!
+//! Both kinds of dense layer are a GEMM `[rows, k] x [n, k]^T`: a linear layer has one row
+//! per sample; a convolution has one row per output pixel (im2col) and `k = c_in*kh*kw`.
+
+use quantlab_models::{Graph, Op};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{QuantError, Result};
+
+/// Geometry of a convolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConvGeom {
+    /// Input channels.
+    pub in_channels: usize,
+    /// Input `[h, w]`.
+    pub in_hw: [usize; 2],
+    /// Kernel `[kh, kw]`.
+    pub kernel: [usize; 2],
+    /// Stride.
+    pub stride: [usize; 2],
+    /// Zero padding.
+    pub padding: [usize; 2],
+    /// Output `[h, w]`.
+    pub out_hw: [usize; 2],
+}
+
+impl ConvGeom {
+    /// Output pixels per sample (GEMM rows per sample).
+    pub fn pixels(&self) -> usize {
+        self.out_hw[0] * self.out_hw[1]
+    }
+}
+
+/// A linear or convolution layer with float weights `[n, k]`, optionally followed by ReLU.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dense {
+    /// `None` for a linear layer, the geometry for a convolution.
+    pub conv: Option<ConvGeom>,
+    /// Reduction length (`in_features`, or `c_in*kh*kw`).
+    pub k: usize,
+    /// Outputs (`out_features`, or output channels).
+    pub n: usize,
+    /// Weights `[n, k]`, row-major (PyTorch layout flattened).
+    pub weight: Vec<f32>,
+    /// Bias `[n]`.
+    pub bias: Vec<f32>,
+    /// ReLU fused after the layer.
+    pub relu: bool,
+}
+
+impl Dense {
+    /// Short name for reports.
+    pub fn kind(&self) -> &'static str {
+        match (self.conv.is_some(), self.relu) {
+            (false, false) => "linear",
+            (false, true) => "linear+relu",
+            (true, false) => "conv2d",
+            (true, true) => "conv2d+relu",
+        }
+    }
+
+    /// GEMM rows per sample.
+    pub fn rows_per_sample(&self) -> usize {
+        self.conv.map_or(1, |g| g.pixels())
+    }
+
+    /// Output values per sample.
+    pub fn out_len(&self) -> usize {
+        self.n * self.rows_per_sample()
+    }
+
+    /// Multiply-accumulates per sample.
+    pub fn macs(&self) -> usize {
+        self.rows_per_sample() * self.n * self.k
+    }
+}
+
+/// A node of the network.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Node {
+    /// Linear or convolution (+ ReLU).
+    Dense(Dense),
+    /// Max pooling `[c, h, w] -> [c, oh, ow]`.
+    MaxPool {
+        /// Channels.
+        channels: usize,
+        /// Input `[h, w]`.
+        in_hw: [usize; 2],
+        /// Kernel.
+        kernel: [usize; 2],
+        /// Stride.
+        stride: [usize; 2],
+        /// Output `[h, w]`.
+        out_hw: [usize; 2],
+    },
+    /// A ReLU that does not follow a dense layer.
+    Relu,
+    /// Shape change only.
+    Flatten,
+}
+
+/// The runnable form of a model graph.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Network {
+    /// Per-sample input shape.
+    pub input_shape: Vec<usize>,
+    /// Nodes in order.
+    pub nodes: Vec<Node>,
+    /// Per-sample output length of every node (`out_lens[i]` for node `i`).
+    pub out_lens: Vec<usize>,
+}
+
+impl Network {
+    /// Builds the network from a model graph, fusing `Linear`/`Conv2d` + `ReLU`.
+    pub fn from_graph(g: &Graph) -> Result<Self> {
+        let shapes = g.shapes()?;
+        let mut nodes = Vec::new();
+        let mut out_lens = Vec::new();
+        let mut i = 0;
+        while i < g.ops.len() {
+            let (sin, sout) = (&shapes[i], &shapes[i + 1]);
+            let fuse = matches!(g.ops.get(i + 1), Some(Op::Relu));
+            let node = match &g.ops[i] {
+                Op::Linear {
+                    in_features,
+                    out_features,
+                    weight,
+                    bias,
+                } => Node::Dense(Dense {
+                    conv: None,
+                    k: *in_features,
+                    n: *out_features,
+                    weight: weight.clone(),
+                    bias: bias.clone(),
+                    relu: fuse,
+                }),
+                Op::Conv2d {
+                    in_channels,
+                    out_channels,
+                    kernel,
+                    stride,
+                    padding,
+                    weight,
+                    bias,
+                } => Node::Dense(Dense {
+                    conv: Some(ConvGeom {
+                        in_channels: *in_channels,
+                        in_hw: [sin[1], sin[2]],
+                        kernel: *kernel,
+                        stride: *stride,
+                        padding: *padding,
+                        out_hw: [sout[1], sout[2]],
+                    }),
+                    k: in_channels * kernel[0] * kernel[1],
+                    n: *out_channels,
+                    weight: weight.clone(),
+                    bias: bias.clone(),
+                    relu: fuse,
+                }),
+                Op::MaxPool2d { kernel, stride } => Node::MaxPool {
+                    channels: sin[0],
+                    in_hw: [sin[1], sin[2]],
+                    kernel: *kernel,
+                    stride: *stride,
+                    out_hw: [sout[1], sout[2]],
+                },
+                Op::Relu => Node::Relu,
+                Op::Flatten => Node::Flatten,
+            };
+            let fused = matches!(node, Node::Dense(_)) && fuse;
+            out_lens.push(shapes[i + 1 + usize::from(fused)].iter().product());
+            nodes.push(node);
+            i += 1 + usize::from(fused);
+        }
+        if !nodes.iter().any(|n| matches!(n, Node::Dense(_))) {
+            return Err(QuantError::Graph(
+                "the graph has no linear or convolution layer to quantize".into(),
+            ));
+        }
+        Ok(Self {
+            input_shape: g.input_shape.clone(),
+            nodes,
+            out_lens,
+        })
+    }
+
+    /// Per-sample input length.
+    pub fn in_len(&self) -> usize {
+        self.input_shape.iter().product()
+    }
+
+    /// Per-sample output length (classes).
+    pub fn out_len(&self) -> usize {
+        *self.out_lens.last().expect("a network has nodes")
+    }
+
+    /// Indices of the dense nodes (the layers a report talks about).
+    pub fn dense_indices(&self) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|&i| matches!(self.nodes[i], Node::Dense(_)))
+            .collect()
+    }
+
+    /// Total parameters.
+    pub fn params(&self) -> usize {
+        self.nodes
+            .iter()
+            .map(|n| match n {
+                Node::Dense(d) => d.weight.len() + d.bias.len(),
+                _ => 0,
+            })
+            .sum()
+    }
+
+    /// Input length of node `i`.
+    pub fn node_in_len(&self, i: usize) -> usize {
+        if i == 0 {
+            self.in_len()
+        } else {
+            self.out_lens[i - 1]
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! The training configuration: data, checked in under `configs/`, copied into every
+//! checkpoint folder, and reloaded for evaluation and quantization. Unknown keys are errors.
+
+use std::path::Path;
+
+use quantlab_data::{DataOptions, DatasetName, SyntheticConfig};
+use quantlab_models::ModelSpec;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, TrainError, io};
+
+/// Optimiser.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+pub enum OptimizerKind {
+    /// Adam (beta 0.9/0.999).
+    Adam,
+    /// Stochastic gradient descent, optionally with momentum.
+    Sgd,
+}
+
+/// Everything that determines a trained model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    /// Dataset to train on.
+    pub dataset: DatasetName,
+    /// Architecture.
+    pub model: ModelSpec,
+    /// Passes over the training split.
+    pub epochs: usize,
+    /// Samples per step.
+    pub batch_size: usize,
+    /// Learning rate.
+    pub lr: f64,
+    /// Optimiser.
+    pub optimizer: OptimizerKind,
+    /// SGD momentum (0 = plain SGD; ignored by Adam).
+    pub momentum: f64,
+    /// Seed of the initial weights and of the per-epoch shuffling.
+    pub seed: u64,
+    /// Train on only the first N training samples (quick runs).
+    pub train_limit: Option<usize>,
+    /// Evaluate on only the first N test samples (quick runs).
+    pub test_limit: Option<usize>,
+    /// Seed of the train/test split of digits and synthetic.
+    pub split_seed: u64,
+    /// Parameters of the synthetic dataset.
+    pub synthetic: SyntheticConfig,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            dataset: DatasetName::Mnist,
+            model: ModelSpec::default(),
+            epochs: 1,
+            batch_size: 64,
+            lr: 1e-3,
+            optimizer: OptimizerKind::Adam,
+            momentum: 0.0,
+            seed: 1,
+            train_limit: None,
+            test_limit: None,
+            split_seed: 0,
+            synthetic: SyntheticConfig::default(),
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Reads a TOML config; unknown keys and wrong types are errors naming the key.
+    pub fn from_toml_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(io(path))?;
+        let cfg: TrainConfig = toml::from_str(&text).map_err(|e| TrainError::Config {
+            path: path.to_path_buf(),
+            message: e.to_string().trim().replace('\n', " "),
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// The config as TOML (what is written beside a checkpoint).
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("TrainConfig is always representable in TOML")
+    }
+
+    /// Checks value ranges.
+    pub fn validate(&self) -> Result<()> {
+        let invalid = |key, value: String, reason: &str| {
+            Err(TrainError::Invalid {
+                key,
+                value,
+                reason: reason.to_string(),
+            })
+        };
+        if self.epochs == 0 {
+            return invalid("epochs", "0".into(), "need at least 1");
+        }
+        if self.batch_size == 0 {
+            return invalid("batch_size", "0".into(), "need at least 1");
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return invalid("lr", self.lr.to_string(), "need a finite value > 0");
+        }
+        if !(0.0..1.0).contains(&self.momentum) {
+            return invalid(
+                "momentum",
+                self.momentum.to_string(),
+                "need 0 <= momentum < 1",
+            );
+        }
+        if self.train_limit == Some(0) {
+            return invalid("train_limit", "0".into(), "need at least 1 sample");
+        }
+        if self.test_limit == Some(0) {
+            return invalid("test_limit", "0".into(), "need at least 1 sample");
+        }
+        Ok(())
+    }
+
+    /// The data options this config implies.
+    pub fn data_options(&self, data_dir: Option<&Path>) -> DataOptions {
+        DataOptions {
+            data_dir: data_dir.map(Path::to_path_buf),
+            split_seed: self.split_seed,
+            synthetic: self.synthetic.clone(),
+            ..DataOptions::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(text: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("c.toml");
+        std::fs::write(&p, text).unwrap();
+        (d, p)
+    }
+
+    #[test]
+    fn parses_and_round_trips() {
+        let (_d, p) = write("dataset = \"digits\"\nepochs = 3\n[model]\nkind = \"cnn\"\n");
+        let c = TrainConfig::from_toml_file(&p).unwrap();
+        assert_eq!(c.dataset, DatasetName::Digits);
+        assert_eq!(c.model.kind, quantlab_models::ModelKind::Cnn);
+        assert_eq!(c.epochs, 3);
+        let back: TrainConfig = toml::from_str(&c.to_toml()).unwrap();
+        assert_eq!(back, c);
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_naming_it() {
+        let (_d, p) = write("epochz = 3\n");
+        let err = TrainConfig::from_toml_file(&p).unwrap_err().to_string();
+        assert!(err.contains("epochz") && err.contains("c.toml"), "{err}");
+        let (_d, p) = write("[model]\nkind = \"mlp\"\nhiden = [3]\n");
+        assert!(
+            TrainConfig::from_toml_file(&p)
+                .unwrap_err()
+                .to_string()
+                .contains("hiden")
+        );
+    }
+
+    #[test]
+    fn bad_values_are_errors() {
+        let (_d, p) = write("lr = -1.0\n");
+        assert!(
+            TrainConfig::from_toml_file(&p)
+                .unwrap_err()
+                .to_string()
+                .contains("lr")
+        );
+        let (_d, p) = write("dataset = \"cifar\"\n");
+        assert!(TrainConfig::from_toml_file(&p).is_err());
+        let (_d, p) = write("epochs = \"three\"\n");
+        assert!(
+            TrainConfig::from_toml_file(&p)
+                .unwrap_err()
+                .to_string()
+                .contains("epochs")
+        );
+    }
+}

@@ -1,0 +1,44 @@
+//! `cargo xtask`: the project's chores, kept quick to compile (std + anyhow only). Each task
+//! shells out to cargo so that everything is built once, in the one shared dev profile.
+//!
+//! - `cargo xtask bench [ARGS]`: the main job on the shipped data (for now `quantlab data`:
+//!   every dataset found, validated, with sizes and class counts).
+//! - `cargo xtask ci`: what CI runs (`.ci/run`).
+
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+fn main() -> Result<()> {
+    let mut args = std::env::args().skip(1);
+    let task = args.next().unwrap_or_default();
+    let rest: Vec<String> = args.collect();
+    match task.as_str() {
+        // Until the benchmark matrix lands, the main job lists and validates the datasets.
+        "bench" => quantlab(&["data"], &rest),
+        "ci" => run(Command::new("bash").arg(".ci/run")),
+        "" | "help" | "-h" | "--help" => {
+            println!("usage: cargo xtask <bench [ARGS] | ci>");
+            Ok(())
+        }
+        other => bail!("unknown task {other:?}; known: bench, ci"),
+    }
+}
+
+/// Runs the `quantlab` binary through cargo with `sub` then `rest` as arguments.
+fn quantlab(sub: &[&str], rest: &[String]) -> Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args(["run", "--quiet", "--package", "quantlab", "--"])
+        .args(sub)
+        .args(rest);
+    run(&mut cmd)
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    let status = cmd.status().with_context(|| format!("starting {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed with {status}");
+    }
+    Ok(())
+}
