@@ -79,7 +79,11 @@ pub fn search_dirs(explicit: Option<&Path>) -> Vec<PathBuf> {
 /// shipped copies from any working directory of the clone.
 pub fn shipped_data_dir() -> PathBuf {
     let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    crate_dir.ancestors().nth(2).unwrap_or(crate_dir).join("data")
+    crate_dir
+        .ancestors()
+        .nth(2)
+        .unwrap_or(crate_dir)
+        .join("data")
 }
 
 /// Finds `stem` (e.g. `train-images-idx3-ubyte`) in `dir`, gzip'd (`.gz`) or raw.

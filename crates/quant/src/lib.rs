@@ -15,6 +15,7 @@
 pub mod calibrate;
 pub mod engine;
 pub mod error;
+pub mod export;
 pub mod kernels;
 pub mod methods;
 pub mod model;
