@@ -1,16 +1,19 @@
-//! `quantlab eval`: score a trained checkpoint on a test split, optionally as one JSON line.
+//! `quantlab eval`: score a float checkpoint, a burn-weights folder, or an int8 file on a
+//! test split, optionally as one JSON line.
 
 use std::path::PathBuf;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use clap::Args;
-use quantlab_data::{DatasetName, load};
-use quantlab_train::{Backend, checkpoint, evaluate};
+use quantlab_data::{DataOptions, DatasetName, load};
+use quantlab_quant::{Engine, KernelPath, export, score};
+use quantlab_train::{Backend, Score, checkpoint, evaluate};
 
 /// Arguments of `quantlab eval`.
 #[derive(Debug, Args)]
 pub struct EvalArgs {
-    /// Checkpoint folder written by `quantlab train --out`.
+    /// A checkpoint folder (`quantlab train --out`, or `quantize --method burn-weights`) or an
+    /// int8 `.safetensors` file (`quantlab quantize --out`).
     #[arg(long)]
     model: PathBuf,
     /// Dataset to score on (default: the one it was trained on).
@@ -19,7 +22,7 @@ pub struct EvalArgs {
     /// Print the result as one JSON object on the last line.
     #[arg(long)]
     json: bool,
-    /// Backend: cpu (burn's flex), ndarray, or gpu (wgpu).
+    /// Backend for burn checkpoints: cpu (flex), ndarray, or gpu (wgpu).
     #[arg(long, value_enum, default_value_t = Backend::Cpu)]
     device: Backend,
     /// Folder holding one sub-folder per dataset.
@@ -27,8 +30,47 @@ pub struct EvalArgs {
     data_dir: Option<PathBuf>,
 }
 
+struct Outcome {
+    dataset: DatasetName,
+    model: String,
+    method: String,
+    device: String,
+    score: Score,
+}
+
 /// Runs `quantlab eval`.
 pub fn run(args: EvalArgs) -> Result<()> {
+    let o = if args.model.is_dir() {
+        eval_checkpoint(&args)?
+    } else {
+        eval_file(&args)?
+    };
+    println!(
+        "{} {} on {} ({}): accuracy {:.2}%, loss {:.4}, {} samples",
+        o.model,
+        o.method,
+        o.dataset,
+        o.device,
+        o.score.accuracy * 100.0,
+        o.score.loss,
+        o.score.samples
+    );
+    if args.json {
+        let line = serde_json::json!({
+            "dataset": o.dataset.as_str(),
+            "model": o.model,
+            "method": o.method,
+            "device": o.device,
+            "accuracy": o.score.accuracy,
+            "loss": o.score.loss,
+            "samples": o.score.samples,
+        });
+        println!("{line}");
+    }
+    Ok(())
+}
+
+fn eval_checkpoint(args: &EvalArgs) -> Result<Outcome> {
     let device = args.device.device();
     let (ck, model) = checkpoint::load(&args.model, &device)?;
     let dataset = args.dataset.unwrap_or(ck.meta.dataset);
@@ -41,27 +83,61 @@ pub fn run(args: EvalArgs) -> Result<()> {
             ck.meta.input_shape
         );
     }
-    let s = evaluate(&model, &splits.test, &device)?;
-    println!(
-        "{} {} on {dataset} ({}): accuracy {:.2}%, loss {:.4}, {} samples",
-        ck.meta.model.kind,
-        "f32",
-        args.device,
-        s.accuracy * 100.0,
-        s.loss,
-        s.samples
-    );
-    if args.json {
-        let line = serde_json::json!({
-            "dataset": dataset.as_str(),
-            "model": ck.meta.model.kind.as_str(),
-            "method": "f32",
-            "device": args.device.as_str(),
-            "accuracy": s.accuracy,
-            "loss": s.loss,
-            "samples": s.samples,
-        });
-        println!("{line}");
+    let score = evaluate(&model, &splits.test, &device)?;
+    Ok(Outcome {
+        dataset,
+        model: ck.meta.model.kind.to_string(),
+        method: ck.meta.method.clone(),
+        device: args.device.to_string(),
+        score,
+    })
+}
+
+/// A provenance field of an int8 file.
+fn field<T: serde::de::DeserializeOwned>(
+    meta: &export::FileMeta,
+    key: &str,
+    path: &std::path::Path,
+) -> Result<T> {
+    serde_json::from_value(meta.provenance[key].clone())
+        .with_context(|| format!("{}: provenance has no valid `{key}`", path.display()))
+}
+
+fn eval_file(args: &EvalArgs) -> Result<Outcome> {
+    let (model, meta) = export::load(&args.model)?;
+    let path = args.model.as_path();
+    let trained_on: DatasetName = field(&meta, "dataset", path)?;
+    let model_kind: quantlab_models::ModelKind = field(&meta, "model", path)?;
+    let dataset = args.dataset.unwrap_or(trained_on);
+    let opts = DataOptions {
+        data_dir: args.data_dir.clone(),
+        split_seed: field(&meta, "split_seed", path)?,
+        synthetic: if trained_on == DatasetName::Synthetic {
+            field(&meta, "synthetic", path)?
+        } else {
+            Default::default()
+        },
+        ..DataOptions::default()
+    };
+    let splits = load(dataset, &opts)?;
+    if splits.test.sample_shape != meta.input_shape {
+        bail!(
+            "{dataset} samples have shape {:?} but the model in {} takes {:?}",
+            splits.test.sample_shape,
+            args.model.display(),
+            meta.input_shape
+        );
     }
-    Ok(())
+    let engine = Engine {
+        path: KernelPath::from_env()?,
+        threads: 1,
+    };
+    let score = score(&engine, &model, &splits.test)?;
+    Ok(Outcome {
+        dataset,
+        model: model_kind.to_string(),
+        method: model.scheme.name(),
+        device: format!("cpu ({} kernel)", engine.path.as_str()),
+        score,
+    })
 }

@@ -3,6 +3,8 @@
 
 mod data_cmd;
 mod eval_cmd;
+mod inspect_cmd;
+mod quantize_cmd;
 mod train_cmd;
 
 use std::path::PathBuf;
@@ -32,8 +34,15 @@ enum Command {
     },
     /// Train a model and save its best checkpoint (lowest test loss).
     Train(train_cmd::TrainArgs),
-    /// Evaluate a trained checkpoint on a test split.
+    /// Quantize a trained checkpoint (naive, naive-fixed, burn-weights, dynamic, static).
+    Quantize(quantize_cmd::QuantizeArgs),
+    /// Evaluate a checkpoint folder or an int8 file on a test split.
     Eval(eval_cmd::EvalArgs),
+    /// Print the layers, dtypes, shapes, scales and size of an int8 file.
+    Inspect {
+        /// The .safetensors file.
+        file: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -41,7 +50,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Data { data_dir, dataset } => data_cmd::run(data_dir, dataset),
         Command::Train(args) => train_cmd::run(args),
+        Command::Quantize(args) => quantize_cmd::run(args),
         Command::Eval(args) => eval_cmd::run(args),
+        Command::Inspect { file } => inspect_cmd::run(file),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -19,6 +19,15 @@ use crate::model::{DynamicLayer, LayerImpl, QuantModel, Scheme, StaticLayer};
 use crate::network::{ConvGeom, Dense, Network, Node};
 use crate::qparams::QParams;
 
+fn is_zero(v: &usize) -> bool {
+    *v == 0
+}
+
+/// Shared tensor of every int8 layer's weight scales, in node order.
+pub const SCALES_TENSOR: &str = "w_scale";
+/// Shared tensor of every static layer's int32 bias, in node order.
+pub const BIAS_TENSOR: &str = "bias_i32";
+
 /// Version of the layout below; bumped on incompatible change.
 pub const FORMAT_VERSION: u32 = 1;
 /// Metadata key of the JSON description.
@@ -30,29 +39,27 @@ pub const META_KEY: &str = "quantlab";
 pub enum Precision {
     /// F32 weight and bias.
     F32,
-    /// I8 weight, F32 scales, I32 bias.
-    Int8Static,
-    /// I8 weight, F32 scales, F32 bias.
-    Int8Dynamic,
+    /// I8 weight, scales in `w_scale`, bias in `bias_i32`.
+    Static,
+    /// I8 weight, scales in `w_scale`, F32 bias.
+    Dynamic,
 }
 
 /// A node as the file describes it (weights live in tensors).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "kebab-case")]
 pub enum NodeSpec {
-    /// Linear or convolution.
+    /// Linear or convolution; `k` and `n` come from its weight tensor's shape.
     Dense {
         /// Convolution geometry, absent for linear layers.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         conv: Option<ConvGeom>,
-        /// Reduction length.
-        k: usize,
-        /// Outputs.
-        n: usize,
         /// Fused ReLU.
         relu: bool,
         /// Storage.
         precision: Precision,
-        /// Number of weight scales (1 or n) for int8 layers.
+        /// Number of weight scales (1 or n) this int8 layer takes from `w_scale`.
+        #[serde(default, skip_serializing_if = "is_zero")]
         scales: usize,
     },
     /// Max pooling.
@@ -109,76 +116,37 @@ fn bytes_of<T: Copy>(v: &[T]) -> Vec<u8> {
 /// Serialises `model` with `provenance` into safetensors bytes.
 pub fn to_bytes(model: &QuantModel, provenance: serde_json::Value) -> Result<Vec<u8>> {
     let mut tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
+    let (mut scales, mut biases): (Vec<f32>, Vec<i32>) = (Vec::new(), Vec::new());
     let mut nodes = Vec::new();
     for (i, node) in model.network.nodes.iter().enumerate() {
         let spec = match (node, &model.layers[i]) {
             (Node::Dense(d), Some(layer)) => {
-                let (precision, scales) = match layer {
+                let (w_name, b_name, shape) =
+                    (format!("n{i}.weight"), format!("n{i}.bias"), vec![d.n, d.k]);
+                let (precision, n_scales) = match layer {
                     LayerImpl::F32 => {
-                        tensors.push((
-                            format!("n{i}.weight"),
-                            Dtype::F32,
-                            vec![d.n, d.k],
-                            bytes_of(&d.weight),
-                        ));
-                        tensors.push((
-                            format!("n{i}.bias"),
-                            Dtype::F32,
-                            vec![d.n],
-                            bytes_of(&d.bias),
-                        ));
+                        tensors.push((w_name, Dtype::F32, shape, bytes_of(&d.weight)));
+                        tensors.push((b_name, Dtype::F32, vec![d.n], bytes_of(&d.bias)));
                         (Precision::F32, 0)
                     }
                     LayerImpl::Static(l) => {
-                        tensors.push((
-                            format!("n{i}.weight"),
-                            Dtype::I8,
-                            vec![d.n, d.k],
-                            bytes_of(&l.w.w),
-                        ));
-                        tensors.push((
-                            format!("n{i}.w_scale"),
-                            Dtype::F32,
-                            vec![l.w_scales.len()],
-                            bytes_of(&l.w_scales),
-                        ));
-                        tensors.push((
-                            format!("n{i}.bias"),
-                            Dtype::I32,
-                            vec![d.n],
-                            bytes_of(&l.bias),
-                        ));
-                        (Precision::Int8Static, l.w_scales.len())
+                        tensors.push((w_name, Dtype::I8, shape, bytes_of(&l.w.w)));
+                        scales.extend(&l.w_scales);
+                        biases.extend(&l.bias);
+                        (Precision::Static, l.w_scales.len())
                     }
                     LayerImpl::Dynamic(l) => {
-                        tensors.push((
-                            format!("n{i}.weight"),
-                            Dtype::I8,
-                            vec![d.n, d.k],
-                            bytes_of(&l.w.w),
-                        ));
-                        tensors.push((
-                            format!("n{i}.w_scale"),
-                            Dtype::F32,
-                            vec![l.w_scales.len()],
-                            bytes_of(&l.w_scales),
-                        ));
-                        tensors.push((
-                            format!("n{i}.bias"),
-                            Dtype::F32,
-                            vec![d.n],
-                            bytes_of(&d.bias),
-                        ));
-                        (Precision::Int8Dynamic, l.w_scales.len())
+                        tensors.push((w_name, Dtype::I8, shape, bytes_of(&l.w.w)));
+                        tensors.push((b_name, Dtype::F32, vec![d.n], bytes_of(&d.bias)));
+                        scales.extend(&l.w_scales);
+                        (Precision::Dynamic, l.w_scales.len())
                     }
                 };
                 NodeSpec::Dense {
                     conv: d.conv,
-                    k: d.k,
-                    n: d.n,
                     relu: d.relu,
                     precision,
-                    scales,
+                    scales: n_scales,
                 }
             }
             (Node::Dense(_), None) => {
@@ -205,13 +173,42 @@ pub fn to_bytes(model: &QuantModel, provenance: serde_json::Value) -> Result<Vec
         };
         nodes.push(spec);
     }
+    if !scales.is_empty() {
+        tensors.push((
+            SCALES_TENSOR.into(),
+            Dtype::F32,
+            vec![scales.len()],
+            bytes_of(&scales),
+        ));
+    }
+    if !biases.is_empty() {
+        tensors.push((
+            BIAS_TENSOR.into(),
+            Dtype::I32,
+            vec![biases.len()],
+            bytes_of(&biases),
+        ));
+    }
+    // Pass-through points repeat their input's parameters; the file stores them once.
+    let points = model
+        .points
+        .iter()
+        .enumerate()
+        .map(|(p, q)| {
+            if p > 0 && !matches!(model.network.nodes[p - 1], Node::Dense(_)) {
+                None
+            } else {
+                *q
+            }
+        })
+        .collect();
     let meta = FileMeta {
         format_version: FORMAT_VERSION,
         quantlab_version: env!("CARGO_PKG_VERSION").to_string(),
         scheme: model.scheme.clone(),
         input_shape: model.network.input_shape.clone(),
         nodes,
-        points: model.points.clone(),
+        points,
         provenance,
     };
     let json = serde_json::to_string(&meta).map_err(|e| QuantError::Graph(e.to_string()))?;
@@ -289,26 +286,35 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<(QuantModel, FileMeta)> {
             }
         }
     }
+    // Pass-through points were stored once: restore them from their input point.
+    let mut points = meta.points.clone();
+    for p in 1..points.len() {
+        if !matches!(meta.nodes[p - 1], NodeSpec::Dense { .. }) && points[p].is_none() {
+            points[p] = points[p - 1];
+        }
+    }
     let reader = Reader { st: &st, path };
+    let all_scales = reader.f32s_any(SCALES_TENSOR)?;
+    let all_biases = reader.i32s_any(BIAS_TENSOR)?;
+    let (mut next_scale, mut next_bias) = (0usize, 0usize);
     let mut nodes = Vec::new();
     let mut layers = Vec::new();
     for (i, spec) in meta.nodes.iter().enumerate() {
-        match spec {
+        let (node, layer) = match spec {
             NodeSpec::Dense {
                 conv,
-                k,
-                n,
                 relu,
                 precision,
                 scales,
             } => {
-                let (k, n) = (*k, *n);
+                let w_name = format!("n{i}.weight");
+                let [n, k] = reader.matrix_shape(&w_name)?;
                 if k == 0
                     || n == 0
                     || conv.is_some_and(|g| g.in_channels * g.kernel[0] * g.kernel[1] != k)
                 {
                     return Err(bad(format!(
-                        "node {i}: inconsistent layer shape k={k} n={n}"
+                        "node {i}: weight shape [{n}, {k}] does not fit the layer"
                     )));
                 }
                 let mut d = Dense {
@@ -321,42 +327,46 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<(QuantModel, FileMeta)> {
                 };
                 let layer = match precision {
                     Precision::F32 => {
-                        d.weight = reader.f32s(&format!("n{i}.weight"), &[n, k])?;
+                        d.weight = reader.f32s(&w_name, &[n, k])?;
                         d.bias = reader.f32s(&format!("n{i}.bias"), &[n])?;
                         LayerImpl::F32
                     }
-                    Precision::Int8Static | Precision::Int8Dynamic => {
+                    Precision::Static | Precision::Dynamic => {
                         if *scales != 1 && *scales != n {
                             return Err(bad(format!(
                                 "node {i}: {scales} weight scales for {n} outputs"
                             )));
                         }
-                        let w = reader.i8s(&format!("n{i}.weight"), &[n, k])?;
-                        let w_scales = reader.f32s(&format!("n{i}.w_scale"), &[*scales])?;
+                        let w = QWeights::new(reader.i8s(&w_name, &[n, k])?, n, k);
+                        let w_scales = take(&all_scales, &mut next_scale, *scales)
+                            .ok_or_else(|| {
+                                bad(format!("node {i}: tensor {SCALES_TENSOR} is too short"))
+                            })?
+                            .to_vec();
                         if let Some(s) = w_scales.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
                             return Err(bad(format!(
                                 "node {i}: weight scale {s} is not finite and positive"
                             )));
                         }
-                        let w = QWeights::new(w, n, k);
-                        if *precision == Precision::Int8Static {
-                            let (Some(Some(in_q)), Some(Some(out_q))) =
-                                (meta.points.get(i), meta.points.get(i + 1))
-                            else {
+                        if *precision == Precision::Static {
+                            let (Some(in_q), Some(out_q)) = (points[i], points[i + 1]) else {
                                 return Err(bad(format!(
                                     "node {i}: static layer without input/output quantization"
                                 )));
                             };
-                            let bias = reader.i32s(&format!("n{i}.bias"), &[n])?;
-                            LayerImpl::Static(StaticLayer::new(w, w_scales, bias, *in_q, *out_q))
+                            let bias = take(&all_biases, &mut next_bias, n)
+                                .ok_or_else(|| {
+                                    bad(format!("node {i}: tensor {BIAS_TENSOR} is too short"))
+                                })?
+                                .to_vec();
+                            LayerImpl::Static(StaticLayer::new(w, w_scales, bias, in_q, out_q))
                         } else {
                             d.bias = reader.f32s(&format!("n{i}.bias"), &[n])?;
                             LayerImpl::Dynamic(DynamicLayer { w, w_scales })
                         }
                     }
                 };
-                nodes.push(Node::Dense(d));
-                layers.push(Some(layer));
+                (Node::Dense(d), Some(layer))
             }
             NodeSpec::MaxPool {
                 channels,
@@ -364,35 +374,45 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<(QuantModel, FileMeta)> {
                 kernel,
                 stride,
                 out_hw,
-            } => {
-                nodes.push(Node::MaxPool {
+            } => (
+                Node::MaxPool {
                     channels: *channels,
                     in_hw: *in_hw,
                     kernel: *kernel,
                     stride: *stride,
                     out_hw: *out_hw,
-                });
-                layers.push(None);
-            }
-            NodeSpec::Relu => {
-                nodes.push(Node::Relu);
-                layers.push(None);
-            }
-            NodeSpec::Flatten => {
-                nodes.push(Node::Flatten);
-                layers.push(None);
-            }
-        }
+                },
+                None,
+            ),
+            NodeSpec::Relu => (Node::Relu, None),
+            NodeSpec::Flatten => (Node::Flatten, None),
+        };
+        nodes.push(node);
+        layers.push(layer);
+    }
+    if next_scale != all_scales.len() || next_bias != all_biases.len() {
+        return Err(bad(format!(
+            "{SCALES_TENSOR} / {BIAS_TENSOR} hold {} / {} values, the layers use {next_scale} / {next_bias}",
+            all_scales.len(),
+            all_biases.len()
+        )));
     }
     let network =
         network_with_shapes(meta.input_shape.clone(), nodes).map_err(|e| bad(e.to_string()))?;
     let model = QuantModel {
         network,
         layers,
-        points: meta.points.clone(),
+        points,
         scheme: meta.scheme.clone(),
     };
     Ok((model, meta))
+}
+
+/// The next `n` values of a shared tensor.
+fn take<'a, T>(all: &'a [T], next: &mut usize, n: usize) -> Option<&'a [T]> {
+    let s = all.get(*next..*next + n)?;
+    *next += n;
+    Some(s)
 }
 
 /// Recomputes per-node output lengths and checks that consecutive nodes fit.
@@ -480,6 +500,43 @@ impl Reader<'_> {
             )));
         }
         Ok(t)
+    }
+
+    fn bad(&self, reason: String) -> QuantError {
+        QuantError::File {
+            path: PathBuf::from(self.path),
+            reason,
+        }
+    }
+
+    /// Shape `[n, k]` of a weight matrix.
+    fn matrix_shape(&self, name: &str) -> Result<[usize; 2]> {
+        let t = self
+            .st
+            .tensor(name)
+            .map_err(|_| self.bad(format!("missing tensor {name}")))?;
+        match *t.shape() {
+            [n, k] => Ok([n, k]),
+            ref other => Err(self.bad(format!(
+                "tensor {name} has shape {other:?}, a weight matrix needs 2 dimensions"
+            ))),
+        }
+    }
+
+    /// A 1-D tensor of any length, or empty if absent.
+    fn f32s_any(&self, name: &str) -> Result<Vec<f32>> {
+        match self.st.tensor(name) {
+            Ok(t) => self.f32s(name, &[t.shape().iter().product()]),
+            Err(_) => Ok(Vec::new()),
+        }
+    }
+
+    /// A 1-D tensor of any length, or empty if absent.
+    fn i32s_any(&self, name: &str) -> Result<Vec<i32>> {
+        match self.st.tensor(name) {
+            Ok(t) => self.i32s(name, &[t.shape().iter().product()]),
+            Err(_) => Ok(Vec::new()),
+        }
     }
 
     fn f32s(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {

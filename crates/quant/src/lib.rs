@@ -10,8 +10,11 @@
 //! - [`methods`]: naive, naive-fixed, dynamic, static (per-tensor / per-channel).
 //! - [`kernels`]: u8 x i8 -> i32 GEMM (scalar reference), im2col, fused epilogues, f32 GEMM.
 //! - [`engine`]: runs float, static, dynamic and mixed-precision models on one code path.
+//! - [`export`]: the safetensors int8 file; [`report`]: per-layer error, sensitivity, speed;
+//!   [`burn_weights`]: burn's own weight-only quantization, as a comparison row.
 #![warn(missing_docs)]
 
+pub mod burn_weights;
 pub mod calibrate;
 pub mod engine;
 pub mod error;
@@ -22,6 +25,7 @@ pub mod model;
 pub mod network;
 pub mod observer;
 pub mod qparams;
+pub mod report;
 pub mod score;
 
 pub use calibrate::{Calibration, calibrate};

@@ -134,16 +134,22 @@ pub struct Scheme {
     /// Method.
     pub method: MethodKind,
     /// Activation observer (static).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observer: Option<ObserverKind>,
     /// Weight granularity (dynamic, static).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub granularity: Option<Granularity>,
     /// Activation storage (static, naive-fixed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub act_dtype: Option<ActDtype>,
     /// Calibration samples used (static).
+    #[serde(default)]
     pub calib_samples: usize,
     /// Fractional bits (naive methods).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bits: Option<u32>,
     /// Dense layers kept in f32 by the accuracy budget (node indices).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fallback: Vec<usize>,
 }
 

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 /// How a tensor is quantized.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum ActDtype {
     /// uint8 with a zero point (0..=255).
     U8Affine,
@@ -32,9 +33,23 @@ pub struct QParams {
     /// Integer that represents real 0.
     pub zero_point: i32,
     /// Smallest stored value.
+    #[serde(default, skip_serializing_if = "is_u8_min")]
     pub qmin: i32,
     /// Largest stored value.
+    #[serde(default = "u8_max", skip_serializing_if = "is_u8_max")]
     pub qmax: i32,
+}
+
+fn is_u8_min(v: &i32) -> bool {
+    *v == 0
+}
+
+fn is_u8_max(v: &i32) -> bool {
+    *v == 255
+}
+
+fn u8_max() -> i32 {
+    255
 }
 
 /// Smallest scale ever produced: keeps `1/scale` finite for degenerate (all-zero) ranges.

@@ -154,20 +154,36 @@ fn damaged_files_are_errors() {
     h["n1.weight"]["dtype"] = json!("U8");
     let msg = err_of(&join(&h, &data));
     assert!(msg.contains("n1.weight") && msg.contains("I8"), "{msg}");
-    // Shape that disagrees with the graph (same element count).
+    // Shape that disagrees with the graph (same element count, transposed).
     let mut h = header.clone();
     let shape = h["n1.weight"]["shape"].clone();
     h["n1.weight"]["shape"] = json!([shape[1], shape[0]]);
     let msg = err_of(&join(&h, &data));
-    assert!(msg.contains("shape"), "{msg}");
+    assert!(msg.contains("node 1"), "{msg}");
+    // A weight that is not a matrix.
+    let mut h = header.clone();
+    h["n1.weight"]["shape"] = json!([shape[0].as_u64().unwrap() * shape[1].as_u64().unwrap()]);
+    let msg = err_of(&join(&h, &data));
+    assert!(
+        msg.contains("n1.weight") && msg.contains("2 dimensions"),
+        "{msg}"
+    );
     // Missing tensor.
     let mut h = header.clone();
-    let t = h.as_object_mut().unwrap().remove("n1.bias").unwrap();
-    h["n1.bias_renamed"] = t;
+    let t = h.as_object_mut().unwrap().remove("n2.weight").unwrap();
+    h["n2.weight_renamed"] = t;
     let msg = err_of(&join(&h, &data));
-    assert!(msg.contains("missing tensor n1.bias"), "{msg}");
+    assert!(msg.contains("missing tensor n2.weight"), "{msg}");
+    // Shared bias tensor shorter than the layers need (same bytes, fewer declared values).
+    let mut h = header.clone();
+    let n = h["bias_i32"]["shape"][0].as_u64().unwrap();
+    let start = h["bias_i32"]["data_offsets"][0].as_u64().unwrap();
+    h["bias_i32"]["shape"] = json!([n - 1]);
+    h["bias_i32"]["data_offsets"][1] = json!(start + 4 * (n - 1));
+    let msg = err_of(&join(&h, &data));
+    assert!(!msg.is_empty(), "{msg}");
     // NaN weight scale.
-    let off = header["n1.w_scale"]["data_offsets"][0].as_u64().unwrap() as usize;
+    let off = header["w_scale"]["data_offsets"][0].as_u64().unwrap() as usize;
     let mut d = data.clone();
     d[off..off + 4].copy_from_slice(&f32::NAN.to_le_bytes());
     let msg = err_of(&join(&header, &d));

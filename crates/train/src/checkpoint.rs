@@ -52,6 +52,13 @@ pub struct CheckpointMeta {
     pub model_bytes: u64,
     /// MD5 of `model.bpk`.
     pub model_md5: String,
+    /// `f32`, or the weight-quantization method applied to the record (`burn-weights`).
+    #[serde(default = "f32_method")]
+    pub method: String,
+}
+
+fn f32_method() -> String {
+    "f32".into()
 }
 
 /// A checkpoint read from disk.

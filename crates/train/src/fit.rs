@@ -160,6 +160,7 @@ pub fn fit(
                 backend: opts.backend.to_string(),
                 model_bytes: 0,
                 model_md5: String::new(),
+                method: "f32".into(),
             };
             let meta = checkpoint::save(dir, cfg, meta, &model)?;
             history.save(dir)?;

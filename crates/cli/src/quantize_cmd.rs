@@ -1,0 +1,249 @@
+//! `quantlab quantize`: a trained checkpoint in, a quantized model out, with the accuracy,
+//! size and per-layer report printed.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, ValueEnum};
+use quantlab_data::{LabeledSet, Splits, load};
+use quantlab_quant::report::{LayerReport, fit_budget, layer_report};
+use quantlab_quant::{
+    ActDtype, Engine, Granularity, MethodKind, Network, ObserverKind, QuantModel, QuantizeOptions,
+    burn_weights, export, quantize, score,
+};
+use quantlab_train::{Checkpoint, checkpoint, evaluate};
+
+/// Method names as the command line takes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MethodArg {
+    /// Weights rounded to 2^-7 steps, float compute.
+    Naive,
+    /// Weights and activations int8 with the fixed scale 2^-7, no calibration.
+    NaiveFixed,
+    /// burn's own weight-only quantization, saved as a burn record (--out is a folder).
+    BurnWeights,
+    /// Int8 weights, activations quantized per batch.
+    Dynamic,
+    /// Int8 weights and calibrated activations, integer end to end.
+    Static,
+}
+
+/// Arguments of `quantlab quantize`.
+#[derive(Debug, Args)]
+pub struct QuantizeArgs {
+    /// Checkpoint folder written by `quantlab train`.
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// Quantization method.
+    #[arg(long, value_enum, default_value_t = MethodArg::Static)]
+    method: MethodArg,
+    /// Activation observer (static).
+    #[arg(long, value_enum, default_value_t = ObserverKind::Minmax)]
+    observer: ObserverKind,
+    /// Weight granularity (static, dynamic).
+    #[arg(long, value_enum, default_value_t = Granularity::PerChannel)]
+    granularity: Granularity,
+    /// Activation storage (static): u8 affine or i8 symmetric.
+    #[arg(long, value_enum, default_value_t = ActDtype::U8Affine)]
+    act_dtype: ActDtype,
+    /// Calibration samples, taken from the training split.
+    #[arg(long, default_value_t = quantlab_quant::methods::DEFAULT_CALIB)]
+    calib: usize,
+    /// Accuracy budget in percentage points: keep the most sensitive layers in f32 until the
+    /// drop on a held-out slice of the training split fits.
+    #[arg(long)]
+    max_drop: Option<f64>,
+    /// Output: a .safetensors file (a folder for burn-weights).
+    #[arg(long)]
+    out: PathBuf,
+    /// Folder holding one sub-folder per dataset.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+/// Training samples held out for sensitivities and the accuracy budget (the last ones of
+/// the training split; calibration uses the first ones).
+pub const VALIDATION_SAMPLES: usize = 2000;
+
+/// The held-out slice of the training split.
+pub fn validation_slice(train: &LabeledSet) -> LabeledSet {
+    let n = VALIDATION_SAMPLES.min(train.len() / 4).max(1);
+    let idx: Vec<usize> = (train.len() - n..train.len()).collect();
+    train.select(&idx)
+}
+
+/// Dataset of a checkpoint, with its shape checked against the model.
+pub fn checkpoint_data(ck: &Checkpoint, data_dir: Option<&Path>) -> Result<Splits> {
+    let splits = load(ck.config.dataset, &ck.config.data_options(data_dir))
+        .with_context(|| format!("loading {} for {}", ck.config.dataset, ck.dir.display()))?;
+    if splits.train.sample_shape != ck.meta.input_shape {
+        bail!(
+            "{} samples have shape {:?}, the checkpoint expects {:?}",
+            ck.config.dataset,
+            splits.train.sample_shape,
+            ck.meta.input_shape
+        );
+    }
+    Ok(splits)
+}
+
+/// Provenance written into the int8 file: enough to reload the data (dataset, split seed,
+/// synthetic parameters) and to trace the model back to its checkpoint. Kept compact: every
+/// byte of metadata counts against the int8 file's size.
+pub fn provenance(ck: &Checkpoint) -> serde_json::Value {
+    let mut p = serde_json::json!({
+        "checkpoint": ck.dir.display().to_string(),
+        "dataset": ck.meta.dataset,
+        "model": ck.meta.model.kind,
+        "classes": ck.meta.classes,
+        "normalization": [ck.meta.normalization.mean.first(), ck.meta.normalization.std.first()],
+        "split_seed": ck.config.split_seed,
+    });
+    if ck.meta.dataset == quantlab_data::DatasetName::Synthetic {
+        p["synthetic"] = serde_json::to_value(&ck.config.synthetic).expect("serialisable");
+    }
+    p
+}
+
+/// Runs `quantlab quantize`.
+pub fn run(args: QuantizeArgs) -> Result<()> {
+    let device = burn::tensor::Device::flex();
+    let (ck, model) = checkpoint::load(&args.checkpoint, &device)?;
+    let splits = checkpoint_data(&ck, args.data_dir.as_deref())?;
+    if args.method == MethodArg::BurnWeights {
+        return burn_weights_row(&ck, model, &splits, &args.out, &device);
+    }
+    let method = match args.method {
+        MethodArg::Naive => MethodKind::Naive,
+        MethodArg::NaiveFixed => MethodKind::NaiveFixed,
+        MethodArg::Dynamic => MethodKind::Dynamic,
+        MethodArg::Static => MethodKind::Static,
+        MethodArg::BurnWeights => unreachable!("handled above"),
+    };
+    if args.calib == 0 {
+        bail!("--calib must be at least 1");
+    }
+    if args.max_drop.is_some_and(|b| !(b.is_finite() && b >= 0.0)) {
+        bail!("--max-drop must be a non-negative number of percentage points");
+    }
+    let engine = Engine {
+        path: quantlab_quant::KernelPath::from_env()?,
+        threads: 1,
+    };
+    let net = Network::from_graph(&model.to_graph(&ck.meta.input_shape)?)?;
+    let d = net.in_len();
+    let calib = args.calib.min(splits.train.len());
+    let calib_x = &splits.train.features[..calib * d];
+    let opts = QuantizeOptions {
+        method,
+        observer: args.observer,
+        granularity: args.granularity,
+        act_dtype: args.act_dtype,
+        calib,
+    };
+    let float = QuantModel::float(net.clone());
+    let mut quant = quantize(&net, &opts, calib_x, &engine)?;
+    let val = validation_slice(&splits.train);
+    let report = layer_report(&engine, &float, &quant, calib_x, Some(&val))?;
+    if let Some(budget) = args.max_drop {
+        let (m, fb) = fit_budget(&engine, &float, &quant, &report, &val, budget)?;
+        println!(
+            "accuracy budget {budget} pp on {} held-out training samples: {} layer(s) back in f32 {:?}, drop {:.2} pp{}",
+            val.len(),
+            fb.layers.len(),
+            fb.layers,
+            (fb.float_accuracy - fb.accuracy) * 100.0,
+            if fb.met { "" } else { " (budget not met)" }
+        );
+        quant = m;
+    }
+    let f_score = score(&engine, &float, &splits.test)?;
+    let q_score = score(&engine, &quant, &splits.test)?;
+    let size = export::save(&quant, provenance(&ck), &args.out)?;
+    let f32_size = export::to_bytes(&float, provenance(&ck))?.len() as u64;
+    println!(
+        "{} {} on {}: method {} (kernel {})",
+        ck.meta.model.kind,
+        ck.meta
+            .input_shape
+            .iter()
+            .map(|v| v.to_string())
+            .collect::<Vec<_>>()
+            .join("x"),
+        ck.meta.dataset,
+        quant.scheme.name(),
+        engine.path.as_str()
+    );
+    println!(
+        "  test accuracy: f32 {:.2}% -> {:.2}% ({:+.2} pp), loss {:.4} -> {:.4}",
+        f_score.accuracy * 100.0,
+        q_score.accuracy * 100.0,
+        (q_score.accuracy - f_score.accuracy) * 100.0,
+        f_score.loss,
+        q_score.loss
+    );
+    println!(
+        "  file {}: {size} bytes; f32 safetensors {f32_size} bytes ({:.2}x), burn f32 record {} bytes ({:.2}x)",
+        args.out.display(),
+        f32_size as f64 / size as f64,
+        ck.meta.model_bytes,
+        ck.meta.model_bytes as f64 / size as f64
+    );
+    print_layers(&report);
+    Ok(())
+}
+
+/// Prints the per-layer table.
+pub fn print_layers(report: &[LayerReport]) {
+    println!(
+        "  {:<4} {:<34} {:<13} {:>9} {:>8} {:>9} {:>9} {:>9}",
+        "node", "layer", "precision", "SQNR dB", "cosine", "sens. pp", "f32 us", "int8 us"
+    );
+    for r in report {
+        println!(
+            "  {:<4} {:<34} {:<13} {:>9.1} {:>8.5} {:>9} {:>9.1} {:>9.1}",
+            r.node,
+            r.name,
+            r.precision,
+            r.sqnr_db,
+            r.cosine,
+            r.sensitivity_pp.map_or("-".into(), |v| format!("{v:.2}")),
+            r.f32_us,
+            r.int8_us
+        );
+    }
+}
+
+fn burn_weights_row(
+    ck: &Checkpoint,
+    model: quantlab_models::Classifier,
+    splits: &Splits,
+    out: &Path,
+    device: &burn::tensor::Device,
+) -> Result<()> {
+    let before = evaluate(&model, &splits.test, device)?;
+    let q = burn_weights::quantize_weights(model, device);
+    let after = evaluate(&q, &splits.test, device)?;
+    let mut meta = ck.meta.clone();
+    meta.method = "burn-weights".into();
+    meta.score = after;
+    let meta = checkpoint::save(out, &ck.config, meta, &q)?;
+    println!(
+        "{} on {}: burn-weights (burn quantize_weights, MinMax, Q8S per tensor, weights only)",
+        ck.meta.model.kind, ck.meta.dataset
+    );
+    println!(
+        "  test accuracy: f32 {:.2}% -> {:.2}% ({:+.2} pp)",
+        before.accuracy * 100.0,
+        after.accuracy * 100.0,
+        (after.accuracy - before.accuracy) * 100.0
+    );
+    println!(
+        "  burn record {}: {} bytes; f32 record {} bytes ({:.2}x)",
+        out.join(checkpoint::MODEL_FILE).display(),
+        meta.model_bytes,
+        ck.meta.model_bytes,
+        ck.meta.model_bytes as f64 / meta.model_bytes as f64
+    );
+    Ok(())
+}

@@ -1,0 +1,243 @@
+//! The per-layer report, error and speed together: for every dense layer, how far its int8
+//! output is from the float one (SQNR, cosine) in the fully quantized model, how much
+//! accuracy the model keeps with only that layer quantized (sensitivity), and how long the
+//! layer takes in f32 and in int8. `--max-drop` uses the sensitivities to put the most
+//! sensitive layers back in f32 until the accuracy drop fits the budget.
+
+use std::time::Instant;
+
+use quantlab_data::LabeledSet;
+use serde::{Deserialize, Serialize};
+
+use crate::engine::{Act, Engine};
+use crate::error::Result;
+use crate::methods::{only_layer, with_fallback};
+use crate::model::QuantModel;
+use crate::network::Node;
+use crate::score::score;
+
+/// Samples compared for SQNR and cosine.
+pub const ERROR_SAMPLES: usize = 256;
+/// Timed repetitions per layer (median kept).
+pub const TIMING_REPS: usize = 15;
+/// Batch used for per-layer timing.
+pub const TIMING_BATCH: usize = 64;
+
+/// One dense layer's line in the report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LayerReport {
+    /// Node index in the network.
+    pub node: usize,
+    /// `linear+relu 784x50`, `conv2d+relu 9x16 @28x28`, ...
+    pub name: String,
+    /// How the layer runs in the quantized model.
+    pub precision: String,
+    /// Multiply-accumulates per sample.
+    pub macs: usize,
+    /// Signal-to-quantization-noise ratio of the layer's output (dB), whole model quantized.
+    pub sqnr_db: f64,
+    /// Cosine similarity of the layer's output with the float one.
+    pub cosine: f64,
+    /// Accuracy with only this layer quantized (on the evaluation set given).
+    pub only_layer_accuracy: Option<f64>,
+    /// Float accuracy minus `only_layer_accuracy`, percentage points.
+    pub sensitivity_pp: Option<f64>,
+    /// Median time of the layer at batch [`TIMING_BATCH`], float model (microseconds).
+    pub f32_us: f64,
+    /// Median time of the layer at batch [`TIMING_BATCH`], quantized model (microseconds).
+    pub int8_us: f64,
+}
+
+fn name(model: &QuantModel, i: usize) -> String {
+    match &model.network.nodes[i] {
+        Node::Dense(d) => match d.conv {
+            None => format!("{} {}x{}", d.kind(), d.k, d.n),
+            Some(g) => format!(
+                "{} {}->{} {}x{} @{}x{}",
+                d.kind(),
+                g.in_channels,
+                d.n,
+                g.kernel[0],
+                g.kernel[1],
+                g.out_hw[0],
+                g.out_hw[1]
+            ),
+        },
+        other => format!("{other:?}"),
+    }
+}
+
+/// Float activations at every point for `n` samples of `x`.
+fn activations(engine: &Engine, model: &QuantModel, x: &[f32], n: usize) -> Result<Vec<Vec<f32>>> {
+    let mut acts = vec![Vec::new(); model.network.nodes.len() + 1];
+    engine.run_traced(model, x, n, &mut |p, a: &Act| acts[p] = a.to_f32())?;
+    Ok(acts)
+}
+
+/// SQNR (dB) and cosine similarity of `q` against `f`.
+pub fn sqnr_cosine(f: &[f32], q: &[f32]) -> (f64, f64) {
+    let (mut sig, mut noise, mut dot, mut qq) = (0f64, 0f64, 0f64, 0f64);
+    for (&a, &b) in f.iter().zip(q) {
+        let (a, b) = (a as f64, b as f64);
+        sig += a * a;
+        noise += (a - b) * (a - b);
+        dot += a * b;
+        qq += b * b;
+    }
+    let sqnr = if noise == 0.0 {
+        f64::INFINITY
+    } else {
+        10.0 * (sig / noise).log10()
+    };
+    let cos = if sig == 0.0 || qq == 0.0 {
+        if sig == qq { 1.0 } else { 0.0 }
+    } else {
+        dot / (sig.sqrt() * qq.sqrt())
+    };
+    (sqnr, cos)
+}
+
+/// Median time of every node over [`TIMING_REPS`] runs at batch [`TIMING_BATCH`] (us).
+pub fn node_times(engine: &Engine, model: &QuantModel, x: &[f32]) -> Result<Vec<f64>> {
+    let d = model.network.in_len();
+    let batch = TIMING_BATCH.min(x.len() / d.max(1)).max(1);
+    let x = &x[..batch * d];
+    let nodes = model.network.nodes.len();
+    let mut samples = vec![Vec::with_capacity(TIMING_REPS); nodes];
+    engine.run(model, x, batch)?; // warm-up
+    for _ in 0..TIMING_REPS {
+        let mut last = Instant::now();
+        engine.run_traced(model, x, batch, &mut |p, _| {
+            let now = Instant::now();
+            if p > 0 {
+                samples[p - 1].push(now.duration_since(last).as_secs_f64() * 1e6);
+            }
+            last = now;
+        })?;
+    }
+    Ok(samples
+        .into_iter()
+        .map(|mut v| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        })
+        .collect())
+}
+
+/// Builds the per-layer report of `quant` against `float`. `calib_x` (training split) feeds
+/// the error and timing measurements; `eval`, when given, the sensitivities.
+pub fn layer_report(
+    engine: &Engine,
+    float: &QuantModel,
+    quant: &QuantModel,
+    calib_x: &[f32],
+    eval: Option<&LabeledSet>,
+) -> Result<Vec<LayerReport>> {
+    let d = float.network.in_len();
+    let n = ERROR_SAMPLES.min(calib_x.len() / d.max(1));
+    let x = &calib_x[..n * d];
+    let fa = activations(engine, float, x, n)?;
+    let qa = activations(engine, quant, x, n)?;
+    let ft = node_times(engine, float, calib_x)?;
+    let qt = node_times(engine, quant, calib_x)?;
+    let float_acc = match eval {
+        Some(set) => Some(score(engine, float, set)?.accuracy),
+        None => None,
+    };
+    let mut out = Vec::new();
+    for i in quant.network.dense_indices() {
+        let (sqnr_db, cosine) = sqnr_cosine(&fa[i + 1], &qa[i + 1]);
+        let only = match eval {
+            Some(set) => Some(score(engine, &only_layer(quant, i), set)?.accuracy),
+            None => None,
+        };
+        let precision = quant.dense(i).map_or("?", |(_, l)| l.as_str()).to_string();
+        let macs = match &quant.network.nodes[i] {
+            Node::Dense(dn) => dn.macs(),
+            _ => 0,
+        };
+        out.push(LayerReport {
+            node: i,
+            name: name(quant, i),
+            precision,
+            macs,
+            sqnr_db,
+            cosine,
+            only_layer_accuracy: only,
+            sensitivity_pp: only.zip(float_acc).map(|(o, f)| (f - o) * 100.0),
+            f32_us: ft[i],
+            int8_us: qt[i],
+        });
+    }
+    Ok(out)
+}
+
+/// Outcome of the accuracy budget.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Fallback {
+    /// Dense nodes put back in f32, most sensitive first.
+    pub layers: Vec<usize>,
+    /// Accuracy on the evaluation set with those layers in f32.
+    pub accuracy: f64,
+    /// Float accuracy on the same set.
+    pub float_accuracy: f64,
+    /// Whether the budget was met (with every layer in f32 it always is).
+    pub met: bool,
+}
+
+/// Greedily returns the most sensitive layers to f32 until the accuracy drop on `eval` is at
+/// most `budget_pp`. Sensitivities come from `report` (layers without one go last).
+pub fn fit_budget(
+    engine: &Engine,
+    float: &QuantModel,
+    quant: &QuantModel,
+    report: &[LayerReport],
+    eval: &LabeledSet,
+    budget_pp: f64,
+) -> Result<(QuantModel, Fallback)> {
+    let float_accuracy = score(engine, float, eval)?.accuracy;
+    let mut order: Vec<&LayerReport> = report.iter().collect();
+    order.sort_by(|a, b| {
+        b.sensitivity_pp
+            .unwrap_or(f64::NEG_INFINITY)
+            .total_cmp(&a.sensitivity_pp.unwrap_or(f64::NEG_INFINITY))
+    });
+    let mut layers = Vec::new();
+    let mut model = quant.clone();
+    let mut accuracy = score(engine, &model, eval)?.accuracy;
+    for r in order {
+        if (float_accuracy - accuracy) * 100.0 <= budget_pp {
+            break;
+        }
+        layers.push(r.node);
+        model = with_fallback(quant, &layers);
+        accuracy = score(engine, &model, eval)?.accuracy;
+    }
+    let met = (float_accuracy - accuracy) * 100.0 <= budget_pp;
+    Ok((
+        model,
+        Fallback {
+            layers,
+            accuracy,
+            float_accuracy,
+            met,
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqnr_and_cosine_of_known_signals() {
+        let f = [1.0, -1.0, 1.0, -1.0];
+        let (s, c) = sqnr_cosine(&f, &f);
+        assert!(s.is_infinite() && (c - 1.0).abs() < 1e-12);
+        let q = [1.1, -0.9, 1.1, -0.9]; // noise power 0.01 vs signal 1 -> 20 dB
+        let (s, _) = sqnr_cosine(&f, &q);
+        assert!((s - 20.0).abs() < 1e-9, "{s}");
+        let (_, c) = sqnr_cosine(&f, &[-1.0, 1.0, -1.0, 1.0]);
+        assert!((c + 1.0).abs() < 1e-12);
+    }
+}
