@@ -71,9 +71,9 @@ pub enum Epilogue<'a> {
 }
 
 impl Epilogue<'_> {
-    /// Consumes accumulators of rows `row0..row0+rows`, `acc` is `[rows, n]`.
+    /// Consumes accumulators of rows `row0..row0+rows`: row `r` is `acc[r*stride..][..n]`.
     #[inline]
-    pub fn apply_block(&mut self, row0: usize, rows: usize, n: usize, acc: &[i32]) {
+    pub fn apply_block(&mut self, row0: usize, rows: usize, n: usize, acc: &[i32], stride: usize) {
         match self {
             Epilogue::Requant {
                 offset,
@@ -88,7 +88,7 @@ impl Epilogue<'_> {
                 for r in 0..rows {
                     for j in 0..n {
                         let rq = if shared { requant[0] } else { requant[j] };
-                        let v = *zo + rq.apply(acc[r * n + j].wrapping_add(offset[j]));
+                        let v = *zo + rq.apply(acc[r * stride + j].wrapping_add(offset[j]));
                         out[layout.index(row0 + r, j, n)] = v.clamp(*lo, *hi) as u8;
                     }
                 }
@@ -105,7 +105,7 @@ impl Epilogue<'_> {
                 for r in 0..rows {
                     for j in 0..n {
                         let s = if shared { scales[0] } else { scales[j] };
-                        let mut v = s * (acc[r * n + j] + offset[j]) as f32 + bias[j];
+                        let mut v = s * (acc[r * stride + j] + offset[j]) as f32 + bias[j];
                         if *relu {
                             v = v.max(0.0);
                         }
@@ -114,7 +114,9 @@ impl Epilogue<'_> {
                 }
             }
             Epilogue::Raw { out } => {
-                out[row0 * n..(row0 + rows) * n].copy_from_slice(&acc[..rows * n])
+                for r in 0..rows {
+                    out[(row0 + r) * n..(row0 + r + 1) * n].copy_from_slice(&acc[r * stride..r * stride + n]);
+                }
             }
         }
     }

@@ -1,12 +1,15 @@
 //! Integer and float kernels.
 //!
-//! - [`scalar`]: the reference u8 x i8 -> i32 GEMM; [`weights`] / [`pack`]: weights prepared
+//! - [`scalar`]: the reference u8 x i8 -> i32 GEMM; [`avx512`] (VNNI) and [`avx2`] (exact
+//!   widening) fast paths, bit-identical to it; [`weights`] / [`pack`]: weights prepared
 //!   once at load time (column sums, packed panels); [`epilogue`]: bias, zero-point
 //!   correction, requantize or dequantize, ReLU, fused after each row block.
 //! - [`im2col`]: convolution as GEMM; [`f32gemm`]: the float engine's GEMM.
 //! - [`KernelPath`]: which integer GEMM runs, picked at run time from the CPU's features or
 //!   forced with `QUANTLAB_KERNEL`.
 
+pub mod avx2;
+pub mod avx512;
 pub mod epilogue;
 pub mod f32gemm;
 pub mod im2col;
@@ -30,16 +33,22 @@ pub const KERNEL_ENV: &str = "QUANTLAB_KERNEL";
 pub enum KernelPath {
     /// Portable scalar reference.
     Scalar,
+    /// AVX2, exact (`vpmaddwd` on widened values).
+    Avx2,
+    /// AVX-512 VNNI (`vpdpbusd`).
+    Avx512Vnni,
 }
 
 impl KernelPath {
     /// Every path this build knows, fastest last.
-    pub const ALL: [KernelPath; 1] = [KernelPath::Scalar];
+    pub const ALL: [KernelPath; 3] = [KernelPath::Scalar, KernelPath::Avx2, KernelPath::Avx512Vnni];
 
     /// Name used by `QUANTLAB_KERNEL` and in reports.
     pub fn as_str(self) -> &'static str {
         match self {
             KernelPath::Scalar => "scalar",
+            KernelPath::Avx2 => "avx2",
+            KernelPath::Avx512Vnni => "avx512vnni",
         }
     }
 
@@ -47,6 +56,8 @@ impl KernelPath {
     pub fn available(self) -> bool {
         match self {
             KernelPath::Scalar => true,
+            KernelPath::Avx2 => avx2::available(),
+            KernelPath::Avx512Vnni => avx512::available(),
         }
     }
 
@@ -95,5 +106,69 @@ impl std::str::FromStr for KernelPath {
 pub fn qgemm(path: KernelPath, m: usize, a: &[u8], lda: usize, w: &QWeights, epi: &mut Epilogue) {
     match path {
         KernelPath::Scalar => scalar::qgemm(m, a, lda, w, epi),
+        KernelPath::Avx2 => avx2::qgemm(m, a, lda, w, epi),
+        KernelPath::Avx512Vnni => avx512::qgemm(m, a, lda, w, epi),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quantlab_data::rng::Rng;
+
+    /// Largest K the models use (the CNN's first linear layer: 32 * 7 * 7).
+    const LARGEST_K: usize = 1568;
+
+    fn raw(path: KernelPath, m: usize, a: &[u8], lda: usize, w: &QWeights) -> Vec<i32> {
+        let mut out = vec![0i32; m * w.n];
+        qgemm(path, m, a, lda, w, &mut Epilogue::Raw { out: &mut out });
+        out
+    }
+
+    fn fast_paths() -> Vec<KernelPath> {
+        KernelPath::ALL.into_iter().filter(|p| *p != KernelPath::Scalar && p.available()).collect()
+    }
+
+    #[test]
+    fn every_path_matches_the_reference_on_random_and_odd_shapes() {
+        let mut rng = Rng::new(21);
+        let mut shapes = vec![(512, 64, 64), (64, 50, 784), (1, 10, 30), (3, 17, 5), (67, 67, 67)];
+        for _ in 0..60 {
+            shapes.push((1 + rng.below(67), 1 + rng.below(67), 1 + rng.below(200)));
+        }
+        for (m, n, k) in shapes {
+            let lda = k + rng.below(3);
+            let a: Vec<u8> = (0..m * lda).map(|_| rng.below(256) as u8).collect();
+            let w: Vec<i8> = (0..n * k).map(|_| (rng.below(255) as i32 - 127) as i8).collect();
+            let qw = QWeights::new(w, n, k);
+            let want = raw(KernelPath::Scalar, m, &a, lda, &qw);
+            for path in fast_paths() {
+                assert_eq!(raw(path, m, &a, lda, &qw), want, "{path:?} m={m} n={n} k={k}");
+            }
+        }
+    }
+
+    #[test]
+    fn extremes_do_not_saturate() {
+        // All-255 activations against all -127 (and -128) weights at the largest K: an i16
+        // intermediate would saturate; the exact sum is 255 * w * K.
+        for wv in [-128i8, -127, 127] {
+            let (m, n, k) = (3, 19, LARGEST_K);
+            let a = vec![255u8; m * k];
+            let qw = QWeights::new(vec![wv; n * k], n, k);
+            let want = vec![255 * wv as i32 * k as i32; m * n];
+            assert_eq!(raw(KernelPath::Scalar, m, &a, k, &qw), want);
+            for path in fast_paths() {
+                assert_eq!(raw(path, m, &a, k, &qw), want, "{path:?} w={wv}");
+            }
+        }
+    }
+
+    #[test]
+    fn kernel_names_parse_and_unknown_is_an_error() {
+        assert_eq!("scalar".parse::<KernelPath>().unwrap(), KernelPath::Scalar);
+        let err = "sse9".parse::<KernelPath>().unwrap_err().to_string();
+        assert!(err.contains("unknown kernel") && err.contains("avx512vnni"), "{err}");
+        assert!(KernelPath::detect().available());
     }
 }

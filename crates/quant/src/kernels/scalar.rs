@@ -20,6 +20,6 @@ pub fn qgemm(m: usize, a: &[u8], lda: usize, w: &QWeights, epi: &mut Epilogue) {
                 acc[r * n + j] = ar.iter().zip(wr).map(|(&x, &y)| x as i32 * y as i32).sum();
             }
         }
-        epi.apply_block(row0, rows, n, &acc[..rows * n]);
+        epi.apply_block(row0, rows, n, &acc[..rows * n], n);
     }
 }

@@ -2,6 +2,7 @@
 //! per-output column sums (for the activation zero-point correction), and the packed copy
 //! the fast kernels read.
 
+use super::avx2::Packed16;
 use super::pack::Packed;
 
 /// Quantized weights `[n, k]` of a dense layer, with everything the kernels precompute.
@@ -15,8 +16,10 @@ pub struct QWeights {
     pub w: Vec<i8>,
     /// `sum_k w[n][k]` for each output.
     pub col_sums: Vec<i32>,
-    /// Packed for the SIMD kernels.
+    /// Packed for the VNNI kernel (4 x i8 groups).
     pub packed: Packed,
+    /// Packed for the AVX2 kernel (2 x i16 groups).
+    pub packed16: Packed16,
 }
 
 impl QWeights {
@@ -28,12 +31,7 @@ impl QWeights {
             .map(|r| r.iter().map(|&v| v as i32).sum())
             .collect();
         let packed = Packed::new(&w, n, k);
-        Self {
-            n,
-            k,
-            w,
-            col_sums,
-            packed,
-        }
+        let packed16 = Packed16::new(&w, n, k);
+        Self { n, k, w, col_sums, packed, packed16 }
     }
 }
