@@ -21,8 +21,18 @@ struct Case {
 }
 
 const CASES: [Case; 2] = [
-    Case { name: "512x512x512", m: 512, n: 512, k: 512 },
-    Case { name: "mlp-fc1 64x784x50", m: 64, n: 50, k: 784 },
+    Case {
+        name: "512x512x512",
+        m: 512,
+        n: 512,
+        k: 512,
+    },
+    Case {
+        name: "mlp-fc1 64x784x50",
+        m: 64,
+        n: 50,
+        k: 784,
+    },
 ];
 
 struct Inputs {
@@ -37,7 +47,9 @@ struct Inputs {
 fn inputs(c: &Case) -> Inputs {
     let mut r = Rng::new(1);
     let a: Vec<u8> = (0..c.m * c.k).map(|_| r.below(256) as u8).collect();
-    let w: Vec<i8> = (0..c.n * c.k).map(|_| (r.below(255) as i32 - 127) as i8).collect();
+    let w: Vec<i8> = (0..c.n * c.k)
+        .map(|_| (r.below(255) as i32 - 127) as i8)
+        .collect();
     let af = a.iter().map(|&v| v as f32 / 255.0).collect();
     let wf = w.iter().map(|&v| v as f32 / 127.0).collect();
     Inputs {
@@ -64,7 +76,10 @@ fn run_int8(path: KernelPath, c: &Case, i: &Inputs, out: &mut [u8]) {
 }
 
 fn paths() -> Vec<KernelPath> {
-    KernelPath::ALL.into_iter().filter(|p| p.available()).collect()
+    KernelPath::ALL
+        .into_iter()
+        .filter(|p| p.available())
+        .collect()
 }
 
 fn bench(cr: &mut Criterion) {
@@ -73,10 +88,14 @@ fn bench(cr: &mut Criterion) {
         let mut g = cr.benchmark_group(c.name);
         g.throughput(Throughput::Elements((c.m * c.n * c.k) as u64));
         let mut yf = vec![0f32; c.m * c.n];
-        g.bench_function("f32 (gemm crate)", |b| b.iter(|| f32gemm::xwt(c.m, c.n, c.k, black_box(&i.af), c.k, &i.wf, &mut yf, 1)));
+        g.bench_function("f32 (gemm crate)", |b| {
+            b.iter(|| f32gemm::xwt(c.m, c.n, c.k, black_box(&i.af), c.k, &i.wf, &mut yf, 1))
+        });
         let mut yq = vec![0u8; c.m * c.n];
         for p in paths() {
-            g.bench_function(format!("int8 {}", p.as_str()), |b| b.iter(|| run_int8(p, c, black_box(&i), &mut yq)));
+            g.bench_function(format!("int8 {}", p.as_str()), |b| {
+                b.iter(|| run_int8(p, c, black_box(&i), &mut yq))
+            });
         }
         g.finish();
     }
@@ -103,21 +122,44 @@ fn median_secs(mut f: impl FnMut()) -> f64 {
 /// Nominal clock from /proc/cpuinfo (GHz), if readable.
 fn clock_ghz() -> Option<f64> {
     let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
-    let mhz: f64 = info.lines().find(|l| l.starts_with("cpu MHz"))?.split(':').nth(1)?.trim().parse().ok()?;
+    let mhz: f64 = info
+        .lines()
+        .find(|l| l.starts_with("cpu MHz"))?
+        .split(':')
+        .nth(1)?
+        .trim()
+        .parse()
+        .ok()?;
     Some(mhz / 1000.0)
 }
 
 fn summary() {
     let ghz = clock_ghz();
     let peak_gmacs = ghz.map(|g| 64.0 * g);
-    println!("\nsummary (single thread; peak = 64 int8 MACs/cycle x {:.2} GHz = {} GMAC/s)", ghz.unwrap_or(0.0), peak_gmacs.map_or("?".into(), |p| format!("{p:.0}")));
-    println!("{:<20} {:<12} {:>10} {:>9} {:>10} {:>9}", "shape", "path", "time us", "GOPS", "vs f32", "of peak");
+    println!(
+        "\nsummary (single thread; peak = 64 int8 MACs/cycle x {:.2} GHz = {} GMAC/s)",
+        ghz.unwrap_or(0.0),
+        peak_gmacs.map_or("?".into(), |p| format!("{p:.0}"))
+    );
+    println!(
+        "{:<20} {:<12} {:>10} {:>9} {:>10} {:>9}",
+        "shape", "path", "time us", "GOPS", "vs f32", "of peak"
+    );
     for c in &CASES {
         let i = inputs(c);
         let macs = (c.m * c.n * c.k) as f64;
         let mut yf = vec![0f32; c.m * c.n];
-        let tf = median_secs(|| f32gemm::xwt(c.m, c.n, c.k, black_box(&i.af), c.k, &i.wf, &mut yf, 1));
-        println!("{:<20} {:<12} {:>10.1} {:>9.1} {:>10} {:>9}", c.name, "f32", tf * 1e6, 2.0 * macs / tf / 1e9, "1.00x", "-");
+        let tf =
+            median_secs(|| f32gemm::xwt(c.m, c.n, c.k, black_box(&i.af), c.k, &i.wf, &mut yf, 1));
+        println!(
+            "{:<20} {:<12} {:>10.1} {:>9.1} {:>10} {:>9}",
+            c.name,
+            "f32",
+            tf * 1e6,
+            2.0 * macs / tf / 1e9,
+            "1.00x",
+            "-"
+        );
         let mut yq = vec![0u8; c.m * c.n];
         for p in paths() {
             let t = median_secs(|| run_int8(p, c, black_box(&i), &mut yq));

@@ -118,13 +118,21 @@ impl QParams {
     }
 }
 
-/// Quantizes a slice into `out`.
+/// Quantizes a slice into `out` (AVX-512 where available, else [`quantize_scalar`]).
 pub fn quantize_into(x: &[f32], q: &QParams, out: &mut [u8]) {
     let inv = 1.0 / q.scale;
-    let (lo, hi, zp) = (q.qmin as f32, q.qmax as f32, q.zero_point as f32);
-    for (o, &v) in out.iter_mut().zip(x) {
-        *o = (round_half_away(v * inv) + zp).clamp(lo, hi) as u8;
+    if crate::kernels::quantize::quantize_simd(x, inv, q.zero_point, q.qmin, q.qmax, out).is_none()
+    {
+        for (o, &v) in out.iter_mut().zip(x) {
+            *o = quantize_scalar(v, inv, q.zero_point, q.qmin, q.qmax);
+        }
     }
+}
+
+/// The definition: `clamp(round_half_away(x * inv) + zp, lo, hi)`.
+#[inline(always)]
+pub fn quantize_scalar(x: f32, inv: f32, zp: i32, lo: i32, hi: i32) -> u8 {
+    (round_half_away(x * inv) + zp as f32).clamp(lo as f32, hi as f32) as u8
 }
 
 /// Symmetric int8 weight quantization of `w` with `scale` (values -127..=127).
@@ -272,13 +280,74 @@ mod tests {
     #[test]
     fn round_half_away_matches_f32_round() {
         let mut rng = Rng::new(5);
-        let specials = [0.5, -0.5, 1.5, -1.5, 2.5, 0.49999997, -0.49999997, 8388607.5, 1e9, -1e9, 0.0, -0.0];
+        let specials = [
+            0.5,
+            -0.5,
+            1.5,
+            -1.5,
+            2.5,
+            0.49999997,
+            -0.49999997,
+            8388607.5,
+            1e9,
+            -1e9,
+            0.0,
+            -0.0,
+        ];
         for &t in &specials {
             assert_eq!(round_half_away(t), t.round(), "{t}");
         }
         for _ in 0..200_000 {
             let t = ((rng.uniform() - 0.5) * 2f64.powi(rng.below(30) as i32)) as f32;
             assert_eq!(round_half_away(t), t.round(), "{t}");
+        }
+    }
+
+    #[test]
+    fn simd_quantize_matches_scalar() {
+        let mut rng = Rng::new(9);
+        let mut x: Vec<f32> = (0..10_007)
+            .map(|_| ((rng.uniform() - 0.5) * 600.0) as f32)
+            .collect();
+        x.extend([
+            0.5,
+            -0.5,
+            1.5,
+            2.5,
+            -2.5,
+            1e10,
+            -1e10,
+            3e9,
+            -3e9,
+            f32::MAX,
+            f32::MIN,
+            0.0,
+            -0.0,
+            f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+        ]);
+        for q in [
+            QParams::from_range(-0.4, 2.8, ActDtype::U8Affine),
+            QParams::from_range(0.0, 100.0, ActDtype::U8Affine),
+            QParams::from_range(-1.0, 1.0, ActDtype::I8Symmetric),
+            QParams::fixed_point(7),
+        ] {
+            let mut fast = vec![0u8; x.len()];
+            quantize_into(&x, &q, &mut fast);
+            let inv = 1.0 / q.scale;
+            let slow: Vec<u8> = x
+                .iter()
+                .map(|&v| quantize_scalar(v, inv, q.zero_point, q.qmin, q.qmax))
+                .collect();
+            let bad = fast.iter().zip(&slow).position(|(a, b)| a != b);
+            assert!(
+                bad.is_none(),
+                "{q:?}: x={} fast={} slow={}",
+                x[bad.unwrap()],
+                fast[bad.unwrap()],
+                slow[bad.unwrap()]
+            );
         }
     }
 

@@ -204,13 +204,31 @@ fn every_kernel_path_gives_bit_identical_logits() {
     for kind in [ModelKind::Mlp, ModelKind::Cnn] {
         let (s, net) = common::trained(kind);
         let x = &s.test.features[..37 * s.test.dim()];
-        for method in [MethodKind::Static, MethodKind::Dynamic, MethodKind::NaiveFixed] {
-            let q = quantize(&net, &QuantizeOptions { method, ..Default::default() }, &s.train.features, &engine()).unwrap();
+        for method in [
+            MethodKind::Static,
+            MethodKind::Dynamic,
+            MethodKind::NaiveFixed,
+        ] {
+            let q = quantize(
+                &net,
+                &QuantizeOptions {
+                    method,
+                    ..Default::default()
+                },
+                &s.train.features,
+                &engine(),
+            )
+            .unwrap();
             let want = engine().run(&q, x, 37).unwrap();
             for path in KernelPath::ALL.into_iter().filter(|p| p.available()) {
                 for threads in [1, 2] {
                     let got = Engine { path, threads }.run(&q, x, 37).unwrap();
-                    assert!(got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "{kind} {method:?} {path:?} x{threads}");
+                    assert!(
+                        got.iter()
+                            .zip(&want)
+                            .all(|(a, b)| a.to_bits() == b.to_bits()),
+                        "{kind} {method:?} {path:?} x{threads}"
+                    );
                 }
             }
         }

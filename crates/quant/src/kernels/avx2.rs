@@ -56,7 +56,10 @@ impl Packed16 {
 /// Runs the GEMM (see [`super::qgemm`]); callers must check [`available`].
 pub fn qgemm(m: usize, a: &[u8], lda: usize, w: &QWeights, epi: &mut Epilogue) {
     assert!(available(), "AVX2 kernel called on a CPU without it");
-    assert!(m == 0 || a.len() >= (m - 1) * lda + w.k, "activation buffer too short");
+    assert!(
+        m == 0 || a.len() >= (m - 1) * lda + w.k,
+        "activation buffer too short"
+    );
     // SAFETY: AVX2 was checked above; loads stay inside the packed buffer.
     unsafe { qgemm_avx2(m, a, lda, w, epi) }
 }
@@ -87,11 +90,23 @@ unsafe fn qgemm_avx2(m: usize, a: &[u8], lda: usize, w: &QWeights, epi: &mut Epi
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn block<const R: usize>(a: &[u8], lda: usize, row0: usize, k: usize, p: &Packed16, tile: &mut [i32], stride: usize) {
+unsafe fn block<const R: usize>(
+    a: &[u8],
+    lda: usize,
+    row0: usize,
+    k: usize,
+    p: &Packed16,
+    tile: &mut [i32],
+    stride: usize,
+) {
     let rows: [&[u8]; R] = std::array::from_fn(|r| &a[(row0 + r) * lda..(row0 + r) * lda + k]);
     let pair = |row: &[u8], g: usize| -> i32 {
         let lo = row[2 * g] as i32;
-        let hi = if 2 * g + 1 < k { row[2 * g + 1] as i32 } else { 0 };
+        let hi = if 2 * g + 1 < k {
+            row[2 * g + 1] as i32
+        } else {
+            0
+        };
         lo | (hi << 16)
     };
     let panel_len = p.k2 * NR16 * 2;
@@ -102,12 +117,20 @@ unsafe fn block<const R: usize>(a: &[u8], lda: usize, row0: usize, k: usize, p: 
             // SAFETY: group g < k2 lies inside the panel (k2 * 16 i16).
             let wv = unsafe { _mm256_loadu_si256(b.add(g * NR16 * 2).cast()) };
             for r in 0..R {
-                acc[r] = _mm256_add_epi32(acc[r], _mm256_madd_epi16(_mm256_set1_epi32(pair(rows[r], g)), wv));
+                acc[r] = _mm256_add_epi32(
+                    acc[r],
+                    _mm256_madd_epi16(_mm256_set1_epi32(pair(rows[r], g)), wv),
+                );
             }
         }
         for r in 0..R {
             // SAFETY: writes 8 i32 inside the row's `stride` slots.
-            unsafe { _mm256_storeu_si256(tile[r * stride + panel * NR16..].as_mut_ptr().cast(), acc[r]) };
+            unsafe {
+                _mm256_storeu_si256(
+                    tile[r * stride + panel * NR16..].as_mut_ptr().cast(),
+                    acc[r],
+                )
+            };
         }
     }
 }

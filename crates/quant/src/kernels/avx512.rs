@@ -21,7 +21,9 @@ pub const MR: usize = 8;
 pub fn available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw") && is_x86_feature_detected!("avx512vnni")
+        is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512bw")
+            && is_x86_feature_detected!("avx512vnni")
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -48,8 +50,14 @@ fn quad(row: &[u8], g: usize, k: usize) -> i32 {
 
 /// Runs the GEMM (see [`super::qgemm`]); callers must check [`available`].
 pub fn qgemm(m: usize, a: &[u8], lda: usize, w: &QWeights, epi: &mut Epilogue) {
-    assert!(available(), "AVX-512 VNNI kernel called on a CPU without it");
-    assert!(m == 0 || a.len() >= (m - 1) * lda + w.k, "activation buffer too short");
+    assert!(
+        available(),
+        "AVX-512 VNNI kernel called on a CPU without it"
+    );
+    assert!(
+        m == 0 || a.len() >= (m - 1) * lda + w.k,
+        "activation buffer too short"
+    );
     // SAFETY: the CPU features were checked above; all indexing below is bounds-checked or
     // within the packed buffer, whose size is panels * k4 * 64 bytes.
     unsafe { qgemm_vnni(m, a, lda, w, epi) }
@@ -86,7 +94,15 @@ unsafe fn qgemm_vnni(m: usize, a: &[u8], lda: usize, w: &QWeights, epi: &mut Epi
 /// Computes rows `row0..row0+R` against every panel into `tile` (`R x stride` i32).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-unsafe fn block<const R: usize>(a: &[u8], lda: usize, row0: usize, k: usize, p: &super::pack::Packed, tile: &mut [i32], stride: usize) {
+unsafe fn block<const R: usize>(
+    a: &[u8],
+    lda: usize,
+    row0: usize,
+    k: usize,
+    p: &super::pack::Packed,
+    tile: &mut [i32],
+    stride: usize,
+) {
     let rows: [&[u8]; R] = std::array::from_fn(|r| &a[(row0 + r) * lda..(row0 + r) * lda + k]);
     let full = k / 4;
     let mut panel = 0;
@@ -110,7 +126,12 @@ unsafe fn block<const R: usize>(a: &[u8], lda: usize, row0: usize, k: usize, p: 
         };
         for g in 0..full {
             // SAFETY: 4 * g + 4 <= k, the length of every row slice.
-            step(g, std::array::from_fn(|r| unsafe { rows[r].as_ptr().add(4 * g).cast::<i32>().read_unaligned() }));
+            step(
+                g,
+                std::array::from_fn(|r| unsafe {
+                    rows[r].as_ptr().add(4 * g).cast::<i32>().read_unaligned()
+                }),
+            );
         }
         if full < p.k4 {
             step(full, std::array::from_fn(|r| quad(rows[r], full, k)));

@@ -115,7 +115,8 @@ impl Epilogue<'_> {
             }
             Epilogue::Raw { out } => {
                 for r in 0..rows {
-                    out[(row0 + r) * n..(row0 + r + 1) * n].copy_from_slice(&acc[r * stride..r * stride + n]);
+                    out[(row0 + r) * n..(row0 + r + 1) * n]
+                        .copy_from_slice(&acc[r * stride..r * stride + n]);
                 }
             }
         }

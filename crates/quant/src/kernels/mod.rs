@@ -14,6 +14,7 @@ pub mod epilogue;
 pub mod f32gemm;
 pub mod im2col;
 pub mod pack;
+pub mod quantize;
 pub mod scalar;
 pub mod weights;
 
@@ -126,24 +127,39 @@ mod tests {
     }
 
     fn fast_paths() -> Vec<KernelPath> {
-        KernelPath::ALL.into_iter().filter(|p| *p != KernelPath::Scalar && p.available()).collect()
+        KernelPath::ALL
+            .into_iter()
+            .filter(|p| *p != KernelPath::Scalar && p.available())
+            .collect()
     }
 
     #[test]
     fn every_path_matches_the_reference_on_random_and_odd_shapes() {
         let mut rng = Rng::new(21);
-        let mut shapes = vec![(512, 64, 64), (64, 50, 784), (1, 10, 30), (3, 17, 5), (67, 67, 67)];
+        let mut shapes = vec![
+            (512, 64, 64),
+            (64, 50, 784),
+            (1, 10, 30),
+            (3, 17, 5),
+            (67, 67, 67),
+        ];
         for _ in 0..60 {
             shapes.push((1 + rng.below(67), 1 + rng.below(67), 1 + rng.below(200)));
         }
         for (m, n, k) in shapes {
             let lda = k + rng.below(3);
             let a: Vec<u8> = (0..m * lda).map(|_| rng.below(256) as u8).collect();
-            let w: Vec<i8> = (0..n * k).map(|_| (rng.below(255) as i32 - 127) as i8).collect();
+            let w: Vec<i8> = (0..n * k)
+                .map(|_| (rng.below(255) as i32 - 127) as i8)
+                .collect();
             let qw = QWeights::new(w, n, k);
             let want = raw(KernelPath::Scalar, m, &a, lda, &qw);
             for path in fast_paths() {
-                assert_eq!(raw(path, m, &a, lda, &qw), want, "{path:?} m={m} n={n} k={k}");
+                assert_eq!(
+                    raw(path, m, &a, lda, &qw),
+                    want,
+                    "{path:?} m={m} n={n} k={k}"
+                );
             }
         }
     }
@@ -168,7 +184,10 @@ mod tests {
     fn kernel_names_parse_and_unknown_is_an_error() {
         assert_eq!("scalar".parse::<KernelPath>().unwrap(), KernelPath::Scalar);
         let err = "sse9".parse::<KernelPath>().unwrap_err().to_string();
-        assert!(err.contains("unknown kernel") && err.contains("avx512vnni"), "{err}");
+        assert!(
+            err.contains("unknown kernel") && err.contains("avx512vnni"),
+            "{err}"
+        );
         assert!(KernelPath::detect().available());
     }
 }

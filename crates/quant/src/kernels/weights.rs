@@ -32,6 +32,13 @@ impl QWeights {
             .collect();
         let packed = Packed::new(&w, n, k);
         let packed16 = Packed16::new(&w, n, k);
-        Self { n, k, w, col_sums, packed, packed16 }
+        Self {
+            n,
+            k,
+            w,
+            col_sums,
+            packed,
+            packed16,
+        }
     }
 }
