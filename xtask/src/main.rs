@@ -1,8 +1,9 @@
 //! `cargo xtask`: the project's chores, kept quick to compile (std + anyhow only). Each task
 //! shells out to cargo so that everything is built once, in the one shared dev profile.
 //!
-//! - `cargo xtask bench [ARGS]`: the main job on the shipped data (for now `quantlab data`:
-//!   every dataset found, validated, with sizes and class counts).
+//! - `cargo xtask bench [ARGS]`: the main job, `quantlab bench ARGS` (configs/bench.toml on
+//!   the shipped data; `--quick`, `--only mnist/mlp`, `--device cpu|gpu|all`, `--retrain`).
+//! - `cargo xtask plots RUN`: redraw the plots of a saved run.
 //! - `cargo xtask ci`: what CI runs (`.ci/run`).
 
 use std::process::Command;
@@ -14,14 +15,14 @@ fn main() -> Result<()> {
     let task = args.next().unwrap_or_default();
     let rest: Vec<String> = args.collect();
     match task.as_str() {
-        // Until the benchmark matrix lands, the main job lists and validates the datasets.
-        "bench" => quantlab(&["data"], &rest),
+        "bench" => quantlab(&["bench"], &rest),
+        "plots" => quantlab(&["plots"], &rest),
         "ci" => run(Command::new("bash").arg(".ci/run")),
         "" | "help" | "-h" | "--help" => {
-            println!("usage: cargo xtask <bench [ARGS] | ci>");
+            println!("usage: cargo xtask <bench [ARGS] | plots RUN | ci>");
             Ok(())
         }
-        other => bail!("unknown task {other:?}; known: bench, ci"),
+        other => bail!("unknown task {other:?}; known: bench, plots, ci"),
     }
 }
 

@@ -1,2 +1,24 @@
-//! The float-vs-int8 benchmark matrix. Not written yet: this crate is the place reserved for
-//! it at the end of the data -> models -> train -> quant -> bench chain.
+//! quantlab's benchmark: the float-vs-int8 matrix of `configs/bench.toml`.
+//!
+//! - [`config`]: the matrix as data; [`run()`](run::run): train or reuse, quantize with every
+//!   method, measure accuracy, size, latency (batch 1 and 64, median and p90), throughput,
+//!   peak heap and per-layer error on every device; [`row`]: the results contract
+//!   (`bench.json`, see `../shared/DESIGN.md`) and the derived ratios.
+//! - [`write`]: JSON, CSV, Markdown and `results/latest`; [`plots`]: charts drawn from the
+//!   saved JSON; [`measure`]: timing and the counting allocator; [`machine`]: machine facts.
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod error;
+pub mod machine;
+pub mod measure;
+pub mod plots;
+pub mod row;
+pub mod run;
+pub mod write;
+
+pub use config::{BenchConfig, DeviceKind, Method};
+pub use error::{BenchError, Result};
+pub use measure::CountingAlloc;
+pub use row::Row;
+pub use run::{BenchOptions, Results, run};

@@ -1,6 +1,7 @@
 //! The `quantlab` binary: parses the command line and calls the library crates. Errors
 //! are printed on one line (`error: what: why`) with a non-zero exit status.
 
+mod bench_cmd;
 mod data_cmd;
 mod eval_cmd;
 mod inspect_cmd;
@@ -11,6 +12,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+/// Counts heap bytes so the benchmark can report peak memory during inference.
+#[global_allocator]
+static ALLOC: quantlab_bench::CountingAlloc = quantlab_bench::CountingAlloc;
 use quantlab_data::DatasetName;
 
 /// Train small classifiers, quantize them to real int8, and measure float against int8.
@@ -38,6 +43,13 @@ enum Command {
     Quantize(quantize_cmd::QuantizeArgs),
     /// Evaluate a checkpoint folder or an int8 file on a test split.
     Eval(eval_cmd::EvalArgs),
+    /// Run the float-vs-int8 benchmark matrix (configs/bench.toml) and write its reports.
+    Bench(bench_cmd::BenchArgs),
+    /// Redraw the plots of a saved benchmark run (a folder under results/).
+    Plots {
+        /// The run folder, e.g. results/latest.
+        run: PathBuf,
+    },
     /// Print the layers, dtypes, shapes, scales and size of an int8 file.
     Inspect {
         /// The .safetensors file.
@@ -53,6 +65,8 @@ fn main() -> ExitCode {
         Command::Quantize(args) => quantize_cmd::run(args),
         Command::Eval(args) => eval_cmd::run(args),
         Command::Inspect { file } => inspect_cmd::run(file),
+        Command::Bench(args) => bench_cmd::run(args),
+        Command::Plots { run } => bench_cmd::plots_run(run),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

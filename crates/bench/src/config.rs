@@ -1,0 +1,258 @@
+//! The benchmark matrix as data (`configs/bench.toml`): which datasets, models, methods and
+//! devices, how each dataset is trained, and how long measurements run.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::str::FromStr;
+
+use quantlab_data::DatasetName;
+use quantlab_models::ModelKind;
+use quantlab_quant::{Granularity, ObserverKind};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{BenchError, Result, io};
+
+/// A method of the matrix, as named in results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Method {
+    /// The float model.
+    F32,
+    /// Weights on a 2^-7 grid, float compute.
+    Naive,
+    /// Fixed 2^-7 int8 everywhere, no calibration.
+    NaiveFixed,
+    /// burn's `quantize_weights`.
+    BurnWeights,
+    /// Dynamic int8.
+    Dynamic,
+    /// Static int8 with an observer and a weight granularity.
+    Static(ObserverKind, Granularity),
+}
+
+impl Method {
+    /// Name in results (`static-<observer>-<granularity>` for static).
+    pub fn name(self) -> String {
+        match self {
+            Method::F32 => "f32".into(),
+            Method::Naive => "naive".into(),
+            Method::NaiveFixed => "naive-fixed".into(),
+            Method::BurnWeights => "burn-weights".into(),
+            Method::Dynamic => "dynamic".into(),
+            Method::Static(o, g) => format!("static-{}-{}", o.as_str(), g.as_str()),
+        }
+    }
+}
+
+impl FromStr for Method {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "f32" => return Ok(Method::F32),
+            "naive" => return Ok(Method::Naive),
+            "naive-fixed" => return Ok(Method::NaiveFixed),
+            "burn-weights" => return Ok(Method::BurnWeights),
+            "dynamic" => return Ok(Method::Dynamic),
+            _ => {}
+        }
+        for o in ObserverKind::ALL {
+            for g in [Granularity::PerTensor, Granularity::PerChannel] {
+                if Method::Static(o, g).name() == s {
+                    return Ok(Method::Static(o, g));
+                }
+            }
+        }
+        Err(format!(
+            "unknown method {s:?}; known: f32, naive, naive-fixed, burn-weights, dynamic, static-<minmax|moving-average|percentile|entropy|mse>-<per-tensor|per-channel>"
+        ))
+    }
+}
+
+/// A device column of the matrix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceKind {
+    /// The CPU: quantlab's engine, burn flex and burn ndarray.
+    Cpu,
+    /// wgpu: burn's float forward pass (quantlab's int8 runs on the CPU).
+    Gpu,
+}
+
+/// Per-dataset training settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainSettings {
+    /// Epochs.
+    pub epochs: usize,
+    /// Batch size.
+    pub batch_size: usize,
+    /// Adam learning rate.
+    pub lr: f64,
+}
+
+/// What `--quick` changes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuickSettings {
+    /// Training samples used.
+    pub train_limit: usize,
+    /// Test samples used.
+    pub test_limit: usize,
+    /// Epochs (replaces every dataset's).
+    pub epochs: usize,
+    /// Calibration samples.
+    pub calib: usize,
+    /// Fewest timed runs.
+    pub min_reps: usize,
+    /// Most timed runs.
+    pub max_reps: usize,
+    /// Time budget per latency measurement.
+    pub time_budget_s: f64,
+}
+
+/// `configs/bench.toml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BenchConfig {
+    /// Datasets.
+    pub datasets: Vec<DatasetName>,
+    /// Models.
+    pub models: Vec<ModelKind>,
+    /// Methods besides f32 (names as in results).
+    pub methods: Vec<String>,
+    /// Devices.
+    pub devices: Vec<DeviceKind>,
+    /// Calibration samples.
+    pub calib: usize,
+    /// Warm-up runs before timing.
+    pub warmup: usize,
+    /// Fewest timed runs.
+    pub min_reps: usize,
+    /// Most timed runs.
+    pub max_reps: usize,
+    /// Time budget per latency measurement (seconds).
+    pub time_budget_s: f64,
+    /// Training per dataset.
+    pub train: BTreeMap<String, TrainSettings>,
+    /// `--quick` overrides.
+    pub quick: QuickSettings,
+}
+
+impl BenchConfig {
+    /// Reads and checks a config file.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(io(path))?;
+        let bad = |message: String| BenchError::Config {
+            path: path.to_path_buf(),
+            message,
+        };
+        let cfg: BenchConfig =
+            toml::from_str(&text).map_err(|e| bad(e.to_string().trim().replace('\n', " ")))?;
+        cfg.methods().map_err(&bad)?;
+        for key in cfg.train.keys() {
+            DatasetName::from_str(key).map_err(|e| bad(format!("[train.{key}]: {e}")))?;
+        }
+        for (key, t) in &cfg.train {
+            if t.epochs == 0 || t.batch_size == 0 || !(t.lr.is_finite() && t.lr > 0.0) {
+                return Err(bad(format!(
+                    "[train.{key}]: epochs and batch_size must be >= 1 and lr > 0"
+                )));
+            }
+        }
+        if cfg.calib == 0
+            || cfg.min_reps == 0
+            || cfg.max_reps < cfg.min_reps
+            || !(cfg.time_budget_s > 0.0)
+        {
+            return Err(bad(
+                "calib and min_reps must be >= 1, max_reps >= min_reps, time_budget_s > 0".into(),
+            ));
+        }
+        let q = &cfg.quick;
+        if q.train_limit == 0
+            || q.test_limit == 0
+            || q.epochs == 0
+            || q.calib == 0
+            || q.min_reps == 0
+            || q.max_reps < q.min_reps
+        {
+            return Err(bad(
+                "[quick]: limits, epochs, calib and reps must be >= 1".into()
+            ));
+        }
+        Ok(cfg)
+    }
+
+    /// The methods, parsed (f32 first, always).
+    pub fn methods(&self) -> std::result::Result<Vec<Method>, String> {
+        let mut m = vec![Method::F32];
+        for s in &self.methods {
+            let parsed: Method = s.parse().map_err(|e| format!("methods: {e}"))?;
+            if !m.contains(&parsed) {
+                m.push(parsed);
+            }
+        }
+        Ok(m)
+    }
+
+    /// Applies `--quick`.
+    pub fn quick(mut self) -> Self {
+        let q = self.quick.clone();
+        self.calib = q.calib;
+        self.min_reps = q.min_reps;
+        self.max_reps = q.max_reps;
+        self.time_budget_s = q.time_budget_s;
+        for t in self.train.values_mut() {
+            t.epochs = q.epochs;
+        }
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shipped() -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/bench.toml")
+    }
+
+    #[test]
+    fn shipped_config_parses() {
+        let c = BenchConfig::load(&shipped()).unwrap();
+        let m = c.methods().unwrap();
+        assert_eq!(m[0], Method::F32);
+        assert!(m.contains(&Method::Static(
+            ObserverKind::Percentile,
+            Granularity::PerChannel
+        )));
+        assert_eq!(c.quick().train["mnist"].epochs, 1);
+    }
+
+    #[test]
+    fn method_names_round_trip() {
+        for o in ObserverKind::ALL {
+            for g in [Granularity::PerTensor, Granularity::PerChannel] {
+                let m = Method::Static(o, g);
+                assert_eq!(m.name().parse::<Method>().unwrap(), m);
+            }
+        }
+        assert!("static-foo-per-channel".parse::<Method>().is_err());
+    }
+
+    #[test]
+    fn bad_configs_are_errors_naming_the_key() {
+        let text = std::fs::read_to_string(shipped()).unwrap();
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("b.toml");
+        for (from, to, key) in [
+            ("calib = 1000", "calib = 1000\nbogus = 1", "bogus"),
+            ("\"naive\",", "\"naiive\",", "naiive"),
+            ("devices = [\"cpu\"]", "devices = [\"tpu\"]", "tpu"),
+            ("[train.digits]", "[train.digitz]", "digitz"),
+        ] {
+            std::fs::write(&p, text.replacen(from, to, 1)).unwrap();
+            let err = BenchConfig::load(&p).unwrap_err().to_string();
+            assert!(err.contains(key), "{key}: {err}");
+        }
+    }
+}

@@ -1,0 +1,500 @@
+//! Plots drawn from a saved run (`bench.json`), PNG and SVG, one function per chart:
+//! accuracy vs file size, latency f32 vs int8 (batch 1 and 64), per-layer SQNR of the
+//! static methods, and training curves. The font is shipped and registered at start, so
+//! labels render on machines without system fonts.
+
+use std::path::{Path, PathBuf};
+use std::sync::Once;
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::{FontStyle, register_font};
+
+use crate::error::{BenchError, Result};
+use crate::row::Row;
+use crate::run::Results;
+
+static FONT: Once = Once::new();
+const FONT_BYTES: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
+const SIZE: (u32, u32) = (1000, 620);
+const PALETTE: [RGBColor; 8] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+];
+
+type DrawResult = std::result::Result<(), String>;
+
+fn font() {
+    FONT.call_once(|| {
+        // Only fails on malformed font bytes, which are compiled in and tested.
+        let _ = register_font("sans-serif", FontStyle::Normal, FONT_BYTES);
+    });
+}
+
+/// Draws `f` into `<stem>.png` and `<stem>.svg`.
+macro_rules! render {
+    ($stem:expr, $f:expr) => {{
+        let stem: &Path = $stem;
+        let png = stem.with_extension("png");
+        let svg = stem.with_extension("svg");
+        let err = |p: &PathBuf, e: String| BenchError::Plot {
+            path: p.clone(),
+            message: e,
+        };
+        {
+            let area = BitMapBackend::new(&png, SIZE).into_drawing_area();
+            area.fill(&WHITE).map_err(|e| err(&png, e.to_string()))?;
+            $f(&area).map_err(|e| err(&png, e))?;
+            area.present().map_err(|e| err(&png, e.to_string()))?;
+        }
+        {
+            let area = SVGBackend::new(&svg, SIZE).into_drawing_area();
+            area.fill(&WHITE).map_err(|e| err(&svg, e.to_string()))?;
+            $f(&area).map_err(|e| err(&svg, e))?;
+            area.present().map_err(|e| err(&svg, e.to_string()))?;
+        }
+        Ok::<Vec<PathBuf>, BenchError>(vec![png, svg])
+    }};
+}
+
+/// Draws every chart of `r` into `dir/plots/`; returns the files written.
+pub fn draw_all(dir: &Path, r: &Results) -> Result<Vec<PathBuf>> {
+    font();
+    let out = dir.join("plots");
+    std::fs::create_dir_all(&out).map_err(|source| BenchError::Io {
+        path: out.clone(),
+        source,
+    })?;
+    let mut files = Vec::new();
+    let mut datasets: Vec<String> = r.rows.iter().map(|x| x.dataset.clone()).collect();
+    datasets.dedup();
+    for ds in &datasets {
+        let rows: Vec<&Row> = r
+            .rows
+            .iter()
+            .filter(|x| &x.dataset == ds && x.supported)
+            .collect();
+        files.extend(render!(
+            &out.join(format!("accuracy_vs_size-{ds}")),
+            |a: &DrawingArea<_, Shift>| accuracy_vs_size(a, ds, &rows)
+        )?);
+        for (batch, idx) in [(1, 0), (64, 1)] {
+            files.extend(render!(
+                &out.join(format!("latency_b{batch}-{ds}")),
+                |a: &DrawingArea<_, Shift>| latency(a, ds, &rows, batch, idx)
+            )?);
+        }
+        let mut models: Vec<String> = rows.iter().map(|x| x.model.clone()).collect();
+        models.dedup();
+        for m in models {
+            let with_layers: Vec<&Row> = rows
+                .iter()
+                .copied()
+                .filter(|x| x.model == m && x.method.starts_with("static-") && !x.layers.is_empty())
+                .collect();
+            if !with_layers.is_empty() {
+                files.extend(render!(
+                    &out.join(format!("sqnr-{ds}-{m}")),
+                    |a: &DrawingArea<_, Shift>| sqnr(a, ds, &m, &with_layers)
+                )?);
+            }
+        }
+    }
+    if r.curves.iter().any(|c| !c.history.epochs.is_empty()) {
+        files.extend(render!(&out.join("training_curves"), |a: &DrawingArea<
+            _,
+            Shift,
+        >| curves(
+            a, r
+        ))?);
+    }
+    Ok(files)
+}
+
+fn short(method: &str) -> String {
+    method
+        .replace("static-", "s-")
+        .replace("-per-channel", "/pc")
+        .replace("-per-tensor", "/pt")
+        .replace("moving-average", "movavg")
+}
+
+fn accuracy_vs_size<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    ds: &str,
+    rows: &[&Row],
+) -> DrawResult {
+    let e = |x: DrawingAreaErrorKind<DB::ErrorType>| x.to_string();
+    let rows: Vec<&&Row> = rows.iter().filter(|x| x.size_bytes > 0).collect();
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let (smin, smax) = rows.iter().fold((f64::MAX, 0f64), |(a, b), x| {
+        (a.min(x.size_bytes as f64), b.max(x.size_bytes as f64))
+    });
+    let amin = rows
+        .iter()
+        .map(|x| x.accuracy * 100.0)
+        .fold(100f64, f64::min);
+    let mut chart = ChartBuilder::on(area)
+        .caption(
+            format!("{ds}: test accuracy vs model file size (one point per method)"),
+            ("sans-serif", 22),
+        )
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(60)
+        .build_cartesian_2d(
+            (smin * 0.7..smax * 1.4).log_scale(),
+            (amin - 2.0).max(0.0)..100.5,
+        )
+        .map_err(e)?;
+    chart
+        .configure_mesh()
+        .x_desc("file size (bytes, log scale)")
+        .y_desc("test accuracy (%)")
+        .draw()
+        .map_err(e)?;
+    let mut models: Vec<&str> = rows.iter().map(|x| x.model.as_str()).collect();
+    models.dedup();
+    for (i, m) in models.iter().enumerate() {
+        let c = PALETTE[i % PALETTE.len()];
+        let pts: Vec<(f64, f64, String)> = rows
+            .iter()
+            .filter(|x| x.model == *m)
+            .map(|x| (x.size_bytes as f64, x.accuracy * 100.0, short(&x.method)))
+            .collect();
+        chart
+            .draw_series(
+                pts.iter()
+                    .map(|(x, y, _)| Circle::new((*x, *y), 5, c.filled())),
+            )
+            .map_err(e)?
+            .label(*m)
+            .legend(move |(x, y)| Circle::new((x, y), 5, c.filled()));
+        chart
+            .draw_series(pts.iter().map(|(x, y, l)| {
+                Text::new(
+                    l.clone(),
+                    (*x, *y),
+                    ("sans-serif", 11).into_font().color(&c),
+                )
+            }))
+            .map_err(e)?;
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::LowerRight)
+        .draw()
+        .map_err(e)?;
+    Ok(())
+}
+
+/// Bars per model: quantlab f32, quantlab static int8 (best accuracy), burn flex, burn ndarray.
+fn latency<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    ds: &str,
+    rows: &[&Row],
+    batch: usize,
+    idx: usize,
+) -> DrawResult {
+    let e = |x: DrawingAreaErrorKind<DB::ErrorType>| x.to_string();
+    let mut models: Vec<&str> = rows.iter().map(|x| x.model.as_str()).collect();
+    models.dedup();
+    let lat = |x: &Row| {
+        if idx == 0 {
+            x.latency_b1_us
+        } else {
+            x.latency_b64_us
+        }
+    };
+    let series = [
+        "quantlab f32",
+        "quantlab int8 (static)",
+        "burn flex f32",
+        "burn ndarray f32",
+    ];
+    let pick = |m: &str, s: usize| -> Option<f64> {
+        let f = |x: &&&Row| x.model == m;
+        match s {
+            0 => rows
+                .iter()
+                .filter(f)
+                .find(|x| x.is_reference())
+                .map(|x| lat(x)),
+            1 => rows
+                .iter()
+                .filter(f)
+                .filter(|x| x.method.starts_with("static-") && x.device == "cpu")
+                .max_by(|a, b| a.accuracy.total_cmp(&b.accuracy))
+                .map(|x| lat(x)),
+            2 => rows
+                .iter()
+                .filter(f)
+                .find(|x| x.method == "f32" && x.backend == "burn-flex")
+                .map(|x| lat(x)),
+            _ => rows
+                .iter()
+                .filter(f)
+                .find(|x| x.method == "f32" && x.backend == "burn-ndarray")
+                .map(|x| lat(x)),
+        }
+    };
+    let vals: Vec<f64> = models
+        .iter()
+        .flat_map(|m| (0..4).filter_map(move |s| pick(m, s)))
+        .collect();
+    if vals.is_empty() {
+        return Ok(());
+    }
+    let (vmin, vmax) = vals
+        .iter()
+        .fold((f64::MAX, 0f64), |(a, b), v| (a.min(*v), b.max(*v)));
+    let mut chart = ChartBuilder::on(area)
+        .caption(
+            format!("{ds}: inference latency at batch {batch} (median, lower is better)"),
+            ("sans-serif", 22),
+        )
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(70)
+        .build_cartesian_2d(
+            0f64..models.len() as f64,
+            (vmin * 0.5..vmax * 2.0).log_scale(),
+        )
+        .map_err(e)?;
+    let names = models.clone();
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(models.len() * 2 + 1)
+        .x_label_formatter(&|v| {
+            let i = (*v - 0.5).round();
+            if (v - 0.5 - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < names.len() {
+                names[i as usize].to_string()
+            } else {
+                String::new()
+            }
+        })
+        .x_desc("model")
+        .y_desc("latency (microseconds, log scale)")
+        .draw()
+        .map_err(e)?;
+    let w = 0.8 / series.len() as f64;
+    for (s, name) in series.iter().enumerate() {
+        let c = PALETTE[s];
+        let bars: Vec<Rectangle<(f64, f64)>> = models
+            .iter()
+            .enumerate()
+            .filter_map(|(i, m)| pick(m, s).map(|v| (i, v)))
+            .map(|(i, v)| {
+                let x0 = i as f64 + 0.1 + s as f64 * w;
+                Rectangle::new([(x0, vmin * 0.5), (x0 + w * 0.9, v)], c.filled())
+            })
+            .collect();
+        chart
+            .draw_series(bars)
+            .map_err(e)?
+            .label(*name)
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], c.filled()));
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperLeft)
+        .draw()
+        .map_err(e)?;
+    Ok(())
+}
+
+fn sqnr<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    ds: &str,
+    model: &str,
+    rows: &[&Row],
+) -> DrawResult {
+    let e = |x: DrawingAreaErrorKind<DB::ErrorType>| x.to_string();
+    let layers = rows[0].layers.len();
+    let vmax = rows
+        .iter()
+        .flat_map(|r| r.layers.iter().map(|l| l.sqnr_db))
+        .filter(|v| v.is_finite())
+        .fold(0f64, f64::max);
+    let names: Vec<String> = rows[0]
+        .layers
+        .iter()
+        .map(|l| l.name.split(' ').take(2).collect::<Vec<_>>().join(" "))
+        .collect();
+    let mut chart = ChartBuilder::on(area)
+        .caption(
+            format!("{ds}/{model}: per-layer SQNR of the static int8 methods (higher is better)"),
+            ("sans-serif", 22),
+        )
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0f64..layers as f64, 0f64..vmax * 1.15 + 1.0)
+        .map_err(e)?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(layers * 2 + 1)
+        .x_label_formatter(&|v| {
+            let i = (*v - 0.5).round();
+            if (v - 0.5 - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < names.len() {
+                format!("{} {}", i as usize + 1, names[i as usize])
+            } else {
+                String::new()
+            }
+        })
+        .x_desc("layer (in order)")
+        .y_desc("SQNR (dB) of the layer output vs float")
+        .draw()
+        .map_err(e)?;
+    let w = 0.8 / rows.len() as f64;
+    for (s, r) in rows.iter().enumerate() {
+        let c = PALETTE[s % PALETTE.len()];
+        let bars: Vec<Rectangle<(f64, f64)>> = r
+            .layers
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                let x0 = i as f64 + 0.1 + s as f64 * w;
+                Rectangle::new(
+                    [
+                        (x0, 0.0),
+                        (
+                            x0 + w * 0.9,
+                            if l.sqnr_db.is_finite() {
+                                l.sqnr_db
+                            } else {
+                                vmax
+                            },
+                        ),
+                    ],
+                    c.filled(),
+                )
+            })
+            .collect();
+        chart
+            .draw_series(bars)
+            .map_err(e)?
+            .label(short(&r.method))
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], c.filled()));
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()
+        .map_err(e)?;
+    Ok(())
+}
+
+fn curves<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, r: &Results) -> DrawResult {
+    let e = |x: DrawingAreaErrorKind<DB::ErrorType>| x.to_string();
+    let (left, right) = area.split_horizontally(SIZE.0 / 2);
+    let max_epoch = r
+        .curves
+        .iter()
+        .map(|c| c.history.epochs.len())
+        .max()
+        .unwrap_or(1)
+        .max(2) as f64;
+    let max_loss = r
+        .curves
+        .iter()
+        .flat_map(|c| {
+            c.history
+                .epochs
+                .iter()
+                .flat_map(|h| [h.train_loss, h.test_loss])
+        })
+        .fold(0f64, f64::max);
+    let min_acc = r
+        .curves
+        .iter()
+        .flat_map(|c| c.history.epochs.iter().map(|h| h.test_accuracy * 100.0))
+        .fold(100f64, f64::min);
+    for (panel, is_loss) in [(&left, true), (&right, false)] {
+        let y = if is_loss {
+            0.0..max_loss * 1.1
+        } else {
+            (min_acc - 2.0).max(0.0)..100.5
+        };
+        let mut chart = ChartBuilder::on(panel)
+            .caption(
+                if is_loss {
+                    "test loss per epoch"
+                } else {
+                    "test accuracy per epoch"
+                },
+                ("sans-serif", 20),
+            )
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(55)
+            .build_cartesian_2d(0.5..max_epoch + 0.5, y)
+            .map_err(e)?;
+        chart
+            .configure_mesh()
+            .x_desc("epoch")
+            .y_desc(if is_loss {
+                "cross-entropy"
+            } else {
+                "accuracy (%)"
+            })
+            .draw()
+            .map_err(e)?;
+        for (i, c) in r.curves.iter().enumerate() {
+            let col = PALETTE[i % PALETTE.len()];
+            let pts: Vec<(f64, f64)> = c
+                .history
+                .epochs
+                .iter()
+                .map(|h| {
+                    (
+                        h.epoch as f64,
+                        if is_loss {
+                            h.test_loss
+                        } else {
+                            h.test_accuracy * 100.0
+                        },
+                    )
+                })
+                .collect();
+            chart
+                .draw_series(LineSeries::new(pts.clone(), col.stroke_width(2)))
+                .map_err(e)?
+                .label(format!("{}/{}", c.dataset, c.model))
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 15, y)], col.stroke_width(2))
+                });
+            chart
+                .draw_series(pts.iter().map(|p| Circle::new(*p, 3, col.filled())))
+                .map_err(e)?;
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .position(if is_loss {
+                SeriesLabelPosition::UpperRight
+            } else {
+                SeriesLabelPosition::LowerRight
+            })
+            .draw()
+            .map_err(e)?;
+    }
+    Ok(())
+}

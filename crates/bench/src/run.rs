@@ -1,0 +1,553 @@
+//! The matrix runner: for every dataset x model, train (or reuse the cached checkpoint),
+//! quantize with every method, and measure accuracy, size, latency, memory and per-layer
+//! error on each device, then hand the rows to the writers.
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::{Device, Tensor, TensorData};
+use indicatif::{ProgressBar, ProgressStyle};
+use quantlab_data::{DataError, DatasetName, LabeledSet, Splits, load};
+use quantlab_models::{Classifier, ModelKind, ModelSpec};
+use quantlab_quant::report::layer_report;
+use quantlab_quant::{
+    Engine, KernelPath, MethodKind, Network, QuantModel, QuantizeOptions, burn_weights, export,
+    quantize, score,
+};
+use quantlab_train::{
+    Backend, FitOptions, History, OptimizerKind, TrainConfig, TrainError, checkpoint, evaluate,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{BenchConfig, DeviceKind, Method};
+use crate::error::{BenchError, Result, io};
+use crate::machine::{Machine, stamp};
+use crate::measure::{Timing, latency, peak_during};
+use crate::row::{Row, derive_ratios};
+
+/// Batch sizes measured.
+pub const BATCHES: [usize; 2] = [1, 64];
+
+/// How to run the matrix.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// `configs/bench.toml`.
+    pub config: PathBuf,
+    /// Small subsets, one epoch.
+    pub quick: bool,
+    /// Only this dataset (and model).
+    pub only: Option<(DatasetName, Option<ModelKind>)>,
+    /// Devices (overrides the config).
+    pub devices: Option<Vec<DeviceKind>>,
+    /// Retrain even when a cached checkpoint exists.
+    pub retrain: bool,
+    /// Where runs and the cache go (`results/`).
+    pub results_dir: PathBuf,
+    /// Data directory.
+    pub data_dir: Option<PathBuf>,
+    /// Show progress bars.
+    pub progress: bool,
+}
+
+/// Training curves of one model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Curve {
+    /// Dataset.
+    pub dataset: String,
+    /// Model.
+    pub model: String,
+    /// Whether it was trained in this run (false: loaded from the cache).
+    pub trained_now: bool,
+    /// Per-epoch history.
+    pub history: History,
+}
+
+/// Run-level facts (`bench.json` "meta").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Meta {
+    /// quantlab version.
+    pub quantlab_version: String,
+    /// ISO date (UTC).
+    pub date: String,
+    /// Machine.
+    pub machine: Machine,
+    /// `--quick` mode.
+    pub quick: bool,
+    /// Devices measured.
+    pub devices: Vec<DeviceKind>,
+    /// Datasets or models skipped, and why.
+    pub skipped: Vec<String>,
+    /// Where each kind of row ran.
+    pub notes: Vec<String>,
+    /// The config used (after `--quick`).
+    pub config: BenchConfig,
+}
+
+/// `bench.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Results {
+    /// Run facts.
+    pub meta: Meta,
+    /// Measured rows.
+    pub rows: Vec<Row>,
+    /// Training curves.
+    pub curves: Vec<Curve>,
+}
+
+/// FNV-1a of a string: a stable cache key for a training config.
+fn fnv(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+/// Runs the matrix; returns the run folder and its results.
+pub fn run(opts: &BenchOptions) -> Result<(PathBuf, Results)> {
+    let mut cfg = BenchConfig::load(&opts.config)?;
+    if opts.quick {
+        cfg = cfg.quick();
+    }
+    let methods = cfg.methods().map_err(|message| BenchError::Config {
+        path: opts.config.clone(),
+        message,
+    })?;
+    let devices = opts.devices.clone().unwrap_or_else(|| cfg.devices.clone());
+    let path = KernelPath::from_env()?;
+    let engine = Engine { path, threads: 1 };
+    let timing = Timing {
+        warmup: cfg.warmup,
+        min_reps: cfg.min_reps,
+        max_reps: cfg.max_reps,
+        budget_s: cfg.time_budget_s,
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (folder, date) = stamp(now);
+    let dir = opts.results_dir.join(if opts.quick {
+        format!("{folder}-quick")
+    } else {
+        folder
+    });
+    std::fs::create_dir_all(dir.join("models")).map_err(io(&dir))?;
+    let mut rows = Vec::new();
+    let mut curves = Vec::new();
+    let mut skipped = Vec::new();
+    let datasets: Vec<DatasetName> = cfg
+        .datasets
+        .iter()
+        .copied()
+        .filter(|d| opts.only.is_none_or(|(o, _)| o == *d))
+        .collect();
+    for ds in datasets {
+        let data_opts = TrainConfig {
+            dataset: ds,
+            ..TrainConfig::default()
+        }
+        .data_options(opts.data_dir.as_deref());
+        let splits = match load(ds, &data_opts) {
+            Ok(s) => s,
+            Err(e @ DataError::NotFound { .. }) => {
+                let note = format!("{ds}: skipped, {e}");
+                println!("{note}");
+                skipped.push(note);
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let models: Vec<ModelKind> = cfg
+            .models
+            .iter()
+            .copied()
+            .filter(|m| opts.only.is_none_or(|(_, om)| om.is_none_or(|om| om == *m)))
+            .collect();
+        for kind in models {
+            if kind == ModelKind::Cnn && splits.train.sample_shape.len() != 3 {
+                let note =
+                    format!("{ds}/{kind}: skipped, the CNN needs images and {ds} is tabular");
+                println!("{note}");
+                skipped.push(note);
+                continue;
+            }
+            let pair = Pair {
+                ds,
+                kind,
+                splits: &splits,
+                cfg: &cfg,
+                opts,
+                engine,
+                timing,
+                devices: &devices,
+                dir: &dir,
+            };
+            let (mut r, curve) = pair.measure(&methods)?;
+            rows.append(&mut r);
+            curves.push(curve);
+        }
+    }
+    derive_ratios(&mut rows);
+    let mut notes = vec![
+        format!("quantlab rows (f32 and int8) run on the CPU with quantlab's engine, single-threaded; int8 GEMM path: {}", path.as_str()),
+        "burn-flex / burn-ndarray rows: burn's own forward pass of the same float model (host tensor in, host logits out)".into(),
+        "burn-weights: burn quantize_weights (MinMax, Q8S per tensor, weights only); burn dequantizes before computing".into(),
+    ];
+    if devices.contains(&DeviceKind::Gpu) {
+        notes.push("gpu rows: burn on wgpu (float forward, and burn-weights where burn's packed int8 storage allows); quantlab's int8 methods run on the CPU".into());
+    }
+    let meta = Meta {
+        quantlab_version: env!("CARGO_PKG_VERSION").into(),
+        date,
+        machine: Machine::detect(path.as_str()),
+        quick: opts.quick,
+        devices,
+        skipped,
+        notes,
+        config: cfg,
+    };
+    Ok((dir, Results { meta, rows, curves }))
+}
+
+struct Pair<'a> {
+    ds: DatasetName,
+    kind: ModelKind,
+    splits: &'a Splits,
+    cfg: &'a BenchConfig,
+    opts: &'a BenchOptions,
+    engine: Engine,
+    timing: Timing,
+    devices: &'a [DeviceKind],
+    dir: &'a Path,
+}
+
+impl Pair<'_> {
+    fn train_config(&self) -> TrainConfig {
+        let t = self.cfg.train.get(self.ds.as_str());
+        TrainConfig {
+            dataset: self.ds,
+            model: ModelSpec::of(self.kind),
+            epochs: t.map_or(1, |t| t.epochs),
+            batch_size: t.map_or(64, |t| t.batch_size),
+            lr: t.map_or(1e-3, |t| t.lr),
+            optimizer: OptimizerKind::Adam,
+            train_limit: self.opts.quick.then_some(self.cfg.quick.train_limit),
+            test_limit: self.opts.quick.then_some(self.cfg.quick.test_limit),
+            ..TrainConfig::default()
+        }
+    }
+
+    /// Trains on the CPU, or loads the checkpoint cached for this exact config.
+    fn checkpoint(&self, bar: &ProgressBar) -> Result<(PathBuf, History, bool)> {
+        let tc = self.train_config();
+        let key = fnv(&tc.to_toml());
+        let ck_dir = self
+            .opts
+            .results_dir
+            .join("cache")
+            .join(format!("{}-{}-{key:016x}", self.ds, self.kind));
+        let cached = ck_dir.join(checkpoint::META_FILE).is_file() && !self.opts.retrain;
+        if cached && checkpoint::read(&ck_dir).is_ok() {
+            let h: History = std::fs::read_to_string(ck_dir.join("history.json"))
+                .ok()
+                .and_then(|s| serde_json::from_str(&s).ok())
+                .unwrap_or_default();
+            return Ok((ck_dir, h, false));
+        }
+        bar.set_message(format!(
+            "{}/{}: training {} epoch(s)",
+            self.ds, self.kind, tc.epochs
+        ));
+        let out = quantlab_train::fit(
+            &tc,
+            self.splits,
+            &Device::flex(),
+            &FitOptions {
+                out: Some(&ck_dir),
+                progress: false,
+                backend: "cpu",
+            },
+        )?;
+        Ok((ck_dir, out.history, true))
+    }
+
+    fn measure(&self, methods: &[Method]) -> Result<(Vec<Row>, Curve)> {
+        let bar = if self.opts.progress {
+            ProgressBar::new(methods.len() as u64 + 3)
+        } else {
+            ProgressBar::hidden()
+        };
+        bar.set_style(
+            ProgressStyle::with_template("{bar:25} {pos}/{len} {msg}").expect("static template"),
+        );
+        let (ck_dir, history, trained_now) = self.checkpoint(&bar)?;
+        let (ck, model) = checkpoint::load(&ck_dir, &Device::flex())?;
+        let test = match self.opts.quick {
+            true => self.splits.test.take(self.cfg.quick.test_limit),
+            false => self.splits.test.clone(),
+        };
+        let net = Network::from_graph(&model.to_graph(&ck.meta.input_shape)?)?;
+        let d = net.in_len();
+        let calib = self.cfg.calib.min(self.splits.train.len());
+        let calib_x = &self.splits.train.features[..calib * d];
+        let batch_x: Vec<Vec<f32>> = BATCHES.iter().map(|&b| cyclic(&test, b)).collect();
+        let (ds, kind) = (self.ds.as_str(), self.kind.as_str());
+        let mut rows = Vec::new();
+
+        // Float rows: quantlab's engine, burn flex, burn ndarray (and wgpu).
+        bar.set_message(format!("{ds}/{kind}: f32"));
+        let float = QuantModel::float(net.clone());
+        rows.push(self.quantlab_row(&float, "f32", "-", &test, &batch_x, &ck, None, calib_x)?);
+        bar.inc(1);
+        let mut backends = vec![Backend::Cpu, Backend::Ndarray];
+        if self.devices.contains(&DeviceKind::Gpu) {
+            backends.push(Backend::Gpu);
+        }
+        for b in &backends {
+            bar.set_message(format!("{ds}/{kind}: f32 on burn {}", b.burn_name()));
+            let (_, m) = checkpoint::load(&ck_dir, &b.device())?;
+            rows.push(self.burn_row(&m, "f32", *b, &test, &batch_x, ck.meta.model_bytes)?);
+        }
+        bar.inc(2);
+        for &method in &methods[1..] {
+            bar.set_message(format!("{ds}/{kind}: {}", method.name()));
+            match method {
+                Method::BurnWeights => {
+                    for b in backends.iter().filter(|b| **b != Backend::Ndarray) {
+                        rows.push(self.burn_weights_row(&ck_dir, *b, &test, &batch_x)?);
+                    }
+                }
+                Method::F32 => {}
+                m => {
+                    let (mk, observer, granularity) = match m {
+                        Method::Naive => (MethodKind::Naive, None, None),
+                        Method::NaiveFixed => (MethodKind::NaiveFixed, None, None),
+                        Method::Dynamic => (
+                            MethodKind::Dynamic,
+                            None,
+                            Some(quantlab_quant::Granularity::PerChannel),
+                        ),
+                        Method::Static(o, g) => (MethodKind::Static, Some(o), Some(g)),
+                        Method::F32 | Method::BurnWeights => unreachable!("handled above"),
+                    };
+                    let mut qo = QuantizeOptions {
+                        method: mk,
+                        calib,
+                        ..QuantizeOptions::default()
+                    };
+                    if let Some(o) = observer {
+                        qo.observer = o;
+                    }
+                    if let Some(g) = granularity {
+                        qo.granularity = g;
+                    }
+                    let q = quantize(&net, &qo, calib_x, &self.engine)?;
+                    let gran = granularity.map_or("-", |g| g.as_str());
+                    let with_layers =
+                        matches!(mk, MethodKind::Static | MethodKind::Dynamic).then_some(&float);
+                    let mut row = self.quantlab_row(
+                        &q,
+                        &method.name(),
+                        gran,
+                        &test,
+                        &batch_x,
+                        &ck,
+                        with_layers,
+                        calib_x,
+                    )?;
+                    if mk == MethodKind::Naive {
+                        row.kernel = "-".into();
+                        row.note =
+                            "weights rounded to 2^-7 steps, stored and computed in f32".into();
+                    }
+                    rows.push(row);
+                }
+            }
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        let curve = Curve {
+            dataset: ds.into(),
+            model: kind.into(),
+            trained_now,
+            history,
+        };
+        Ok((rows, curve))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn quantlab_row(
+        &self,
+        m: &QuantModel,
+        method: &str,
+        granularity: &str,
+        test: &LabeledSet,
+        batch_x: &[Vec<f32>],
+        ck: &quantlab_train::Checkpoint,
+        float_for_layers: Option<&QuantModel>,
+        calib_x: &[f32],
+    ) -> Result<Row> {
+        let mut row = Row::new(
+            self.ds.as_str(),
+            self.kind.as_str(),
+            method,
+            "cpu",
+            "quantlab",
+        );
+        row.granularity = granularity.into();
+        row.kernel = if method == "f32" {
+            "f32 gemm".into()
+        } else {
+            self.engine.path.as_str().into()
+        };
+        let s = score(&self.engine, m, test)?;
+        (row.accuracy, row.loss, row.samples) = (s.accuracy, s.loss, s.samples);
+        row.params = m.network.params();
+        let file = self
+            .dir
+            .join("models")
+            .join(format!("{}-{}-{method}.safetensors", self.ds, self.kind));
+        let prov = serde_json::json!({"dataset": self.ds, "model": self.kind, "checkpoint": ck.dir.display().to_string(), "split_seed": ck.config.split_seed});
+        row.size_bytes = export::save(m, prov, &file)?;
+        let b = BATCHES;
+        let l1 = latency(&self.timing, || {
+            self.engine.run(m, &batch_x[0], b[0]).map(|_| ())
+        })?;
+        let l64 = latency(&self.timing, || {
+            self.engine.run(m, &batch_x[1], b[1]).map(|_| ())
+        })?;
+        fill_latency(&mut row, l1, l64);
+        let (out, peak) = peak_during(|| self.engine.run(m, &batch_x[1], b[1]));
+        out?;
+        row.peak_mem_bytes = peak.unwrap_or(0) as u64;
+        if let Some(float) = float_for_layers {
+            row.layers = layer_report(&self.engine, float, m, calib_x, None)?;
+        }
+        Ok(row)
+    }
+
+    fn burn_forward(
+        model: &Classifier,
+        x: &[f32],
+        batch: usize,
+        device: &Device,
+    ) -> std::result::Result<(), TrainError> {
+        let d = x.len() / batch;
+        let t = Tensor::<2>::from_data(TensorData::new(x.to_vec(), [batch, d]), device);
+        model
+            .forward(t)
+            .into_data()
+            .try_to_vec::<f32>()
+            .map_err(|e| TrainError::Backend(format!("{e:?}")))?;
+        Ok(())
+    }
+
+    fn burn_row(
+        &self,
+        model: &Classifier,
+        method: &str,
+        b: Backend,
+        test: &LabeledSet,
+        batch_x: &[Vec<f32>],
+        size: u64,
+    ) -> Result<Row> {
+        let device = b.device();
+        let dev = if b == Backend::Gpu { "gpu" } else { "cpu" };
+        let mut row = Row::new(
+            self.ds.as_str(),
+            self.kind.as_str(),
+            method,
+            dev,
+            &format!("burn-{}", b.burn_name()),
+        );
+        let s = evaluate(model, test, &device)?;
+        (row.accuracy, row.loss, row.samples) = (s.accuracy, s.loss, s.samples);
+        use burn::module::Module;
+        row.params = model.num_params();
+        row.size_bytes = size;
+        let l1 = latency(&self.timing, || {
+            Self::burn_forward(model, &batch_x[0], BATCHES[0], &device)
+        })?;
+        let l64 = latency(&self.timing, || {
+            Self::burn_forward(model, &batch_x[1], BATCHES[1], &device)
+        })?;
+        fill_latency(&mut row, l1, l64);
+        if b != Backend::Gpu {
+            let (out, peak) =
+                peak_during(|| Self::burn_forward(model, &batch_x[1], BATCHES[1], &device));
+            out?;
+            row.peak_mem_bytes = peak.unwrap_or(0) as u64;
+        }
+        Ok(row)
+    }
+
+    fn burn_weights_row(
+        &self,
+        ck_dir: &Path,
+        b: Backend,
+        test: &LabeledSet,
+        batch_x: &[Vec<f32>],
+    ) -> Result<Row> {
+        let device = b.device();
+        let (ck, model) = checkpoint::load(ck_dir, &device)?;
+        let graph = model.to_graph(&ck.meta.input_shape)?;
+        if b == Backend::Gpu {
+            // burn's default wgpu store packs int8 into u32 and panics on a last dimension not
+            // divisible by 4 (see BURN.md); report instead of reshaping the model.
+            let bad: Vec<usize> = graph
+                .ops
+                .iter()
+                .filter_map(|op| match op {
+                    quantlab_models::Op::Linear { out_features, .. } if out_features % 4 != 0 => {
+                        Some(*out_features)
+                    }
+                    quantlab_models::Op::Conv2d { kernel, .. } if kernel[1] % 4 != 0 => {
+                        Some(kernel[1])
+                    }
+                    _ => None,
+                })
+                .collect();
+            if !bad.is_empty() {
+                let mut row = Row::new(
+                    self.ds.as_str(),
+                    self.kind.as_str(),
+                    "burn-weights",
+                    "gpu",
+                    "burn-wgpu",
+                );
+                row.supported = false;
+                row.note = format!(
+                    "unsupported: burn's wgpu int8 store (PackedU32) needs a last dimension divisible by 4; this model has {bad:?}"
+                );
+                return Ok(row);
+            }
+        }
+        let q = burn_weights::quantize_weights(model, &device);
+        use burn::module::Module;
+        let size = q
+            .clone()
+            .into_record()
+            .into_bytes()
+            .map_err(|e| TrainError::Checkpoint {
+                path: ck_dir.into(),
+                reason: e.to_string(),
+            })?
+            .len() as u64;
+        let mut row = self.burn_row(&q, "burn-weights", b, test, batch_x, size)?;
+        row.granularity = "per-tensor".into();
+        row.note = "int8 storage, float compute (burn dequantizes before each op)".into();
+        Ok(row)
+    }
+}
+
+fn fill_latency(row: &mut Row, l1: crate::measure::Latency, l64: crate::measure::Latency) {
+    row.latency_b1_us = l1.median_us;
+    row.latency_b1_p90_us = l1.p90_us;
+    row.latency_b64_us = l64.median_us;
+    row.latency_b64_p90_us = l64.p90_us;
+    row.throughput_sps = BATCHES[1] as f64 / (l64.median_us / 1e6);
+}
+
+/// The first `b` test samples (repeating the set if it is smaller).
+fn cyclic(set: &LabeledSet, b: usize) -> Vec<f32> {
+    (0..b)
+        .flat_map(|i| set.sample(i % set.len()).to_vec())
+        .collect()
+}

@@ -1,0 +1,243 @@
+//! Writing a run: `bench.json` (the contract), `bench.csv`, `REPORT.md`, and `results/latest`.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use crate::error::{BenchError, Result, io};
+use crate::row::Row;
+use crate::run::Results;
+
+/// Writes `bench.json`, `bench.csv` and `REPORT.md` into `dir`.
+pub fn write_all(dir: &Path, r: &Results) -> Result<()> {
+    let p = dir.join("bench.json");
+    std::fs::write(
+        &p,
+        serde_json::to_string_pretty(r).expect("results serialise"),
+    )
+    .map_err(io(&p))?;
+    let p = dir.join("bench.csv");
+    std::fs::write(&p, csv(&r.rows)).map_err(io(&p))?;
+    let p = dir.join("REPORT.md");
+    std::fs::write(&p, markdown(r)).map_err(io(&p))?;
+    Ok(())
+}
+
+/// Reads a saved run's `bench.json`.
+pub fn read(dir: &Path) -> Result<Results> {
+    let p = dir.join("bench.json");
+    let text = std::fs::read_to_string(&p).map_err(io(&p))?;
+    serde_json::from_str(&text).map_err(|e| BenchError::Results {
+        path: p,
+        message: e.to_string(),
+    })
+}
+
+/// Points `results/latest` at `dir` (a relative symlink).
+pub fn update_latest(results_dir: &Path, dir: &Path) -> Result<PathBuf> {
+    let link = results_dir.join("latest");
+    let _ = std::fs::remove_file(&link);
+    let target = dir
+        .file_name()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| dir.to_path_buf());
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(&target, &link).map_err(io(&link))?;
+    #[cfg(not(unix))]
+    std::fs::write(&link, target.display().to_string()).map_err(io(&link))?;
+    Ok(link)
+}
+
+const CSV_COLUMNS: &str = "dataset,model,method,granularity,device,backend,kernel,supported,accuracy,loss,samples,params,size_bytes,latency_b1_us,latency_b1_p90_us,latency_b64_us,latency_b64_p90_us,throughput_sps,peak_mem_bytes,accuracy_drop_pp,size_ratio,speedup_b64,speedup_b1,speedup_b64_vs_burn_flex,speedup_b64_vs_burn_ndarray,note";
+
+fn opt(v: Option<f64>) -> String {
+    v.map_or(String::new(), |v| format!("{v:.4}"))
+}
+
+/// The rows as CSV.
+pub fn csv(rows: &[Row]) -> String {
+    let mut s = format!("{CSV_COLUMNS}\n");
+    for r in rows {
+        let _ = writeln!(
+            s,
+            "{},{},{},{},{},{},{},{},{:.6},{:.6},{},{},{},{:.2},{:.2},{:.2},{:.2},{:.1},{},{},{},{},{},{},{},\"{}\"",
+            r.dataset,
+            r.model,
+            r.method,
+            r.granularity,
+            r.device,
+            r.backend,
+            r.kernel,
+            r.supported,
+            r.accuracy,
+            r.loss,
+            r.samples,
+            r.params,
+            r.size_bytes,
+            r.latency_b1_us,
+            r.latency_b1_p90_us,
+            r.latency_b64_us,
+            r.latency_b64_p90_us,
+            r.throughput_sps,
+            r.peak_mem_bytes,
+            opt(r.accuracy_drop_pp),
+            opt(r.size_ratio),
+            opt(r.speedup_b64),
+            opt(r.speedup_b1),
+            opt(r.speedup_b64_vs_burn_flex),
+            opt(r.speedup_b64_vs_burn_ndarray),
+            r.note.replace('"', "'")
+        );
+    }
+    s
+}
+
+fn times(v: Option<f64>) -> String {
+    v.map_or("-".into(), |v| format!("{v:.2}x"))
+}
+
+/// The Markdown report: machine, then per dataset/model a float-vs-quantized table.
+pub fn markdown(r: &Results) -> String {
+    let m = &r.meta;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "# quantlab benchmark, {}{}\n",
+        m.date,
+        if m.quick { " (--quick)" } else { "" }
+    );
+    let _ = writeln!(
+        s,
+        "- machine: {} ({} CPUs), features: {}",
+        m.machine.cpu,
+        m.machine.cpus,
+        m.machine.cpu_features.join(", ")
+    );
+    let _ = writeln!(
+        s,
+        "- int8 GEMM path: **{}**; devices: {:?}",
+        m.machine.kernel, m.devices
+    );
+    for n in &m.notes {
+        let _ = writeln!(s, "- {n}");
+    }
+    for n in &m.skipped {
+        let _ = writeln!(s, "- skipped: {n}");
+    }
+    let mut pairs: Vec<(String, String)> = r
+        .rows
+        .iter()
+        .map(|x| (x.dataset.clone(), x.model.clone()))
+        .collect();
+    pairs.dedup();
+    for (ds, model) in pairs {
+        let rows: Vec<&Row> = r
+            .rows
+            .iter()
+            .filter(|x| x.dataset == ds && x.model == model)
+            .collect();
+        let _ = writeln!(s, "\n## {ds} / {model}\n");
+        let _ = writeln!(
+            s,
+            "| method | backend | device | accuracy | drop pp | size B | size ratio | b1 us | b64 us (p90) | speed-up b64 | vs burn flex | vs burn ndarray | peak heap B | note |"
+        );
+        let _ = writeln!(
+            s,
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        );
+        for x in &rows {
+            if !x.supported {
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} | - | - | - | - | - | - | - | - | - | - | {} |",
+                    x.method, x.backend, x.device, x.note
+                );
+                continue;
+            }
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {:.2}% | {} | {} | {} | {:.1} | {:.1} ({:.1}) | {} | {} | {} | {} | {} |",
+                x.method,
+                x.backend,
+                x.device,
+                x.accuracy * 100.0,
+                x.accuracy_drop_pp
+                    .map_or("-".into(), |v| format!("{v:+.2}")),
+                x.size_bytes,
+                times(x.size_ratio),
+                x.latency_b1_us,
+                x.latency_b64_us,
+                x.latency_b64_p90_us,
+                times(x.speedup_b64),
+                times(x.speedup_b64_vs_burn_flex),
+                times(x.speedup_b64_vs_burn_ndarray),
+                x.peak_mem_bytes,
+                x.note
+            );
+        }
+        // Headline: float vs the best-accuracy static int8 row.
+        let f = rows.iter().find(|x| x.is_reference());
+        let q = rows
+            .iter()
+            .filter(|x| x.method.starts_with("static-") && x.supported)
+            .max_by(|a, b| {
+                a.accuracy
+                    .total_cmp(&b.accuracy)
+                    .then(b.latency_b64_us.total_cmp(&a.latency_b64_us))
+            });
+        if let (Some(f), Some(q)) = (f, q) {
+            let _ = writeln!(
+                s,
+                "\n| metric | float | quantized ({}) | change |\n|---|---|---|---|",
+                q.method
+            );
+            let _ = writeln!(
+                s,
+                "| accuracy | {:.2}% | {:.2}% | {:+.2} pp |",
+                f.accuracy * 100.0,
+                q.accuracy * 100.0,
+                (q.accuracy - f.accuracy) * 100.0
+            );
+            let _ = writeln!(
+                s,
+                "| file size | {} B | {} B | {} smaller |",
+                f.size_bytes,
+                q.size_bytes,
+                times(q.size_ratio)
+            );
+            let _ = writeln!(
+                s,
+                "| latency b1 | {:.1} us | {:.1} us | {} faster |",
+                f.latency_b1_us,
+                q.latency_b1_us,
+                times(q.speedup_b1)
+            );
+            let _ = writeln!(
+                s,
+                "| latency b64 | {:.1} us | {:.1} us | {} faster |",
+                f.latency_b64_us,
+                q.latency_b64_us,
+                times(q.speedup_b64)
+            );
+            let _ = writeln!(
+                s,
+                "| peak heap b64 | {} B | {} B | |",
+                f.peak_mem_bytes, q.peak_mem_bytes
+            );
+            if !q.layers.is_empty() {
+                let _ = writeln!(
+                    s,
+                    "\nPer layer ({}), error and speed at batch 64:\n\n| node | layer | SQNR dB | cosine | f32 us | int8 us |\n|---|---|---|---|---|---|",
+                    q.method
+                );
+                for l in &q.layers {
+                    let _ = writeln!(
+                        s,
+                        "| {} | {} | {:.1} | {:.5} | {:.1} | {:.1} |",
+                        l.node, l.name, l.sqnr_db, l.cosine, l.f32_us, l.int8_us
+                    );
+                }
+            }
+        }
+    }
+    s
+}

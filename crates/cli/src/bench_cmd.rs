@@ -1,0 +1,159 @@
+//! `quantlab bench`: run the float-vs-int8 matrix, write the reports and plots, print a
+//! one-screen summary. `quantlab plots RUN` redraws the plots of a saved run.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, ValueEnum};
+use quantlab_bench::{BenchOptions, DeviceKind, Row, plots, write};
+use quantlab_data::DatasetName;
+use quantlab_models::ModelKind;
+
+/// Devices on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DeviceArg {
+    /// CPU only.
+    Cpu,
+    /// GPU (wgpu) float rows, with quantlab's int8 rows on the CPU.
+    Gpu,
+    /// Both.
+    All,
+}
+
+/// Arguments of `quantlab bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// The matrix.
+    #[arg(long, default_value = "configs/bench.toml")]
+    config: PathBuf,
+    /// Small subsets and one epoch (CI, first contact).
+    #[arg(long)]
+    quick: bool,
+    /// Only `dataset` or `dataset/model`, e.g. `mnist/mlp`.
+    #[arg(long)]
+    only: Option<String>,
+    /// Devices (default: the config's).
+    #[arg(long, value_enum)]
+    device: Option<DeviceArg>,
+    /// Retrain even if a cached checkpoint matches.
+    #[arg(long)]
+    retrain: bool,
+    /// Results folder.
+    #[arg(long, default_value = "results")]
+    results: PathBuf,
+    /// Folder holding one sub-folder per dataset.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+fn parse_only(s: &str) -> Result<(DatasetName, Option<ModelKind>)> {
+    let (ds, model) = match s.split_once('/') {
+        Some((d, m)) => (d, Some(m)),
+        None => (s, None),
+    };
+    let ds: DatasetName = ds.parse().with_context(|| format!("--only {s}"))?;
+    let model = match model {
+        Some(m) => Some(ModelKind::from_str(m, true).map_err(|_| {
+            anyhow::anyhow!("--only {s}: unknown model {m:?}; known: logreg, mlp, cnn")
+        })?),
+        None => None,
+    };
+    Ok((ds, model))
+}
+
+/// Runs `quantlab bench`.
+pub fn run(args: BenchArgs) -> Result<()> {
+    let only = args.only.as_deref().map(parse_only).transpose()?;
+    let devices = args.device.map(|d| match d {
+        DeviceArg::Cpu => vec![DeviceKind::Cpu],
+        DeviceArg::Gpu => vec![DeviceKind::Gpu],
+        DeviceArg::All => vec![DeviceKind::Cpu, DeviceKind::Gpu],
+    });
+    let opts = BenchOptions {
+        config: args.config,
+        quick: args.quick,
+        only,
+        devices,
+        retrain: args.retrain,
+        results_dir: args.results.clone(),
+        data_dir: args.data_dir,
+        progress: true,
+    };
+    let start = std::time::Instant::now();
+    let (dir, results) = quantlab_bench::run(&opts)?;
+    if results.rows.is_empty() {
+        bail!("no dataset/model pair ran (see the skipped notes above)");
+    }
+    write::write_all(&dir, &results)?;
+    let files = plots::draw_all(&dir, &results)?;
+    let latest = write::update_latest(&args.results, &dir)?;
+    summary(&results.rows);
+    println!(
+        "\n{} rows in {:.0} s; int8 kernel {}; report {}, {} plot files; {} -> {}",
+        results.rows.len(),
+        start.elapsed().as_secs_f64(),
+        results.meta.machine.kernel,
+        dir.join("REPORT.md").display(),
+        files.len(),
+        latest.display(),
+        dir.display()
+    );
+    Ok(())
+}
+
+/// One line per dataset/model: float vs the best static int8 row.
+fn summary(rows: &[Row]) {
+    println!(
+        "\n{:<22} {:>8} {:>8} {:>8} {:>7} {:>9} {:>9} {:>9}  best int8 method",
+        "dataset/model",
+        "f32 acc",
+        "int8 acc",
+        "drop pp",
+        "size x",
+        "b64 x f32",
+        "x flex",
+        "x ndarray"
+    );
+    let mut pairs: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|r| (r.dataset.as_str(), r.model.as_str()))
+        .collect();
+    pairs.dedup();
+    for (ds, m) in pairs {
+        let of = |r: &&Row| r.dataset == ds && r.model == m;
+        let Some(f) = rows.iter().filter(of).find(|r| r.is_reference()) else {
+            continue;
+        };
+        let q = rows
+            .iter()
+            .filter(of)
+            .filter(|r| r.method.starts_with("static-"))
+            .max_by(|a, b| a.accuracy.total_cmp(&b.accuracy));
+        let x = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.2}x"));
+        match q {
+            Some(q) => println!(
+                "{:<22} {:>7.2}% {:>7.2}% {:>+8.2} {:>7} {:>9} {:>9} {:>9}  {}",
+                format!("{ds}/{m}"),
+                f.accuracy * 100.0,
+                q.accuracy * 100.0,
+                -(q.accuracy_drop_pp.unwrap_or(0.0)),
+                x(q.size_ratio),
+                x(q.speedup_b64),
+                x(q.speedup_b64_vs_burn_flex),
+                x(q.speedup_b64_vs_burn_ndarray),
+                q.method
+            ),
+            None => println!("{:<22} {:>7.2}%", format!("{ds}/{m}"), f.accuracy * 100.0),
+        }
+    }
+}
+
+/// Runs `quantlab plots RUN`.
+pub fn plots_run(dir: PathBuf) -> Result<()> {
+    let results = write::read(&dir)?;
+    let files = plots::draw_all(&dir, &results)?;
+    for f in &files {
+        println!("{}", f.display());
+    }
+    Ok(())
+}
