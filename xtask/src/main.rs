@@ -1,11 +1,16 @@
-//! `cargo xtask`: the project's chores, kept quick to compile (std + anyhow only). Each task
-//! shells out to cargo so that everything is built once, in the one shared dev profile.
+//! `cargo xtask`: the project's chores, kept quick to compile (std + anyhow only).
 //!
 //! - `cargo xtask bench [ARGS]`: the main job, `quantlab bench ARGS` (configs/bench.toml on
 //!   the shipped data; `--quick`, `--only mnist/mlp`, `--device cpu|gpu|all`, `--retrain`).
 //! - `cargo xtask plots RUN`: redraw the plots of a saved run.
 //! - `cargo xtask ci`: what CI runs (`.ci/run`).
+//!
+//! The `quantlab` binary is built by `cargo test --workspace --no-run`, the README's test
+//! build: the same feature set as the tests, so burn is compiled once for both. A plain
+//! `cargo run -p quantlab` would resolve features for that package alone and rebuild half
+//! the dependency tree.
 
+use std::path::PathBuf;
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
@@ -26,14 +31,34 @@ fn main() -> Result<()> {
     }
 }
 
-/// Runs the `quantlab` binary through cargo with `sub` then `rest` as arguments.
+fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+}
+
+/// The workspace's target directory, from `cargo metadata`.
+fn target_dir() -> Result<PathBuf> {
+    let out = Command::new(cargo())
+        .args(["metadata", "--format-version", "1", "--no-deps"])
+        .output()
+        .context("running cargo metadata")?;
+    if !out.status.success() {
+        bail!("cargo metadata failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let key = "\"target_directory\":\"";
+    let start = text.find(key).context("cargo metadata gave no target_directory")? + key.len();
+    let end = text[start..].find('"').context("malformed cargo metadata")? + start;
+    Ok(PathBuf::from(text[start..end].replace("\\\\", "\\")))
+}
+
+/// Builds (with the test feature set) and runs the `quantlab` binary.
 fn quantlab(sub: &[&str], rest: &[String]) -> Result<()> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.args(["run", "--quiet", "--package", "quantlab", "--"])
-        .args(sub)
-        .args(rest);
-    run(&mut cmd)
+    run(Command::new(cargo()).args(["test", "--workspace", "--no-run", "--quiet"]))?;
+    let exe = target_dir()?.join("debug").join(format!("quantlab{}", std::env::consts::EXE_SUFFIX));
+    if !exe.is_file() {
+        bail!("{} was not built by cargo test --workspace --no-run", exe.display());
+    }
+    run(Command::new(exe).args(sub).args(rest))
 }
 
 fn run(cmd: &mut Command) -> Result<()> {

@@ -174,15 +174,13 @@ impl Engine {
                 }
             }
         }
-        let rows = d.rows_per_sample();
-        for (i, v) in y.iter_mut().enumerate() {
-            let n = match d.conv {
-                None => i % d.n,
-                Some(_) => (i / rows) % d.n,
-            };
-            *v += d.bias[n];
-            if d.relu {
-                *v = v.max(0.0);
+        // Bias and ReLU: rows of `n` (linear) or planes of `pixels` per channel (conv, NCHW).
+        let floor = if d.relu { 0.0 } else { f32::NEG_INFINITY };
+        let per_value = d.rows_per_sample();
+        for chunk in y.chunks_mut(d.n * per_value) {
+            for (c, plane) in chunk.chunks_mut(per_value).enumerate() {
+                let b = d.bias[c];
+                plane.iter_mut().for_each(|v| *v = (*v + b).max(floor));
             }
         }
         y

@@ -18,6 +18,16 @@ pub enum OutLayout {
 }
 
 impl OutLayout {
+    /// `(index of (row, 0), distance between consecutive columns)`: computed once per row so
+    /// the inner loop has no division.
+    #[inline(always)]
+    pub fn row_base(self, row: usize, n: usize) -> (usize, usize) {
+        match self {
+            OutLayout::RowMajor => (row * n, 1),
+            OutLayout::Nchw { pixels } => ((row / pixels) * n * pixels + row % pixels, pixels),
+        }
+    }
+
     /// Flat output index of `(row, col)` for `n` outputs.
     #[inline(always)]
     pub fn index(self, row: usize, col: usize, n: usize) -> usize {
@@ -84,12 +94,19 @@ impl Epilogue<'_> {
                 layout,
                 out,
             } => {
-                let shared = requant.len() == 1;
+                let (zo, lo, hi) = (*zo, *lo, *hi);
                 for r in 0..rows {
-                    for j in 0..n {
-                        let rq = if shared { requant[0] } else { requant[j] };
-                        let v = *zo + rq.apply(acc[r * stride + j].wrapping_add(offset[j]));
-                        out[layout.index(row0 + r, j, n)] = v.clamp(*lo, *hi) as u8;
+                    let (base, step) = layout.row_base(row0 + r, n);
+                    let a = &acc[r * stride..r * stride + n];
+                    let q = |j: usize, rq: &crate::qparams::Requant| (zo + rq.apply(a[j].wrapping_add(offset[j]))).clamp(lo, hi) as u8;
+                    match (requant.len() == 1, step == 1) {
+                        (true, true) => out[base..base + n].iter_mut().enumerate().for_each(|(j, o)| *o = q(j, &requant[0])),
+                        (false, true) => out[base..base + n].iter_mut().enumerate().for_each(|(j, o)| *o = q(j, &requant[j])),
+                        (shared, false) => {
+                            for j in 0..n {
+                                out[base + j * step] = q(j, &requant[if shared { 0 } else { j }]);
+                            }
+                        }
                     }
                 }
             }
@@ -102,14 +119,13 @@ impl Epilogue<'_> {
                 out,
             } => {
                 let shared = scales.len() == 1;
+                let floor = if *relu { 0.0 } else { f32::NEG_INFINITY };
                 for r in 0..rows {
+                    let (base, step) = layout.row_base(row0 + r, n);
                     for j in 0..n {
                         let s = if shared { scales[0] } else { scales[j] };
-                        let mut v = s * (acc[r * stride + j] + offset[j]) as f32 + bias[j];
-                        if *relu {
-                            v = v.max(0.0);
-                        }
-                        out[layout.index(row0 + r, j, n)] = v;
+                        let v = s * (acc[r * stride + j] + offset[j]) as f32 + bias[j];
+                        out[base + j * step] = v.max(floor);
                     }
                 }
             }

@@ -5,27 +5,37 @@
 use crate::network::ConvGeom;
 
 /// Writes the im2col rows of one sample (`x` is `[c, h, w]`) into `out` (`[pixels, lda]`).
+/// Kernel rows that lie inside the image are copied as contiguous runs (stride 1) rather
+/// than tap by tap, which is what keeps this step cheap next to the GEMM.
 pub fn im2col<T: Copy>(x: &[T], g: &ConvGeom, pad_value: T, out: &mut [T], lda: usize) {
     let [h, w] = g.in_hw;
     let [kh, kw] = g.kernel;
     let [oh, ow] = g.out_hw;
+    let [sy, sx] = g.stride;
+    let [py, px] = g.padding;
     for oy in 0..oh {
         for ox in 0..ow {
-            let row = &mut out[(oy * ow + ox) * lda..];
+            let row = &mut out[(oy * ow + ox) * lda..(oy * ow + ox) * lda + g.in_channels * kh * kw];
+            let ix0 = (ox * sx) as isize - px as isize;
+            let inside_x = ix0 >= 0 && ix0 as usize + kw <= w;
             let mut col = 0;
             for c in 0..g.in_channels {
                 let plane = &x[c * h * w..(c + 1) * h * w];
                 for ky in 0..kh {
-                    let iy = (oy * g.stride[0] + ky) as isize - g.padding[0] as isize;
-                    for kx in 0..kw {
-                        let ix = (ox * g.stride[1] + kx) as isize - g.padding[1] as isize;
-                        row[col] = if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w {
-                            plane[iy as usize * w + ix as usize]
-                        } else {
-                            pad_value
-                        };
-                        col += 1;
+                    let iy = (oy * sy + ky) as isize - py as isize;
+                    let dst = &mut row[col..col + kw];
+                    if iy < 0 || iy as usize >= h {
+                        dst.fill(pad_value);
+                    } else if inside_x {
+                        let start = iy as usize * w + ix0 as usize;
+                        dst.copy_from_slice(&plane[start..start + kw]);
+                    } else {
+                        for (kx, d) in dst.iter_mut().enumerate() {
+                            let ix = ix0 + kx as isize;
+                            *d = if ix >= 0 && (ix as usize) < w { plane[iy as usize * w + ix as usize] } else { pad_value };
+                        }
                     }
+                    col += kw;
                 }
             }
         }
