@@ -42,21 +42,35 @@ fn target_dir() -> Result<PathBuf> {
         .output()
         .context("running cargo metadata")?;
     if !out.status.success() {
-        bail!("cargo metadata failed: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "cargo metadata failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let text = String::from_utf8_lossy(&out.stdout);
     let key = "\"target_directory\":\"";
-    let start = text.find(key).context("cargo metadata gave no target_directory")? + key.len();
-    let end = text[start..].find('"').context("malformed cargo metadata")? + start;
+    let start = text
+        .find(key)
+        .context("cargo metadata gave no target_directory")?
+        + key.len();
+    let end = text[start..]
+        .find('"')
+        .context("malformed cargo metadata")?
+        + start;
     Ok(PathBuf::from(text[start..end].replace("\\\\", "\\")))
 }
 
 /// Builds (with the test feature set) and runs the `quantlab` binary.
 fn quantlab(sub: &[&str], rest: &[String]) -> Result<()> {
     run(Command::new(cargo()).args(["test", "--workspace", "--no-run", "--quiet"]))?;
-    let exe = target_dir()?.join("debug").join(format!("quantlab{}", std::env::consts::EXE_SUFFIX));
+    let exe = target_dir()?
+        .join("debug")
+        .join(format!("quantlab{}", std::env::consts::EXE_SUFFIX));
     if !exe.is_file() {
-        bail!("{} was not built by cargo test --workspace --no-run", exe.display());
+        bail!(
+            "{} was not built by cargo test --workspace --no-run",
+            exe.display()
+        );
     }
     run(Command::new(exe).args(sub).args(rest))
 }

@@ -131,7 +131,7 @@ pub struct BenchConfig {
     pub max_reps: usize,
     /// Time budget per latency measurement (seconds).
     pub time_budget_s: f64,
-    /// Training per dataset.
+    /// Training per dataset (`mnist`), or per dataset and model (`"mnist/mlp"`, which wins).
     pub train: BTreeMap<String, TrainSettings>,
     /// `--quick` overrides.
     pub quick: QuickSettings,
@@ -149,7 +149,19 @@ impl BenchConfig {
             toml::from_str(&text).map_err(|e| bad(e.to_string().trim().replace('\n', " ")))?;
         cfg.methods().map_err(&bad)?;
         for key in cfg.train.keys() {
-            DatasetName::from_str(key).map_err(|e| bad(format!("[train.{key}]: {e}")))?;
+            let (ds, model) = key
+                .split_once('/')
+                .map_or((key.as_str(), None), |(d, m)| (d, Some(m)));
+            DatasetName::from_str(ds).map_err(|e| bad(format!("[train.{key}]: {e}")))?;
+            if let Some(m) = model {
+                serde_json::from_value::<ModelKind>(serde_json::Value::String(m.into())).map_err(
+                    |_| {
+                        bad(format!(
+                            "[train.\"{key}\"]: unknown model {m:?}; known: logreg, mlp, cnn"
+                        ))
+                    },
+                )?;
+            }
         }
         for (key, t) in &cfg.train {
             if t.epochs == 0 || t.batch_size == 0 || !(t.lr.is_finite() && t.lr > 0.0) {
@@ -192,6 +204,13 @@ impl BenchConfig {
             }
         }
         Ok(m)
+    }
+
+    /// Training settings of a dataset/model pair.
+    pub fn train_settings(&self, ds: DatasetName, model: ModelKind) -> Option<&TrainSettings> {
+        self.train
+            .get(&format!("{ds}/{model}"))
+            .or_else(|| self.train.get(ds.as_str()))
     }
 
     /// Applies `--quick`.

@@ -220,7 +220,7 @@ struct Pair<'a> {
 
 impl Pair<'_> {
     fn train_config(&self) -> TrainConfig {
-        let t = self.cfg.train.get(self.ds.as_str());
+        let t = self.cfg.train_settings(self.ds, self.kind);
         TrainConfig {
             dataset: self.ds,
             model: ModelSpec::of(self.kind),

@@ -23,6 +23,7 @@ pub fn available() -> bool {
     {
         is_x86_feature_detected!("avx512f")
             && is_x86_feature_detected!("avx512bw")
+            && is_x86_feature_detected!("avx512dq")
             && is_x86_feature_detected!("avx512vnni")
     }
     #[cfg(not(target_arch = "x86_64"))]
@@ -48,6 +49,52 @@ fn quad(row: &[u8], g: usize, k: usize) -> i32 {
     }
 }
 
+/// Per-output requantization constants, padded to whole panels, for the fused epilogue.
+struct Fused {
+    offset: Vec<i32>,
+    mult: Vec<i64>,
+    shift: Vec<i64>,
+    round: Vec<i64>,
+}
+
+impl Fused {
+    /// `None` when a multiplier needs the saturating `shift == 0` case (kept scalar).
+    fn new(
+        offset: &[i32],
+        requant: &[crate::qparams::Requant],
+        n: usize,
+        panels: usize,
+    ) -> Option<Self> {
+        let len = panels * NR;
+        let (mut o, mut m, mut sh, mut rd) = (
+            vec![0i32; len],
+            vec![0i64; len],
+            vec![1i64; len],
+            vec![0i64; len],
+        );
+        for j in 0..n {
+            let rq = requant[if requant.len() == 1 { 0 } else { j }];
+            if rq.shift == 0 && rq.multiplier != 0 {
+                return None;
+            }
+            o[j] = offset[j];
+            m[j] = rq.multiplier as i64;
+            sh[j] = rq.shift.max(1) as i64;
+            rd[j] = if rq.shift == 0 {
+                0
+            } else {
+                1i64 << (rq.shift - 1)
+            };
+        }
+        Some(Self {
+            offset: o,
+            mult: m,
+            shift: sh,
+            round: rd,
+        })
+    }
+}
+
 /// Runs the GEMM (see [`super::qgemm`]); callers must check [`available`].
 pub fn qgemm(m: usize, a: &[u8], lda: usize, w: &QWeights, epi: &mut Epilogue) {
     assert!(
@@ -64,12 +111,47 @@ pub fn qgemm(m: usize, a: &[u8], lda: usize, w: &QWeights, epi: &mut Epilogue) {
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512dq")]
 unsafe fn qgemm_vnni(m: usize, a: &[u8], lda: usize, w: &QWeights, epi: &mut Epilogue) {
     let (n, k) = (w.n, w.k);
     let p = &w.packed;
     let stride = p.panels * NR;
     let mut tile = vec![0i32; MR * stride];
+    if let Epilogue::Requant {
+        offset,
+        requant,
+        zo,
+        lo,
+        hi,
+        layout,
+        out,
+    } = epi
+    {
+        if let Some(f) = Fused::new(offset, requant, n, p.panels) {
+            let mut row0 = 0;
+            while row0 < m {
+                let rows = MR.min(m - row0);
+                // SAFETY: the caller enabled the target features this function is compiled for.
+                unsafe {
+                    match rows {
+                        8 => block::<8>(a, lda, row0, k, p, &mut tile, stride),
+                        7 => block::<7>(a, lda, row0, k, p, &mut tile, stride),
+                        6 => block::<6>(a, lda, row0, k, p, &mut tile, stride),
+                        5 => block::<5>(a, lda, row0, k, p, &mut tile, stride),
+                        4 => block::<4>(a, lda, row0, k, p, &mut tile, stride),
+                        3 => block::<3>(a, lda, row0, k, p, &mut tile, stride),
+                        2 => block::<2>(a, lda, row0, k, p, &mut tile, stride),
+                        _ => block::<1>(a, lda, row0, k, p, &mut tile, stride),
+                    }
+                    requant_rows(
+                        &tile, stride, row0, rows, n, &f, *zo, *lo, *hi, *layout, out,
+                    );
+                }
+                row0 += rows;
+            }
+            return;
+        }
+    }
     let mut row0 = 0;
     while row0 < m {
         let rows = MR.min(m - row0);
@@ -88,6 +170,89 @@ unsafe fn qgemm_vnni(m: usize, a: &[u8], lda: usize, w: &QWeights, epi: &mut Epi
         }
         epi.apply_block(row0, rows, n, &tile, stride);
         row0 += rows;
+    }
+}
+
+/// The static epilogue on 16 outputs at a time: `clamp(zo + ((acc + offset) * m + round) >>
+/// shift, lo, hi)` in 64-bit lanes, exactly [`crate::qparams::Requant::apply`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512dq")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn requant_rows(
+    tile: &[i32],
+    stride: usize,
+    row0: usize,
+    rows: usize,
+    n: usize,
+    f: &Fused,
+    zo: i32,
+    lo: i32,
+    hi: i32,
+    layout: super::epilogue::OutLayout,
+    out: &mut [u8],
+) {
+    let (vzo, vlo, vhi) = (
+        _mm512_set1_epi32(zo),
+        _mm512_set1_epi32(lo),
+        _mm512_set1_epi32(hi),
+    );
+    for r in 0..rows {
+        let (base, step) = layout.row_base(row0 + r, n);
+        for panel in 0..stride / NR {
+            let c0 = panel * NR;
+            // SAFETY: tile rows hold `stride` i32 and the constant vectors `stride` entries.
+            let (acc, off) = unsafe {
+                (
+                    _mm512_loadu_si512(tile[r * stride + c0..].as_ptr().cast()),
+                    _mm512_loadu_si512(f.offset[c0..].as_ptr().cast()),
+                )
+            };
+            let x = _mm512_add_epi32(acc, off);
+            let lanes = |half: usize, v: __m512i| -> __m512i {
+                // SAFETY: 8 i64 at c0 + 8 * half, inside the padded vectors.
+                let (m, sh, rd) = unsafe {
+                    (
+                        _mm512_loadu_si512(f.mult[c0 + 8 * half..].as_ptr().cast()),
+                        _mm512_loadu_si512(f.shift[c0 + 8 * half..].as_ptr().cast()),
+                        _mm512_loadu_si512(f.round[c0 + 8 * half..].as_ptr().cast()),
+                    )
+                };
+                // Sign-extend 8 i32 to i64, multiply exactly, round, shift.
+                let wide = _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64::<0>(v));
+                _mm512_srav_epi64(_mm512_add_epi64(_mm512_mullo_epi64(wide, m), rd), sh)
+            };
+            let lo8 = lanes(0, x);
+            let hi8 = lanes(1, _mm512_shuffle_i64x2::<0b11_10_11_10>(x, x));
+            // Back to 16 i32 (the results fit), add the zero point, clamp, narrow to u8.
+            let q = _mm512_inserti64x4::<1>(
+                _mm512_castsi256_si512(_mm512_cvtepi64_epi32(lo8)),
+                _mm512_cvtepi64_epi32(hi8),
+            );
+            let q = _mm512_min_epi32(_mm512_max_epi32(_mm512_add_epi32(q, vzo), vlo), vhi);
+            let bytes = _mm512_cvtepi32_epi8(q);
+            let valid = (n - c0).min(NR);
+            if step == 1 {
+                // SAFETY: writes `valid` bytes at base + c0 .. base + c0 + valid <= out.len().
+                unsafe {
+                    _mm_mask_storeu_epi8(
+                        out[base + c0..].as_mut_ptr().cast(),
+                        if valid == NR {
+                            u16::MAX
+                        } else {
+                            (1u16 << valid) - 1
+                        },
+                        bytes,
+                    )
+                };
+            } else {
+                let mut b = [0u8; 16];
+                // SAFETY: 16 bytes into a 16-byte array.
+                unsafe { _mm_storeu_si128(b.as_mut_ptr().cast(), bytes) };
+                for (j, v) in b.iter().enumerate().take(valid) {
+                    out[base + (c0 + j) * step] = *v;
+                }
+            }
+        }
     }
 }
 

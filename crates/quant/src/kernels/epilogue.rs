@@ -98,10 +98,18 @@ impl Epilogue<'_> {
                 for r in 0..rows {
                     let (base, step) = layout.row_base(row0 + r, n);
                     let a = &acc[r * stride..r * stride + n];
-                    let q = |j: usize, rq: &crate::qparams::Requant| (zo + rq.apply(a[j].wrapping_add(offset[j]))).clamp(lo, hi) as u8;
+                    let q = |j: usize, rq: &crate::qparams::Requant| {
+                        (zo + rq.apply(a[j].wrapping_add(offset[j]))).clamp(lo, hi) as u8
+                    };
                     match (requant.len() == 1, step == 1) {
-                        (true, true) => out[base..base + n].iter_mut().enumerate().for_each(|(j, o)| *o = q(j, &requant[0])),
-                        (false, true) => out[base..base + n].iter_mut().enumerate().for_each(|(j, o)| *o = q(j, &requant[j])),
+                        (true, true) => out[base..base + n]
+                            .iter_mut()
+                            .enumerate()
+                            .for_each(|(j, o)| *o = q(j, &requant[0])),
+                        (false, true) => out[base..base + n]
+                            .iter_mut()
+                            .enumerate()
+                            .for_each(|(j, o)| *o = q(j, &requant[j])),
                         (shared, false) => {
                             for j in 0..n {
                                 out[base + j * step] = q(j, &requant[if shared { 0 } else { j }]);

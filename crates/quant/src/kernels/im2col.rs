@@ -15,7 +15,8 @@ pub fn im2col<T: Copy>(x: &[T], g: &ConvGeom, pad_value: T, out: &mut [T], lda: 
     let [py, px] = g.padding;
     for oy in 0..oh {
         for ox in 0..ow {
-            let row = &mut out[(oy * ow + ox) * lda..(oy * ow + ox) * lda + g.in_channels * kh * kw];
+            let row =
+                &mut out[(oy * ow + ox) * lda..(oy * ow + ox) * lda + g.in_channels * kh * kw];
             let ix0 = (ox * sx) as isize - px as isize;
             let inside_x = ix0 >= 0 && ix0 as usize + kw <= w;
             let mut col = 0;
@@ -32,7 +33,11 @@ pub fn im2col<T: Copy>(x: &[T], g: &ConvGeom, pad_value: T, out: &mut [T], lda: 
                     } else {
                         for (kx, d) in dst.iter_mut().enumerate() {
                             let ix = ix0 + kx as isize;
-                            *d = if ix >= 0 && (ix as usize) < w { plane[iy as usize * w + ix as usize] } else { pad_value };
+                            *d = if ix >= 0 && (ix as usize) < w {
+                                plane[iy as usize * w + ix as usize]
+                            } else {
+                                pad_value
+                            };
                         }
                     }
                     col += kw;

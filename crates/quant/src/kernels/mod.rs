@@ -165,6 +165,60 @@ mod tests {
     }
 
     #[test]
+    fn fused_requant_epilogue_matches_the_reference() {
+        use crate::qparams::Requant;
+        let mut rng = Rng::new(33);
+        for case in 0..40 {
+            let (m, n, k) = (1 + rng.below(40), 1 + rng.below(70), 1 + rng.below(150));
+            let a: Vec<u8> = (0..m * k).map(|_| rng.below(256) as u8).collect();
+            let qw = QWeights::new(
+                (0..n * k)
+                    .map(|_| (rng.below(255) as i32 - 127) as i8)
+                    .collect(),
+                n,
+                k,
+            );
+            let offset: Vec<i32> = (0..n).map(|_| rng.below(20_001) as i32 - 10_000).collect();
+            let per_channel = case % 2 == 0;
+            let requant: Vec<Requant> = (0..if per_channel { n } else { 1 })
+                .map(|_| Requant::new(10f64.powf(-6.0 + 5.0 * rng.uniform())))
+                .collect();
+            let pixels = [1, 3, 7][case % 3].min(m);
+            let layout = if m % pixels == 0 && pixels > 1 {
+                OutLayout::Nchw { pixels }
+            } else {
+                OutLayout::RowMajor
+            };
+            let (zo, lo, hi) = (
+                rng.below(256) as i32,
+                if case % 3 == 0 { 17 } else { 0 },
+                255,
+            );
+            let run = |path| {
+                let mut out = vec![0u8; m * n];
+                let mut epi = Epilogue::Requant {
+                    offset: &offset,
+                    requant: &requant,
+                    zo,
+                    lo,
+                    hi,
+                    layout,
+                    out: &mut out,
+                };
+                qgemm(path, m, &a, k, &qw, &mut epi);
+                out
+            };
+            let want = run(KernelPath::Scalar);
+            for path in fast_paths() {
+                assert!(
+                    run(path) == want,
+                    "{path:?} case {case}: m={m} n={n} k={k} {layout:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn extremes_do_not_saturate() {
         // All-255 activations against all -127 (and -128) weights at the largest K: an i16
         // intermediate would saturate; the exact sum is 255 * w * K.

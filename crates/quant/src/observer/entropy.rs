@@ -9,7 +9,20 @@ use crate::qparams::ActDtype;
 const EPS: f64 = 1e-4;
 
 /// `(lo, hi)` chosen by minimum KL divergence, or `None` without a histogram.
+///
+/// Non-negative data (post-ReLU) and symmetric int8 use TensorRT's `|x|` histogram. Signed
+/// data stored as u8 affine is searched one-sided from its minimum instead: inputs such as
+/// normalised images have a large mass at a negative floor (the background), and a
+/// symmetric threshold below that floor would clip the whole image.
 pub fn range(s: &Stats, dtype: ActDtype) -> Option<(f32, f32)> {
+    if s.min < 0.0 && dtype == ActDtype::U8Affine {
+        let h = s.hist.as_ref()?;
+        if h.total() == 0 || h.bin_width() <= 0.0 {
+            return None;
+        }
+        let best = best_bin(&h.counts, 256);
+        return Some((h.lo, (h.lo + best as f32 * h.bin_width()).max(0.0)));
+    }
     let h = s.abs_hist.as_ref()?;
     if h.total() == 0 || h.bin_width() <= 0.0 {
         return None;
