@@ -108,7 +108,7 @@ fn summary(rows: &[Row]) {
         "dataset/model",
         "f32 acc",
         "int8 acc",
-        "drop pp",
+        "chg pp",
         "size x",
         "b64 x f32",
         "x flex",
