@@ -178,12 +178,28 @@ fn accuracy_vs_size<DB: DrawingBackend>(
             .map_err(e)?
             .label(*m)
             .legend(move |(x, y)| Circle::new((x, y), 5, c.filled()));
+        // Label a point only if no labelled point of this model sits on top of it (several
+        // static methods land at the same size and accuracy); those share one label.
+        let mut labelled: Vec<(f64, f64, String)> = Vec::new();
+        for (x, y, l) in &pts {
+            match labelled
+                .iter_mut()
+                .find(|(lx, ly, _)| (lx / x - 1.0).abs() < 0.05 && (ly - y).abs() < 0.4)
+            {
+                Some((_, _, first)) => {
+                    if !first.ends_with(", ...") {
+                        first.push_str(", ...");
+                    }
+                }
+                None => labelled.push((*x, *y, l.clone())),
+            }
+        }
         chart
-            .draw_series(pts.iter().map(|(x, y, l)| {
+            .draw_series(labelled.iter().map(|(x, y, l)| {
                 Text::new(
-                    l.clone(),
+                    format!("  {l}"),
                     (*x, *y),
-                    ("sans-serif", 11).into_font().color(&c),
+                    ("sans-serif", 12).into_font().color(&c),
                 )
             }))
             .map_err(e)?;
