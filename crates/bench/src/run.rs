@@ -192,6 +192,9 @@ pub fn run(opts: &BenchOptions) -> Result<(PathBuf, Results)> {
     ];
     if devices.contains(&DeviceKind::Gpu) {
         notes.push("gpu rows: burn on wgpu (float forward, and burn-weights where burn's packed int8 storage allows); quantlab's int8 methods run on the CPU".into());
+        if devices == [DeviceKind::Gpu] {
+            notes.push("models trained on wgpu (--device gpu)".into());
+        }
     }
     let meta = Meta {
         quantlab_version: env!("CARGO_PKG_VERSION").into(),
@@ -237,7 +240,13 @@ impl Pair<'_> {
     /// Trains on the CPU, or loads the checkpoint cached for this exact config.
     fn checkpoint(&self, bar: &ProgressBar) -> Result<(PathBuf, History, bool)> {
         let tc = self.train_config();
-        let key = fnv(&tc.to_toml());
+        // `--device gpu` alone trains on wgpu; otherwise models are trained on the CPU (flex).
+        let backend = if self.devices == [DeviceKind::Gpu] {
+            Backend::Gpu
+        } else {
+            Backend::Cpu
+        };
+        let key = fnv(&format!("{}{}", tc.to_toml(), backend.as_str()));
         let ck_dir = self
             .opts
             .results_dir
@@ -252,17 +261,20 @@ impl Pair<'_> {
             return Ok((ck_dir, h, false));
         }
         bar.set_message(format!(
-            "{}/{}: training {} epoch(s)",
-            self.ds, self.kind, tc.epochs
+            "{}/{}: training {} epoch(s) on {}",
+            self.ds,
+            self.kind,
+            tc.epochs,
+            backend.burn_name()
         ));
         let out = quantlab_train::fit(
             &tc,
             self.splits,
-            &Device::flex(),
+            &backend.device(),
             &FitOptions {
                 out: Some(&ck_dir),
                 progress: false,
-                backend: "cpu",
+                backend: backend.as_str(),
             },
         )?;
         Ok((ck_dir, out.history, true))

@@ -52,6 +52,9 @@ impl Act {
     }
 }
 
+/// Smallest batch split across threads (smaller ones, batch 1 above all, stay on one).
+pub const PARALLEL_MIN_BATCH: usize = 8;
+
 /// Runs models with a chosen integer kernel and thread count.
 #[derive(Debug, Clone, Copy)]
 pub struct Engine {
@@ -158,20 +161,28 @@ impl Engine {
                 self.threads_for(batch),
             ),
             Some(g) => {
-                let (p, in_len) = (g.pixels(), g.in_channels * g.in_hw[0] * g.in_hw[1]);
-                let mut col = vec![0f32; p * d.k];
-                for b in 0..batch {
-                    im2col(&x[b * in_len..(b + 1) * in_len], g, 0.0, &mut col, d.k);
-                    f32gemm::w_colt(
-                        d.n,
-                        p,
-                        d.k,
-                        &d.weight,
-                        &col,
-                        &mut y[b * d.n * p..(b + 1) * d.n * p],
-                        1,
-                    );
-                }
+                let p = g.pixels();
+                self.by_samples(batch, &x, d.in_len(), &mut y, d.out_len(), |inp, o, n| {
+                    let mut col = vec![0f32; p * d.k];
+                    for b in 0..n {
+                        im2col(
+                            &inp[b * d.in_len()..(b + 1) * d.in_len()],
+                            g,
+                            0.0,
+                            &mut col,
+                            d.k,
+                        );
+                        f32gemm::w_colt(
+                            d.n,
+                            p,
+                            d.k,
+                            &d.weight,
+                            &col,
+                            &mut o[b * d.n * p..(b + 1) * d.n * p],
+                            1,
+                        );
+                    }
+                });
             }
         }
         // Bias and ReLU: rows of `n` (linear) or planes of `pixels` per channel (conv, NCHW).
@@ -215,24 +226,62 @@ impl Engine {
 
     fn dense_static(&self, d: &Dense, l: &StaticLayer, input: &[u8], batch: usize) -> Vec<u8> {
         let mut out = vec![0u8; batch * d.out_len()];
-        let mut col = Vec::new();
-        let (m, a, layout) = Self::gemm_rows(d, input, l.in_q.zero_point as u8, batch, &mut col);
         let lo = if d.relu {
             l.out_q.zero_point.max(l.out_q.qmin)
         } else {
             l.out_q.qmin
         };
-        let mut epi = Epilogue::Requant {
-            offset: &l.offset,
-            requant: &l.requant,
-            zo: l.out_q.zero_point,
-            lo,
-            hi: l.out_q.qmax,
-            layout,
-            out: &mut out,
-        };
-        qgemm(self.path, m, a, d.k, &l.w, &mut epi);
+        let zp = l.in_q.zero_point as u8;
+        self.by_samples(
+            batch,
+            input,
+            d.in_len(),
+            &mut out,
+            d.out_len(),
+            |inp, o, n| {
+                let mut col = Vec::new();
+                let (m, a, layout) = Self::gemm_rows(d, inp, zp, n, &mut col);
+                let mut epi = Epilogue::Requant {
+                    offset: &l.offset,
+                    requant: &l.requant,
+                    zo: l.out_q.zero_point,
+                    lo,
+                    hi: l.out_q.qmax,
+                    layout,
+                    out: o,
+                };
+                qgemm(self.path, m, a, d.k, &l.w, &mut epi);
+            },
+        );
         out
+    }
+
+    /// Runs `f(input_samples, output_samples, n)` over the batch, split across
+    /// `self.threads` scoped threads for batches of [`PARALLEL_MIN_BATCH`] or more (samples are
+    /// independent, so the result is the same bits as one call).
+    fn by_samples<T: Sync, O: Send>(
+        &self,
+        batch: usize,
+        input: &[T],
+        in_len: usize,
+        out: &mut [O],
+        out_len: usize,
+        f: impl Fn(&[T], &mut [O], usize) + Sync,
+    ) {
+        let threads = self.threads.min(batch);
+        if threads <= 1 || batch < PARALLEL_MIN_BATCH {
+            return f(input, out, batch);
+        }
+        let per = batch.div_ceil(threads);
+        std::thread::scope(|s| {
+            for (inp, o) in input
+                .chunks(per * in_len)
+                .zip(out.chunks_mut(per * out_len))
+            {
+                let f = &f;
+                s.spawn(move || f(inp, o, inp.len() / in_len));
+            }
+        });
     }
 
     fn dense_dynamic(&self, d: &Dense, l: &DynamicLayer, x: &[f32], batch: usize) -> Vec<f32> {
@@ -245,17 +294,26 @@ impl Engine {
         let offset: Vec<i32> = l.w.col_sums.iter().map(|&c| -q.zero_point * c).collect();
         let scales: Vec<f32> = l.w_scales.iter().map(|&s| s * q.scale).collect();
         let mut out = vec![0f32; batch * d.out_len()];
-        let mut col = Vec::new();
-        let (m, a, layout) = Self::gemm_rows(d, &input, q.zero_point as u8, batch, &mut col);
-        let mut epi = Epilogue::Dequant {
-            offset: &offset,
-            scales: &scales,
-            bias: &d.bias,
-            relu: d.relu,
-            layout,
-            out: &mut out,
-        };
-        qgemm(self.path, m, a, d.k, &l.w, &mut epi);
+        self.by_samples(
+            batch,
+            &input,
+            d.in_len(),
+            &mut out,
+            d.out_len(),
+            |inp, o, n| {
+                let mut col = Vec::new();
+                let (m, a, layout) = Self::gemm_rows(d, inp, q.zero_point as u8, n, &mut col);
+                let mut epi = Epilogue::Dequant {
+                    offset: &offset,
+                    scales: &scales,
+                    bias: &d.bias,
+                    relu: d.relu,
+                    layout,
+                    out: o,
+                };
+                qgemm(self.path, m, a, d.k, &l.w, &mut epi);
+            },
+        );
         out
     }
 

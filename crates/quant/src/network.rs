@@ -67,6 +67,12 @@ impl Dense {
         self.conv.map_or(1, |g| g.pixels())
     }
 
+    /// Input values per sample.
+    pub fn in_len(&self) -> usize {
+        self.conv
+            .map_or(self.k, |g| g.in_channels * g.in_hw[0] * g.in_hw[1])
+    }
+
     /// Output values per sample.
     pub fn out_len(&self) -> usize {
         self.n * self.rows_per_sample()
