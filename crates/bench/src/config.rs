@@ -173,7 +173,8 @@ impl BenchConfig {
         if cfg.calib == 0
             || cfg.min_reps == 0
             || cfg.max_reps < cfg.min_reps
-            || !(cfg.time_budget_s > 0.0)
+            || cfg.time_budget_s.is_nan()
+            || cfg.time_budget_s <= 0.0
         {
             return Err(bad(
                 "calib and min_reps must be >= 1, max_reps >= min_reps, time_budget_s > 0".into(),

@@ -137,8 +137,9 @@ impl ModelSpec {
     }
 }
 
-/// Any quantlab model.
+/// Any quantlab model. (Variants differ in size; a model is built once, so no boxing.)
 #[derive(Module, Debug)]
+#[allow(clippy::large_enum_variant)]
 pub enum Classifier {
     /// Logistic regression.
     LogReg(LogReg),

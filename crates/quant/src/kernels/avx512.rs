@@ -126,23 +126,15 @@ unsafe fn qgemm_vnni(m: usize, a: &[u8], lda: usize, w: &QWeights, epi: &mut Epi
         layout,
         out,
     } = epi
+        && let Some(f) = Fused::new(offset, requant, n, p.panels)
     {
-        if let Some(f) = Fused::new(offset, requant, n, p.panels) {
+        {
             let mut row0 = 0;
             while row0 < m {
                 let rows = MR.min(m - row0);
                 // SAFETY: the caller enabled the target features this function is compiled for.
                 unsafe {
-                    match rows {
-                        8 => block::<8>(a, lda, row0, k, p, &mut tile, stride),
-                        7 => block::<7>(a, lda, row0, k, p, &mut tile, stride),
-                        6 => block::<6>(a, lda, row0, k, p, &mut tile, stride),
-                        5 => block::<5>(a, lda, row0, k, p, &mut tile, stride),
-                        4 => block::<4>(a, lda, row0, k, p, &mut tile, stride),
-                        3 => block::<3>(a, lda, row0, k, p, &mut tile, stride),
-                        2 => block::<2>(a, lda, row0, k, p, &mut tile, stride),
-                        _ => block::<1>(a, lda, row0, k, p, &mut tile, stride),
-                    }
+                    rows_block(rows, a, lda, row0, k, p, &mut tile, stride);
                     requant_rows(
                         &tile, stride, row0, rows, n, &f, *zo, *lo, *hi, *layout, out,
                     );
@@ -157,16 +149,7 @@ unsafe fn qgemm_vnni(m: usize, a: &[u8], lda: usize, w: &QWeights, epi: &mut Epi
         let rows = MR.min(m - row0);
         // SAFETY: the caller enabled the target features this function is compiled for.
         unsafe {
-            match rows {
-                8 => block::<8>(a, lda, row0, k, p, &mut tile, stride),
-                7 => block::<7>(a, lda, row0, k, p, &mut tile, stride),
-                6 => block::<6>(a, lda, row0, k, p, &mut tile, stride),
-                5 => block::<5>(a, lda, row0, k, p, &mut tile, stride),
-                4 => block::<4>(a, lda, row0, k, p, &mut tile, stride),
-                3 => block::<3>(a, lda, row0, k, p, &mut tile, stride),
-                2 => block::<2>(a, lda, row0, k, p, &mut tile, stride),
-                _ => block::<1>(a, lda, row0, k, p, &mut tile, stride),
-            }
+            rows_block(rows, a, lda, row0, k, p, &mut tile, stride);
         }
         epi.apply_block(row0, rows, n, &tile, stride);
         row0 += rows;
@@ -252,6 +235,35 @@ unsafe fn requant_rows(
                     out[base + (c0 + j) * step] = *v;
                 }
             }
+        }
+    }
+}
+
+/// [`block`] for a run-time row count `1..=MR`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn rows_block(
+    rows: usize,
+    a: &[u8],
+    lda: usize,
+    row0: usize,
+    k: usize,
+    p: &super::pack::Packed,
+    tile: &mut [i32],
+    stride: usize,
+) {
+    // SAFETY: same target features as the caller.
+    unsafe {
+        match rows {
+            8 => block::<8>(a, lda, row0, k, p, tile, stride),
+            7 => block::<7>(a, lda, row0, k, p, tile, stride),
+            6 => block::<6>(a, lda, row0, k, p, tile, stride),
+            5 => block::<5>(a, lda, row0, k, p, tile, stride),
+            4 => block::<4>(a, lda, row0, k, p, tile, stride),
+            3 => block::<3>(a, lda, row0, k, p, tile, stride),
+            2 => block::<2>(a, lda, row0, k, p, tile, stride),
+            _ => block::<1>(a, lda, row0, k, p, tile, stride),
         }
     }
 }

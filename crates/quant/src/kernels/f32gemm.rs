@@ -3,6 +3,7 @@
 
 use gemm::{Parallelism, gemm};
 
+#[allow(clippy::too_many_arguments)] // a GEMM is its shape, operands and strides
 /// `y[m][n] = sum_k x[m][k] * w[n][k]` with `x` rows at stride `lda`, `w` `[n, k]`;
 /// `y` row-major `[m, n]`.
 pub fn xwt(
