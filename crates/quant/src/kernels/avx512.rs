@@ -52,7 +52,10 @@ fn quad(row: &[u8], g: usize, k: usize) -> i32 {
 /// Per-output requantization constants, padded to whole panels, for the fused epilogue.
 struct Fused {
     offset: Vec<i32>,
-    mult: Vec<i64>,
+    /// Multipliers as i32, one per output.
+    mult: Vec<i32>,
+    /// Shifts and rounding terms as i64, per panel: the 8 even outputs then the 8 odd ones
+    /// (the lane order of `vpmuldq` on even and odd i32 lanes).
     shift: Vec<i64>,
     round: Vec<i64>,
 }
@@ -68,7 +71,7 @@ impl Fused {
         let len = panels * NR;
         let (mut o, mut m, mut sh, mut rd) = (
             vec![0i32; len],
-            vec![0i64; len],
+            vec![0i32; len],
             vec![1i64; len],
             vec![0i64; len],
         );
@@ -78,9 +81,11 @@ impl Fused {
                 return None;
             }
             o[j] = offset[j];
-            m[j] = rq.multiplier as i64;
-            sh[j] = rq.shift.max(1) as i64;
-            rd[j] = if rq.shift == 0 {
+            m[j] = rq.multiplier;
+            // Even outputs of a panel fill its first 8 i64 slots, odd ones the next 8.
+            let slot = (j / NR) * NR + (j % NR) % 2 * 8 + (j % NR) / 2;
+            sh[slot] = rq.shift.max(1) as i64;
+            rd[slot] = if rq.shift == 0 {
                 0
             } else {
                 1i64 << (rq.shift - 1)
@@ -191,26 +196,22 @@ unsafe fn requant_rows(
                 )
             };
             let x = _mm512_add_epi32(acc, off);
-            let lanes = |half: usize, v: __m512i| -> __m512i {
-                // SAFETY: 8 i64 at c0 + 8 * half, inside the padded vectors.
-                let (m, sh, rd) = unsafe {
-                    (
-                        _mm512_loadu_si512(f.mult[c0 + 8 * half..].as_ptr().cast()),
-                        _mm512_loadu_si512(f.shift[c0 + 8 * half..].as_ptr().cast()),
-                        _mm512_loadu_si512(f.round[c0 + 8 * half..].as_ptr().cast()),
-                    )
-                };
-                // Sign-extend 8 i32 to i64, multiply exactly, round, shift.
-                let wide = _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64::<0>(v));
-                _mm512_srav_epi64(_mm512_add_epi64(_mm512_mullo_epi64(wide, m), rd), sh)
+            // SAFETY: 16 i32 / 2 x 8 i64 at the panel's offset, inside the padded vectors.
+            let (m, sh_e, sh_o, rd_e, rd_o) = unsafe {
+                (
+                    _mm512_loadu_si512(f.mult[c0..].as_ptr().cast()),
+                    _mm512_loadu_si512(f.shift[c0..].as_ptr().cast()),
+                    _mm512_loadu_si512(f.shift[c0 + 8..].as_ptr().cast()),
+                    _mm512_loadu_si512(f.round[c0..].as_ptr().cast()),
+                    _mm512_loadu_si512(f.round[c0 + 8..].as_ptr().cast()),
+                )
             };
-            let lo8 = lanes(0, x);
-            let hi8 = lanes(1, _mm512_shuffle_i64x2::<0b11_10_11_10>(x, x));
-            // Back to 16 i32 (the results fit), add the zero point, clamp, narrow to u8.
-            let q = _mm512_inserti64x4::<1>(
-                _mm512_castsi256_si512(_mm512_cvtepi64_epi32(lo8)),
-                _mm512_cvtepi64_epi32(hi8),
-            );
+            // Exact 32x32->64 products of the even and the odd lanes (`vpmuldq`), rounded and
+            // shifted per output, then the two halves interleaved back into 16 i32.
+            let even = _mm512_srav_epi64(_mm512_add_epi64(_mm512_mul_epi32(x, m), rd_e), sh_e);
+            let odd = _mm512_mul_epi32(_mm512_srli_epi64::<32>(x), _mm512_srli_epi64::<32>(m));
+            let odd = _mm512_srav_epi64(_mm512_add_epi64(odd, rd_o), sh_o);
+            let q = _mm512_mask_blend_epi32(0xAAAA, even, _mm512_slli_epi64::<32>(odd));
             let q = _mm512_min_epi32(_mm512_max_epi32(_mm512_add_epi32(q, vzo), vlo), vhi);
             let bytes = _mm512_cvtepi32_epi8(q);
             let valid = (n - c0).min(NR);

@@ -14,16 +14,35 @@ pub fn im2col<T: Copy>(x: &[T], g: &ConvGeom, pad_value: T, out: &mut [T], lda: 
     let [sy, sx] = g.stride;
     let [py, px] = g.padding;
     for oy in 0..oh {
+        let iy0 = (oy * sy) as isize - py as isize;
+        let inside_y = iy0 >= 0 && iy0 as usize + kh <= h;
         for ox in 0..ow {
             let row =
                 &mut out[(oy * ow + ox) * lda..(oy * ow + ox) * lda + g.in_channels * kh * kw];
             let ix0 = (ox * sx) as isize - px as isize;
             let inside_x = ix0 >= 0 && ix0 as usize + kw <= w;
+            if inside_x && inside_y {
+                // Interior pixel (most of them): every tap is in the image. One bounds check
+                // per channel instead of one per kernel row; this loop is what im2col costs.
+                let (iy0, ix0) = (iy0 as usize, ix0 as usize);
+                if kh == 3 && kw == 3 {
+                    interior::<T, 3, 3>(x, row, h, w, iy0, ix0);
+                } else {
+                    for (c, dst) in row.chunks_exact_mut(kh * kw).enumerate() {
+                        let src = &x
+                            [c * h * w + iy0 * w + ix0..c * h * w + (iy0 + kh - 1) * w + ix0 + kw];
+                        for (ky, d) in dst.chunks_exact_mut(kw).enumerate() {
+                            d.copy_from_slice(&src[ky * w..ky * w + kw]);
+                        }
+                    }
+                }
+                continue;
+            }
             let mut col = 0;
             for c in 0..g.in_channels {
                 let plane = &x[c * h * w..(c + 1) * h * w];
                 for ky in 0..kh {
-                    let iy = (oy * sy + ky) as isize - py as isize;
+                    let iy = iy0 + ky as isize;
                     let dst = &mut row[col..col + kw];
                     if iy < 0 || iy as usize >= h {
                         dst.fill(pad_value);
@@ -43,6 +62,30 @@ pub fn im2col<T: Copy>(x: &[T], g: &ConvGeom, pad_value: T, out: &mut [T], lda: 
                     col += kw;
                 }
             }
+        }
+    }
+}
+
+/// An interior pixel with a compile-time kernel size: fixed-size copies, no memcpy calls.
+#[inline(always)]
+fn interior<T: Copy, const KH: usize, const KW: usize>(
+    x: &[T],
+    row: &mut [T],
+    h: usize,
+    w: usize,
+    iy0: usize,
+    ix0: usize,
+) {
+    for (c, dst) in row.chunks_exact_mut(KH * KW).enumerate() {
+        let base = c * h * w + iy0 * w + ix0;
+        for ky in 0..KH {
+            let s: &[T; KW] = x[base + ky * w..base + ky * w + KW]
+                .try_into()
+                .expect("KW values");
+            let d: &mut [T; KW] = (&mut dst[ky * KW..(ky + 1) * KW])
+                .try_into()
+                .expect("KW values");
+            *d = *s;
         }
     }
 }
