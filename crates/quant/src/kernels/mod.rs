@@ -10,6 +10,7 @@
 
 pub mod avx2;
 pub mod avx512;
+pub mod conv_vnni;
 pub mod epilogue;
 pub mod f32gemm;
 pub mod im2col;
