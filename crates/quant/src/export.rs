@@ -523,34 +523,42 @@ impl Reader<'_> {
 
     /// A 1-D tensor of any length, or empty if absent.
     fn f32s_any(&self, name: &str) -> Result<Vec<f32>> {
-        match self.st.tensor(name) {
-            Ok(t) => self.f32s(name, &[t.shape().iter().product()]),
-            Err(_) => Ok(Vec::new()),
-        }
+        self.any_len(name, |n| self.f32s(name, &[n]))
     }
 
     /// A 1-D tensor of any length, or empty if absent.
     fn i32s_any(&self, name: &str) -> Result<Vec<i32>> {
+        self.any_len(name, |n| self.i32s(name, &[n]))
+    }
+
+    fn any_len<T>(&self, name: &str, read: impl FnOnce(usize) -> Result<Vec<T>>) -> Result<Vec<T>> {
         match self.st.tensor(name) {
-            Ok(t) => self.i32s(name, &[t.shape().iter().product()]),
+            Ok(t) => read(t.shape().iter().product()),
             Err(_) => Ok(Vec::new()),
         }
     }
 
-    fn f32s(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
-        let t = self.view(name, Dtype::F32, shape)?;
+    /// The values of a 4-byte little-endian tensor, checked against `dtype` and `shape`.
+    fn words<T>(
+        &self,
+        name: &str,
+        dtype: Dtype,
+        shape: &[usize],
+        decode: fn([u8; 4]) -> T,
+    ) -> Result<Vec<T>> {
+        let t = self.view(name, dtype, shape)?;
         Ok(t.data()
             .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .map(|b| decode([b[0], b[1], b[2], b[3]]))
             .collect())
     }
 
+    fn f32s(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        self.words(name, Dtype::F32, shape, f32::from_le_bytes)
+    }
+
     fn i32s(&self, name: &str, shape: &[usize]) -> Result<Vec<i32>> {
-        let t = self.view(name, Dtype::I32, shape)?;
-        Ok(t.data()
-            .chunks_exact(4)
-            .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect())
+        self.words(name, Dtype::I32, shape, i32::from_le_bytes)
     }
 
     fn i8s(&self, name: &str, shape: &[usize]) -> Result<Vec<i8>> {
