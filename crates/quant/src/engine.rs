@@ -11,7 +11,7 @@ use crate::kernels::f32gemm;
 use crate::kernels::im2col::im2col;
 use crate::kernels::{Epilogue, KernelPath, OutLayout, qgemm};
 use crate::model::{DynamicLayer, LayerImpl, QuantModel, StaticLayer};
-use crate::network::{Dense, Node};
+use crate::network::{Dense, Node, PoolGeom};
 use crate::qparams::{ActDtype, QParams, quantize_into};
 
 /// An activation between nodes.
@@ -118,26 +118,10 @@ impl Engine {
                 (Node::Dense(_), None) => {
                     return Err(QuantError::Graph(format!("node {i} has no implementation")));
                 }
-                (
-                    Node::MaxPool {
-                        channels,
-                        in_hw,
-                        kernel,
-                        stride,
-                        out_hw,
-                    },
-                    _,
-                ) => {
-                    let planes = batch * channels;
-                    match act {
-                        Act::F32(v) => {
-                            Act::F32(maxpool(&v, planes, *in_hw, *kernel, *stride, *out_hw))
-                        }
-                        Act::U8(v, q) => {
-                            Act::U8(maxpool(&v, planes, *in_hw, *kernel, *stride, *out_hw), q)
-                        }
-                    }
-                }
+                (Node::MaxPool(g), _) => match act {
+                    Act::F32(v) => Act::F32(maxpool(&v, batch, g)),
+                    Act::U8(v, q) => Act::U8(maxpool(&v, batch, g), q),
+                },
                 (Node::Relu, _) => match act {
                     Act::F32(v) => Act::F32(v.into_iter().map(|x| x.max(0.0)).collect()),
                     Act::U8(v, q) => Act::U8(
@@ -359,17 +343,11 @@ impl Engine {
     }
 }
 
-/// Max pooling over `planes` planes of `[h, w]`, no padding. The common 2x2 / stride 2 case
+/// Max pooling of `batch` samples of `g.channels` planes, no padding. The common 2x2 / stride 2 case
 /// walks row pairs with fixed-size windows so it vectorises; other shapes take the general loop.
-fn maxpool<T: Copy + PartialOrd>(
-    x: &[T],
-    planes: usize,
-    in_hw: [usize; 2],
-    k: [usize; 2],
-    s: [usize; 2],
-    out_hw: [usize; 2],
-) -> Vec<T> {
-    let ([h, w], [oh, ow]) = (in_hw, out_hw);
+fn maxpool<T: Copy + PartialOrd>(x: &[T], batch: usize, g: &PoolGeom) -> Vec<T> {
+    let planes = batch * g.channels;
+    let ([h, w], [oh, ow], k, s) = (g.in_hw, g.out_hw, g.kernel, g.stride);
     let max = |a: T, b: T| if b > a { b } else { a };
     let mut y = Vec::with_capacity(planes * oh * ow);
     if k == [2, 2] && s == [2, 2] {

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{QuantError, Result};
 use crate::kernels::QWeights;
 use crate::model::{DynamicLayer, LayerImpl, QuantModel, Scheme, StaticLayer};
-use crate::network::{ConvGeom, Dense, Network, Node};
+use crate::network::{ConvGeom, Dense, Network, Node, PoolGeom};
 use crate::qparams::QParams;
 
 fn is_zero(v: &usize) -> bool {
@@ -63,18 +63,7 @@ pub enum NodeSpec {
         scales: usize,
     },
     /// Max pooling.
-    MaxPool {
-        /// Channels.
-        channels: usize,
-        /// Input size.
-        in_hw: [usize; 2],
-        /// Kernel.
-        kernel: [usize; 2],
-        /// Stride.
-        stride: [usize; 2],
-        /// Output size.
-        out_hw: [usize; 2],
-    },
+    MaxPool(PoolGeom),
     /// ReLU.
     Relu,
     /// Flatten.
@@ -152,22 +141,7 @@ pub fn to_bytes(model: &QuantModel, provenance: serde_json::Value) -> Result<Vec
             (Node::Dense(_), None) => {
                 return Err(QuantError::Graph(format!("node {i} has no implementation")));
             }
-            (
-                Node::MaxPool {
-                    channels,
-                    in_hw,
-                    kernel,
-                    stride,
-                    out_hw,
-                },
-                _,
-            ) => NodeSpec::MaxPool {
-                channels: *channels,
-                in_hw: *in_hw,
-                kernel: *kernel,
-                stride: *stride,
-                out_hw: *out_hw,
-            },
+            (Node::MaxPool(g), _) => NodeSpec::MaxPool(*g),
             (Node::Relu, _) => NodeSpec::Relu,
             (Node::Flatten, _) => NodeSpec::Flatten,
         };
@@ -366,22 +340,7 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<(QuantModel, FileMeta)> {
                 };
                 (Node::Dense(d), Some(layer))
             }
-            NodeSpec::MaxPool {
-                channels,
-                in_hw,
-                kernel,
-                stride,
-                out_hw,
-            } => (
-                Node::MaxPool {
-                    channels: *channels,
-                    in_hw: *in_hw,
-                    kernel: *kernel,
-                    stride: *stride,
-                    out_hw: *out_hw,
-                },
-                None,
-            ),
+            NodeSpec::MaxPool(g) => (Node::MaxPool(*g), None),
             NodeSpec::Relu => (Node::Relu, None),
             NodeSpec::Flatten => (Node::Flatten, None),
         };
@@ -396,7 +355,7 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<(QuantModel, FileMeta)> {
         )));
     }
     let network =
-        network_with_shapes(meta.input_shape.clone(), nodes).map_err(|e| bad(e.to_string()))?;
+        Network::from_nodes(meta.input_shape.clone(), nodes).map_err(|e| bad(e.to_string()))?;
     let model = QuantModel {
         network,
         layers,
@@ -411,63 +370,6 @@ fn take<'a, T>(all: &'a [T], next: &mut usize, n: usize) -> Option<&'a [T]> {
     let s = all.get(*next..*next + n)?;
     *next += n;
     Some(s)
-}
-
-/// Recomputes per-node output lengths and checks that consecutive nodes fit.
-fn network_with_shapes(input_shape: Vec<usize>, nodes: Vec<Node>) -> Result<Network> {
-    let mut len: usize = input_shape.iter().product();
-    let mut out_lens = Vec::new();
-    for (i, node) in nodes.iter().enumerate() {
-        let mismatch = |want: usize| {
-            QuantError::Graph(format!(
-                "node {i} expects {want} inputs per sample, the previous node gives {len}"
-            ))
-        };
-        len = match node {
-            Node::Dense(d) => {
-                let want = match d.conv {
-                    None => d.k,
-                    Some(g) => g.in_channels * g.in_hw[0] * g.in_hw[1],
-                };
-                if want != len {
-                    return Err(mismatch(want));
-                }
-                d.out_len()
-            }
-            Node::MaxPool {
-                channels,
-                in_hw,
-                kernel,
-                stride,
-                out_hw,
-            } => {
-                if channels * in_hw[0] * in_hw[1] != len {
-                    return Err(mismatch(channels * in_hw[0] * in_hw[1]));
-                }
-                let valid = (0..2).all(|a| {
-                    stride[a] > 0
-                        && in_hw[a] >= kernel[a]
-                        && out_hw[a] == (in_hw[a] - kernel[a]) / stride[a] + 1
-                });
-                if !valid {
-                    return Err(QuantError::Graph(format!(
-                        "node {i}: inconsistent max-pool geometry"
-                    )));
-                }
-                channels * out_hw[0] * out_hw[1]
-            }
-            Node::Relu | Node::Flatten => len,
-        };
-        out_lens.push(len);
-    }
-    if out_lens.is_empty() {
-        return Err(QuantError::Graph("no nodes".into()));
-    }
-    Ok(Network {
-        input_shape,
-        nodes,
-        out_lens,
-    })
 }
 
 struct Reader<'a> {

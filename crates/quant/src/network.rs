@@ -84,24 +84,39 @@ impl Dense {
     }
 }
 
+/// Geometry of a max pooling (no padding), shared by the network and the file format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolGeom {
+    /// Channels.
+    pub channels: usize,
+    /// Input `[h, w]`.
+    pub in_hw: [usize; 2],
+    /// Kernel.
+    pub kernel: [usize; 2],
+    /// Stride.
+    pub stride: [usize; 2],
+    /// Output `[h, w]`.
+    pub out_hw: [usize; 2],
+}
+
+impl PoolGeom {
+    /// Whether the output size follows from input, kernel and stride.
+    pub fn is_consistent(&self) -> bool {
+        (0..2).all(|a| {
+            self.stride[a] > 0
+                && self.in_hw[a] >= self.kernel[a]
+                && self.out_hw[a] == (self.in_hw[a] - self.kernel[a]) / self.stride[a] + 1
+        })
+    }
+}
+
 /// A node of the network.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Node {
     /// Linear or convolution (+ ReLU).
     Dense(Dense),
     /// Max pooling `[c, h, w] -> [c, oh, ow]`.
-    MaxPool {
-        /// Channels.
-        channels: usize,
-        /// Input `[h, w]`.
-        in_hw: [usize; 2],
-        /// Kernel.
-        kernel: [usize; 2],
-        /// Stride.
-        stride: [usize; 2],
-        /// Output `[h, w]`.
-        out_hw: [usize; 2],
-    },
+    MaxPool(PoolGeom),
     /// A ReLU that does not follow a dense layer.
     Relu,
     /// Shape change only.
@@ -166,13 +181,13 @@ impl Network {
                     bias: bias.clone(),
                     relu: fuse,
                 }),
-                Op::MaxPool2d { kernel, stride } => Node::MaxPool {
+                Op::MaxPool2d { kernel, stride } => Node::MaxPool(PoolGeom {
                     channels: sin[0],
                     in_hw: [sin[1], sin[2]],
                     kernel: *kernel,
                     stride: *stride,
                     out_hw: [sout[1], sout[2]],
-                },
+                }),
                 Op::Relu => Node::Relu,
                 Op::Flatten => Node::Flatten,
             };
@@ -188,6 +203,49 @@ impl Network {
         }
         Ok(Self {
             input_shape: g.input_shape.clone(),
+            nodes,
+            out_lens,
+        })
+    }
+
+    /// Builds a network from nodes (e.g. read from a file), recomputing every node's output
+    /// length and checking that consecutive nodes fit.
+    pub fn from_nodes(input_shape: Vec<usize>, nodes: Vec<Node>) -> Result<Self> {
+        let mut len: usize = input_shape.iter().product();
+        let mut out_lens = Vec::new();
+        for (i, node) in nodes.iter().enumerate() {
+            let mismatch = |want: usize| {
+                QuantError::Graph(format!(
+                    "node {i} expects {want} inputs per sample, the previous node gives {len}"
+                ))
+            };
+            len = match node {
+                Node::Dense(d) => {
+                    if d.in_len() != len {
+                        return Err(mismatch(d.in_len()));
+                    }
+                    d.out_len()
+                }
+                Node::MaxPool(g) => {
+                    if g.channels * g.in_hw[0] * g.in_hw[1] != len {
+                        return Err(mismatch(g.channels * g.in_hw[0] * g.in_hw[1]));
+                    }
+                    if !g.is_consistent() {
+                        return Err(QuantError::Graph(format!(
+                            "node {i}: inconsistent max-pool geometry"
+                        )));
+                    }
+                    g.channels * g.out_hw[0] * g.out_hw[1]
+                }
+                Node::Relu | Node::Flatten => len,
+            };
+            out_lens.push(len);
+        }
+        if out_lens.is_empty() {
+            return Err(QuantError::Graph("no nodes".into()));
+        }
+        Ok(Self {
+            input_shape,
             nodes,
             out_lens,
         })

@@ -72,9 +72,9 @@ fn reference_logits(net: &quantlab_quant::Network, x: &[f32], batch: usize) -> V
                     ops.push(Op::Relu);
                 }
             }
-            Node::MaxPool { kernel, stride, .. } => ops.push(Op::MaxPool2d {
-                kernel: *kernel,
-                stride: *stride,
+            Node::MaxPool(g) => ops.push(Op::MaxPool2d {
+                kernel: g.kernel,
+                stride: g.stride,
             }),
             Node::Relu => ops.push(Op::Relu),
             Node::Flatten => ops.push(Op::Flatten),

@@ -45,25 +45,11 @@ pub fn conv_sample(
     let k4 = w.k.div_ceil(4);
     let pp = p.div_ceil(LANES) * LANES;
     pack(x, g, zp_in, k4, pp, packed);
-    let wq: Vec<i32> = (0..w.n)
-        .flat_map(|n| {
-            (0..k4).map(move |gi| {
-                let mut b = [0u8; 4];
-                for (t, v) in b.iter_mut().enumerate() {
-                    let kk = gi * 4 + t;
-                    if kk < w.k {
-                        *v = w.w[n * w.k + kk] as u8;
-                    }
-                }
-                i32::from_le_bytes(b)
-            })
-        })
-        .collect();
     assert!(usable(requant) && out.len() >= w.n * p);
     // SAFETY: features checked by `usable`; loads stay in `packed` (k4 * pp * 4 bytes).
     unsafe {
         kernel(
-            packed, &wq, k4, pp, p, w.n, offset, requant, zo, lo, hi, out,
+            packed, &w.quads, k4, pp, p, w.n, offset, requant, zo, lo, hi, out,
         )
     };
 }

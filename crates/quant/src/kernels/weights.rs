@@ -20,6 +20,9 @@ pub struct QWeights {
     pub packed: Packed,
     /// Packed for the AVX2 kernel (2 x i16 groups).
     pub packed16: Packed16,
+    /// `[n, ceil(k/4)]`: each output's weights 4 at a time as one little-endian word (zero
+    /// filled), the operand the pixels-in-lanes convolution broadcasts.
+    pub quads: Vec<i32>,
 }
 
 impl QWeights {
@@ -32,6 +35,16 @@ impl QWeights {
             .collect();
         let packed = Packed::new(&w, n, k);
         let packed16 = Packed16::new(&w, n, k);
+        let quads = w
+            .chunks_exact(k.max(1))
+            .flat_map(|row| {
+                row.chunks(4).map(|q| {
+                    let mut b = [0u8; 4];
+                    q.iter().zip(&mut b).for_each(|(v, o)| *o = *v as u8);
+                    i32::from_le_bytes(b)
+                })
+            })
+            .collect();
         Self {
             n,
             k,
@@ -39,6 +52,7 @@ impl QWeights {
             col_sums,
             packed,
             packed16,
+            quads,
         }
     }
 }
