@@ -61,11 +61,20 @@ fn target_dir() -> Result<PathBuf> {
 }
 
 /// Builds (with the test feature set) and runs the `quantlab` binary.
+///
+/// The build shows cargo's own progress (crate lines and the progress bar): a silent first
+/// build of a quarter of an hour looks like a hang. A warm build prints one `Finished` line.
 fn quantlab(sub: &[&str], rest: &[String]) -> Result<()> {
-    run(Command::new(cargo()).args(["test", "--workspace", "--no-run", "--quiet"]))?;
     let exe = target_dir()?
         .join("debug")
         .join(format!("quantlab{}", std::env::consts::EXE_SUFFIX));
+    if !exe.is_file() {
+        eprintln!(
+            "xtask: first build of quantlab and burn (cargo test --workspace --no-run): about a \
+             quarter of an hour on 2 cores; later runs reuse it"
+        );
+    }
+    run(Command::new(cargo()).args(["test", "--workspace", "--no-run"]))?;
     if !exe.is_file() {
         bail!(
             "{} was not built by cargo test --workspace --no-run",

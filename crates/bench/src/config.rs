@@ -109,6 +109,33 @@ pub struct QuickSettings {
     pub time_budget_s: f64,
 }
 
+/// The calibration sweep (`[calib_sweep]`): how much calibration data is enough.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SweepSettings {
+    /// `dataset/model` pairs swept (empty: no sweep). Pairs not in the run are ignored.
+    pub pairs: Vec<String>,
+    /// Calibration sizes (training images; capped at the training split).
+    pub sizes: Vec<usize>,
+    /// Seeds choosing which training images (one calibration per size and seed).
+    pub seeds: Vec<u64>,
+    /// Weight granularity of the swept static models.
+    pub granularity: Granularity,
+    /// Test images on which per-layer SQNR is measured.
+    pub sqnr_samples: usize,
+    /// Sizes under `--quick`.
+    pub quick_sizes: Vec<usize>,
+    /// Seeds under `--quick`.
+    pub quick_seeds: Vec<u64>,
+}
+
+impl SweepSettings {
+    /// Whether `ds/model` is swept.
+    pub fn covers(&self, ds: DatasetName, model: ModelKind) -> bool {
+        self.pairs.iter().any(|p| *p == format!("{ds}/{model}"))
+    }
+}
+
 /// `configs/bench.toml`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -135,6 +162,9 @@ pub struct BenchConfig {
     pub train: BTreeMap<String, TrainSettings>,
     /// `--quick` overrides.
     pub quick: QuickSettings,
+    /// The calibration sweep; absent means none.
+    #[serde(default)]
+    pub calib_sweep: Option<SweepSettings>,
 }
 
 impl BenchConfig {
@@ -180,6 +210,35 @@ impl BenchConfig {
                 "calib and min_reps must be >= 1, max_reps >= min_reps, time_budget_s > 0".into(),
             ));
         }
+        if let Some(sw) = &cfg.calib_sweep {
+            for key in &sw.pairs {
+                let (ds, m) = key.split_once('/').ok_or_else(|| {
+                    bad(format!("[calib_sweep] pairs: {key:?} is not dataset/model"))
+                })?;
+                DatasetName::from_str(ds)
+                    .map_err(|e| bad(format!("[calib_sweep] pairs: {key:?}: {e}")))?;
+                serde_json::from_value::<ModelKind>(serde_json::Value::String(m.into())).map_err(
+                    |_| {
+                        bad(format!(
+                            "[calib_sweep] pairs: {key:?}: unknown model {m:?}; known: logreg, mlp, cnn"
+                        ))
+                    },
+                )?;
+            }
+            for (key, sizes, seeds) in [
+                ("sizes", &sw.sizes, &sw.seeds),
+                ("quick_sizes", &sw.quick_sizes, &sw.quick_seeds),
+            ] {
+                if sizes.is_empty() || sizes.contains(&0) || seeds.is_empty() {
+                    return Err(bad(format!(
+                        "[calib_sweep] {key}: need at least one size, every size >= 1, and at least one seed"
+                    )));
+                }
+            }
+            if sw.sqnr_samples == 0 {
+                return Err(bad("[calib_sweep] sqnr_samples: need at least 1".into()));
+            }
+        }
         let q = &cfg.quick;
         if q.train_limit == 0
             || q.test_limit == 0
@@ -223,6 +282,10 @@ impl BenchConfig {
         self.time_budget_s = q.time_budget_s;
         for t in self.train.values_mut() {
             t.epochs = q.epochs;
+        }
+        if let Some(sw) = &mut self.calib_sweep {
+            sw.sizes = sw.quick_sizes.clone();
+            sw.seeds = sw.quick_seeds.clone();
         }
         self
     }
@@ -269,6 +332,9 @@ mod tests {
             ("\"naive\",", "\"naiive\",", "naiive"),
             ("devices = [\"cpu\"]", "devices = [\"tpu\"]", "tpu"),
             ("[train.digits]", "[train.digitz]", "digitz"),
+            ("\"mnist/cnn\", \"digits", "\"mnist/cnm\", \"digits", "cnm"),
+            ("sizes = [16,", "sizes = [0,", "sizes"),
+            ("sqnr_samples = 256", "sqnr_samples = 0", "sqnr_samples"),
         ] {
             std::fs::write(&p, text.replacen(from, to, 1)).unwrap();
             let err = BenchConfig::load(&p).unwrap_err().to_string();

@@ -6,6 +6,7 @@
 //!   (`bench.json`, see `../shared/DESIGN.md`) and the derived ratios.
 //! - [`write`]: JSON, CSV, Markdown and `results/latest`; [`plots`]: charts drawn from the
 //!   saved JSON; [`measure`]: timing and the counting allocator; [`machine`]: machine facts.
+//! - [`sweep`]: the calibration sweep (how many calibration images each observer needs).
 #![warn(missing_docs)]
 
 pub mod config;
@@ -15,9 +16,10 @@ pub mod measure;
 pub mod plots;
 pub mod row;
 pub mod run;
+pub mod sweep;
 pub mod write;
 
-pub use config::{BenchConfig, DeviceKind, Method};
+pub use config::{BenchConfig, DeviceKind, Method, SweepSettings};
 pub use error::{BenchError, Result};
 pub use measure::CountingAlloc;
 pub use row::Row;

@@ -1,6 +1,6 @@
 //! Plots drawn from a saved run (`bench.json`), PNG and SVG, one function per chart:
 //! accuracy vs file size, latency f32 vs int8 (batch 1 and 64), per-layer SQNR of the
-//! static methods, and training curves. The font is shipped and registered at start, so
+//! static methods, the calibration sweep, and training curves. The font is shipped and registered at start, so
 //! labels render on machines without system fonts.
 
 use std::path::{Path, PathBuf};
@@ -13,6 +13,7 @@ use plotters::style::{FontStyle, register_font};
 use crate::error::{BenchError, Result};
 use crate::row::Row;
 use crate::run::Results;
+use crate::sweep::{SweepSummary, summarize};
 
 static FONT: Once = Once::new();
 const FONT_BYTES: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
@@ -105,6 +106,24 @@ pub fn draw_all(dir: &Path, r: &Results) -> Result<Vec<PathBuf>> {
                 )?);
             }
         }
+    }
+    let summary = summarize(&r.calib_sweep);
+    let mut swept: Vec<(String, String)> = Vec::new();
+    for x in &summary {
+        let k = (x.dataset.clone(), x.model.clone());
+        if !swept.contains(&k) {
+            swept.push(k);
+        }
+    }
+    for (ds, m) in swept {
+        let lines: Vec<&SweepSummary> = summary
+            .iter()
+            .filter(|x| x.dataset == ds && x.model == m)
+            .collect();
+        files.extend(render!(
+            &out.join(format!("calib-sweep-{ds}-{m}")),
+            |a: &DrawingArea<_, Shift>| calib_sweep(a, &ds, &m, &lines)
+        )?);
     }
     if r.curves.iter().any(|c| !c.history.epochs.is_empty()) {
         files.extend(render!(&out.join("training_curves"), |a: &DrawingArea<
@@ -505,6 +524,115 @@ fn curves<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, r: &Results) -> Dra
             .background_style(WHITE.mix(0.8))
             .border_style(BLACK)
             .position(if is_loss {
+                SeriesLabelPosition::UpperRight
+            } else {
+                SeriesLabelPosition::LowerRight
+            })
+            .draw()
+            .map_err(e)?;
+    }
+    Ok(())
+}
+
+/// Accuracy drop (mean, bars from best to worst seed) and weakest-layer SQNR against the
+/// number of calibration images, one line per observer, on a log axis.
+fn calib_sweep<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    ds: &str,
+    model: &str,
+    lines: &[&SweepSummary],
+) -> DrawResult {
+    let e = |x: DrawingAreaErrorKind<DB::ErrorType>| x.to_string();
+    let (left, right) = area.split_horizontally(SIZE.0 / 2);
+    let lo = lines.iter().map(|x| x.size).min().unwrap_or(1) as f64;
+    let hi = (lines.iter().map(|x| x.size).max().unwrap_or(2) as f64).max(lo * 2.0);
+    let mut observers: Vec<&str> = Vec::new();
+    for x in lines {
+        if !observers.contains(&x.observer.as_str()) {
+            observers.push(&x.observer);
+        }
+    }
+    let range = |v: &mut dyn Iterator<Item = f64>| {
+        v.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
+            if x.is_finite() {
+                (a.min(x), b.max(x))
+            } else {
+                (a, b)
+            }
+        })
+    };
+    for (panel, is_drop) in [(&left, true), (&right, false)] {
+        let (ymin, ymax) = if is_drop {
+            range(&mut lines.iter().flat_map(|x| [x.drop_min_pp, x.drop_max_pp]))
+        } else {
+            range(&mut lines.iter().map(|x| x.worst_layer_sqnr_db))
+        };
+        let pad = ((ymax - ymin) * 0.08).max(0.05);
+        let mut chart = ChartBuilder::on(panel)
+            .caption(
+                if is_drop {
+                    format!("{ds}/{model}: accuracy drop vs calibration images")
+                } else {
+                    format!("{ds}/{model}: weakest layer SQNR")
+                },
+                ("sans-serif", 17),
+            )
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(55)
+            .build_cartesian_2d((lo / 1.3..hi * 1.3).log_scale(), ymin - pad..ymax + pad)
+            .map_err(e)?;
+        chart
+            .configure_mesh()
+            .x_desc("calibration images (log)")
+            .y_desc(if is_drop {
+                "drop (pp), seed range"
+            } else {
+                "SQNR (dB)"
+            })
+            .draw()
+            .map_err(e)?;
+        for (i, o) in observers.iter().enumerate() {
+            let col = PALETTE[i % PALETTE.len()];
+            let pts: Vec<&&SweepSummary> = lines.iter().filter(|x| x.observer == *o).collect();
+            let xy: Vec<(f64, f64)> = pts
+                .iter()
+                .map(|x| {
+                    let y = if is_drop {
+                        x.drop_mean_pp
+                    } else {
+                        x.worst_layer_sqnr_db
+                    };
+                    (x.size as f64, y)
+                })
+                .collect();
+            chart
+                .draw_series(LineSeries::new(xy.clone(), col.stroke_width(2)))
+                .map_err(e)?
+                .label(o.to_string())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 15, y)], col.stroke_width(2))
+                });
+            chart
+                .draw_series(xy.iter().map(|p| Circle::new(*p, 3, col.filled())))
+                .map_err(e)?;
+            if is_drop {
+                chart
+                    .draw_series(pts.iter().map(|x| {
+                        let xs = x.size as f64;
+                        PathElement::new(
+                            vec![(xs, x.drop_min_pp), (xs, x.drop_max_pp)],
+                            col.stroke_width(1),
+                        )
+                    }))
+                    .map_err(e)?;
+            }
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .position(if is_drop {
                 SeriesLabelPosition::UpperRight
             } else {
                 SeriesLabelPosition::LowerRight

@@ -23,6 +23,7 @@ use crate::error::{BenchError, Result, io};
 use crate::machine::{Machine, stamp};
 use crate::measure::{Timing, latency, peak_during};
 use crate::row::{Row, derive_ratios};
+use crate::sweep::{SweepPoint, sweep};
 
 /// Batch sizes measured.
 pub const BATCHES: [usize; 2] = [1, 64];
@@ -91,6 +92,9 @@ pub struct Results {
     pub rows: Vec<Row>,
     /// Training curves.
     pub curves: Vec<Curve>,
+    /// The calibration sweep (`[calib_sweep]`), one point per model, size, seed, observer.
+    #[serde(default)]
+    pub calib_sweep: Vec<SweepPoint>,
 }
 
 /// FNV-1a of a string: a stable cache key for a training config.
@@ -131,6 +135,7 @@ pub fn run(opts: &BenchOptions) -> Result<(PathBuf, Results)> {
     std::fs::create_dir_all(dir.join("models")).map_err(io(&dir))?;
     let mut rows = Vec::new();
     let mut curves = Vec::new();
+    let mut sweep_points = Vec::new();
     let mut skipped = Vec::new();
     let datasets: Vec<DatasetName> = cfg
         .datasets
@@ -179,9 +184,10 @@ pub fn run(opts: &BenchOptions) -> Result<(PathBuf, Results)> {
                 devices: &devices,
                 dir: &dir,
             };
-            let (mut r, curve) = pair.measure(&methods)?;
+            let (mut r, curve, mut sw) = pair.measure(&methods)?;
             rows.append(&mut r);
             curves.push(curve);
+            sweep_points.append(&mut sw);
         }
     }
     derive_ratios(&mut rows);
@@ -206,7 +212,15 @@ pub fn run(opts: &BenchOptions) -> Result<(PathBuf, Results)> {
         notes,
         config: cfg,
     };
-    Ok((dir, Results { meta, rows, curves }))
+    Ok((
+        dir,
+        Results {
+            meta,
+            rows,
+            curves,
+            calib_sweep: sweep_points,
+        },
+    ))
 }
 
 struct Pair<'a> {
@@ -280,9 +294,14 @@ impl Pair<'_> {
         Ok((ck_dir, out.history, true))
     }
 
-    fn measure(&self, methods: &[Method]) -> Result<(Vec<Row>, Curve)> {
+    fn measure(&self, methods: &[Method]) -> Result<(Vec<Row>, Curve, Vec<SweepPoint>)> {
+        let sweep_cfg = self
+            .cfg
+            .calib_sweep
+            .as_ref()
+            .filter(|s| s.covers(self.ds, self.kind));
         let bar = if self.opts.progress {
-            ProgressBar::new(methods.len() as u64 + 3)
+            ProgressBar::new(methods.len() as u64 + 3 + sweep_cfg.is_some() as u64)
         } else {
             ProgressBar::hidden()
         };
@@ -374,6 +393,25 @@ impl Pair<'_> {
             }
             bar.inc(1);
         }
+        let mut points = Vec::new();
+        if let Some(sw) = sweep_cfg {
+            // Bit-identical at any thread count, so the sweep may use every core.
+            let engine = Engine {
+                threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+                ..self.engine
+            };
+            points = sweep(
+                (ds, kind),
+                &net,
+                &self.splits.train,
+                &test,
+                rows[0].accuracy,
+                sw,
+                &engine,
+                |m| bar.set_message(m.to_string()),
+            )?;
+            bar.inc(1);
+        }
         bar.finish_and_clear();
         let curve = Curve {
             dataset: ds.into(),
@@ -381,7 +419,7 @@ impl Pair<'_> {
             trained_now,
             history,
         };
-        Ok((rows, curve))
+        Ok((rows, curve, points))
     }
 
     #[allow(clippy::too_many_arguments)]

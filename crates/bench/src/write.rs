@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{BenchError, Result, io};
 use crate::row::Row;
 use crate::run::Results;
+use crate::sweep::{SweepPoint, summarize};
 
 /// Writes `bench.json`, `bench.csv` and `REPORT.md` into `dir`.
 pub fn write_all(dir: &Path, r: &Results) -> Result<()> {
@@ -236,6 +237,106 @@ pub fn markdown(r: &Results) -> String {
                         l.node, l.name, l.sqnr_db, l.cosine, l.f32_us, l.int8_us
                     );
                 }
+            }
+        }
+    }
+    s.push_str(&sweep_markdown(&r.calib_sweep));
+    s
+}
+
+/// The calibration sweep's section: per model, accuracy drop and weakest-layer SQNR by
+/// calibration size and observer, with the spread over seeds.
+pub fn sweep_markdown(points: &[SweepPoint]) -> String {
+    let summary = summarize(points);
+    let mut s = String::new();
+    let mut pairs: Vec<(&str, &str)> = Vec::new();
+    for x in &summary {
+        if !pairs.contains(&(&x.dataset, &x.model)) {
+            pairs.push((&x.dataset, &x.model));
+        }
+    }
+    for (ds, model) in pairs {
+        let rows: Vec<_> = summary
+            .iter()
+            .filter(|x| x.dataset == ds && x.model == model)
+            .collect();
+        let mut observers: Vec<&str> = Vec::new();
+        let mut sizes: Vec<usize> = Vec::new();
+        for x in &rows {
+            if !observers.contains(&x.observer.as_str()) {
+                observers.push(&x.observer);
+            }
+            if !sizes.contains(&x.size) {
+                sizes.push(x.size);
+            }
+        }
+        let seeds = rows.first().map_or(0, |x| x.seeds);
+        let gran = points
+            .iter()
+            .find(|p| p.dataset == ds && p.model == model)
+            .map_or("", |p| p.granularity.as_str());
+        let _ = writeln!(
+            s,
+            "\n## Calibration sweep: {ds} / {model}\n\nStatic int8 ({gran} weights, u8 activations) calibrated on N training images drawn by {seeds} seeds; one calibration per draw serves every observer. Accuracy on the test split; SQNR on the first test images.\n"
+        );
+        let header = format!(
+            "| images | {} |\n|---|{}",
+            observers.join(" | "),
+            "---|".repeat(observers.len())
+        );
+        let cell = |size: usize, o: &str, f: &dyn Fn(&crate::sweep::SweepSummary) -> String| {
+            rows.iter()
+                .find(|x| x.size == size && x.observer == o)
+                .map_or("-".into(), |x| f(x))
+        };
+        let _ = writeln!(
+            s,
+            "Accuracy drop, pp: mean over seeds (best .. worst seed)\n\n{header}"
+        );
+        for &n in &sizes {
+            let cells: Vec<String> = observers
+                .iter()
+                .map(|o| {
+                    cell(n, o, &|x| {
+                        format!(
+                            "{:+.2} ({:+.2} .. {:+.2})",
+                            x.drop_mean_pp, x.drop_min_pp, x.drop_max_pp
+                        )
+                    })
+                })
+                .collect();
+            let _ = writeln!(s, "| {n} | {} |", cells.join(" | "));
+        }
+        let _ = writeln!(
+            s,
+            "\nWeakest layer's SQNR, dB: mean over seeds (largest seed-to-seed spread of any layer)\n\n{header}"
+        );
+        for &n in &sizes {
+            let cells: Vec<String> = observers
+                .iter()
+                .map(|o| {
+                    cell(n, o, &|x| {
+                        format!(
+                            "{:.1} (±{:.1})",
+                            x.worst_layer_sqnr_db,
+                            x.sqnr_spread_db / 2.0
+                        )
+                    })
+                })
+                .collect();
+            let _ = writeln!(s, "| {n} | {} |", cells.join(" | "));
+        }
+        if let Some(&small) = sizes.first() {
+            let stable = rows
+                .iter()
+                .filter(|x| x.size == small)
+                .min_by(|a, b| a.drop_max_pp.total_cmp(&b.drop_max_pp));
+            if let Some(b) = stable {
+                let _ = writeln!(
+                    s,
+                    "\nWith {small} images the steadiest observer is **{}** (worst seed {:+.2} pp).",
+                    b.observer, b.drop_max_pp
+                );
             }
         }
     }

@@ -3,10 +3,10 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::Args;
-use quantlab_data::{DataOptions, DatasetName, load};
-use quantlab_quant::{Engine, KernelPath, export, score};
+use quantlab_data::{DatasetName, load};
+use quantlab_quant::{Engine, KernelPath, score};
 use quantlab_train::{Backend, Score, checkpoint, evaluate};
 
 /// Arguments of `quantlab eval`.
@@ -93,41 +93,9 @@ fn eval_checkpoint(args: &EvalArgs) -> Result<Outcome> {
     })
 }
 
-/// A provenance field of an int8 file.
-fn field<T: serde::de::DeserializeOwned>(
-    meta: &export::FileMeta,
-    key: &str,
-    path: &std::path::Path,
-) -> Result<T> {
-    serde_json::from_value(meta.provenance[key].clone())
-        .with_context(|| format!("{}: provenance has no valid `{key}`", path.display()))
-}
-
 fn eval_file(args: &EvalArgs) -> Result<Outcome> {
-    let (model, meta) = export::load(&args.model)?;
-    let path = args.model.as_path();
-    let trained_on: DatasetName = field(&meta, "dataset", path)?;
-    let model_kind: quantlab_models::ModelKind = field(&meta, "model", path)?;
-    let dataset = args.dataset.unwrap_or(trained_on);
-    let opts = DataOptions {
-        data_dir: args.data_dir.clone(),
-        split_seed: field(&meta, "split_seed", path)?,
-        synthetic: if trained_on == DatasetName::Synthetic {
-            field(&meta, "synthetic", path)?
-        } else {
-            Default::default()
-        },
-        ..DataOptions::default()
-    };
-    let splits = load(dataset, &opts)?;
-    if splits.test.sample_shape != meta.input_shape {
-        bail!(
-            "{dataset} samples have shape {:?} but the model in {} takes {:?}",
-            splits.test.sample_shape,
-            args.model.display(),
-            meta.input_shape
-        );
-    }
+    let f = crate::model_file::load_with_data(&args.model, args.dataset, args.data_dir.clone())?;
+    let (model, dataset, splits, model_kind) = (f.model, f.dataset, f.splits, f.kind);
     let engine = Engine {
         path: KernelPath::from_env()?,
         threads: 1,

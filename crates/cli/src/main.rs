@@ -5,7 +5,9 @@ mod bench_cmd;
 mod data_cmd;
 mod eval_cmd;
 mod inspect_cmd;
+mod model_file;
 mod quantize_cmd;
+mod time_cmd;
 mod train_cmd;
 
 use std::path::PathBuf;
@@ -50,6 +52,8 @@ enum Command {
         /// The run folder, e.g. results/latest.
         run: PathBuf,
     },
+    /// Time a model file on quantlab's engine (batch sizes x thread counts, median and p90).
+    Time(time_cmd::TimeArgs),
     /// Print the layers, dtypes, shapes, scales and size of an int8 file.
     Inspect {
         /// The .safetensors file.
@@ -66,6 +70,7 @@ fn main() -> ExitCode {
         Command::Eval(args) => eval_cmd::run(args),
         Command::Inspect { file } => inspect_cmd::run(file),
         Command::Bench(args) => bench_cmd::run(args),
+        Command::Time(args) => time_cmd::run(args),
         Command::Plots { run } => bench_cmd::plots_run(run),
     };
     match result {

@@ -12,13 +12,14 @@ use quantlab_train::{Backend, FitOptions, OptimizerKind, TrainConfig, checkpoint
 /// Arguments of `quantlab train`.
 #[derive(Debug, Args)]
 pub struct TrainArgs {
-    /// TOML training config (see configs/); flags given beside it override its values.
+    /// TOML training config. Without it, `configs/train/<dataset>-<model>.toml` supplies the
+    /// defaults (the tuned settings the bench uses). Flags override either.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Dataset.
+    /// Dataset (default mnist, or the --config's).
     #[arg(long, value_enum)]
     dataset: Option<DatasetName>,
-    /// Model.
+    /// Model (default mlp, or the --config's).
     #[arg(long, value_enum)]
     model: Option<ModelKind>,
     /// Epochs.
@@ -63,10 +64,24 @@ pub struct TrainArgs {
 }
 
 impl TrainArgs {
+    /// The config: `--config`, else the dataset/model preset, then the flags on top.
+    /// Says on one line where the defaults came from.
     fn config(&self) -> Result<TrainConfig> {
         let mut c = match &self.config {
             Some(p) => TrainConfig::from_toml_file(p)?,
-            None => TrainConfig::default(),
+            None => {
+                let base = TrainConfig::default();
+                let ds = self.dataset.unwrap_or(base.dataset);
+                let model = self.model.unwrap_or(base.model.kind);
+                let (c, path) = TrainConfig::defaults_for(ds, model)?;
+                match path {
+                    Some(p) => println!("defaults from {} (flags override)", p.display()),
+                    None => {
+                        println!("no preset configs/train/{ds}-{model}.toml: built-in defaults")
+                    }
+                }
+                c
+            }
         };
         if let Some(v) = self.dataset {
             c.dataset = v;

@@ -252,10 +252,8 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<(QuantModel, FileMeta)> {
         )));
     }
     for (p, q) in meta.points.iter().enumerate() {
-        if let Some(q) = q.filter(|q| !q.is_valid()) {
-            return Err(bad(format!(
-                "activation point {p}: invalid quantization {q:?} (scale must be finite and > 0)"
-            )));
+        if let Some(why) = q.and_then(|q| q.problem()) {
+            return Err(bad(format!("activation point {p}: {why}")));
         }
     }
     // Pass-through points were stored once: restore them from their input point.

@@ -32,7 +32,7 @@ pub use calibrate::{Calibration, calibrate};
 pub use engine::{Act, Engine};
 pub use error::{QuantError, Result};
 pub use kernels::KernelPath;
-pub use methods::{QuantizeOptions, only_layer, quantize, with_fallback};
+pub use methods::{QuantizeOptions, only_layer, quantize, static_from_calibration, with_fallback};
 pub use model::{Granularity, LayerImpl, MethodKind, QuantModel, Scheme};
 pub use network::{Dense, Network, Node};
 pub use observer::ObserverKind;

@@ -12,7 +12,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::calibrate::calibrate;
+use crate::calibrate::{Calibration, calibrate};
 use crate::engine::Engine;
 use crate::error::{QuantError, Result};
 use crate::kernels::QWeights;
@@ -182,23 +182,40 @@ pub fn quantize(
                 opts.observer.needs_histogram(),
                 engine,
             )?;
-            let points = cal.qparams(opts.observer, opts.act_dtype);
-            for i in net.dense_indices() {
-                let d = dense(i).expect("dense index");
-                model.layers[i] = Some(LayerImpl::Static(static_layer(
-                    d,
-                    opts.granularity,
-                    points[i],
-                    points[i + 1],
-                )));
-            }
-            model.points = points.into_iter().map(Some).collect();
-            model.scheme = scheme(opts, samples);
-            return Ok(model);
+            return Ok(static_from_calibration(net, opts, &cal));
         }
     }
     model.scheme = scheme(opts, 0);
     Ok(model)
+}
+
+/// The static int8 model that `opts` (observer, granularity, activation dtype) builds from
+/// a calibration already run. Observers are pure functions of the statistics, so one
+/// calibration (with histograms) serves every observer: the calibration sweep relies on it.
+pub fn static_from_calibration(
+    net: &Network,
+    opts: &QuantizeOptions,
+    cal: &Calibration,
+) -> QuantModel {
+    let mut model = QuantModel::float(net.clone());
+    let points = cal.qparams(opts.observer, opts.act_dtype);
+    for i in net.dense_indices() {
+        if let Node::Dense(d) = &net.nodes[i] {
+            model.layers[i] = Some(LayerImpl::Static(static_layer(
+                d,
+                opts.granularity,
+                points[i],
+                points[i + 1],
+            )));
+        }
+    }
+    model.points = points.into_iter().map(Some).collect();
+    let opts = QuantizeOptions {
+        method: MethodKind::Static,
+        ..opts.clone()
+    };
+    model.scheme = scheme(&opts, cal.samples);
+    model
 }
 
 /// The same model with the dense layers at `nodes` back in f32 (mixed precision).

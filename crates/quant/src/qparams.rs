@@ -109,12 +109,28 @@ impl QParams {
 
     /// True when every field is usable (finite positive scale, consistent range).
     pub fn is_valid(&self) -> bool {
-        self.scale.is_finite()
-            && self.scale > 0.0
-            && (0..=255).contains(&self.qmin)
-            && self.qmin <= self.qmax
-            && self.qmax <= 255
-            && (self.qmin..=self.qmax).contains(&self.zero_point)
+        self.problem().is_none()
+    }
+
+    /// What is wrong, naming the field and its value, or `None` when every field is usable:
+    /// a file with a bad zero point must say "zero_point", not blame the scale.
+    pub fn problem(&self) -> Option<String> {
+        let (s, z, lo, hi) = (self.scale, self.zero_point, self.qmin, self.qmax);
+        if !(s.is_finite() && s > 0.0) {
+            Some(format!("scale {s} must be finite and > 0"))
+        } else if !(0..=255).contains(&lo) {
+            Some(format!("qmin {lo} must be in 0..=255"))
+        } else if !(0..=255).contains(&hi) {
+            Some(format!("qmax {hi} must be in 0..=255"))
+        } else if lo > hi {
+            Some(format!("qmin {lo} must not exceed qmax {hi}"))
+        } else if !(lo..=hi).contains(&z) {
+            Some(format!(
+                "zero_point {z} must be in qmin..=qmax ({lo}..={hi})"
+            ))
+        } else {
+            None
+        }
     }
 }
 

@@ -67,8 +67,13 @@ fn name(model: &QuantModel, i: usize) -> String {
     }
 }
 
-/// Float activations at every point for `n` samples of `x`.
-fn activations(engine: &Engine, model: &QuantModel, x: &[f32], n: usize) -> Result<Vec<Vec<f32>>> {
+/// Activations (as f32) at every point for `n` samples of `x`.
+pub fn activations(
+    engine: &Engine,
+    model: &QuantModel,
+    x: &[f32],
+    n: usize,
+) -> Result<Vec<Vec<f32>>> {
     let mut acts = vec![Vec::new(); model.network.nodes.len() + 1];
     engine.run_traced(model, x, n, &mut |p, a: &Act| acts[p] = a.to_f32())?;
     Ok(acts)
@@ -95,6 +100,24 @@ pub fn sqnr_cosine(f: &[f32], q: &[f32]) -> (f64, f64) {
         dot / (sig.sqrt() * qq.sqrt())
     };
     (sqnr, cos)
+}
+
+/// SQNR (dB) at the output of every dense layer of `quant`, against the float activations
+/// `float_acts` ([`activations`] of the float model on the same `n` samples of `x`).
+pub fn layer_sqnr(
+    engine: &Engine,
+    float_acts: &[Vec<f32>],
+    quant: &QuantModel,
+    x: &[f32],
+    n: usize,
+) -> Result<Vec<f64>> {
+    let qa = activations(engine, quant, x, n)?;
+    Ok(quant
+        .network
+        .dense_indices()
+        .into_iter()
+        .map(|i| sqnr_cosine(&float_acts[i + 1], &qa[i + 1]).0)
+        .collect())
 }
 
 /// Median time of every node over [`TIMING_REPS`] runs at batch [`TIMING_BATCH`] (us).

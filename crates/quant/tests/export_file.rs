@@ -195,7 +195,28 @@ fn damaged_files_are_errors() {
     meta["points"][0]["scale"] = json!(-1.0);
     h["__metadata__"]["quantlab"] = json!(meta.to_string());
     let msg = err_of(&join(&h, &data));
-    assert!(msg.contains("activation point 0"), "{msg}");
+    assert!(
+        msg.contains("activation point 0") && msg.contains("scale -1"),
+        "{msg}"
+    );
+    // Each invalid parameter names itself, not the scale.
+    for (field, value, expect) in [
+        ("zero_point", json!(300), "zero_point 300"),
+        ("zero_point", json!(-5), "zero_point -5"),
+        ("qmin", json!(-1), "qmin -1"),
+        ("qmax", json!(256), "qmax 256"),
+    ] {
+        let mut h = header.clone();
+        let mut meta: Value =
+            serde_json::from_str(h["__metadata__"]["quantlab"].as_str().unwrap()).unwrap();
+        meta["points"][0][field] = value;
+        h["__metadata__"]["quantlab"] = json!(meta.to_string());
+        let msg = err_of(&join(&h, &data));
+        assert!(
+            msg.contains(expect) && !msg.contains("scale must"),
+            "{field}: {msg}"
+        );
+    }
     // No quantlab metadata.
     let mut h = header.clone();
     h.as_object_mut().unwrap().remove("__metadata__");

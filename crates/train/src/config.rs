@@ -1,10 +1,10 @@
 //! The training configuration: data, checked in under `configs/`, copied into every
 //! checkpoint folder, and reloaded for evaluation and quantization. Unknown keys are errors.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use quantlab_data::{DataOptions, DatasetName, SyntheticConfig};
-use quantlab_models::ModelSpec;
+use quantlab_models::{ModelKind, ModelSpec};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, TrainError, io};
@@ -81,6 +81,44 @@ impl TrainConfig {
         Ok(cfg)
     }
 
+    /// The checked-in preset for `dataset` and `model`,
+    /// `configs/train/<dataset>-<model>.toml`: looked up under the working directory first
+    /// (a user's edited copy), then in the clone's own `configs/` (fixed at build time, so
+    /// `quantlab train` finds it from any folder). `None` when neither has one.
+    pub fn preset_path(dataset: DatasetName, model: ModelKind) -> Option<PathBuf> {
+        let name = format!("{}-{}.toml", dataset.as_str(), model.as_str());
+        let clone = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/train");
+        [PathBuf::from("configs/train"), clone]
+            .into_iter()
+            .map(|d| d.join(&name))
+            .find(|p| p.is_file())
+    }
+
+    /// The defaults for a run given only a dataset and a model: the checked-in preset
+    /// (see [`TrainConfig::preset_path`]) with its path, else the built-in defaults. The
+    /// preset must be for that dataset and model; one that names others is an error.
+    pub fn defaults_for(dataset: DatasetName, model: ModelKind) -> Result<(Self, Option<PathBuf>)> {
+        let Some(path) = Self::preset_path(dataset, model) else {
+            let mut c = Self {
+                dataset,
+                ..Self::default()
+            };
+            c.model.kind = model;
+            return Ok((c, None));
+        };
+        let c = Self::from_toml_file(&path)?;
+        if c.dataset != dataset || c.model.kind != model {
+            return Err(TrainError::Config {
+                path,
+                message: format!(
+                    "preset is for {}/{}, expected {dataset}/{model}",
+                    c.dataset, c.model.kind
+                ),
+            });
+        }
+        Ok((c, Some(path)))
+    }
+
     /// The config as TOML (what is written beside a checkpoint).
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).expect("TrainConfig is always representable in TOML")
@@ -151,6 +189,30 @@ mod tests {
         assert_eq!(c.epochs, 3);
         let back: TrainConfig = toml::from_str(&c.to_toml()).unwrap();
         assert_eq!(back, c);
+    }
+
+    #[test]
+    fn every_dataset_model_preset_is_found_and_matches() {
+        for ds in [
+            DatasetName::Mnist,
+            DatasetName::Digits,
+            DatasetName::FashionMnist,
+        ] {
+            for m in [ModelKind::Logreg, ModelKind::Mlp, ModelKind::Cnn] {
+                let (c, path) = TrainConfig::defaults_for(ds, m).unwrap();
+                assert!(path.is_some(), "no preset for {ds}/{m}");
+                assert_eq!((c.dataset, c.model.kind), (ds, m));
+            }
+        }
+        // The digits logreg preset is the bench's tuned setting, not the built-in batch 64.
+        let (c, _) = TrainConfig::defaults_for(DatasetName::Digits, ModelKind::Logreg).unwrap();
+        assert_eq!(c.batch_size, 16);
+        // No preset: the built-in defaults for that dataset and model.
+        let (c, path) = TrainConfig::defaults_for(DatasetName::Synthetic, ModelKind::Cnn).unwrap();
+        assert_eq!(
+            (path, c.dataset, c.model.kind),
+            (None, DatasetName::Synthetic, ModelKind::Cnn)
+        );
     }
 
     #[test]

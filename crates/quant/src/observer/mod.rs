@@ -119,10 +119,17 @@ impl Stats {
     }
 
     /// Pass 2: one calibration batch.
+    ///
+    /// Exact zeros stay out of the `|x|` histogram: every range contains 0 and the zero
+    /// point represents it exactly, so they are never a quantization error. Left in, the
+    /// post-ReLU spike at 0 (half of a layer's values or more) dominates the KL divergence:
+    /// any threshold that merges bin 0 with its neighbours is charged `p0 * ln(merge)`, so
+    /// the entropy search picked the smallest threshold it could and clipped every layer
+    /// (2.5-4 dB SQNR on the MNIST CNN, against 40-45 dB for MinMax).
     pub fn observe_histogram(&mut self, x: &[f32]) {
         if let (Some(h), Some(a)) = (&mut self.hist, &mut self.abs_hist) {
             h.add(x.iter().copied());
-            a.add(x.iter().map(|v| v.abs()));
+            a.add(x.iter().filter(|v| **v != 0.0).map(|v| v.abs()));
         }
     }
 
@@ -238,6 +245,40 @@ mod tests {
             mse_of(&x, &s.qparams(ObserverKind::Minmax, dt)),
         );
         assert!(e < base, "mse observer {e} not below minmax {base}");
+    }
+
+    /// Signal-to-quantization-noise ratio (dB) of `x` under `q`.
+    fn sqnr_of(x: &[f32], q: &QParams) -> f64 {
+        let signal: f64 = x.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / x.len() as f64;
+        10.0 * (signal / mse_of(x, q)).log10()
+    }
+
+    #[test]
+    fn entropy_is_not_fooled_by_the_relu_spike_at_zero() {
+        // A post-ReLU layer: 60% exact zeros, the rest half-normal (what MNIST's conv and
+        // hidden layers look like). The zero spike once made the KL search clip at its
+        // smallest candidate: SQNR 2.5-4 dB where MinMax gives 40 dB.
+        let mut r = Rng::new(7);
+        let x: Vec<f32> = (0..200_000)
+            .map(|i| {
+                if i % 5 < 3 {
+                    0.0
+                } else {
+                    r.normal().abs() as f32
+                }
+            })
+            .collect();
+        let s = stats_of(&x, 1000);
+        for dt in [ActDtype::U8Affine, ActDtype::I8Symmetric] {
+            let minmax = sqnr_of(&x, &s.qparams(ObserverKind::Minmax, dt));
+            let entropy = sqnr_of(&x, &s.qparams(ObserverKind::Entropy, dt));
+            let (_, hi) = s.range(ObserverKind::Entropy, dt);
+            assert!(hi > 0.5 * s.max, "{dt:?}: threshold {hi} of max {}", s.max);
+            assert!(
+                entropy > minmax - 3.0,
+                "{dt:?}: entropy {entropy:.1} dB vs minmax {minmax:.1} dB"
+            );
+        }
     }
 
     #[test]

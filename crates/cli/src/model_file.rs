@@ -1,0 +1,73 @@
+//! Opening a quantlab model file (`.safetensors` from `quantize`, `bench` or `export`) with
+//! the dataset it was trained on, as its provenance records it: `eval`, `time` and
+//! `export` all need the model and matching test samples.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use quantlab_data::{DataOptions, DatasetName, Splits, load};
+use quantlab_models::ModelKind;
+use quantlab_quant::{QuantModel, export};
+
+/// A model file, its provenance, and the splits of the dataset it is scored on.
+pub struct ModelFile {
+    /// The runnable model.
+    pub model: QuantModel,
+    /// The file's metadata.
+    pub meta: export::FileMeta,
+    /// Architecture, from the provenance.
+    pub kind: ModelKind,
+    /// Dataset scored on (the training dataset unless overridden).
+    pub dataset: DatasetName,
+    /// Its splits, with the model's split seed and synthetic parameters.
+    pub splits: Splits,
+}
+
+/// A provenance field of a model file.
+fn field<T: serde::de::DeserializeOwned>(
+    meta: &export::FileMeta,
+    key: &str,
+    path: &Path,
+) -> Result<T> {
+    serde_json::from_value(meta.provenance[key].clone())
+        .with_context(|| format!("{}: provenance has no valid `{key}`", path.display()))
+}
+
+/// Loads `path` and the dataset it names (or `dataset`), checking that the sample shape
+/// matches the model's input.
+pub fn load_with_data(
+    path: &Path,
+    dataset: Option<DatasetName>,
+    data_dir: Option<PathBuf>,
+) -> Result<ModelFile> {
+    let (model, meta) = export::load(path)?;
+    let trained_on: DatasetName = field(&meta, "dataset", path)?;
+    let kind: ModelKind = field(&meta, "model", path)?;
+    let dataset = dataset.unwrap_or(trained_on);
+    let opts = DataOptions {
+        data_dir,
+        split_seed: field(&meta, "split_seed", path)?,
+        synthetic: if trained_on == DatasetName::Synthetic {
+            field(&meta, "synthetic", path)?
+        } else {
+            Default::default()
+        },
+        ..DataOptions::default()
+    };
+    let splits = load(dataset, &opts)?;
+    if splits.test.sample_shape != meta.input_shape {
+        bail!(
+            "{dataset} samples have shape {:?} but the model in {} takes {:?}",
+            splits.test.sample_shape,
+            path.display(),
+            meta.input_shape
+        );
+    }
+    Ok(ModelFile {
+        model,
+        meta,
+        kind,
+        dataset,
+        splits,
+    })
+}

@@ -1,0 +1,125 @@
+//! `quantlab time`: latency of one model file on quantlab's engine, at chosen batch sizes
+//! and thread counts, on the first test images of its dataset. `cargo xtask peers` calls it
+//! between ONNX Runtime's timings, so both engines are measured in one run on the same
+//! inputs; `--json` prints every raw sample for the caller to pool.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Result, bail};
+use clap::Args;
+use quantlab_data::DatasetName;
+use quantlab_quant::{Engine, KernelPath};
+
+/// Arguments of `quantlab time`.
+#[derive(Debug, Args)]
+pub struct TimeArgs {
+    /// A model `.safetensors` file (f32 or int8, from `quantize`, `bench` or `export`).
+    model: PathBuf,
+    /// Batch sizes, comma separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,64")]
+    batch: Vec<usize>,
+    /// Thread counts, comma separated (0 = every core).
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    threads: Vec<usize>,
+    /// Timed runs per batch and thread count.
+    #[arg(long, default_value_t = 50)]
+    reps: usize,
+    /// Untimed runs first.
+    #[arg(long, default_value_t = 5)]
+    warmup: usize,
+    /// Dataset whose test images are the input (default: the one it was trained on).
+    #[arg(long, value_enum)]
+    dataset: Option<DatasetName>,
+    /// Folder holding one sub-folder per dataset.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Print one JSON object (with every sample) instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Median and 90th percentile of sorted samples.
+fn quantiles(v: &mut [f64]) -> (f64, f64) {
+    v.sort_by(f64::total_cmp);
+    let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+    (at(0.5), at(0.9))
+}
+
+/// Runs `quantlab time`.
+pub fn run(args: TimeArgs) -> Result<()> {
+    if args.reps == 0 {
+        bail!("--reps must be at least 1");
+    }
+    if args.batch.is_empty() || args.batch.contains(&0) {
+        bail!("--batch: every batch size must be at least 1");
+    }
+    let f = crate::model_file::load_with_data(&args.model, args.dataset, args.data_dir.clone())?;
+    let test = &f.splits.test;
+    let path = KernelPath::from_env()?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut results = Vec::new();
+    for &threads in &args.threads {
+        let threads = if threads == 0 { cores } else { threads };
+        let engine = Engine { path, threads };
+        for &batch in &args.batch {
+            // The first `batch` test images, repeating the split if it is smaller.
+            let x: Vec<f32> = (0..batch)
+                .flat_map(|i| test.sample(i % test.len()).to_vec())
+                .collect();
+            for _ in 0..args.warmup {
+                engine.run(&f.model, &x, batch)?;
+            }
+            let mut samples = Vec::with_capacity(args.reps);
+            for _ in 0..args.reps {
+                let t = Instant::now();
+                let out = engine.run(&f.model, &x, batch)?;
+                samples.push(t.elapsed().as_secs_f64() * 1e6);
+                std::hint::black_box(out);
+            }
+            let (median, p90) = quantiles(&mut samples.clone());
+            results.push(serde_json::json!({
+                "batch": batch,
+                "threads": threads,
+                "median_us": median,
+                "p90_us": p90,
+                "samples_us": samples,
+            }));
+        }
+    }
+    let method = f.model.scheme.name();
+    if args.json {
+        let out = serde_json::json!({
+            "model": args.model.display().to_string(),
+            "dataset": f.dataset.as_str(),
+            "arch": f.kind.as_str(),
+            "method": method,
+            "kernel": path.as_str(),
+            "results": results,
+        });
+        println!("{out}");
+        return Ok(());
+    }
+    println!(
+        "{} {} ({}, {} kernel), {} timed runs each:",
+        f.kind,
+        method,
+        f.dataset,
+        path.as_str(),
+        args.reps
+    );
+    println!(
+        "{:>6} {:>8} {:>12} {:>12}",
+        "batch", "threads", "median us", "p90 us"
+    );
+    for r in &results {
+        println!(
+            "{:>6} {:>8} {:>12.1} {:>12.1}",
+            r["batch"],
+            r["threads"],
+            r["median_us"].as_f64().unwrap_or(f64::NAN),
+            r["p90_us"].as_f64().unwrap_or(f64::NAN)
+        );
+    }
+    Ok(())
+}
