@@ -3,6 +3,8 @@
 //! - `cargo xtask bench [ARGS]`: the main job, `quantlab bench ARGS` (configs/bench.toml on
 //!   the shipped data; `--quick`, `--only mnist/mlp`, `--device cpu|gpu|all`, `--retrain`).
 //! - `cargo xtask plots RUN`: redraw the plots of a saved run.
+//! - `cargo xtask peers [--run DIR] [--rounds R] [--reps K]`: quantlab against ONNX Runtime
+//!   on the same weights (`scripts/peers.py` in a venv this task makes from the registry).
 //! - `cargo xtask ci`: what CI runs (`.ci/run`).
 //!
 //! The `quantlab` binary is built by `cargo test --workspace --no-run`, the README's test
@@ -22,12 +24,15 @@ fn main() -> Result<()> {
     match task.as_str() {
         "bench" => quantlab(&["bench"], &rest),
         "plots" => quantlab(&["plots"], &rest),
+        "peers" => peers(&rest),
         "ci" => run(Command::new("bash").arg(".ci/run")),
         "" | "help" | "-h" | "--help" => {
-            println!("usage: cargo xtask <bench [ARGS] | plots RUN | ci>");
+            println!(
+                "usage: cargo xtask <bench [ARGS] | plots RUN | peers [--run DIR] [--rounds R] [--reps K] | ci>"
+            );
             Ok(())
         }
-        other => bail!("unknown task {other:?}; known: bench, plots, ci"),
+        other => bail!("unknown task {other:?}; known: bench, plots, peers, ci"),
     }
 }
 
@@ -60,11 +65,8 @@ fn target_dir() -> Result<PathBuf> {
     Ok(PathBuf::from(text[start..end].replace("\\\\", "\\")))
 }
 
-/// Builds (with the test feature set) and runs the `quantlab` binary.
-///
-/// The build shows cargo's own progress (crate lines and the progress bar): a silent first
-/// build of a quarter of an hour looks like a hang. A warm build prints one `Finished` line.
-fn quantlab(sub: &[&str], rest: &[String]) -> Result<()> {
+/// Builds the binary (as [`quantlab`] does) and returns its path.
+fn build_quantlab() -> Result<PathBuf> {
     let exe = target_dir()?
         .join("debug")
         .join(format!("quantlab{}", std::env::consts::EXE_SUFFIX));
@@ -81,6 +83,122 @@ fn quantlab(sub: &[&str], rest: &[String]) -> Result<()> {
             exe.display()
         );
     }
+    Ok(exe)
+}
+
+/// A Python with onnxruntime, onnx and numpy: a venv under the target dir, made from the
+/// package registry on first use. `None` (after a one-line note) without python3.
+fn peers_python() -> Result<Option<PathBuf>> {
+    if Command::new("python3").arg("--version").output().is_err() {
+        println!("peers: skipped, python3 not found (ONNX Runtime runs from a Python venv)");
+        return Ok(None);
+    }
+    let venv = target_dir()?.join("peers-venv");
+    let py = venv.join("bin").join("python");
+    let ready = |py: &PathBuf| {
+        Command::new(py)
+            .args(["-c", "import onnxruntime, onnx, numpy"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !ready(&py) {
+        println!(
+            "peers: making {} with onnxruntime, onnx, numpy from the package registry",
+            venv.display()
+        );
+        run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+        run(Command::new(&py).args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "onnxruntime",
+            "onnx",
+            "numpy",
+        ]))?;
+    }
+    Ok(Some(py))
+}
+
+/// `cargo xtask peers`: exports the bench run's MNIST MLP and CNN (f32 and static
+/// per-channel int8) to ONNX and times them against ONNX Runtime in one interleaved run.
+fn peers(rest: &[String]) -> Result<()> {
+    let mut run_dir = PathBuf::from("results/latest");
+    let mut extra: Vec<String> = Vec::new();
+    let mut it = rest.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--run" => run_dir = PathBuf::from(it.next().context("--run needs a folder")?),
+            "--rounds" | "--reps" | "--threads" | "--batches" | "--models" => {
+                extra.push(a.clone());
+                extra.push(
+                    it.next()
+                        .with_context(|| format!("{a} needs a value"))?
+                        .clone(),
+                );
+            }
+            other => bail!(
+                "peers: unknown option {other:?}; known: --run, --rounds, --reps, --threads, --batches, --models"
+            ),
+        }
+    }
+    let exe = build_quantlab()?;
+    let Some(py) = peers_python()? else {
+        return Ok(());
+    };
+    if !run_dir.join("bench.json").is_file() {
+        println!(
+            "peers: no bench run in {}; running `quantlab bench --only mnist` first",
+            run_dir.display()
+        );
+        run(Command::new(&exe).args(["bench", "--only", "mnist"]))?;
+        run_dir = PathBuf::from("results/latest");
+    }
+    let run_dir = run_dir
+        .canonicalize()
+        .with_context(|| format!("{}", run_dir.display()))?;
+    let dir = run_dir.join("peers");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    run(Command::new(&exe)
+        .args(["data", "--dataset", "mnist", "--npy-out"])
+        .arg(&dir))?;
+    for m in ["mlp", "cnn"] {
+        for (method, tag) in [("f32", "f32"), ("static-minmax-per-channel", "int8")] {
+            let src = run_dir
+                .join("models")
+                .join(format!("mnist-{m}-{method}.safetensors"));
+            run(Command::new(&exe)
+                .arg("export")
+                .arg(&src)
+                .arg("--out")
+                .arg(dir.join(format!("mnist-{m}-{tag}.onnx")))
+                .arg("--force"))?;
+        }
+    }
+    let script = std::env::current_dir()?.join("scripts/peers.py");
+    run(Command::new(&py)
+        .arg(script)
+        .arg("--quantlab")
+        .arg(&exe)
+        .arg("--run")
+        .arg(&run_dir)
+        .arg("--dir")
+        .arg(&dir)
+        .args(&extra))?;
+    println!(
+        "peers: wrote {} and a section of {}",
+        run_dir.join("peers.json").display(),
+        run_dir.join("REPORT.md").display()
+    );
+    Ok(())
+}
+
+/// Builds (with the test feature set) and runs the `quantlab` binary.
+///
+/// The build shows cargo's own progress (crate lines and the progress bar): a silent first
+/// build of a quarter of an hour looks like a hang. A warm build prints one `Finished` line.
+fn quantlab(sub: &[&str], rest: &[String]) -> Result<()> {
+    let exe = build_quantlab()?;
     run(Command::new(exe).args(sub).args(rest))
 }
 

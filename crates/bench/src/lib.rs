@@ -6,6 +6,7 @@
 //!   (`bench.json`, see `../shared/DESIGN.md`) and the derived ratios.
 //! - [`write`]: JSON, CSV, Markdown and `results/latest`; [`plots`]: charts drawn from the
 //!   saved JSON; [`measure`]: timing and the counting allocator; [`machine`]: machine facts.
+//! - [`tracking`]: runs recorded in an MLflow file store (`quantlab-track`).
 //! - [`sweep`]: the calibration sweep (how many calibration images each observer needs).
 #![warn(missing_docs)]
 
@@ -17,6 +18,7 @@ pub mod plots;
 pub mod row;
 pub mod run;
 pub mod sweep;
+pub mod tracking;
 pub mod write;
 
 pub use config::{BenchConfig, DeviceKind, Method, SweepSettings};

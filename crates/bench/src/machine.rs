@@ -14,6 +14,37 @@ pub struct Machine {
     pub cpu_features: Vec<String>,
     /// The int8 GEMM path quantlab's rows used.
     pub kernel: String,
+    /// Clock from `/proc/cpuinfo` (GHz; 0 when unknown).
+    #[serde(default)]
+    pub clock_ghz: f64,
+    /// Peak f32 multiply-accumulates per cycle and core, for the report's "% of peak".
+    #[serde(default)]
+    pub f32_macs_per_cycle: f64,
+    /// Peak int8 multiply-accumulates per cycle and core on the int8 path in use.
+    #[serde(default)]
+    pub int8_macs_per_cycle: f64,
+}
+
+/// Peak MACs per cycle and core: `(f32, int8)` for a CPU vendor, its features and the int8
+/// path. Two vector FMA pipes everywhere; AMD's Zen 4 runs 512-bit instructions on 256-bit
+/// datapaths, so its f32 peak is 16 (Intel's AVX-512 cores: 32). One 512-bit `vpdpbusd` per
+/// cycle is 64 int8 MACs; AVX2's exact path (i16 `vpmaddwd`, two pipes) is 32. These are
+/// the ceilings the per-layer table divides by, not measurements.
+pub fn peak_macs_per_cycle(cpu: &str, features: &[String], kernel: &str) -> (f64, f64) {
+    let has = |f: &str| features.iter().any(|x| x == f);
+    let f32_peak = if has("avx512f") && !cpu.contains("AMD") {
+        32.0
+    } else if has("avx2") {
+        16.0
+    } else {
+        4.0
+    };
+    let int8_peak = match kernel {
+        "avx512vnni" => 64.0,
+        "avx2" => 32.0,
+        _ => 1.0,
+    };
+    (f32_peak, int8_peak)
 }
 
 impl Machine {
@@ -43,11 +74,25 @@ impl Machine {
             }
         }
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let clock_ghz = std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("cpu MHz"))
+                    .and_then(|l| l.split(':').nth(1))
+                    .and_then(|v| v.trim().parse::<f64>().ok())
+            })
+            .map_or(0.0, |mhz| mhz / 1000.0);
+        let (f32_macs_per_cycle, int8_macs_per_cycle) =
+            peak_macs_per_cycle(&cpu, &cpu_features, kernel);
         Self {
             cpu,
             cpus,
             cpu_features,
             kernel: kernel.to_string(),
+            clock_ghz,
+            f32_macs_per_cycle,
+            int8_macs_per_cycle,
         }
     }
 }

@@ -58,6 +58,9 @@ pub struct Curve {
     pub model: String,
     /// Whether it was trained in this run (false: loaded from the cache).
     pub trained_now: bool,
+    /// The checkpoint folder (its `train.toml` is the training config).
+    #[serde(default)]
+    pub checkpoint: String,
     /// Per-epoch history.
     pub history: History,
 }
@@ -417,6 +420,7 @@ impl Pair<'_> {
             dataset: ds.into(),
             model: kind.into(),
             trained_now,
+            checkpoint: ck_dir.display().to_string(),
             history,
         };
         Ok((rows, curve, points))

@@ -225,16 +225,34 @@ pub fn markdown(r: &Results) -> String {
                 f.peak_mem_bytes, q.peak_mem_bytes
             );
             if !q.layers.is_empty() {
+                let mc = &m.machine;
                 let _ = writeln!(
                     s,
-                    "\nPer layer ({}), error and speed at batch 64:\n\n| node | layer | SQNR dB | cosine | f32 us | int8 us |\n|---|---|---|---|---|---|",
-                    q.method
+                    "\nPer layer ({}), error and speed at batch 64, one thread; GMAC/s and the share of this core's peak ({:.2} GHz x {} f32 / {} int8 MACs per cycle, see machine.rs):\n\n| node | layer | SQNR dB | cosine | MMAC | f32 us | f32 GMAC/s (% peak) | int8 us | int8 GMAC/s (% peak) |\n|---|---|---|---|---|---|---|---|---|",
+                    q.method, mc.clock_ghz, mc.f32_macs_per_cycle, mc.int8_macs_per_cycle
                 );
+                let rate = |macs: usize, us: f64, per_cycle: f64| {
+                    let g = (macs * quantlab_quant::report::TIMING_BATCH) as f64 / us / 1e3;
+                    let peak = mc.clock_ghz * per_cycle;
+                    if peak > 0.0 && us > 0.0 {
+                        format!("{g:.1} ({:.0}%)", 100.0 * g / peak)
+                    } else {
+                        format!("{g:.1}")
+                    }
+                };
                 for l in &q.layers {
                     let _ = writeln!(
                         s,
-                        "| {} | {} | {:.1} | {:.5} | {:.1} | {:.1} |",
-                        l.node, l.name, l.sqnr_db, l.cosine, l.f32_us, l.int8_us
+                        "| {} | {} | {:.1} | {:.5} | {:.2} | {:.1} | {} | {:.1} | {} |",
+                        l.node,
+                        l.name,
+                        l.sqnr_db,
+                        l.cosine,
+                        l.macs as f64 / 1e6,
+                        l.f32_us,
+                        rate(l.macs, l.f32_us, mc.f32_macs_per_cycle),
+                        l.int8_us,
+                        rate(l.macs, l.int8_us, mc.int8_macs_per_cycle)
                     );
                 }
             }

@@ -44,6 +44,8 @@ pub struct BenchArgs {
     /// Folder holding one sub-folder per dataset.
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    mlflow: crate::mlflow_args::MlflowArgs,
 }
 
 fn parse_only(s: &str) -> Result<(DatasetName, Option<ModelKind>)> {
@@ -70,7 +72,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         DeviceArg::All => vec![DeviceKind::Cpu, DeviceKind::Gpu],
     });
     let opts = BenchOptions {
-        config: args.config,
+        config: args.config.clone(),
         quick: args.quick,
         only,
         devices,
@@ -98,6 +100,18 @@ pub fn run(args: BenchArgs) -> Result<()> {
         latest.display(),
         dir.display()
     );
+    if let Some((store, root)) = args.mlflow.open() {
+        match quantlab_bench::tracking::record_bench(&store, &args.config, &dir, &results) {
+            Ok(r) => println!(
+                "MLflow: {} runs in experiment \"{}\" of {}; open them with\n  {}",
+                r.runs,
+                r.experiment,
+                root.display(),
+                quantlab_bench::tracking::ui_command(&root)
+            ),
+            Err(e) => crate::mlflow_args::warn(&e),
+        }
+    }
     Ok(())
 }
 

@@ -2,12 +2,21 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
-use quantlab_data::{DataError, DataOptions, DatasetName, Splits, load};
+use anyhow::{Context, Result, bail};
+use quantlab_data::{DataError, DataOptions, DatasetName, LabeledSet, Splits, load, npy};
 
 /// Loads `only` (or every dataset), printing a summary of each; a dataset that is simply
-/// absent is noted and skipped unless it was asked for by name.
-pub fn run(data_dir: Option<PathBuf>, only: Option<DatasetName>) -> Result<()> {
+/// absent is noted and skipped unless it was asked for by name. With `npy_out`, also writes
+/// the normalised arrays other tools read (see [`write_npy`]).
+pub fn run(
+    data_dir: Option<PathBuf>,
+    only: Option<DatasetName>,
+    npy_out: Option<PathBuf>,
+    npy_train: usize,
+) -> Result<()> {
+    if npy_out.is_some() && only.is_none() {
+        bail!("--npy-out needs --dataset");
+    }
     let opts = DataOptions {
         data_dir,
         ..DataOptions::default()
@@ -18,7 +27,12 @@ pub fn run(data_dir: Option<PathBuf>, only: Option<DatasetName>) -> Result<()> {
     };
     for name in names {
         match load(name, &opts) {
-            Ok(s) => print_summary(&s),
+            Ok(s) => {
+                print_summary(&s);
+                if let Some(dir) = &npy_out {
+                    write_npy(&s, dir, npy_train)?;
+                }
+            }
             Err(e @ DataError::NotFound { .. }) if only.is_none() => {
                 println!("{name:<14} skipped: {e}");
             }
@@ -61,4 +75,30 @@ fn print_summary(s: &Splits) {
     for w in &s.warnings {
         println!("  warning: {w}");
     }
+}
+
+/// Writes `<dataset>-{train,test}-{x,y}.npy` into `dir`: the first `train_n` training samples
+/// (what quantlab calibrates on) and the whole test split, normalised exactly as quantlab
+/// feeds its models, so ONNX Runtime calibrates and scores on the same inputs.
+fn write_npy(s: &Splits, dir: &std::path::Path, train_n: usize) -> Result<()> {
+    if !dir.is_dir() {
+        bail!("--npy-out {}: no such folder", dir.display());
+    }
+    let name = s.name.as_str();
+    let sets: [(&str, LabeledSet); 2] =
+        [("train", s.train.take(train_n)), ("test", s.test.clone())];
+    for (side, set) in sets {
+        let mut shape = vec![set.len()];
+        shape.extend(&set.sample_shape);
+        let x = dir.join(format!("{name}-{side}-x.npy"));
+        npy::write(&x, &shape, &set.features)?;
+        let labels: Vec<i64> = set.labels.iter().map(|&l| l as i64).collect();
+        npy::write(
+            &dir.join(format!("{name}-{side}-y.npy")),
+            &[set.len()],
+            &labels,
+        )?;
+        println!("  wrote {} ({shape:?})", x.display());
+    }
+    Ok(())
 }

@@ -4,7 +4,9 @@
 mod bench_cmd;
 mod data_cmd;
 mod eval_cmd;
+mod export_cmd;
 mod inspect_cmd;
+mod mlflow_args;
 mod model_file;
 mod quantize_cmd;
 mod time_cmd;
@@ -38,6 +40,14 @@ enum Command {
         /// Only this dataset (default: every one that is found).
         #[arg(long, value_enum)]
         dataset: Option<DatasetName>,
+        /// Also write the dataset's normalised arrays as .npy into this folder (for ONNX
+        /// Runtime and other Python tools): the first --npy-train training samples and the
+        /// whole test split.
+        #[arg(long)]
+        npy_out: Option<PathBuf>,
+        /// Training samples written by --npy-out (quantlab calibrates on the first ones).
+        #[arg(long, default_value_t = 1000)]
+        npy_train: usize,
     },
     /// Train a model and save its best checkpoint (lowest test loss).
     Train(train_cmd::TrainArgs),
@@ -54,9 +64,12 @@ enum Command {
     },
     /// Time a model file on quantlab's engine (batch sizes x thread counts, median and p90).
     Time(time_cmd::TimeArgs),
-    /// Print the layers, dtypes, shapes, scales and size of an int8 file.
+    /// Export a model file (f32 or static int8) as ONNX (QDQ, or TensorRT's form).
+    Export(export_cmd::ExportArgs),
+    /// Print the layers, dtypes, shapes, scales and size of an int8 file, or the graph of
+    /// an .onnx file.
     Inspect {
-        /// The .safetensors file.
+        /// The .safetensors or .onnx file.
         file: PathBuf,
     },
 }
@@ -64,10 +77,19 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Data { data_dir, dataset } => data_cmd::run(data_dir, dataset),
+        Command::Data {
+            data_dir,
+            dataset,
+            npy_out,
+            npy_train,
+        } => data_cmd::run(data_dir, dataset, npy_out, npy_train),
         Command::Train(args) => train_cmd::run(args),
         Command::Quantize(args) => quantize_cmd::run(args),
         Command::Eval(args) => eval_cmd::run(args),
+        Command::Export(args) => export_cmd::run(args),
+        Command::Inspect { file } if file.extension().is_some_and(|e| e == "onnx") => {
+            export_cmd::inspect(&file)
+        }
         Command::Inspect { file } => inspect_cmd::run(file),
         Command::Bench(args) => bench_cmd::run(args),
         Command::Time(args) => time_cmd::run(args),

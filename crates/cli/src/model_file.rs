@@ -13,8 +13,6 @@ use quantlab_quant::{QuantModel, export};
 pub struct ModelFile {
     /// The runnable model.
     pub model: QuantModel,
-    /// The file's metadata.
-    pub meta: export::FileMeta,
     /// Architecture, from the provenance.
     pub kind: ModelKind,
     /// Dataset scored on (the training dataset unless overridden).
@@ -65,7 +63,6 @@ pub fn load_with_data(
     }
     Ok(ModelFile {
         model,
-        meta,
         kind,
         dataset,
         splits,

@@ -59,6 +59,8 @@ pub struct QuantizeArgs {
     /// Folder holding one sub-folder per dataset.
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    mlflow: crate::mlflow_args::MlflowArgs,
 }
 
 /// Training samples held out for sensitivities and the accuracy budget (the last ones of
@@ -190,6 +192,55 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
         ck.meta.model_bytes as f64 / size as f64
     );
     print_layers(&report);
+    let (ds, kind) = (ck.meta.dataset.as_str(), ck.meta.model.kind.as_str());
+    let name = quant.scheme.name();
+    crate::mlflow_args::record(
+        &args.mlflow,
+        quantlab_bench::tracking::QUANTIZE_EXPERIMENT,
+        &format!("{ds}/{kind} {name}"),
+        &[("dataset", ds), ("model", kind), ("backend", "quantlab")],
+        |run| {
+            let act = match quant.scheme.act_dtype {
+                Some(quantlab_quant::ActDtype::U8Affine) => "u8-affine",
+                Some(quantlab_quant::ActDtype::I8Symmetric) => "i8-symmetric",
+                None => "-",
+            };
+            run.log_params([
+                ("method", name.as_str()),
+                (
+                    "observer",
+                    quant.scheme.observer.map_or("-", |o| o.as_str()),
+                ),
+                (
+                    "granularity",
+                    quant.scheme.granularity.map_or("-", |g| g.as_str()),
+                ),
+                ("act_dtype", act),
+                ("kernel", engine.path.as_str()),
+            ])?;
+            run.log_param("calib_size", quant.scheme.calib_samples)?;
+            run.log_param("fallback_layers", format!("{:?}", quant.scheme.fallback))?;
+            run.log_param("checkpoint", ck.dir.display())?;
+            for (k, v) in [
+                ("f32_accuracy", f_score.accuracy),
+                ("accuracy", q_score.accuracy),
+                ("loss", q_score.loss),
+                (
+                    "accuracy_drop_pp",
+                    (f_score.accuracy - q_score.accuracy) * 100.0,
+                ),
+                ("size_bytes", size as f64),
+                ("f32_size_bytes", f32_size as f64),
+                ("size_ratio", f32_size as f64 / size as f64),
+                ("params", net.params() as f64),
+            ] {
+                run.log_metric(k, v, 0)?;
+            }
+            quantlab_bench::tracking::log_layers(run, &report)?;
+            run.log_artifact(&args.out, Some("model"))?;
+            Ok(())
+        },
+    );
     Ok(())
 }
 

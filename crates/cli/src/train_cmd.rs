@@ -61,6 +61,8 @@ pub struct TrainArgs {
     /// Train even if --out already holds a checkpoint.
     #[arg(long)]
     retrain: bool,
+    #[command(flatten)]
+    mlflow: crate::mlflow_args::MlflowArgs,
 }
 
 impl TrainArgs {
@@ -184,6 +186,24 @@ pub fn run(args: TrainArgs) -> Result<()> {
         },
     )?;
     let total: f64 = out.history.epochs.iter().map(|e| e.seconds).sum();
+    let (ds, model) = (cfg.dataset.as_str(), cfg.model.kind.as_str());
+    crate::mlflow_args::record(
+        &args.mlflow,
+        quantlab_bench::tracking::TRAIN_EXPERIMENT,
+        &format!("{ds}/{model}"),
+        &[
+            ("dataset", ds),
+            ("model", model),
+            ("backend", args.device.as_str()),
+        ],
+        |run| {
+            quantlab_bench::tracking::log_train_config(run, &cfg)?;
+            quantlab_bench::tracking::log_history(run, &out.history)?;
+            run.set_tag("checkpoint", &args.out.display().to_string())?;
+            run.log_artifact(&args.out.join(checkpoint::CONFIG_FILE), None)?;
+            Ok(())
+        },
+    );
     println!(
         "best epoch {}: test accuracy {:.2}%, test loss {:.4}; training time {:.1} s ({:.1} s/epoch); saved to {}",
         out.best.epoch,

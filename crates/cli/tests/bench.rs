@@ -34,6 +34,8 @@ fn quick_matrix_writes_complete_results_and_plots() {
             cfg.to_str().unwrap(),
             "--results",
             results.to_str().unwrap(),
+            "--mlflow-dir",
+            tmp.path().join("mlruns").to_str().unwrap(),
         ])
         .current_dir(&root)
         .output()
@@ -136,6 +138,50 @@ fn quick_matrix_writes_complete_results_and_plots() {
     }
     let csv = std::fs::read_to_string(run.join("bench.csv")).unwrap();
     assert_eq!(csv.lines().count(), rows.len() + 1);
+
+    // MLflow: one model run per trained model, one child per row, metrics equal to the JSON.
+    assert!(
+        text.contains("MLFLOW_ALLOW_FILE_STORE=true mlflow ui --backend-store-uri"),
+        "{text}"
+    );
+    let store = tmp.path().join("mlruns");
+    let exp = std::fs::read_dir(&store)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|d| {
+            std::fs::read_to_string(d.join("meta.yaml")).is_ok_and(|m| {
+                m.contains("name: 'quantlab bench: bench (quick)'")
+                    || m.contains("name: quantlab bench: bench (quick)")
+            })
+        })
+        .expect("bench experiment");
+    let runs: Vec<std::path::PathBuf> = std::fs::read_dir(&exp)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|d| d.join("meta.yaml").is_file() && d.join("metrics").is_dir())
+        .collect();
+    let curves = json["curves"].as_array().unwrap().len();
+    assert_eq!(runs.len(), curves + rows.len(), "model runs + row runs");
+    let children: Vec<&std::path::PathBuf> = runs
+        .iter()
+        .filter(|r| r.join("tags/mlflow.parentRunId").is_file())
+        .collect();
+    assert_eq!(children.len(), rows.len());
+    let read = |p: std::path::PathBuf| std::fs::read_to_string(p).unwrap_or_default();
+    for row in rows.iter().filter(|r| r["supported"] == true) {
+        let run = children
+            .iter()
+            .find(|c| {
+                read(c.join("params/method")) == row["method"].as_str().unwrap()
+                    && read(c.join("params/backend")) == row["backend"].as_str().unwrap()
+                    && read(c.join("tags/dataset")) == row["dataset"].as_str().unwrap()
+                    && read(c.join("tags/model")) == row["model"].as_str().unwrap()
+            })
+            .unwrap_or_else(|| panic!("no MLflow run for {row}"));
+        let acc = read(run.join("metrics/accuracy"));
+        let v: f64 = acc.split(' ').nth(1).unwrap().parse().unwrap();
+        assert_eq!(v, row["accuracy"].as_f64().unwrap(), "{run:?}");
+    }
 
     // The calibration sweep: quick sizes x seeds x every observer, for each swept pair.
     let sweep = json["calib_sweep"].as_array().unwrap();

@@ -4,9 +4,16 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+/// A store for the runs these tests record, so they never write `./mlruns` in the clone.
+fn test_store() -> &'static Path {
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| tempfile::tempdir().unwrap()).path()
+}
+
 fn quantlab(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_quantlab"))
         .args(args)
+        .env("QUANTLAB_MLFLOW_DIR", test_store().join("mlruns"))
         .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
         .output()
         .expect("the quantlab binary runs")
@@ -214,4 +221,196 @@ fn train_quantize_eval_inspect_round_trip() {
     );
     std::fs::write(ck.join("model.bpk"), b"truncated").unwrap();
     fails_cleanly(&quantlab(&["eval", "--model", ck_s]), "model.bpk");
+}
+
+/// The run folders of the experiment named `name` in an MLflow file store.
+fn mlflow_runs(store: &Path, name: &str) -> Vec<std::path::PathBuf> {
+    let exp = std::fs::read_dir(store)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|d| {
+            std::fs::read_to_string(d.join("meta.yaml"))
+                .is_ok_and(|m| m.lines().any(|l| l == format!("name: {name}")))
+        })
+        .unwrap_or_else(|| panic!("no experiment {name:?} in {}", store.display()));
+    std::fs::read_dir(&exp)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|d| d.join("meta.yaml").is_file() && d.join("metrics").is_dir())
+        .collect()
+}
+
+/// The values of a metric file (`timestamp value step` lines) as (step, value).
+fn metric(run: &Path, key: &str) -> Vec<(i64, f64)> {
+    std::fs::read_to_string(run.join("metrics").join(key))
+        .unwrap_or_else(|_| panic!("no metric {key} in {}", run.display()))
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            assert_eq!(f.len(), 3, "metric line {l:?}");
+            assert!(
+                f[0].parse::<i64>().unwrap() > 1_600_000_000_000,
+                "timestamp in ms: {l}"
+            );
+            (f[2].parse().unwrap(), f[1].parse().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn export_time_and_mlflow_end_to_end() {
+    let d = tempfile::tempdir().unwrap();
+    let store = d.path().join("mlruns");
+    let (ck, int8) = (d.path().join("ck"), d.path().join("m.safetensors"));
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let o = quantlab(&[
+        "train",
+        "--dataset",
+        "digits",
+        "--model",
+        "mlp",
+        "--epochs",
+        "3",
+        "--out",
+        &s(&ck),
+        "--mlflow-dir",
+        &s(&store),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("defaults from"), "{}", text(&o));
+    let runs = mlflow_runs(&store, "quantlab train");
+    assert_eq!(runs.len(), 1);
+    let loss = metric(&runs[0], "train_loss");
+    assert_eq!(loss.iter().map(|x| x.0).collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(
+        std::fs::read_to_string(runs[0].join("params/epochs")).unwrap(),
+        "3"
+    );
+    assert_eq!(
+        std::fs::read_to_string(runs[0].join("tags/mlflow.runName")).unwrap(),
+        "digits/mlp"
+    );
+    assert!(runs[0].join("artifacts/train.toml").is_file());
+    let meta = std::fs::read_to_string(runs[0].join("meta.yaml")).unwrap();
+    assert!(
+        meta.contains("status: 3") && meta.contains("lifecycle_stage: active"),
+        "{meta}"
+    );
+
+    let o = quantlab(&[
+        "quantize",
+        "--checkpoint",
+        &s(&ck),
+        "--out",
+        &s(&int8),
+        "--mlflow-dir",
+        &s(&store),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let runs = mlflow_runs(&store, "quantlab quantize");
+    assert_eq!(runs.len(), 1);
+    let sqnr = metric(&runs[0], "layer_sqnr_db");
+    assert_eq!(sqnr.len(), 4, "one SQNR per dense layer: {sqnr:?}");
+    assert!(sqnr.iter().all(|(_, v)| *v > 10.0), "{sqnr:?}");
+    assert!(runs[0].join("artifacts/model/m.safetensors").is_file());
+
+    // ONNX export: written, inspected, never overwritten silently.
+    let onnx = d.path().join("m.onnx");
+    let o = quantlab(&["export", &s(&int8), "--out", &s(&onnx)]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("TensorRT"), "u8 note: {}", text(&o));
+    let o = quantlab(&["inspect", &s(&onnx)]);
+    assert!(
+        o.status.success() && text(&o).contains("QuantizeLinear"),
+        "{}",
+        text(&o)
+    );
+    fails_cleanly(
+        &quantlab(&["export", &s(&int8), "--out", &s(&onnx)]),
+        "--force",
+    );
+    assert!(
+        quantlab(&["export", &s(&int8), "--out", &s(&onnx), "--force"])
+            .status
+            .success()
+    );
+    let nowhere = d.path().join("no/such/dir/m.onnx");
+    fails_cleanly(
+        &quantlab(&["export", &s(&int8), "--out", &s(&nowhere)]),
+        "no/such/dir",
+    );
+    fails_cleanly(
+        &quantlab(&[
+            "export",
+            &s(&int8),
+            "--out",
+            &s(&d.path().join("t.onnx")),
+            "--target",
+            "tensorrt",
+        ]),
+        "i8-symmetric",
+    );
+    // Corrupt and truncated .onnx files are errors naming the file.
+    let bytes = std::fs::read(&onnx).unwrap();
+    let cut = d.path().join("cut.onnx");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    fails_cleanly(&quantlab(&["inspect", &s(&cut)]), "cut.onnx");
+    let junk = d.path().join("junk.onnx");
+    std::fs::write(&junk, b"\xff\xfe not a protobuf at all").unwrap();
+    fails_cleanly(&quantlab(&["inspect", &s(&junk)]), "junk.onnx");
+    let fixed = d.path().join("fixed.safetensors");
+    assert!(
+        quantlab(&[
+            "quantize",
+            "--checkpoint",
+            &s(&ck),
+            "--method",
+            "naive-fixed",
+            "--out",
+            &s(&fixed),
+            "--no-mlflow"
+        ])
+        .status
+        .success()
+    );
+    fails_cleanly(
+        &quantlab(&["export", &s(&fixed), "--out", &s(&d.path().join("f.onnx"))]),
+        "naive-fixed",
+    );
+
+    // quantlab time: JSON with every sample.
+    let o = quantlab(&["time", &s(&int8), "--batch", "1,8", "--reps", "3", "--json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let line = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .last()
+        .unwrap()
+        .to_string();
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let res = v["results"].as_array().unwrap();
+    assert_eq!(res.len(), 2);
+    assert_eq!(res[1]["batch"], 8);
+    assert_eq!(res[1]["samples_us"].as_array().unwrap().len(), 3);
+    fails_cleanly(&quantlab(&["time", &s(&int8), "--batch", "0"]), "--batch");
+
+    // An unwritable store is one warning; the run's own output is still written.
+    let file = d.path().join("plain-file");
+    std::fs::write(&file, "x").unwrap();
+    let out2 = d.path().join("m2.safetensors");
+    let o = quantlab(&[
+        "quantize",
+        "--checkpoint",
+        &s(&ck),
+        "--out",
+        &s(&out2),
+        "--mlflow-dir",
+        &s(&file.join("mlruns")),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("warning: MLflow tracking skipped"),
+        "{}",
+        text(&o)
+    );
+    assert!(out2.is_file());
 }

@@ -18,6 +18,7 @@ pub mod error;
 pub mod idx;
 mod load;
 pub mod locate;
+pub mod npy;
 pub mod rng;
 pub mod set;
 pub mod split;

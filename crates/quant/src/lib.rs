@@ -10,7 +10,7 @@
 //! - [`methods`]: naive, naive-fixed, dynamic, static (per-tensor / per-channel).
 //! - [`kernels`]: u8 x i8 -> i32 GEMM (scalar reference), im2col, fused epilogues, f32 GEMM.
 //! - [`engine`]: runs float, static, dynamic and mixed-precision models on one code path.
-//! - [`export`]: the safetensors int8 file; [`report`]: per-layer error, sensitivity, speed;
+//! - [`export`]: the safetensors int8 file; [`onnx`]: the same model as ONNX (float, QDQ); [`report`]: per-layer error, sensitivity, speed;
 //!   [`burn_weights`]: burn's own weight-only quantization, as a comparison row.
 #![warn(missing_docs)]
 
@@ -24,6 +24,7 @@ pub mod methods;
 pub mod model;
 pub mod network;
 pub mod observer;
+pub mod onnx;
 pub mod qparams;
 pub mod report;
 pub mod score;

@@ -1,0 +1,317 @@
+//! quantlab's runs in an MLflow file store (`./mlruns`, written by `quantlab-track`), laid
+//! out the way an MLflow user compares float and int8:
+//!
+//! - one experiment per bench matrix (`quantlab bench: <config stem>`, `--quick` apart), one
+//!   for ad-hoc `quantlab train` runs and one for `quantlab quantize`;
+//! - a run per trained model: the training config as params, train/test loss, test accuracy
+//!   and seconds per epoch (`step` = epoch), the best epoch, the float model's metrics, the
+//!   calibration sweep (`step` = calibration images), REPORT.md, the plots and `train.toml`;
+//! - a child run per measured row (`mlflow.parentRunId`): method, observer, granularity,
+//!   activation dtype, calibration size as params; accuracy, loss, drop, size, size ratio,
+//!   latencies, throughput, speed-ups and peak memory under the same metric names for the
+//!   f32 and the int8 rows (so MLflow's compare view lines them up), per-layer SQNR and
+//!   sensitivity with `step` = node index, and the model file.
+//!
+//! Tracking never stops the work: the callers print a failure as one warning line.
+
+use std::path::Path;
+
+use quantlab_quant::report::LayerReport;
+use quantlab_track::{ExperimentId, Run, Status, Store};
+use quantlab_train::{History, TrainConfig};
+
+use crate::row::Row;
+use crate::run::Results;
+use crate::sweep::summarize;
+
+/// Experiment of ad-hoc `quantlab train` runs.
+pub const TRAIN_EXPERIMENT: &str = "quantlab train";
+/// Experiment of ad-hoc `quantlab quantize` runs.
+pub const QUANTIZE_EXPERIMENT: &str = "quantlab quantize";
+
+/// What a bench left in the store.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    /// Experiment name.
+    pub experiment: String,
+    /// Runs written (models and rows).
+    pub runs: usize,
+}
+
+/// The command that opens `store` in MLflow's UI (3.13 and later need the flag to read a
+/// file store).
+pub fn ui_command(store: &Path) -> String {
+    format!(
+        "MLFLOW_ALLOW_FILE_STORE=true mlflow ui --backend-store-uri {}",
+        store.display()
+    )
+}
+
+/// The git commit of the working directory's repository, when there is one.
+pub fn git_commit() -> Option<String> {
+    let out = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    let s = String::from_utf8(out.stdout).ok()?.trim().to_string();
+    (out.status.success() && s.len() == 40).then_some(s)
+}
+
+/// Tags every quantlab run carries.
+fn base_tags(dataset: &str, model: &str, backend: &str) -> Vec<(String, String)> {
+    let mut t = vec![
+        ("dataset".to_string(), dataset.to_string()),
+        ("model".to_string(), model.to_string()),
+        ("backend".to_string(), backend.to_string()),
+        ("mlflow.source.name".to_string(), "quantlab".to_string()),
+    ];
+    if let Some(c) = git_commit() {
+        t.push(("mlflow.source.git.commit".into(), c));
+    }
+    t
+}
+
+fn start(
+    store: &Store,
+    exp: &ExperimentId,
+    name: &str,
+    parent: Option<&Run>,
+    tags: &[(String, String)],
+) -> Result<Run, quantlab_track::Error> {
+    let tags: Vec<(&str, &str)> = tags.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    store.start_run(exp, name, parent.map(Run::id), &tags)
+}
+
+/// The training config as params (one per TOML key; nested keys joined with `.`).
+pub fn log_train_config(run: &Run, cfg: &TrainConfig) -> Result<(), quantlab_track::Error> {
+    let value = serde_json::to_value(cfg).unwrap_or_default();
+    let mut flat = Vec::new();
+    flatten("", &value, &mut flat);
+    run.log_params(flat)
+}
+
+fn flatten(prefix: &str, v: &serde_json::Value, out: &mut Vec<(String, String)>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, x) in m {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&key, x, out);
+            }
+        }
+        serde_json::Value::Null => {}
+        serde_json::Value::String(s) => out.push((prefix.to_string(), s.clone())),
+        other => out.push((prefix.to_string(), other.to_string())),
+    }
+}
+
+/// Per-epoch curves (`step` = epoch) and the best epoch by test loss.
+pub fn log_history(run: &Run, h: &History) -> Result<(), quantlab_track::Error> {
+    for e in &h.epochs {
+        let step = e.epoch as i64;
+        run.log_metric("train_loss", e.train_loss, step)?;
+        run.log_metric("test_loss", e.test_loss, step)?;
+        run.log_metric("test_accuracy", e.test_accuracy, step)?;
+        run.log_metric("epoch_seconds", e.seconds, step)?;
+    }
+    if let Some(b) = h.best() {
+        run.log_metric("best_epoch", b.epoch as f64, 0)?;
+        run.log_metric("best_test_loss", b.test_loss, 0)?;
+        run.log_metric("best_test_accuracy", b.test_accuracy, 0)?;
+    }
+    Ok(())
+}
+
+/// Per-layer SQNR and sensitivity (`step` = node index), and per-layer times.
+pub fn log_layers(run: &Run, layers: &[LayerReport]) -> Result<(), quantlab_track::Error> {
+    for l in layers {
+        let step = l.node as i64;
+        run.log_metric("layer_sqnr_db", l.sqnr_db, step)?;
+        run.log_metric("layer_cosine", l.cosine, step)?;
+        if let Some(s) = l.sensitivity_pp {
+            run.log_metric("layer_sensitivity_pp", s, step)?;
+        }
+        run.log_metric("layer_f32_us", l.f32_us, step)?;
+        run.log_metric("layer_int8_us", l.int8_us, step)?;
+    }
+    Ok(())
+}
+
+/// A row's measurements, under the same names for float and quantized rows.
+fn log_row_metrics(run: &Run, r: &Row) -> Result<(), quantlab_track::Error> {
+    let plain = [
+        ("accuracy", r.accuracy),
+        ("loss", r.loss),
+        ("params", r.params as f64),
+        ("size_bytes", r.size_bytes as f64),
+        ("latency_b1_us", r.latency_b1_us),
+        ("latency_b1_p90_us", r.latency_b1_p90_us),
+        ("latency_b64_us", r.latency_b64_us),
+        ("latency_b64_p90_us", r.latency_b64_p90_us),
+        ("throughput_sps", r.throughput_sps),
+        ("peak_mem_bytes", r.peak_mem_bytes as f64),
+    ];
+    for (k, v) in plain {
+        run.log_metric(k, v, 0)?;
+    }
+    let derived = [
+        ("accuracy_drop_pp", r.accuracy_drop_pp),
+        ("size_ratio", r.size_ratio),
+        ("speedup_b64", r.speedup_b64),
+        ("speedup_b1", r.speedup_b1),
+        ("speedup_b64_vs_burn_flex", r.speedup_b64_vs_burn_flex),
+        ("speedup_b64_vs_burn_ndarray", r.speedup_b64_vs_burn_ndarray),
+    ];
+    for (k, v) in derived {
+        if let Some(v) = v {
+            run.log_metric(k, v, 0)?;
+        }
+    }
+    log_layers(run, &r.layers)
+}
+
+/// `(observer, act_dtype)` of a method name as the bench runs it.
+fn method_params(method: &str) -> (String, &'static str) {
+    match method.strip_prefix("static-") {
+        Some(rest) => (
+            rest.trim_end_matches("-per-channel")
+                .trim_end_matches("-per-tensor")
+                .to_string(),
+            "u8-affine",
+        ),
+        None if method == "naive-fixed" => ("-".into(), "i8-symmetric"),
+        None if method == "dynamic" => ("-".into(), "u8-affine (per batch)"),
+        None => ("-".into(), "-"),
+    }
+}
+
+/// Records a finished bench run (`dir` is its folder under `results/`).
+pub fn record_bench(
+    store: &Store,
+    config: &Path,
+    dir: &Path,
+    r: &Results,
+) -> Result<Recorded, quantlab_track::Error> {
+    let stem = config
+        .file_stem()
+        .map_or("bench".into(), |s| s.to_string_lossy().into_owned());
+    let experiment = format!(
+        "quantlab bench: {stem}{}",
+        if r.meta.quick { " (quick)" } else { "" }
+    );
+    let exp = store.experiment(&experiment)?;
+    let mut runs = 0;
+    let plots: Vec<std::path::PathBuf> = std::fs::read_dir(dir.join("plots"))
+        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    for curve in &r.curves {
+        let (ds, model) = (curve.dataset.as_str(), curve.model.as_str());
+        let mut tags = base_tags(ds, model, "quantlab");
+        let folder = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+        tags.push(("run_folder".into(), folder.display().to_string()));
+        tags.push(("date".into(), r.meta.date.clone()));
+        let parent = start(store, &exp, &format!("{ds}/{model}"), None, &tags)?;
+        runs += 1;
+        let ck = Path::new(&curve.checkpoint);
+        if let Ok(cfg) =
+            TrainConfig::from_toml_file(&ck.join(quantlab_train::checkpoint::CONFIG_FILE))
+        {
+            log_train_config(&parent, &cfg)?;
+            parent.log_artifact(&ck.join(quantlab_train::checkpoint::CONFIG_FILE), None)?;
+        }
+        parent.set_tag("trained_now", &curve.trained_now.to_string())?;
+        log_history(&parent, &curve.history)?;
+        let rows: Vec<&Row> = r
+            .rows
+            .iter()
+            .filter(|x| x.dataset == ds && x.model == model)
+            .collect();
+        if let Some(f) = rows.iter().find(|x| x.is_reference()) {
+            log_row_metrics(&parent, f)?;
+        }
+        for s in summarize(&r.calib_sweep)
+            .iter()
+            .filter(|s| s.dataset == ds && s.model == model)
+        {
+            let step = s.size as i64;
+            parent.log_metric(
+                &format!("sweep_drop_pp.{}", s.observer),
+                s.drop_mean_pp,
+                step,
+            )?;
+            parent.log_metric(
+                &format!("sweep_worst_drop_pp.{}", s.observer),
+                s.drop_max_pp,
+                step,
+            )?;
+            parent.log_metric(
+                &format!("sweep_worst_layer_sqnr_db.{}", s.observer),
+                s.worst_layer_sqnr_db,
+                step,
+            )?;
+        }
+        parent.log_artifact(&dir.join("REPORT.md"), None)?;
+        for p in plots.iter().filter(|p| {
+            let n = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            n.starts_with("training_curves")
+                || n.contains(&format!("-{ds}."))
+                || n.contains(&format!("-{ds}-{model}."))
+        }) {
+            parent.log_artifact(p, Some("plots"))?;
+        }
+        for row in rows {
+            let name = if row.backend == "quantlab" {
+                row.method.clone()
+            } else {
+                format!("{} ({}, {})", row.method, row.backend, row.device)
+            };
+            let mut tags = base_tags(ds, model, &row.backend);
+            tags.push(("device".into(), row.device.clone()));
+            let child = start(store, &exp, &name, Some(&parent), &tags)?;
+            runs += 1;
+            let (observer, act) = method_params(&row.method);
+            child.log_params([
+                ("method", row.method.as_str()),
+                ("observer", observer.as_str()),
+                ("granularity", row.granularity.as_str()),
+                ("act_dtype", act),
+                ("backend", row.backend.as_str()),
+                ("device", row.device.as_str()),
+                ("kernel", row.kernel.as_str()),
+            ])?;
+            let calib = if row.method.starts_with("static-") {
+                r.meta.config.calib.to_string()
+            } else {
+                "0".into()
+            };
+            child.log_param("calib_size", calib)?;
+            if !row.note.is_empty() {
+                child.set_tag("note", &row.note)?;
+            }
+            if !row.supported {
+                child.set_tag("supported", "false")?;
+                child.end(Status::Finished)?;
+                continue;
+            }
+            log_row_metrics(&child, row)?;
+            if row.backend == "quantlab" {
+                let file = dir
+                    .join("models")
+                    .join(format!("{ds}-{model}-{}.safetensors", row.method));
+                if file.is_file() {
+                    child.log_artifact(&file, Some("model"))?;
+                }
+            }
+            child.end(Status::Finished)?;
+        }
+        parent.end(Status::Finished)?;
+    }
+    Ok(Recorded { experiment, runs })
+}

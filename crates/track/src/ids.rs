@@ -1,0 +1,210 @@
+//! Experiment and run ids, and how new ones are made.
+//!
+//! MLflow's file store names each experiment directory after an id matching
+//! `^[a-zA-Z0-9][\w\-]{0,63}$` (it makes random 18-digit integers) and each run directory after
+//! a run id matching `^[a-zA-Z0-9][\w\-]{0,255}$` (it makes `uuid4().hex`, 32 lowercase hex
+//! digits). Ids are newtypes so a run id is never passed where an experiment id is expected.
+//!
+//! New run ids are random uuid4s. New experiment ids are *derived from the experiment name*
+//! (18 digits, like MLflow's): every process that creates the same name tries the same
+//! directories in the same order, so creating the directory and publishing its meta.yaml
+//! decides the race without any lock (see `experiment.rs`).
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+/// An MLflow experiment id (the name of its directory in the store).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ExperimentId(String);
+
+/// An MLflow run id (32 lowercase hex digits for runs made here).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RunId(String);
+
+impl ExperimentId {
+    /// The default experiment every MLflow store has.
+    pub fn default_experiment() -> ExperimentId {
+        ExperimentId("0".to_owned())
+    }
+
+    /// Wraps an existing id, if MLflow would accept it (`^[a-zA-Z0-9][\w\-]{0,63}$`).
+    pub fn parse(s: &str) -> Option<ExperimentId> {
+        valid_id(s, 64).then(|| ExperimentId(s.to_owned()))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl RunId {
+    /// Wraps an existing id, if MLflow would accept it (`^[a-zA-Z0-9][\w\-]{0,255}$`).
+    pub fn parse(s: &str) -> Option<RunId> {
+        valid_id(s, 256).then(|| RunId(s.to_owned()))
+    }
+
+    /// A fresh random id in `uuid.uuid4().hex` form.
+    pub(crate) fn random() -> RunId {
+        RunId(uuid4_hex(random_u128()))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for ExperimentId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::fmt::Display for RunId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// MLflow's id regexes, ASCII form: first char alphanumeric, the rest `\w` or `-`.
+/// (Python's `\w` also admits non-ASCII letters; ids made here never contain them.)
+fn valid_id(s: &str, max_len: usize) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= max_len
+        && b[0].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|&c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-')
+}
+
+/// Formats 128 random bits as a version-4, RFC 4122 variant uuid, 32 hex digits, no dashes.
+fn uuid4_hex(bits: u128) -> String {
+    let bits = (bits & !(0xF << 76)) | (0x4 << 76); // version nibble
+    let bits = (bits & !(0x3 << 62)) | (0x2 << 62); // variant bits 10
+    format!("{bits:032x}")
+}
+
+/// 128 bits that differ between calls, threads and processes.
+///
+/// `RandomState` keys come from the OS's random source once per thread and change on every
+/// `new()`; time, pid and a counter are mixed in as well. This is not for cryptography: the
+/// run directory is created with `create_dir`, which fails on the (practically impossible)
+/// collision, and the caller then draws again.
+fn random_u128() -> u128 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let count = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let half = |salt: u64| {
+        let mut h = RandomState::new().build_hasher();
+        h.write_u64(salt);
+        h.write_u128(nanos);
+        h.write_u32(std::process::id());
+        h.write_u64(count);
+        h.finish()
+    };
+    (u128::from(half(0x5eed_0001)) << 64) | u128::from(half(0x5eed_0002))
+}
+
+/// The `attempt`-th candidate id for a new experiment called `name`: 18 decimal digits with no
+/// leading zero (the shape MLflow's `_generate_unique_integer_id` gives), a pure function of
+/// `(name, attempt)` so that concurrent creators agree on it.
+pub(crate) fn experiment_id_candidate(name: &str, attempt: u32) -> ExperimentId {
+    // FNV-1a over the bytes, then the splitmix64 finalizer to spread the bits.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in b"quantlab-track\0"
+        .iter()
+        .chain(name.as_bytes())
+        .chain(&attempt.to_le_bytes())
+    {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h ^= h >> 30;
+    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h ^= h >> 27;
+    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^= h >> 31;
+    const LOW: u64 = 100_000_000_000_000_000; // 10^17: smallest 18-digit number
+    ExperimentId((LOW + h % (9 * LOW)).to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn random_run_ids_are_uuid4_hex_and_distinct() {
+        let ids: HashSet<String> = (0..1000).map(|_| RunId::random().0).collect();
+        assert_eq!(ids.len(), 1000);
+        for id in &ids {
+            assert_eq!(id.len(), 32, "{id}");
+            assert!(
+                id.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')),
+                "{id}"
+            );
+            assert_eq!(&id[12..13], "4", "version nibble in {id}");
+            assert!(
+                matches!(&id[16..17], "8" | "9" | "a" | "b"),
+                "variant in {id}"
+            );
+            assert!(RunId::parse(id).is_some());
+        }
+    }
+
+    #[test]
+    fn experiment_candidates_are_18_digits_stable_and_distinct() {
+        let a0 = experiment_id_candidate("mnist/mlp", 0);
+        assert_eq!(a0, experiment_id_candidate("mnist/mlp", 0), "deterministic");
+        assert_ne!(a0, experiment_id_candidate("mnist/mlp", 1));
+        assert_ne!(a0, experiment_id_candidate("mnist/mlp ", 0));
+        let seen: HashSet<_> = (0..200)
+            .map(|i| experiment_id_candidate(&format!("e{i}"), 0))
+            .collect();
+        assert_eq!(seen.len(), 200);
+        for id in seen {
+            assert_eq!(id.as_str().len(), 18, "{id}");
+            assert!(!id.as_str().starts_with('0'));
+            assert!(ExperimentId::parse(id.as_str()).is_some());
+        }
+    }
+
+    #[test]
+    fn experiment_candidate_values_do_not_drift_between_versions() {
+        // Processes built from different versions of this crate must agree on the ids, so the
+        // derivation is pinned.
+        assert_eq!(
+            experiment_id_candidate("quantlab", 0).as_str(),
+            "637927233541131954"
+        );
+        assert_eq!(
+            experiment_id_candidate("quantlab", 1).as_str(),
+            "867859831800470923"
+        );
+    }
+
+    #[test]
+    fn parse_follows_mlflow_id_regexes() {
+        assert!(ExperimentId::parse("0").is_some());
+        assert!(ExperimentId::parse("abc-1_2").is_some());
+        assert!(ExperimentId::parse("").is_none());
+        assert!(ExperimentId::parse("-1").is_none());
+        assert!(ExperimentId::parse("_1").is_none());
+        assert!(ExperimentId::parse("../x").is_none());
+        assert!(ExperimentId::parse("a b").is_none());
+        assert!(ExperimentId::parse(&"1".repeat(64)).is_some());
+        assert!(ExperimentId::parse(&"1".repeat(65)).is_none());
+        assert!(RunId::parse(&"a".repeat(256)).is_some());
+        assert!(RunId::parse(&"a".repeat(257)).is_none());
+        assert!(RunId::parse("a/b").is_none());
+    }
+}

@@ -1,0 +1,190 @@
+#!/usr/bin/env python3
+"""quantlab against ONNX Runtime on the same weights and the same inputs (cargo xtask peers).
+
+For each model of a bench run (MNIST MLP and CNN): ONNX Runtime on quantlab's float ONNX,
+ONNX Runtime's own quantize_static of that file (QDQ, per-channel, MinMax, u8 activations,
+s8 weights, calibrated on the same 1,000 training images quantlab calibrates on), ONNX
+Runtime on quantlab's exported int8 ONNX, and quantlab's engine on its f32 and int8 files
+(through `quantlab time --json`). Accuracy on the whole test split; latency at each batch
+size and thread count, interleaved round by round so machine noise hits every case alike;
+median and p90 over the pooled samples. Writes peers.json and a section of REPORT.md.
+
+usage: peers.py --quantlab BIN --run DIR --dir PEERS_DIR [--models mlp,cnn]
+                [--batches 1,64] [--threads 1,N] [--rounds R] [--reps K]
+"""
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+
+import numpy as np
+import onnxruntime as ort
+from onnxruntime.quantization import (
+    CalibrationDataReader,
+    CalibrationMethod,
+    QuantFormat,
+    QuantType,
+    quantize_static,
+)
+
+SECTION = "## Peers: ONNX Runtime on the same weights"
+
+
+class Calib(CalibrationDataReader):
+    def __init__(self, name, x, batch=32):
+        self.items = iter([{name: x[i : i + batch]} for i in range(0, len(x), batch)])
+
+    def get_next(self):
+        return next(self.items, None)
+
+
+def session(path, threads):
+    o = ort.SessionOptions()
+    o.intra_op_num_threads = threads
+    o.inter_op_num_threads = 1
+    o.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(path, o, providers=["CPUExecutionProvider"])
+
+
+def accuracy(path, x, y):
+    s = session(path, os.cpu_count() or 1)
+    name = s.get_inputs()[0].name
+    out = np.concatenate([s.run(None, {name: x[i : i + 500]})[0] for i in range(0, len(x), 500)])
+    return float((out.argmax(1) == y).mean())
+
+
+def ort_samples(sess, x, reps, warmup=3):
+    name = sess.get_inputs()[0].name
+    feed = {name: x}
+    for _ in range(warmup):
+        sess.run(None, feed)
+    v = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        sess.run(None, feed)
+        v.append((time.perf_counter() - t) * 1e6)
+    return v
+
+
+def quantlab_samples(binary, model, batches, threads, reps):
+    cmd = [binary, "time", model, "--batch", ",".join(map(str, batches)),
+           "--threads", str(threads), "--reps", str(reps), "--warmup", "3", "--json"]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(f"peers: {' '.join(cmd)} failed: {out.stderr.strip()}")
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    return {r["batch"]: r["samples_us"] for r in res["results"]}
+
+
+def stats(v):
+    v = sorted(v)
+    at = lambda q: v[round((len(v) - 1) * q)]
+    return {"median_us": at(0.5), "p90_us": at(0.9), "n": len(v)}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quantlab", required=True)
+    ap.add_argument("--run", required=True)
+    ap.add_argument("--dir", required=True)
+    ap.add_argument("--models", default="mlp,cnn")
+    ap.add_argument("--batches", default="1,64")
+    ap.add_argument("--threads", default=f"1,{os.cpu_count() or 1}")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--reps", type=int, default=20)
+    a = ap.parse_args()
+    batches = [int(b) for b in a.batches.split(",")]
+    threads = sorted({int(t) for t in a.threads.split(",")})
+    bench = json.load(open(os.path.join(a.run, "bench.json")))
+    xtr = np.load(os.path.join(a.dir, "mnist-train-x.npy"))
+    xte = np.load(os.path.join(a.dir, "mnist-test-x.npy"))
+    yte = np.load(os.path.join(a.dir, "mnist-test-y.npy"))
+    result = {"onnxruntime": ort.__version__, "cpu_count": os.cpu_count(),
+              "rounds": a.rounds, "reps": a.reps, "models": {}}
+    for m in a.models.split(","):
+        f32_onnx = os.path.join(a.dir, f"mnist-{m}-f32.onnx")
+        q_onnx = os.path.join(a.dir, f"mnist-{m}-int8.onnx")
+        ort_q = os.path.join(a.dir, f"mnist-{m}-ort-quantize-static.onnx")
+        name = session(f32_onnx, 1).get_inputs()[0].name
+        quantize_static(f32_onnx, ort_q, Calib(name, xtr), quant_format=QuantFormat.QDQ,
+                        per_channel=True, activation_type=QuantType.QUInt8,
+                        weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax)
+        row = lambda method: next(r for r in bench["rows"] if r["dataset"] == "mnist"
+                                  and r["model"] == m and r["method"] == method
+                                  and r["backend"] == "quantlab")
+        cases = {
+            "quantlab f32": {"accuracy": row("f32")["accuracy"],
+                             "file": os.path.join(a.run, "models", f"mnist-{m}-f32.safetensors")},
+            "quantlab int8": {"accuracy": row("static-minmax-per-channel")["accuracy"],
+                              "file": os.path.join(a.run, "models",
+                                                   f"mnist-{m}-static-minmax-per-channel.safetensors")},
+            "ORT f32": {"accuracy": accuracy(f32_onnx, xte, yte), "onnx": f32_onnx},
+            "ORT int8 (quantize_static)": {"accuracy": accuracy(ort_q, xte, yte), "onnx": ort_q},
+            "ORT on quantlab int8": {"accuracy": accuracy(q_onnx, xte, yte), "onnx": q_onnx},
+        }
+        samples = {(c, b, t): [] for c in cases for b in batches for t in threads}
+        sessions = {(c, t): session(v["onnx"], t) for c, v in cases.items() if "onnx" in v
+                    for t in threads}
+        inputs = {b: np.ascontiguousarray(xte[:b]) for b in batches}
+        for r in range(a.rounds):
+            order = list(cases)
+            random.Random(r).shuffle(order)
+            for t in threads:
+                for c in order:
+                    if "onnx" in cases[c]:
+                        for b in batches:
+                            samples[(c, b, t)] += ort_samples(sessions[(c, t)], inputs[b], a.reps)
+                    else:
+                        got = quantlab_samples(a.quantlab, cases[c]["file"], batches, t, a.reps)
+                        for b in batches:
+                            samples[(c, b, t)] += got[b]
+            print(f"peers: mnist/{m} round {r + 1}/{a.rounds}", file=sys.stderr)
+        result["models"][m] = {
+            c: {"accuracy": v["accuracy"],
+                "latency": [dict(batch=b, threads=t, **stats(samples[(c, b, t)]))
+                            for t in threads for b in batches]}
+            for c, v in cases.items()
+        }
+    with open(os.path.join(a.run, "peers.json"), "w") as f:
+        json.dump(result, f, indent=2)
+    md = markdown(result, batches, threads)
+    report = os.path.join(a.run, "REPORT.md")
+    text = open(report).read() if os.path.exists(report) else ""
+    if SECTION in text:
+        text = text[: text.index(SECTION)].rstrip() + "\n"
+    with open(report, "w") as f:
+        f.write(text + "\n" + md)
+    print(md)
+
+
+def markdown(result, batches, threads):
+    lines = [SECTION, "",
+             f"ONNX Runtime {result['onnxruntime']}, {result['cpu_count']} CPUs; "
+             f"{result['rounds']} interleaved rounds x {result['reps']} runs per case; "
+             "latency median (p90) in microseconds; ratios are the case's median over ONNX "
+             "Runtime's (below 1: quantlab is faster).", ""]
+    for m, cases in result["models"].items():
+        cols = [(b, t) for t in threads for b in batches]
+        lines.append(f"### mnist / {m}")
+        lines.append("")
+        lines.append("| case | accuracy | " + " | ".join(f"b{b} t{t}" for b, t in cols)
+                     + " | " + " | ".join(f"b{b} t{t} vs ORT f32 / int8" for b, t in cols) + " |")
+        lines.append("|---|---|" + "---|" * (2 * len(cols)))
+        med = lambda c, b, t: next(l for l in cases[c]["latency"]
+                                   if l["batch"] == b and l["threads"] == t)
+        for c, v in cases.items():
+            cells = [f"{med(c, b, t)['median_us']:.1f} ({med(c, b, t)['p90_us']:.1f})" for b, t in cols]
+            ratios = [f"{med(c, b, t)['median_us'] / med('ORT f32', b, t)['median_us']:.2f}x / "
+                      f"{med(c, b, t)['median_us'] / med('ORT int8 (quantize_static)', b, t)['median_us']:.2f}x"
+                      for b, t in cols]
+            lines.append(f"| {c} | {v['accuracy'] * 100:.2f}% | " + " | ".join(cells)
+                         + " | " + " | ".join(ratios) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
