@@ -150,8 +150,11 @@ fn quick_matrix_writes_complete_results_and_plots() {
         .filter_map(|e| e.ok().map(|e| e.path()))
         .find(|d| {
             std::fs::read_to_string(d.join("meta.yaml")).is_ok_and(|m| {
-                m.contains("name: 'quantlab bench: bench (quick)'")
-                    || m.contains("name: quantlab bench: bench (quick)")
+                m.lines().any(|l| {
+                    l.strip_prefix("name:")
+                        .map(|v| v.trim().trim_matches(|c| c == '"' || c == '\''))
+                        == Some("quantlab bench: bench (quick)")
+                })
             })
         })
         .expect("bench experiment");

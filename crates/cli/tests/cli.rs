@@ -223,6 +223,12 @@ fn train_quantize_eval_inspect_round_trip() {
     fails_cleanly(&quantlab(&["eval", "--model", ck_s]), "model.bpk");
 }
 
+/// The value of `key: value` in a meta.yaml line, quotes removed.
+fn yaml_value<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    let v = line.strip_prefix(key)?.strip_prefix(':')?.trim();
+    Some(v.trim_matches(|c| c == '"' || c == '\''))
+}
+
 /// The run folders of the experiment named `name` in an MLflow file store.
 fn mlflow_runs(store: &Path, name: &str) -> Vec<std::path::PathBuf> {
     let exp = std::fs::read_dir(store)
@@ -230,7 +236,7 @@ fn mlflow_runs(store: &Path, name: &str) -> Vec<std::path::PathBuf> {
         .filter_map(|e| e.ok().map(|e| e.path()))
         .find(|d| {
             std::fs::read_to_string(d.join("meta.yaml"))
-                .is_ok_and(|m| m.lines().any(|l| l == format!("name: {name}")))
+                .is_ok_and(|m| m.lines().any(|l| yaml_value(l, "name") == Some(name)))
         })
         .unwrap_or_else(|| panic!("no experiment {name:?} in {}", store.display()));
     std::fs::read_dir(&exp)
@@ -292,8 +298,14 @@ fn export_time_and_mlflow_end_to_end() {
     );
     assert!(runs[0].join("artifacts/train.toml").is_file());
     let meta = std::fs::read_to_string(runs[0].join("meta.yaml")).unwrap();
-    assert!(
-        meta.contains("status: 3") && meta.contains("lifecycle_stage: active"),
+    let field = |k: &str| {
+        meta.lines()
+            .find_map(|l| yaml_value(l, k))
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        (field("status"), field("lifecycle_stage")),
+        ("3", "active"),
         "{meta}"
     );
 
