@@ -172,7 +172,9 @@ mod tests {
             .map(|_| {
                 let (root, barrier) = (root.clone(), barrier.clone());
                 std::thread::spawn(move || {
-                    let store = Store::open(&root).unwrap();
+                    let store = Store {
+                        root: fs::canonicalize(&root).unwrap(),
+                    };
                     barrier.wait();
                     store.create_experiment("race").unwrap()
                 })

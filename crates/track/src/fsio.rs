@@ -118,6 +118,13 @@ pub(crate) fn publish_new(temp_dir: &Path, dest: &Path, bytes: &[u8]) -> Result<
     }
 }
 
+/// Checks that files can be created in `dir` by creating and removing a uniquely named empty
+/// file (unique, so that concurrent checks do not trip over each other).
+pub(crate) fn check_writable(dir: &Path) -> Result<(), Error> {
+    let probe = write_temp(dir, Path::new("probe"), |_, _| Ok(()))?;
+    fs::remove_file(&probe).map_err(Error::io("remove file", &probe))
+}
+
 /// Appends `line` to `path` (created if missing) with one `O_APPEND` write.
 pub(crate) fn append(path: &Path, line: &[u8]) -> Result<(), Error> {
     let mut f = OpenOptions::new()
@@ -189,6 +196,28 @@ mod tests {
         fs::write(&file, "").unwrap();
         let err = create_dir_new(&file).unwrap_err().to_string();
         assert!(err.contains(&file.display().to_string()), "{err}");
+    }
+
+    #[test]
+    fn writability_checks_run_concurrently_and_leave_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                let dir = dir.path().to_owned();
+                std::thread::spawn(move || {
+                    for _ in 0..50 {
+                        check_writable(&dir).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+        let missing = dir.path().join("missing");
+        let err = check_writable(&missing).unwrap_err().to_string();
+        assert!(err.contains(&missing.display().to_string()), "{err}");
     }
 
     #[test]

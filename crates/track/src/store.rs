@@ -49,7 +49,7 @@ pub mod tags {
 /// many, may write to the same root at once.
 #[derive(Debug, Clone)]
 pub struct Store {
-    root: PathBuf,
+    pub(crate) root: PathBuf,
 }
 
 impl Store {
@@ -71,9 +71,7 @@ impl Store {
         }
         let store = Store { root: canonical };
         // Writable? (A read-only root would otherwise fail only at the first run.)
-        let probe = store.root.join(".quantlab-track-probe");
-        fsio::write_atomic(&store.root, &probe, b"")?;
-        fs::remove_file(&probe).map_err(Error::io("remove file", &probe))?;
+        fsio::check_writable(&store.root)?;
 
         let default = ExperimentId::default_experiment();
         let default_dir = store.experiment_dir(&default);

@@ -410,8 +410,9 @@ fn concurrent_writers_make_one_experiment_and_complete_metric_files() {
             .map(|_| {
                 let (root, barrier, name) = (root.clone(), barrier.clone(), name.clone());
                 std::thread::spawn(move || {
-                    let store = Store::open(&root).unwrap();
+                    // Wait first: a panic after the barrier cannot leave others waiting.
                     barrier.wait();
+                    let store = Store::open(&root).unwrap();
                     store.experiment(&name).unwrap()
                 })
             })
