@@ -186,6 +186,31 @@ fn quick_matrix_writes_complete_results_and_plots() {
         assert_eq!(v, row["accuracy"].as_f64().unwrap(), "{run:?}");
     }
 
+    // MLflow itself, where it is installed ($QUANTLAB_PYTHON or python3): every metric of
+    // bench.json through mlflow.search_runs (scripts/check_mlflow_bench.py).
+    let py = std::env::var("QUANTLAB_PYTHON").unwrap_or_else(|_| "python3".into());
+    let has_mlflow = Command::new(&py)
+        .args(["-c", "import mlflow"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if has_mlflow {
+        let out = Command::new(&py)
+            .arg(root.join("scripts/check_mlflow_bench.py"))
+            .arg(&store)
+            .arg(&run)
+            .output()
+            .unwrap();
+        let t = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{t}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(t.contains(" 0 failed"), "{t}");
+    } else {
+        eprintln!("bench: MLflow check skipped ({py} has no mlflow)");
+    }
+
     // The calibration sweep: quick sizes x seeds x every observer, for each swept pair.
     let sweep = json["calib_sweep"].as_array().unwrap();
     let report = std::fs::read_to_string(run.join("REPORT.md")).unwrap();
