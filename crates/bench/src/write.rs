@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{BenchError, Result, io};
 use crate::row::Row;
 use crate::run::Results;
-use crate::sweep::{SweepPoint, summarize};
+use crate::sweep::{SweepPoint, SweepSummary, summarize};
 
 /// Writes `bench.json`, `bench.csv` and `REPORT.md` into `dir`.
 pub fn write_all(dir: &Path, r: &Results) -> Result<()> {
@@ -302,48 +302,42 @@ pub fn sweep_markdown(points: &[SweepPoint]) -> String {
             observers.join(" | "),
             "---|".repeat(observers.len())
         );
-        let cell = |size: usize, o: &str, f: &dyn Fn(&crate::sweep::SweepSummary) -> String| {
-            rows.iter()
-                .find(|x| x.size == size && x.observer == o)
-                .map_or("-".into(), |x| f(x))
+        // One table: a row per size, a column per observer, cells from `f`.
+        let table = |s: &mut String, title: &str, f: &dyn Fn(&SweepSummary) -> String| {
+            let _ = writeln!(s, "{title}\n\n{header}");
+            for &n in &sizes {
+                let cells: Vec<String> = observers
+                    .iter()
+                    .map(|o| {
+                        rows.iter()
+                            .find(|x| x.size == n && x.observer == *o)
+                            .map_or("-".into(), |x| f(x))
+                    })
+                    .collect();
+                let _ = writeln!(s, "| {n} | {} |", cells.join(" | "));
+            }
         };
-        let _ = writeln!(
-            s,
-            "Accuracy drop, pp: mean over seeds (best .. worst seed)\n\n{header}"
+        table(
+            &mut s,
+            "Accuracy drop, pp: mean over seeds (best .. worst seed)",
+            &|x| {
+                format!(
+                    "{:+.2} ({:+.2} .. {:+.2})",
+                    x.drop_mean_pp, x.drop_min_pp, x.drop_max_pp
+                )
+            },
         );
-        for &n in &sizes {
-            let cells: Vec<String> = observers
-                .iter()
-                .map(|o| {
-                    cell(n, o, &|x| {
-                        format!(
-                            "{:+.2} ({:+.2} .. {:+.2})",
-                            x.drop_mean_pp, x.drop_min_pp, x.drop_max_pp
-                        )
-                    })
-                })
-                .collect();
-            let _ = writeln!(s, "| {n} | {} |", cells.join(" | "));
-        }
-        let _ = writeln!(
-            s,
-            "\nWeakest layer's SQNR, dB: mean over seeds (largest seed-to-seed spread of any layer)\n\n{header}"
+        table(
+            &mut s,
+            "\nWeakest layer's SQNR, dB: mean over seeds (largest seed-to-seed spread of any layer)",
+            &|x| {
+                format!(
+                    "{:.1} (±{:.1})",
+                    x.worst_layer_sqnr_db,
+                    x.sqnr_spread_db / 2.0
+                )
+            },
         );
-        for &n in &sizes {
-            let cells: Vec<String> = observers
-                .iter()
-                .map(|o| {
-                    cell(n, o, &|x| {
-                        format!(
-                            "{:.1} (±{:.1})",
-                            x.worst_layer_sqnr_db,
-                            x.sqnr_spread_db / 2.0
-                        )
-                    })
-                })
-                .collect();
-            let _ = writeln!(s, "| {n} | {} |", cells.join(" | "));
-        }
         if let Some(&small) = sizes.first() {
             let stable = rows
                 .iter()
