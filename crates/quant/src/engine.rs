@@ -6,6 +6,8 @@
 //! dynamic layer quantizes its f32 input per batch and produces f32; an f32 layer wants f32.
 //! Conversions happen only where a model mixes them (mixed precision, network edges).
 
+use rayon::prelude::*;
+
 use crate::error::{QuantError, Result};
 use crate::kernels::f32gemm;
 use crate::kernels::im2col::im2col;
@@ -59,6 +61,10 @@ pub const PIXEL_LANES_MAX_K: usize = 32;
 
 /// Smallest batch split across threads (smaller ones, batch 1 above all, stay on one).
 pub const PARALLEL_MIN_BATCH: usize = 8;
+
+/// Least multiply-accumulates (layer MACs x batch) worth splitting across threads: about
+/// 25 us of VNNI work, well above what handing work to another thread costs.
+pub const PARALLEL_MIN_MACS: usize = 4_000_000;
 
 /// Runs models with a chosen integer kernel and thread count.
 #[derive(Debug, Clone, Copy)]
@@ -147,11 +153,11 @@ impl Engine {
                 d.k,
                 &d.weight,
                 &mut y,
-                self.threads_for(batch),
+                self.threads_for(batch, d),
             ),
             Some(g) => {
                 let p = g.pixels();
-                self.by_samples(batch, &x, d.in_len(), &mut y, d.out_len(), |inp, o, n| {
+                self.by_samples(d, batch, &x, &mut y, |inp, o, n| {
                     let mut col = vec![0f32; p * d.k];
                     for b in 0..n {
                         im2col(
@@ -226,83 +232,67 @@ impl Engine {
             && crate::kernels::conv_vnni::usable(&l.requant)
         {
             // Pixels in the vector lanes: contiguous NCHW rows, no im2col matrix.
-            self.by_samples(
-                batch,
-                input,
-                d.in_len(),
-                &mut out,
-                d.out_len(),
-                |inp, o, n| {
-                    let mut packed = Vec::new();
-                    for b in 0..n {
-                        crate::kernels::conv_vnni::conv_sample(
-                            &inp[b * d.in_len()..(b + 1) * d.in_len()],
-                            g,
-                            zp,
-                            &l.w,
-                            &l.offset,
-                            &l.requant,
-                            l.out_q.zero_point,
-                            lo,
-                            l.out_q.qmax,
-                            &mut o[b * d.out_len()..(b + 1) * d.out_len()],
-                            &mut packed,
-                        );
-                    }
-                },
-            );
+            self.by_samples(d, batch, input, &mut out, |inp, o, n| {
+                let mut packed = Vec::new();
+                for b in 0..n {
+                    crate::kernels::conv_vnni::conv_sample(
+                        &inp[b * d.in_len()..(b + 1) * d.in_len()],
+                        g,
+                        zp,
+                        &l.w,
+                        &l.offset,
+                        &l.requant,
+                        l.out_q.zero_point,
+                        lo,
+                        l.out_q.qmax,
+                        &mut o[b * d.out_len()..(b + 1) * d.out_len()],
+                        &mut packed,
+                    );
+                }
+            });
             return out;
         }
-        self.by_samples(
-            batch,
-            input,
-            d.in_len(),
-            &mut out,
-            d.out_len(),
-            |inp, o, n| {
-                let mut col = Vec::new();
-                let (m, a, layout) = Self::gemm_rows(d, inp, zp, n, &mut col);
-                let mut epi = Epilogue::Requant {
-                    offset: &l.offset,
-                    requant: &l.requant,
-                    zo: l.out_q.zero_point,
-                    lo,
-                    hi: l.out_q.qmax,
-                    layout,
-                    out: o,
-                };
-                qgemm(self.path, m, a, d.k, &l.w, &mut epi);
-            },
-        );
+        self.by_samples(d, batch, input, &mut out, |inp, o, n| {
+            let mut col = Vec::new();
+            let (m, a, layout) = Self::gemm_rows(d, inp, zp, n, &mut col);
+            let mut epi = Epilogue::Requant {
+                offset: &l.offset,
+                requant: &l.requant,
+                zo: l.out_q.zero_point,
+                lo,
+                hi: l.out_q.qmax,
+                layout,
+                out: o,
+            };
+            qgemm(self.path, m, a, d.k, &l.w, &mut epi);
+        });
         out
     }
 
-    /// Runs `f(input_samples, output_samples, n)` over the batch, split across
-    /// `self.threads` scoped threads for batches of [`PARALLEL_MIN_BATCH`] or more (samples are
-    /// independent, so the result is the same bits as one call).
+    /// Runs `f(input_samples, output_samples, n)` over the batch of layer `d`, split into
+    /// `self.threads` chunks on rayon's pool for batches of [`PARALLEL_MIN_BATCH`] or more
+    /// whose layer does at least [`PARALLEL_MIN_MACS`] (samples are independent, so the
+    /// result is the same bits as one call). Smaller layers stay on the calling thread:
+    /// spawning threads per layer made the MNIST MLP slower at 2 threads than at 1 (int8
+    /// batch 64: 420 us against 66 us).
     fn by_samples<T: Sync, O: Send>(
         &self,
+        d: &Dense,
         batch: usize,
         input: &[T],
-        in_len: usize,
         out: &mut [O],
-        out_len: usize,
         f: impl Fn(&[T], &mut [O], usize) + Sync,
     ) {
-        let threads = self.threads.min(batch);
+        let (in_len, out_len) = (d.in_len(), d.out_len());
+        let threads = self.threads_for(batch, d).min(batch);
         if threads <= 1 || batch < PARALLEL_MIN_BATCH {
             return f(input, out, batch);
         }
         let per = batch.div_ceil(threads);
-        std::thread::scope(|s| {
-            for (inp, o) in input
-                .chunks(per * in_len)
-                .zip(out.chunks_mut(per * out_len))
-            {
-                let f = &f;
-                s.spawn(move || f(inp, o, inp.len() / in_len));
-            }
-        });
+        input
+            .par_chunks(per * in_len)
+            .zip(out.par_chunks_mut(per * out_len))
+            .for_each(|(inp, o)| f(inp, o, inp.len() / in_len));
     }
 
     fn dense_dynamic(&self, d: &Dense, l: &DynamicLayer, x: &[f32], batch: usize) -> Vec<f32> {
@@ -315,31 +305,29 @@ impl Engine {
         let offset: Vec<i32> = l.w.col_sums.iter().map(|&c| -q.zero_point * c).collect();
         let scales: Vec<f32> = l.w_scales.iter().map(|&s| s * q.scale).collect();
         let mut out = vec![0f32; batch * d.out_len()];
-        self.by_samples(
-            batch,
-            &input,
-            d.in_len(),
-            &mut out,
-            d.out_len(),
-            |inp, o, n| {
-                let mut col = Vec::new();
-                let (m, a, layout) = Self::gemm_rows(d, inp, q.zero_point as u8, n, &mut col);
-                let mut epi = Epilogue::Dequant {
-                    offset: &offset,
-                    scales: &scales,
-                    bias: &d.bias,
-                    relu: d.relu,
-                    layout,
-                    out: o,
-                };
-                qgemm(self.path, m, a, d.k, &l.w, &mut epi);
-            },
-        );
+        self.by_samples(d, batch, &input, &mut out, |inp, o, n| {
+            let mut col = Vec::new();
+            let (m, a, layout) = Self::gemm_rows(d, inp, q.zero_point as u8, n, &mut col);
+            let mut epi = Epilogue::Dequant {
+                offset: &offset,
+                scales: &scales,
+                bias: &d.bias,
+                relu: d.relu,
+                layout,
+                out: o,
+            };
+            qgemm(self.path, m, a, d.k, &l.w, &mut epi);
+        });
         out
     }
 
-    fn threads_for(&self, batch: usize) -> usize {
-        if batch > 1 { self.threads } else { 1 }
+    /// Threads worth using for layer `d` at `batch`: one below [`PARALLEL_MIN_MACS`].
+    fn threads_for(&self, batch: usize, d: &Dense) -> usize {
+        if batch > 1 && d.macs() * batch >= PARALLEL_MIN_MACS {
+            self.threads
+        } else {
+            1
+        }
     }
 }
 
