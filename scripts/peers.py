@@ -14,6 +14,7 @@ usage: peers.py --quantlab BIN --run DIR --dir PEERS_DIR [--models mlp,cnn]
 """
 import argparse
 import json
+import logging
 import os
 import random
 import subprocess
@@ -31,6 +32,9 @@ from onnxruntime.quantization import (
 )
 
 SECTION = "## Peers: ONNX Runtime on the same weights"
+# quantize_static suggests its optional pre-processing on every call; the comparison uses
+# the float file as exported, so keep the run's output to the table.
+logging.getLogger().setLevel(logging.ERROR)
 
 
 class Calib(CalibrationDataReader):
