@@ -72,8 +72,8 @@ fn build_quantlab() -> Result<PathBuf> {
         .join(format!("quantlab{}", std::env::consts::EXE_SUFFIX));
     if !exe.is_file() {
         eprintln!(
-            "xtask: first build of quantlab and burn (cargo test --workspace --no-run): about a \
-             quarter of an hour on 2 cores; later runs reuse it"
+            "xtask: first build of quantlab and burn (cargo test --workspace --no-run): about 15 to 20 \
+             minutes on 2 cores; later runs reuse it"
         );
     }
     run(Command::new(cargo()).args(["test", "--workspace", "--no-run"]))?;
