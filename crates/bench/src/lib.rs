@@ -3,7 +3,7 @@
 //! - [`config`]: the matrix as data; [`run()`](run::run): train or reuse, quantize with every
 //!   method, measure accuracy, size, latency (batch 1 and 64, median and p90), throughput,
 //!   peak heap and per-layer error on every device; [`row`]: the results contract
-//!   (`bench.json`, see `../shared/DESIGN.md`) and the derived ratios.
+//!   (`bench.json`, the field names listed in the README) and the derived ratios.
 //! - [`write`]: JSON, CSV, Markdown and `results/latest`; [`plots`]: charts drawn from the
 //!   saved JSON; [`measure`]: timing and the counting allocator; [`machine`]: machine facts.
 //! - [`tracking`]: runs recorded in an MLflow file store (`quantlab-track`).

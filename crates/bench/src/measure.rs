@@ -43,13 +43,20 @@ pub fn latency<E>(t: &Timing, mut run: impl FnMut() -> Result<(), E>) -> Result<
         run()?;
         v.push(s.elapsed().as_secs_f64() * 1e6);
     }
-    v.sort_by(f64::total_cmp);
-    let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+    let (median_us, p90_us) = median_p90(&mut v);
     Ok(Latency {
-        median_us: at(0.5),
-        p90_us: at(0.9),
+        median_us,
+        p90_us,
         reps: v.len(),
     })
+}
+
+/// Median and 90th percentile of samples (sorts them; nearest rank). Every latency quantlab
+/// reports, in the bench and in `quantlab time`, goes through here.
+pub fn median_p90(v: &mut [f64]) -> (f64, f64) {
+    v.sort_by(f64::total_cmp);
+    let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+    (at(0.5), at(0.9))
 }
 
 /// A global allocator that counts live heap bytes and their peak (install it with

@@ -1,5 +1,6 @@
 //! One line of the results: what was measured for a dataset x model x method x device.
-//! The field names are the contract of `../shared/DESIGN.md` (`bench.json`).
+//! The field names are the `bench.json` contract the README lists (from the project's
+//! design notes); renaming one breaks every reader of saved runs.
 
 use quantlab_quant::report::LayerReport;
 use serde::{Deserialize, Serialize};

@@ -58,21 +58,27 @@ pub fn git_commit() -> Option<String> {
     (out.status.success() && s.len() == 40).then_some(s)
 }
 
-/// Tags every quantlab run carries.
-fn base_tags(dataset: &str, model: &str, backend: &str) -> Vec<(String, String)> {
+/// Tags every quantlab run carries; `commit` is [`git_commit`], looked up once per command.
+pub fn base_tags(
+    dataset: &str,
+    model: &str,
+    backend: &str,
+    commit: Option<&str>,
+) -> Vec<(String, String)> {
     let mut t = vec![
         ("dataset".to_string(), dataset.to_string()),
         ("model".to_string(), model.to_string()),
         ("backend".to_string(), backend.to_string()),
         ("mlflow.source.name".to_string(), "quantlab".to_string()),
     ];
-    if let Some(c) = git_commit() {
-        t.push(("mlflow.source.git.commit".into(), c));
+    if let Some(c) = commit {
+        t.push(("mlflow.source.git.commit".into(), c.to_string()));
     }
     t
 }
 
-fn start(
+/// Starts a run with `tags` (owned pairs, as [`base_tags`] gives them).
+pub fn start(
     store: &Store,
     exp: &ExperimentId,
     name: &str,
@@ -205,12 +211,13 @@ pub fn record_bench(
     );
     let exp = store.experiment(&experiment)?;
     let mut runs = 0;
+    let commit = git_commit();
     let plots: Vec<std::path::PathBuf> = std::fs::read_dir(dir.join("plots"))
         .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
         .unwrap_or_default();
     for curve in &r.curves {
         let (ds, model) = (curve.dataset.as_str(), curve.model.as_str());
-        let mut tags = base_tags(ds, model, "quantlab");
+        let mut tags = base_tags(ds, model, "quantlab", commit.as_deref());
         let folder = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
         tags.push(("run_folder".into(), folder.display().to_string()));
         tags.push(("date".into(), r.meta.date.clone()));
@@ -272,7 +279,7 @@ pub fn record_bench(
             } else {
                 format!("{} ({}, {})", row.method, row.backend, row.device)
             };
-            let mut tags = base_tags(ds, model, &row.backend);
+            let mut tags = base_tags(ds, model, &row.backend, commit.as_deref());
             tags.push(("device".into(), row.device.clone()));
             let child = start(store, &exp, &name, Some(&parent), &tags)?;
             runs += 1;

@@ -41,13 +41,13 @@ pub fn warn(e: &dyn std::fmt::Display) {
     eprintln!("warning: MLflow tracking skipped: {e} (the run's own results are written)");
 }
 
-/// Starts a run in `experiment` with quantlab's tags, logs through `f`, and ends it
-/// (FAILED if `f` failed, with a warning). Returns the run's id.
+/// Starts a run in `experiment` with quantlab's tags for `(dataset, model, backend)`, logs
+/// through `f`, and ends it (FAILED if `f` failed, with a warning).
 pub fn record(
     args: &MlflowArgs,
     experiment: &str,
     name: &str,
-    tags: &[(&str, &str)],
+    (dataset, model, backend): (&str, &str, &str),
     f: impl FnOnce(&Run) -> Result<(), quantlab_track::Error>,
 ) {
     let Some((store, root)) = args.open() else {
@@ -56,12 +56,8 @@ pub fn record(
     let go = || -> Result<String, quantlab_track::Error> {
         let exp = store.experiment(experiment)?;
         let commit = tracking::git_commit();
-        let mut all: Vec<(&str, &str)> = vec![("mlflow.source.name", "quantlab")];
-        if let Some(c) = &commit {
-            all.push(("mlflow.source.git.commit", c));
-        }
-        all.extend_from_slice(tags);
-        let run = store.start_run(&exp, name, None, &all)?;
+        let tags = tracking::base_tags(dataset, model, backend, commit.as_deref());
+        let run = tracking::start(&store, &exp, name, None, &tags)?;
         let id = run.id().to_string();
         match f(&run) {
             Ok(()) => run.end(Status::Finished)?,

@@ -198,7 +198,7 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
         &args.mlflow,
         quantlab_bench::tracking::QUANTIZE_EXPERIMENT,
         &format!("{ds}/{kind} {name}"),
-        &[("dataset", ds), ("model", kind), ("backend", "quantlab")],
+        (ds, kind, "quantlab"),
         |run| {
             let act = match quant.scheme.act_dtype {
                 Some(quantlab_quant::ActDtype::U8Affine) => "u8-affine",

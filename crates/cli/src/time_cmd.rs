@@ -39,13 +39,6 @@ pub struct TimeArgs {
     json: bool,
 }
 
-/// Median and 90th percentile of sorted samples.
-fn quantiles(v: &mut [f64]) -> (f64, f64) {
-    v.sort_by(f64::total_cmp);
-    let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
-    (at(0.5), at(0.9))
-}
-
 /// Runs `quantlab time`.
 pub fn run(args: TimeArgs) -> Result<()> {
     if args.reps == 0 {
@@ -77,7 +70,7 @@ pub fn run(args: TimeArgs) -> Result<()> {
                 samples.push(t.elapsed().as_secs_f64() * 1e6);
                 std::hint::black_box(out);
             }
-            let (median, p90) = quantiles(&mut samples.clone());
+            let (median, p90) = quantlab_bench::measure::median_p90(&mut samples.clone());
             results.push(serde_json::json!({
                 "batch": batch,
                 "threads": threads,

@@ -191,11 +191,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         &args.mlflow,
         quantlab_bench::tracking::TRAIN_EXPERIMENT,
         &format!("{ds}/{model}"),
-        &[
-            ("dataset", ds),
-            ("model", model),
-            ("backend", args.device.as_str()),
-        ],
+        (ds, model, args.device.as_str()),
         |run| {
             quantlab_bench::tracking::log_train_config(run, &cfg)?;
             quantlab_bench::tracking::log_history(run, &out.history)?;

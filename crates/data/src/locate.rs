@@ -10,7 +10,7 @@ use md5::{Digest, Md5};
 /// Environment variable naming a data directory.
 pub const DATA_DIR_ENV: &str = "QUANTLAB_DATA_DIR";
 
-/// MD5 sums of the official files (same as `data/MD5SUMS` and `../shared/data/MD5SUMS`).
+/// MD5 sums of the official files (the same as the shipped `data/MD5SUMS`).
 pub const KNOWN_MD5: &[(&str, &str, &str)] = &[
     (
         "mnist",
