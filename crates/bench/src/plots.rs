@@ -79,7 +79,7 @@ pub fn draw_all(dir: &Path, r: &Results) -> Result<Vec<PathBuf>> {
         let rows: Vec<&Row> = r
             .rows
             .iter()
-            .filter(|x| &x.dataset == ds && x.supported)
+            .filter(|x| &x.dataset == ds && x.supported && x.threads == 1)
             .collect();
         files.extend(render!(
             &out.join(format!("accuracy_vs_size-{ds}")),

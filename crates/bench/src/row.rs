@@ -22,6 +22,10 @@ pub struct Row {
     pub backend: String,
     /// Integer GEMM path for quantlab int8 rows (`avx512vnni`, ...), else `-`.
     pub kernel: String,
+    /// Threads the latencies were measured with: 1, or every core (quantlab's engine splits
+    /// a batch across them; burn rows use burn's own thread pool, this many threads).
+    #[serde(default = "one")]
+    pub threads: usize,
     /// False when the backend cannot run the method (see `note`).
     pub supported: bool,
     /// Why unsupported, or other remarks.
@@ -76,6 +80,7 @@ impl Row {
             device: device.into(),
             backend: backend.into(),
             kernel: "-".into(),
+            threads: 1,
             supported: true,
             note: String::new(),
             accuracy: 0.0,
@@ -101,8 +106,12 @@ impl Row {
 
     /// Whether this is the float row of quantlab's engine (the reference for ratios).
     pub fn is_reference(&self) -> bool {
-        self.method == "f32" && self.backend == "quantlab"
+        self.method == "f32" && self.backend == "quantlab" && self.threads == 1
     }
+}
+
+fn one() -> usize {
+    1
 }
 
 /// Fills the comparison fields of every quantized row from the reference rows measured in
@@ -112,7 +121,11 @@ pub fn derive_ratios(rows: &mut [Row]) {
     let find = |r: &Row, backend: &str| {
         refs.iter()
             .find(|f| {
-                f.dataset == r.dataset && f.model == r.model && f.backend == backend && f.supported
+                f.dataset == r.dataset
+                    && f.model == r.model
+                    && f.backend == backend
+                    && f.supported
+                    && (f.threads == r.threads || backend != r.backend)
             })
             .cloned()
     };

@@ -328,7 +328,9 @@ impl Pair<'_> {
         // Float rows: quantlab's engine, burn flex, burn ndarray (and wgpu).
         bar.set_message(format!("{ds}/{kind}: f32"));
         let float = QuantModel::float(net.clone());
-        rows.push(self.quantlab_row(&float, "f32", "-", &test, &batch_x, &ck, None, calib_x)?);
+        let f32_row = self.quantlab_row(&float, "f32", "-", &test, &batch_x, &ck, None, calib_x)?;
+        rows.extend(self.all_cores_row(&float, &f32_row, &batch_x)?);
+        rows.push(f32_row);
         bar.inc(1);
         let mut backends = vec![Backend::Cpu, Backend::Ndarray];
         if self.devices.contains(&DeviceKind::Gpu) {
@@ -391,7 +393,9 @@ impl Pair<'_> {
                         row.note =
                             "weights rounded to 2^-7 steps, stored and computed in f32".into();
                     }
+                    let all = self.all_cores_row(&q, &row, &batch_x)?;
                     rows.push(row);
+                    rows.extend(all);
                 }
             }
             bar.inc(1);
@@ -447,7 +451,7 @@ impl Pair<'_> {
         );
         row.granularity = granularity.into();
         row.kernel = if method == "f32" {
-            "f32 gemm".into()
+            format!("f32 {}", self.engine.path.f32_name())
         } else {
             self.engine.path.as_str().into()
         };
@@ -475,6 +479,32 @@ impl Pair<'_> {
             row.layers = layer_report(&self.engine, float, m, calib_x, None)?;
         }
         Ok(row)
+    }
+
+    /// `row` measured again with every core (the engine splits the batch across them),
+    /// when there is more than one and the engine would use them for this model.
+    fn all_cores_row(&self, m: &QuantModel, row: &Row, batch_x: &[Vec<f32>]) -> Result<Option<Row>> {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let engine = Engine {
+            threads: cores,
+            ..self.engine
+        };
+        if engine.threads_for(m, BATCHES[1]) <= 1 {
+            return Ok(None);
+        }
+        let mut r = Row {
+            threads: cores,
+            layers: Vec::new(),
+            ..row.clone()
+        };
+        let b = BATCHES;
+        let l1 = latency(&self.timing, || engine.run(m, &batch_x[0], b[0]).map(|_| ()))?;
+        let l64 = latency(&self.timing, || engine.run(m, &batch_x[1], b[1]).map(|_| ()))?;
+        fill_latency(&mut r, l1, l64);
+        let (out, peak) = peak_during(|| engine.run(m, &batch_x[1], b[1]));
+        out?;
+        r.peak_mem_bytes = peak.unwrap_or(0) as u64;
+        Ok(Some(r))
     }
 
     fn burn_forward(
@@ -511,6 +541,7 @@ impl Pair<'_> {
             dev,
             &format!("burn-{}", b.burn_name()),
         );
+        row.threads = rayon::current_num_threads();
         let s = evaluate(model, test, &device)?;
         (row.accuracy, row.loss, row.samples) = (s.accuracy, s.loss, s.samples);
         use burn::module::Module;

@@ -274,10 +274,10 @@ pub fn record_bench(
             parent.log_artifact(p, Some("plots"))?;
         }
         for row in rows {
-            let name = if row.backend == "quantlab" {
-                row.method.clone()
-            } else {
-                format!("{} ({}, {})", row.method, row.backend, row.device)
+            let name = match (row.backend == "quantlab", row.threads) {
+                (true, 1) => row.method.clone(),
+                (true, t) => format!("{} ({t} threads)", row.method),
+                (false, _) => format!("{} ({}, {})", row.method, row.backend, row.device),
             };
             let mut tags = base_tags(ds, model, &row.backend, commit.as_deref());
             tags.push(("device".into(), row.device.clone()));
@@ -292,6 +292,7 @@ pub fn record_bench(
                 ("backend", row.backend.as_str()),
                 ("device", row.device.as_str()),
                 ("kernel", row.kernel.as_str()),
+                ("threads", row.threads.to_string().as_str()),
             ])?;
             let calib = if row.method.starts_with("static-") {
                 r.meta.config.calib.to_string()

@@ -48,7 +48,7 @@ pub fn update_latest(results_dir: &Path, dir: &Path) -> Result<PathBuf> {
     Ok(link)
 }
 
-const CSV_COLUMNS: &str = "dataset,model,method,granularity,device,backend,kernel,supported,accuracy,loss,samples,params,size_bytes,latency_b1_us,latency_b1_p90_us,latency_b64_us,latency_b64_p90_us,throughput_sps,peak_mem_bytes,accuracy_drop_pp,size_ratio,speedup_b64,speedup_b1,speedup_b64_vs_burn_flex,speedup_b64_vs_burn_ndarray,note";
+const CSV_COLUMNS: &str = "dataset,model,method,granularity,device,backend,kernel,threads,supported,accuracy,loss,samples,params,size_bytes,latency_b1_us,latency_b1_p90_us,latency_b64_us,latency_b64_p90_us,throughput_sps,peak_mem_bytes,accuracy_drop_pp,size_ratio,speedup_b64,speedup_b1,speedup_b64_vs_burn_flex,speedup_b64_vs_burn_ndarray,note";
 
 fn opt(v: Option<f64>) -> String {
     v.map_or(String::new(), |v| format!("{v:.4}"))
@@ -60,7 +60,7 @@ pub fn csv(rows: &[Row]) -> String {
     for r in rows {
         let _ = writeln!(
             s,
-            "{},{},{},{},{},{},{},{},{:.6},{:.6},{},{},{},{:.2},{:.2},{:.2},{:.2},{:.1},{},{},{},{},{},{},{},\"{}\"",
+            "{},{},{},{},{},{},{},{},{},{:.6},{:.6},{},{},{},{:.2},{:.2},{:.2},{:.2},{:.1},{},{},{},{},{},{},{},\"{}\"",
             r.dataset,
             r.model,
             r.method,
@@ -68,6 +68,7 @@ pub fn csv(rows: &[Row]) -> String {
             r.device,
             r.backend,
             r.kernel,
+            r.threads,
             r.supported,
             r.accuracy,
             r.loss,
@@ -139,26 +140,27 @@ pub fn markdown(r: &Results) -> String {
         let _ = writeln!(s, "\n## {ds} / {model}\n");
         let _ = writeln!(
             s,
-            "| method | backend | device | accuracy | drop pp | size B | size ratio | b1 us | b64 us (p90) | speed-up b64 | vs burn flex | vs burn ndarray | peak heap B | note |"
+            "| method | backend | threads | device | accuracy | drop pp | size B | size ratio | b1 us | b64 us (p90) | speed-up b64 | vs burn flex | vs burn ndarray | peak heap B | note |"
         );
         let _ = writeln!(
             s,
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
         );
         for x in &rows {
             if !x.supported {
                 let _ = writeln!(
                     s,
-                    "| {} | {} | {} | - | - | - | - | - | - | - | - | - | - | {} |",
-                    x.method, x.backend, x.device, x.note
+                    "| {} | {} | {} | {} | - | - | - | - | - | - | - | - | - | - | {} |",
+                    x.method, x.backend, x.threads, x.device, x.note
                 );
                 continue;
             }
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {:.2}% | {} | {} | {} | {:.1} | {:.1} ({:.1}) | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {:.2}% | {} | {} | {} | {:.1} | {:.1} ({:.1}) | {} | {} | {} | {} | {} |",
                 x.method,
                 x.backend,
+                x.threads,
                 x.device,
                 x.accuracy * 100.0,
                 x.accuracy_drop_pp
@@ -175,11 +177,12 @@ pub fn markdown(r: &Results) -> String {
                 x.note
             );
         }
-        // Headline: float vs the best-accuracy static int8 row.
-        let f = rows.iter().find(|x| x.is_reference());
+        s.push_str(&scaling_markdown(&rows));
+        // Headline (one thread): float vs the best-accuracy static int8 row.
+        let f = rows.iter().find(|x| x.is_reference() && x.threads == 1);
         let q = rows
             .iter()
-            .filter(|x| x.method.starts_with("static-") && x.supported)
+            .filter(|x| x.method.starts_with("static-") && x.supported && x.threads == 1)
             .max_by(|a, b| {
                 a.accuracy
                     .total_cmp(&b.accuracy)
@@ -259,6 +262,32 @@ pub fn markdown(r: &Results) -> String {
         }
     }
     s.push_str(&sweep_markdown(&r.calib_sweep));
+    s
+}
+
+/// Thread scaling of quantlab's rows at batch 64: the all-cores throughput over the
+/// one-thread throughput of the same method (empty when only one thread was measured).
+fn scaling_markdown(rows: &[&Row]) -> String {
+    let mut s = String::new();
+    for one in rows.iter().filter(|r| r.backend == "quantlab" && r.threads == 1) {
+        let Some(all) = rows.iter().find(|r| {
+            r.backend == one.backend && r.method == one.method && r.threads > 1 && r.supported
+        }) else {
+            continue;
+        };
+        if s.is_empty() {
+            s.push_str("\nThread scaling at batch 64 (quantlab's engine splits the batch across threads):\n\n| method | 1 thread us | threads | all threads us | scaling |\n|---|---|---|---|---|\n");
+        }
+        let _ = writeln!(
+            s,
+            "| {} | {:.1} | {} | {:.1} | {} |",
+            one.method,
+            one.latency_b64_us,
+            all.threads,
+            all.latency_b64_us,
+            times((all.latency_b64_us > 0.0).then(|| one.latency_b64_us / all.latency_b64_us))
+        );
+    }
     s
 }
 

@@ -10,6 +10,8 @@ use std::time::Instant;
 
 use criterion::{Criterion, Throughput};
 use quantlab_data::rng::Rng;
+use quantlab_quant::kernels::rows::Rows;
+use quantlab_quant::kernels::sgemm::{PackedF32, sgemm};
 use quantlab_quant::kernels::{Epilogue, KernelPath, OutLayout, QWeights, f32gemm, qgemm};
 use quantlab_quant::qparams::Requant;
 
@@ -91,6 +93,13 @@ fn bench(cr: &mut Criterion) {
         g.bench_function("f32 (gemm crate)", |b| {
             b.iter(|| f32gemm::xwt(c.m, c.n, c.k, black_box(&i.af), c.k, &i.wf, &mut yf, 1))
         });
+        let packed = PackedF32::new(&i.wf, &vec![0.0; c.n], c.n, c.k);
+        for p in paths() {
+            let rows = Rows::matrix(&i.af, c.m, c.k, c.k);
+            g.bench_function(format!("f32 {}", p.f32_name()), |b| {
+                b.iter(|| sgemm(p, black_box(&rows), &packed, false, &mut yf))
+            });
+        }
         let mut yq = vec![0u8; c.m * c.n];
         for p in paths() {
             g.bench_function(format!("int8 {}", p.as_str()), |b| {
@@ -154,12 +163,26 @@ fn summary() {
         println!(
             "{:<20} {:<12} {:>10.1} {:>9.1} {:>10} {:>9}",
             c.name,
-            "f32",
+            "f32 gemm",
             tf * 1e6,
             2.0 * macs / tf / 1e9,
             "1.00x",
             "-"
         );
+        let packed = PackedF32::new(&i.wf, &vec![0.0; c.n], c.n, c.k);
+        for p in paths() {
+            let rows = Rows::matrix(&i.af, c.m, c.k, c.k);
+            let t = median_secs(|| sgemm(p, black_box(&rows), &packed, false, &mut yf));
+            println!(
+                "{:<20} {:<12} {:>10.1} {:>9.1} {:>9.2}x {:>9}",
+                c.name,
+                format!("f32 {}", p.f32_name()),
+                t * 1e6,
+                2.0 * macs / t / 1e9,
+                tf / t,
+                "-"
+            );
+        }
         let mut yq = vec![0u8; c.m * c.n];
         for p in paths() {
             let t = median_secs(|| run_int8(p, c, black_box(&i), &mut yq));

@@ -4,16 +4,27 @@
 //! Activations travel as f32 or as u8 with their [`QParams`]. A static layer wants u8 at its
 //! input point's parameters and produces u8 at its output point's (integer end to end); a
 //! dynamic layer quantizes its f32 input per batch and produces f32; an f32 layer wants f32.
-//! Conversions happen only where a model mixes them (mixed precision, network edges).
+//! Conversions happen only where a model mixes them (mixed precision, network edges), so
+//! a static model quantizes its input once.
+//!
+//! Feature maps run channels-last (see [`crate::plan`]): convolutions read a zero-point
+//! padded `[h, w, c]` sample tap by tap (f32 on every path; int8 on the VNNI path when `c`
+//! is a multiple of 4, otherwise through a channels-last im2col), write their rows straight
+//! into the next map, and max pooling takes the max of channel rows. Traced activations
+//! (`run_traced`) are in that layout; the logits are not affected.
+
+use std::cell::RefCell;
 
 use rayon::prelude::*;
 
 use crate::error::{QuantError, Result};
-use crate::kernels::f32gemm;
-use crate::kernels::im2col::im2col;
-use crate::kernels::{Epilogue, KernelPath, OutLayout, qgemm};
+use crate::kernels::nhwc::{self, Taps};
+use crate::kernels::rows::{RowMap, Rows};
+use crate::kernels::sgemm::{self, PackedF32};
+use crate::kernels::{Epilogue, KernelPath, OutLayout, QWeights, avx512, qgemm};
 use crate::model::{DynamicLayer, LayerImpl, QuantModel, StaticLayer};
-use crate::network::{Dense, Node, PoolGeom};
+use crate::network::{ConvGeom, Dense, Node};
+use crate::plan::{Layout, Prepared};
 use crate::qparams::{ActDtype, QParams, quantize_into};
 
 /// An activation between nodes.
@@ -54,22 +65,17 @@ impl Act {
     }
 }
 
-/// Largest reduction length for which a convolution takes the pixels-in-lanes VNNI kernel
-/// (measured on the MNIST CNN: conv1, K = 9, 2.28 -> 1.13 ms; conv2, K = 144, 2.29 -> 4.20 ms,
-/// so larger K stay on im2col + GEMM).
-pub const PIXEL_LANES_MAX_K: usize = 32;
-
 /// Smallest batch split across threads (smaller ones, batch 1 above all, stay on one).
 pub const PARALLEL_MIN_BATCH: usize = 8;
 
-/// Least multiply-accumulates (layer MACs x batch) worth splitting across threads: about
+/// Least multiply-accumulates (model MACs x batch) worth splitting across threads: about
 /// 25 us of VNNI work, well above what handing work to another thread costs.
 pub const PARALLEL_MIN_MACS: usize = 4_000_000;
 
-/// Runs models with a chosen integer kernel and thread count.
+/// Runs models with a chosen kernel path and thread count.
 #[derive(Debug, Clone, Copy)]
 pub struct Engine {
-    /// Integer GEMM path.
+    /// Kernel path (integer GEMM; the float kernels take the matching SIMD level).
     pub path: KernelPath,
     /// Threads for large batches (1 = single-threaded).
     pub threads: usize,
@@ -84,14 +90,46 @@ impl Default for Engine {
     }
 }
 
+/// Scratch buffers reused across calls on each thread: the padded input of a convolution
+/// and the im2col rows of the paths that need them.
+#[derive(Default)]
+struct Workspace {
+    f32: Vec<f32>,
+    u8: Vec<u8>,
+}
+
+thread_local! {
+    static WORKSPACE: RefCell<Workspace> = RefCell::new(Workspace::default());
+}
+
 impl Engine {
     /// Logits `[batch, classes]` for `x` (`[batch, in_len]`, normalised inputs).
+    ///
+    /// With `threads > 1` a large enough batch is split into `threads` slices that run the
+    /// whole network in parallel (one fork per call, not one per layer). Samples are
+    /// independent, so the logits are the same bits as one thread's, except for models
+    /// with dynamic layers, whose activation range is per batch: those run on one thread.
     pub fn run(&self, model: &QuantModel, x: &[f32], batch: usize) -> Result<Vec<f32>> {
-        self.run_traced(model, x, batch, &mut |_, _| {})
+        check_input(model, x, batch)?;
+        let threads = self.threads_for(model, batch);
+        if threads <= 1 {
+            return self.forward(model, x, batch, &mut |_, _| {});
+        }
+        let d = model.network.in_len();
+        let per = batch.div_ceil(threads);
+        let parts: Vec<Result<Vec<f32>>> = x
+            .par_chunks(per * d)
+            .map(|xs| self.forward(model, xs, xs.len() / d, &mut |_, _| {}))
+            .collect();
+        let mut logits = Vec::with_capacity(batch * model.network.out_len());
+        for p in parts {
+            logits.extend(p?);
+        }
+        Ok(logits)
     }
 
-    /// Like [`Self::run`], calling `trace(point, activation)` for point 0 (the input) and
-    /// after every node (`point = node + 1`).
+    /// Like [`Self::run`] on one thread, calling `trace(point, activation)` for point 0
+    /// (the input) and after every node (`point = node + 1`). Feature maps are channels-last.
     pub fn run_traced(
         &self,
         model: &QuantModel,
@@ -99,127 +137,140 @@ impl Engine {
         batch: usize,
         trace: &mut dyn FnMut(usize, &Act),
     ) -> Result<Vec<f32>> {
-        let expected = batch * model.network.in_len();
-        if x.len() != expected {
-            return Err(QuantError::InputSize {
-                expected,
-                found: x.len(),
-                batch,
-            });
+        check_input(model, x, batch)?;
+        self.forward(model, x, batch, trace)
+    }
+
+    /// Threads worth using for `model` at `batch`.
+    pub fn threads_for(&self, model: &QuantModel, batch: usize) -> usize {
+        let macs: usize = model
+            .network
+            .nodes
+            .iter()
+            .map(|n| match n {
+                Node::Dense(d) => d.macs(),
+                _ => 0,
+            })
+            .sum();
+        let dynamic = model
+            .layers
+            .iter()
+            .any(|l| matches!(l, Some(LayerImpl::Dynamic(_))));
+        if self.threads > 1
+            && batch >= PARALLEL_MIN_BATCH
+            && macs * batch >= PARALLEL_MIN_MACS
+            && !dynamic
+        {
+            self.threads.min(batch)
+        } else {
+            1
         }
-        let mut act = Act::F32(x.to_vec());
+    }
+
+    fn forward(
+        &self,
+        model: &QuantModel,
+        x: &[f32],
+        batch: usize,
+        trace: &mut dyn FnMut(usize, &Act),
+    ) -> Result<Vec<f32>> {
+        let plan = model.plan.get(model);
+        let mut act = Act::F32(match plan.layouts[0] {
+            Layout::Map(chw) if chw[0] > 1 => per_sample(x, batch, chw, nhwc::to_nhwc),
+            _ => x.to_vec(),
+        });
         trace(0, &act);
         for (i, node) in model.network.nodes.iter().enumerate() {
-            act = match (node, &model.layers[i]) {
-                (Node::Dense(d), Some(LayerImpl::F32)) => {
-                    Act::F32(self.dense_f32(d, act.into_f32(), batch))
+            let taps = plan.taps[i].as_ref();
+            act = match (node, &model.layers[i], &plan.nodes[i]) {
+                (Node::Dense(d), Some(LayerImpl::F32), Prepared::F32(w)) => {
+                    Act::F32(self.dense_f32(d, w, taps, &act.into_f32(), batch))
                 }
-                (Node::Dense(d), Some(LayerImpl::Static(l))) => {
+                (Node::Dense(d), Some(LayerImpl::Static(l)), Prepared::Int8(w)) => {
                     let input = act.into_u8(&l.in_q);
-                    Act::U8(self.dense_static(d, l, &input, batch), l.out_q)
+                    Act::U8(self.dense_static(d, l, w, taps, &input, batch), l.out_q)
                 }
-                (Node::Dense(d), Some(LayerImpl::Dynamic(l))) => {
-                    Act::F32(self.dense_dynamic(d, l, &act.into_f32(), batch))
+                (Node::Dense(d), Some(LayerImpl::Dynamic(l)), Prepared::Int8(w)) => {
+                    Act::F32(self.dense_dynamic(d, l, w, &act.into_f32(), batch))
                 }
-                (Node::Dense(_), None) => {
-                    return Err(QuantError::Graph(format!("node {i} has no implementation")));
+                (Node::Dense(_), _, _) => {
+                    return Err(QuantError::Graph(format!(
+                        "node {i} has no runnable implementation"
+                    )));
                 }
-                (Node::MaxPool(g), _) => match act {
-                    Act::F32(v) => Act::F32(maxpool(&v, batch, g)),
-                    Act::U8(v, q) => Act::U8(maxpool(&v, batch, g), q),
-                },
-                (Node::Relu, _) => match act {
+                (Node::MaxPool(g), _, _) => {
+                    let len = batch * g.channels * g.out_hw[0] * g.out_hw[1];
+                    match act {
+                        Act::F32(v) => {
+                            let mut y = vec![0f32; len];
+                            nhwc::maxpool(&v, batch, g, &mut y);
+                            Act::F32(y)
+                        }
+                        Act::U8(v, q) => {
+                            let mut y = vec![0u8; len];
+                            nhwc::maxpool(&v, batch, g, &mut y);
+                            Act::U8(y, q)
+                        }
+                    }
+                }
+                (Node::Relu, _, _) => match act {
                     Act::F32(v) => Act::F32(v.into_iter().map(|x| x.max(0.0)).collect()),
                     Act::U8(v, q) => Act::U8(
                         v.into_iter().map(|x| x.max(q.zero_point as u8)).collect(),
                         q,
                     ),
                 },
-                (Node::Flatten, _) => act,
+                (Node::Flatten, _, _) => act,
             };
             trace(i + 1, &act);
         }
-        Ok(act.into_f32())
+        let out = act.into_f32();
+        Ok(match plan.layouts.last() {
+            Some(Layout::Map(chw)) if chw[0] > 1 && chw[1] * chw[2] > 1 => {
+                per_sample(&out, batch, *chw, nhwc::to_nchw)
+            }
+            _ => out,
+        })
     }
 
-    fn dense_f32(&self, d: &Dense, x: Vec<f32>, batch: usize) -> Vec<f32> {
+    fn dense_f32(
+        &self,
+        d: &Dense,
+        w: &PackedF32,
+        taps: Option<&Taps>,
+        x: &[f32],
+        batch: usize,
+    ) -> Vec<f32> {
         let mut y = vec![0f32; batch * d.out_len()];
-        match &d.conv {
-            None => f32gemm::xwt(
-                batch,
-                d.n,
-                d.k,
-                &x,
-                d.k,
-                &d.weight,
+        match (&d.conv, taps) {
+            (Some(g), Some(taps)) => WORKSPACE.with_borrow_mut(|ws| {
+                for (xs, ys) in x.chunks_exact(d.in_len()).zip(y.chunks_exact_mut(d.out_len())) {
+                    nhwc::pad(xs, g, g.in_channels, 0.0, &mut ws.f32);
+                    let rows = conv_rows(&ws.f32, g, taps);
+                    sgemm::sgemm(self.path, &rows, w, d.relu, ys);
+                }
+            }),
+            _ => sgemm::sgemm(
+                self.path,
+                &Rows::matrix(x, batch, d.k, d.k),
+                w,
+                d.relu,
                 &mut y,
-                self.threads_for(batch, d),
             ),
-            Some(g) => {
-                let p = g.pixels();
-                self.by_samples(d, batch, &x, &mut y, |inp, o, n| {
-                    let mut col = vec![0f32; p * d.k];
-                    for b in 0..n {
-                        im2col(
-                            &inp[b * d.in_len()..(b + 1) * d.in_len()],
-                            g,
-                            0.0,
-                            &mut col,
-                            d.k,
-                        );
-                        f32gemm::w_colt(
-                            d.n,
-                            p,
-                            d.k,
-                            &d.weight,
-                            &col,
-                            &mut o[b * d.n * p..(b + 1) * d.n * p],
-                            1,
-                        );
-                    }
-                });
-            }
-        }
-        // Bias and ReLU: rows of `n` (linear) or planes of `pixels` per channel (conv, NCHW).
-        let floor = if d.relu { 0.0 } else { f32::NEG_INFINITY };
-        let per_value = d.rows_per_sample();
-        for chunk in y.chunks_mut(d.n * per_value) {
-            for (c, plane) in chunk.chunks_mut(per_value).enumerate() {
-                let b = d.bias[c];
-                plane.iter_mut().for_each(|v| *v = (*v + b).max(floor));
-            }
         }
         y
     }
 
-    /// Quantized input rows for the GEMM: the input itself (linear) or its im2col (conv).
-    fn gemm_rows<'a>(
+    #[allow(clippy::too_many_arguments)] // a layer, its prepared weights and its input
+    fn dense_static(
+        &self,
         d: &Dense,
-        input: &'a [u8],
-        zp: u8,
+        l: &StaticLayer,
+        w: &QWeights,
+        taps: Option<&Taps>,
+        input: &[u8],
         batch: usize,
-        col: &'a mut Vec<u8>,
-    ) -> (usize, &'a [u8], OutLayout) {
-        match &d.conv {
-            None => (batch, input, OutLayout::RowMajor),
-            Some(g) => {
-                let (p, in_len) = (g.pixels(), g.in_channels * g.in_hw[0] * g.in_hw[1]);
-                col.resize(batch * p * d.k, 0);
-                for b in 0..batch {
-                    im2col(
-                        &input[b * in_len..(b + 1) * in_len],
-                        g,
-                        zp,
-                        &mut col[b * p * d.k..],
-                        d.k,
-                    );
-                }
-                (batch * p, &col[..], OutLayout::Nchw { pixels: p })
-            }
-        }
-    }
-
-    fn dense_static(&self, d: &Dense, l: &StaticLayer, input: &[u8], batch: usize) -> Vec<u8> {
+    ) -> Vec<u8> {
         let mut out = vec![0u8; batch * d.out_len()];
         let lo = if d.relu {
             l.out_q.zero_point.max(l.out_q.qmin)
@@ -227,147 +278,122 @@ impl Engine {
             l.out_q.qmin
         };
         let zp = l.in_q.zero_point as u8;
-        if let (Some(g), KernelPath::Avx512Vnni) = (&d.conv, self.path)
-            && d.k <= PIXEL_LANES_MAX_K
-            && crate::kernels::conv_vnni::usable(&l.requant)
-        {
-            // Pixels in the vector lanes: contiguous NCHW rows, no im2col matrix.
-            self.by_samples(d, batch, input, &mut out, |inp, o, n| {
-                let mut packed = Vec::new();
-                for b in 0..n {
-                    crate::kernels::conv_vnni::conv_sample(
-                        &inp[b * d.in_len()..(b + 1) * d.in_len()],
-                        g,
-                        zp,
-                        &l.w,
-                        &l.offset,
-                        &l.requant,
-                        l.out_q.zero_point,
-                        lo,
-                        l.out_q.qmax,
-                        &mut o[b * d.out_len()..(b + 1) * d.out_len()],
-                        &mut packed,
-                    );
+        let epilogue = |out| Epilogue::Requant {
+            offset: &l.offset,
+            requant: &l.requant,
+            zo: l.out_q.zero_point,
+            lo,
+            hi: l.out_q.qmax,
+            layout: OutLayout::RowMajor,
+            out,
+        };
+        let (in_len, out_len) = (d.in_len(), d.out_len());
+        match (&d.conv, taps) {
+            (None, _) | (_, None) => qgemm(self.path, batch, input, d.k, w, &mut epilogue(&mut out)),
+            (Some(g), Some(taps))
+                if self.path == KernelPath::Avx512Vnni && g.in_channels % 4 == 0 =>
+            {
+                // Direct: the kernel reads the padded map tap by tap, no im2col matrix.
+                WORKSPACE.with_borrow_mut(|ws| {
+                    let samples = input.chunks_exact(in_len).zip(out.chunks_exact_mut(out_len));
+                    for (xs, os) in samples {
+                        nhwc::pad(xs, g, g.in_channels, zp, &mut ws.u8);
+                        avx512::qgemm_rows(&conv_rows(&ws.u8, g, taps), w, &mut epilogue(os));
+                    }
+                })
+            }
+            (Some(g), Some(_)) => WORKSPACE.with_borrow_mut(|ws| {
+                ws.u8.resize(g.pixels() * d.k, 0);
+                let samples = input.chunks_exact(in_len).zip(out.chunks_exact_mut(out_len));
+                for (xs, os) in samples {
+                    nhwc::im2col(xs, g, zp, &mut ws.u8, d.k);
+                    qgemm(self.path, g.pixels(), &ws.u8, d.k, w, &mut epilogue(os));
                 }
-            });
-            return out;
+            }),
         }
-        self.by_samples(d, batch, input, &mut out, |inp, o, n| {
-            let mut col = Vec::new();
-            let (m, a, layout) = Self::gemm_rows(d, inp, zp, n, &mut col);
-            let mut epi = Epilogue::Requant {
-                offset: &l.offset,
-                requant: &l.requant,
-                zo: l.out_q.zero_point,
-                lo,
-                hi: l.out_q.qmax,
-                layout,
-                out: o,
-            };
-            qgemm(self.path, m, a, d.k, &l.w, &mut epi);
-        });
         out
     }
 
-    /// Runs `f(input_samples, output_samples, n)` over the batch of layer `d`, split into
-    /// `self.threads` chunks on rayon's pool for batches of [`PARALLEL_MIN_BATCH`] or more
-    /// whose layer does at least [`PARALLEL_MIN_MACS`] (samples are independent, so the
-    /// result is the same bits as one call). Smaller layers stay on the calling thread:
-    /// spawning threads per layer made the MNIST MLP slower at 2 threads than at 1 (int8
-    /// batch 64: 420 us against 66 us).
-    fn by_samples<T: Sync, O: Send>(
+    fn dense_dynamic(
         &self,
         d: &Dense,
+        l: &DynamicLayer,
+        w: &QWeights,
+        x: &[f32],
         batch: usize,
-        input: &[T],
-        out: &mut [O],
-        f: impl Fn(&[T], &mut [O], usize) + Sync,
-    ) {
-        let (in_len, out_len) = (d.in_len(), d.out_len());
-        let threads = self.threads_for(batch, d).min(batch);
-        if threads <= 1 || batch < PARALLEL_MIN_BATCH {
-            return f(input, out, batch);
-        }
-        let per = batch.div_ceil(threads);
-        input
-            .par_chunks(per * in_len)
-            .zip(out.par_chunks_mut(per * out_len))
-            .for_each(|(inp, o)| f(inp, o, inp.len() / in_len));
-    }
-
-    fn dense_dynamic(&self, d: &Dense, l: &DynamicLayer, x: &[f32], batch: usize) -> Vec<f32> {
+    ) -> Vec<f32> {
         let (lo, hi) = x
             .iter()
             .fold((0f32, 0f32), |(a, b), &v| (a.min(v), b.max(v)));
         let q = QParams::from_range(lo, hi, ActDtype::U8Affine);
         let mut input = vec![0u8; x.len()];
         quantize_into(x, &q, &mut input);
-        let offset: Vec<i32> = l.w.col_sums.iter().map(|&c| -q.zero_point * c).collect();
+        let offset: Vec<i32> = w.col_sums.iter().map(|&c| -q.zero_point * c).collect();
         let scales: Vec<f32> = l.w_scales.iter().map(|&s| s * q.scale).collect();
         let mut out = vec![0f32; batch * d.out_len()];
-        self.by_samples(d, batch, &input, &mut out, |inp, o, n| {
-            let mut col = Vec::new();
-            let (m, a, layout) = Self::gemm_rows(d, inp, q.zero_point as u8, n, &mut col);
-            let mut epi = Epilogue::Dequant {
-                offset: &offset,
-                scales: &scales,
-                bias: &d.bias,
-                relu: d.relu,
-                layout,
-                out: o,
-            };
-            qgemm(self.path, m, a, d.k, &l.w, &mut epi);
-        });
-        out
-    }
-
-    /// Threads worth using for layer `d` at `batch`: one below [`PARALLEL_MIN_MACS`].
-    fn threads_for(&self, batch: usize, d: &Dense) -> usize {
-        if batch > 1 && d.macs() * batch >= PARALLEL_MIN_MACS {
-            self.threads
-        } else {
-            1
+        let epilogue = |out| Epilogue::Dequant {
+            offset: &offset,
+            scales: &scales,
+            bias: &d.bias,
+            relu: d.relu,
+            layout: OutLayout::RowMajor,
+            out,
+        };
+        match &d.conv {
+            None => qgemm(self.path, batch, &input, d.k, w, &mut epilogue(&mut out)),
+            Some(g) => WORKSPACE.with_borrow_mut(|ws| {
+                ws.u8.resize(g.pixels() * d.k, 0);
+                let samples = input
+                    .chunks_exact(d.in_len())
+                    .zip(out.chunks_exact_mut(d.out_len()));
+                for (xs, os) in samples {
+                    nhwc::im2col(xs, g, q.zero_point as u8, &mut ws.u8, d.k);
+                    qgemm(self.path, g.pixels(), &ws.u8, d.k, w, &mut epilogue(os));
+                }
+            }),
         }
+        out
     }
 }
 
-/// Max pooling of `batch` samples of `g.channels` planes, no padding. The common 2x2 / stride 2 case
-/// walks row pairs with fixed-size windows so it vectorises; other shapes take the general loop.
-fn maxpool<T: Copy + PartialOrd>(x: &[T], batch: usize, g: &PoolGeom) -> Vec<T> {
-    let planes = batch * g.channels;
-    let ([h, w], [oh, ow], k, s) = (g.in_hw, g.out_hw, g.kernel, g.stride);
-    let max = |a: T, b: T| if b > a { b } else { a };
-    let mut y = Vec::with_capacity(planes * oh * ow);
-    if k == [2, 2] && s == [2, 2] {
-        for p in 0..planes {
-            let plane = &x[p * h * w..(p + 1) * h * w];
-            for oy in 0..oh {
-                let (r0, r1) = (
-                    &plane[2 * oy * w..2 * oy * w + 2 * ow],
-                    &plane[(2 * oy + 1) * w..(2 * oy + 1) * w + 2 * ow],
-                );
-                y.extend(
-                    r0.chunks_exact(2)
-                        .zip(r1.chunks_exact(2))
-                        .map(|(a, b)| max(max(a[0], a[1]), max(b[0], b[1]))),
-                );
-            }
-        }
-        return y;
+fn check_input(model: &QuantModel, x: &[f32], batch: usize) -> Result<()> {
+    let expected = batch * model.network.in_len();
+    if x.len() != expected {
+        return Err(QuantError::InputSize {
+            expected,
+            found: x.len(),
+            batch,
+        });
     }
-    for p in 0..planes {
-        let plane = &x[p * h * w..(p + 1) * h * w];
-        for oy in 0..oh {
-            for ox in 0..ow {
-                let mut m = plane[oy * s[0] * w + ox * s[1]];
-                for ky in 0..k[0] {
-                    for kx in 0..k[1] {
-                        m = max(m, plane[(oy * s[0] + ky) * w + ox * s[1] + kx]);
-                    }
-                }
-                y.push(m);
-            }
-        }
+    Ok(())
+}
+
+/// A convolution's rows over a padded channels-last sample: one segment per tap.
+fn conv_rows<'a, T>(padded: &'a [T], g: &ConvGeom, taps: &'a Taps) -> Rows<'a, T> {
+    Rows {
+        a: padded,
+        m: g.pixels(),
+        segs: &taps.offsets,
+        seg_len: g.in_channels,
+        map: RowMap::Conv {
+            row_step: taps.row_step,
+            col_step: taps.col_step,
+            ow: taps.ow,
+        },
     }
-    y
+}
+
+/// Applies a per-sample layout change to a batch.
+fn per_sample<T: Copy + Default>(
+    x: &[T],
+    batch: usize,
+    chw: [usize; 3],
+    f: fn(&[T], [usize; 3], &mut [T]),
+) -> Vec<T> {
+    let len = chw.iter().product::<usize>();
+    let mut out = vec![T::default(); batch * len];
+    for (xs, os) in x.chunks_exact(len).zip(out.chunks_exact_mut(len)) {
+        f(xs, chw, os);
+    }
+    out
 }

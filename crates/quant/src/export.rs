@@ -359,6 +359,7 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<(QuantModel, FileMeta)> {
         layers,
         points,
         scheme: meta.scheme.clone(),
+        plan: Default::default(),
     };
     Ok((model, meta))
 }

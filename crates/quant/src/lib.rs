@@ -25,6 +25,7 @@ pub mod model;
 pub mod network;
 pub mod observer;
 pub mod onnx;
+pub mod plan;
 pub mod qparams;
 pub mod report;
 pub mod score;

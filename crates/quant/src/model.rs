@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::kernels::QWeights;
 use crate::network::{Dense, Network, Node};
 use crate::observer::ObserverKind;
+use crate::plan::PlanCache;
 use crate::qparams::{ActDtype, QParams, Requant};
 
 /// Weight quantization granularity.
@@ -182,6 +183,8 @@ pub struct QuantModel {
     pub points: Vec<Option<QParams>>,
     /// How it was made.
     pub scheme: Scheme,
+    /// The engine's prepared weights, built on the first run (see [`crate::plan`]).
+    pub plan: PlanCache,
 }
 
 impl QuantModel {
@@ -207,6 +210,7 @@ impl QuantModel {
             layers,
             points,
             scheme,
+            plan: PlanCache::default(),
         }
     }
 

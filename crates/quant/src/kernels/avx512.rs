@@ -12,6 +12,7 @@ use std::arch::x86_64::*;
 
 use super::epilogue::Epilogue;
 use super::pack::NR;
+use super::rows::Rows;
 use super::weights::QWeights;
 
 /// Rows per block.
@@ -103,25 +104,44 @@ impl Fused {
 /// Runs the GEMM (see [`super::qgemm`]); callers must check [`available`].
 pub fn qgemm(m: usize, a: &[u8], lda: usize, w: &QWeights, epi: &mut Epilogue) {
     assert!(
-        available(),
-        "AVX-512 VNNI kernel called on a CPU without it"
-    );
-    assert!(
         m == 0 || a.len() >= (m - 1) * lda + w.k,
         "activation buffer too short"
     );
-    // SAFETY: the CPU features were checked above; all indexing below is bounds-checked or
-    // within the packed buffer, whose size is panels * k4 * 64 bytes.
-    unsafe { qgemm_vnni(m, a, lda, w, epi) }
+    qgemm_rows(&Rows::matrix(a, m, w.k, lda), w, epi);
+}
+
+/// The GEMM over any [`Rows`]: a matrix, or a channels-last convolution read tap by tap
+/// (segments must then be whole groups of 4, so no group straddles two taps).
+pub fn qgemm_rows(rows: &Rows<u8>, w: &QWeights, epi: &mut Epilogue) {
+    assert!(
+        available(),
+        "AVX-512 VNNI kernel called on a CPU without it"
+    );
+    assert_eq!(rows.k(), w.k, "row length must match the weights");
+    assert!(
+        rows.segs.len() == 1 || rows.seg_len % 4 == 0,
+        "segments must hold whole groups of 4"
+    );
+    rows.check();
+    // SAFETY: the CPU features were checked above; `rows.check()` bounds every activation
+    // read, and weight reads stay within the packed buffer (panels * k4 * 64 bytes).
+    unsafe { qgemm_vnni(rows, w, epi) }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512dq")]
-unsafe fn qgemm_vnni(m: usize, a: &[u8], lda: usize, w: &QWeights, epi: &mut Epilogue) {
-    let (n, k) = (w.n, w.k);
+unsafe fn qgemm_vnni(rows: &Rows<u8>, w: &QWeights, epi: &mut Epilogue) {
+    let (m, n) = (rows.m, w.n);
     let p = &w.packed;
     let stride = p.panels * NR;
-    let mut tile = vec![0i32; MR * stride];
+    let mut tile = [0i32; MR * 16 * MAX_TILE_PANELS];
+    let mut heap;
+    let tile: &mut [i32] = if stride <= 16 * MAX_TILE_PANELS {
+        &mut tile[..MR * stride]
+    } else {
+        heap = vec![0i32; MR * stride];
+        &mut heap
+    };
     if let Epilogue::Requant {
         offset,
         requant,
@@ -136,30 +156,31 @@ unsafe fn qgemm_vnni(m: usize, a: &[u8], lda: usize, w: &QWeights, epi: &mut Epi
         {
             let mut row0 = 0;
             while row0 < m {
-                let rows = MR.min(m - row0);
+                let r = MR.min(m - row0);
                 // SAFETY: the caller enabled the target features this function is compiled for.
                 unsafe {
-                    rows_block(rows, a, lda, row0, k, p, &mut tile, stride);
-                    requant_rows(
-                        &tile, stride, row0, rows, n, &f, *zo, *lo, *hi, *layout, out,
-                    );
+                    rows_block(r, rows, row0, p, tile, stride);
+                    requant_rows(tile, stride, row0, r, n, &f, *zo, *lo, *hi, *layout, out);
                 }
-                row0 += rows;
+                row0 += r;
             }
             return;
         }
     }
     let mut row0 = 0;
     while row0 < m {
-        let rows = MR.min(m - row0);
+        let r = MR.min(m - row0);
         // SAFETY: the caller enabled the target features this function is compiled for.
         unsafe {
-            rows_block(rows, a, lda, row0, k, p, &mut tile, stride);
+            rows_block(r, rows, row0, p, tile, stride);
         }
-        epi.apply_block(row0, rows, n, &tile, stride);
-        row0 += rows;
+        epi.apply_block(row0, r, n, tile, stride);
+        row0 += r;
     }
 }
+
+/// Panels whose accumulator tile lives on the stack (larger layers take a heap tile).
+const MAX_TILE_PANELS: usize = 16;
 
 /// The static epilogue on 16 outputs at a time: `clamp(zo + ((acc + offset) * m + round) >>
 /// shift, lo, hi)` in 64-bit lanes, exactly [`crate::qparams::Requant::apply`].
@@ -243,46 +264,43 @@ unsafe fn requant_rows(
 /// [`block`] for a run-time row count `1..=MR`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-#[allow(clippy::too_many_arguments)]
 unsafe fn rows_block(
-    rows: usize,
-    a: &[u8],
-    lda: usize,
+    r: usize,
+    rows: &Rows<u8>,
     row0: usize,
-    k: usize,
     p: &super::pack::Packed,
     tile: &mut [i32],
     stride: usize,
 ) {
     // SAFETY: same target features as the caller.
     unsafe {
-        match rows {
-            8 => block::<8>(a, lda, row0, k, p, tile, stride),
-            7 => block::<7>(a, lda, row0, k, p, tile, stride),
-            6 => block::<6>(a, lda, row0, k, p, tile, stride),
-            5 => block::<5>(a, lda, row0, k, p, tile, stride),
-            4 => block::<4>(a, lda, row0, k, p, tile, stride),
-            3 => block::<3>(a, lda, row0, k, p, tile, stride),
-            2 => block::<2>(a, lda, row0, k, p, tile, stride),
-            _ => block::<1>(a, lda, row0, k, p, tile, stride),
+        match r {
+            8 => block::<8>(rows, row0, p, tile, stride),
+            7 => block::<7>(rows, row0, p, tile, stride),
+            6 => block::<6>(rows, row0, p, tile, stride),
+            5 => block::<5>(rows, row0, p, tile, stride),
+            4 => block::<4>(rows, row0, p, tile, stride),
+            3 => block::<3>(rows, row0, p, tile, stride),
+            2 => block::<2>(rows, row0, p, tile, stride),
+            _ => block::<1>(rows, row0, p, tile, stride),
         }
     }
 }
 
-/// Computes rows `row0..row0+R` against every panel into `tile` (`R x stride` i32).
+/// Computes rows `row0..row0+R` against every panel into `tile` (`R x stride` i32). Group
+/// `g` of the packed weights pairs with the `g`-th 4 bytes of the row's segments in order.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 unsafe fn block<const R: usize>(
-    a: &[u8],
-    lda: usize,
+    rows: &Rows<u8>,
     row0: usize,
-    k: usize,
     p: &super::pack::Packed,
     tile: &mut [i32],
     stride: usize,
 ) {
-    let rows: [&[u8]; R] = std::array::from_fn(|r| &a[(row0 + r) * lda..(row0 + r) * lda + k]);
-    let full = k / 4;
+    let bases: [usize; R] = std::array::from_fn(|r| rows.base(row0 + r));
+    let a = rows.a.as_ptr();
+    let (full, tail) = (rows.seg_len / 4, rows.seg_len % 4 != 0);
     let mut panel = 0;
     while panel < p.panels {
         let two = panel + 1 < p.panels;
@@ -302,17 +320,28 @@ unsafe fn block<const R: usize>(
                 }
             }
         };
-        for g in 0..full {
-            // SAFETY: 4 * g + 4 <= k, the length of every row slice.
+        let mut g = 0;
+        for &s in rows.segs {
+            for q in 0..full {
+                // SAFETY: base + s + 4q + 4 <= base + s + seg_len, inside `a` by `rows.check()`.
+                step(
+                    g,
+                    std::array::from_fn(|r| unsafe {
+                        a.add(bases[r] + s + 4 * q).cast::<i32>().read_unaligned()
+                    }),
+                );
+                g += 1;
+            }
+        }
+        if tail {
+            // Only a single-segment (matrix) row has a ragged end.
+            let s = rows.segs[0];
             step(
                 g,
-                std::array::from_fn(|r| unsafe {
-                    rows[r].as_ptr().add(4 * g).cast::<i32>().read_unaligned()
+                std::array::from_fn(|r| {
+                    quad(&rows.a[bases[r] + s..], full, rows.seg_len)
                 }),
             );
-        }
-        if full < p.k4 {
-            step(full, std::array::from_fn(|r| quad(rows[r], full, k)));
         }
         for r in 0..R {
             let dst = &mut tile[r * stride + panel * NR..];
@@ -327,6 +356,6 @@ unsafe fn block<const R: usize>(
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-unsafe fn qgemm_vnni(_: usize, _: &[u8], _: usize, _: &QWeights, _: &mut Epilogue) {
+unsafe fn qgemm_vnni(_: &Rows<u8>, _: &QWeights, _: &mut Epilogue) {
     unreachable!("checked by available()")
 }

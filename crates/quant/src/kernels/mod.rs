@@ -4,19 +4,25 @@
 //!   widening) fast paths, bit-identical to it; [`weights`] / [`pack`]: weights prepared
 //!   once at load time (column sums, packed panels); [`epilogue`]: bias, zero-point
 //!   correction, requantize or dequantize, ReLU, fused after each row block.
-//! - [`im2col`]: convolution as GEMM; [`f32gemm`]: the float engine's GEMM.
+//! - [`rows`]: a GEMM's left operand, a matrix or a padded channels-last map read tap by
+//!   tap (direct convolution); [`nhwc`]: channels-last layout, padding, im2col, pooling.
+//! - [`sgemm`]: the float engine's kernels (AVX-512, AVX2 + FMA, scalar), same structure;
+//!   [`f32gemm`]: the `gemm` crate, kept as a second float baseline for the kernel bench;
+//!   [`im2col`]: the NCHW im2col the reference tests compare against.
 //! - [`KernelPath`]: which integer GEMM runs, picked at run time from the CPU's features or
 //!   forced with `QUANTLAB_KERNEL`.
 
 pub mod avx2;
 pub mod avx512;
-pub mod conv_vnni;
 pub mod epilogue;
 pub mod f32gemm;
 pub mod im2col;
+pub mod nhwc;
 pub mod pack;
 pub mod quantize;
+pub mod rows;
 pub mod scalar;
+pub mod sgemm;
 pub mod weights;
 
 use serde::{Deserialize, Serialize};
@@ -51,6 +57,15 @@ impl KernelPath {
             KernelPath::Scalar => "scalar",
             KernelPath::Avx2 => "avx2",
             KernelPath::Avx512Vnni => "avx512vnni",
+        }
+    }
+
+    /// The float kernels that run alongside this path (see [`sgemm::sgemm`]).
+    pub fn f32_name(self) -> &'static str {
+        match self {
+            KernelPath::Scalar => "scalar",
+            KernelPath::Avx2 => "avx2-fma",
+            KernelPath::Avx512Vnni => "avx512f",
         }
     }
 

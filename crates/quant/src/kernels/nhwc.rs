@@ -1,0 +1,250 @@
+//! Channels-last (NHWC) feature maps: the layout the engine runs convolutions in.
+//!
+//! In NCHW a convolution's GEMM output (pixels in rows, channels in columns) has to be
+//! scattered one byte per channel plane, and every im2col tap is a separate short copy. In
+//! NHWC the GEMM output rows are the feature map itself (contiguous stores), a tap of a
+//! channels-last input is `c` contiguous values, and max pooling takes the max of whole
+//! channel rows, which vectorises. The reduction order of a convolution becomes
+//! `(ky, kx, c)`, so its weights are permuted once at load ([`conv_weight`]), and the first
+//! linear layer after a flatten has its columns permuted from `(c, y, x)` to `(y, x, c)`
+//! ([`flatten_columns`]) so that its result is exactly the NCHW model's.
+
+use crate::network::{ConvGeom, PoolGeom};
+
+/// `[c, h, w]` -> `[h, w, c]` for one sample.
+pub fn to_nhwc<T: Copy>(x: &[T], [c, h, w]: [usize; 3], out: &mut [T]) {
+    for ch in 0..c {
+        for p in 0..h * w {
+            out[p * c + ch] = x[ch * h * w + p];
+        }
+    }
+}
+
+/// `[h, w, c]` -> `[c, h, w]` for one sample.
+pub fn to_nchw<T: Copy>(x: &[T], [c, h, w]: [usize; 3], out: &mut [T]) {
+    for p in 0..h * w {
+        for ch in 0..c {
+            out[ch * h * w + p] = x[p * c + ch];
+        }
+    }
+}
+
+/// Conv weights `[n][c][kh][kw]` (PyTorch order) -> `[n][kh][kw][c]` (NHWC reduction order).
+pub fn conv_weight<T: Copy>(w: &[T], n: usize, g: &ConvGeom) -> Vec<T> {
+    let (c, [kh, kw]) = (g.in_channels, g.kernel);
+    let mut out = Vec::with_capacity(w.len());
+    for o in 0..n {
+        for ky in 0..kh {
+            for kx in 0..kw {
+                for ch in 0..c {
+                    out.push(w[((o * c + ch) * kh + ky) * kw + kx]);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Linear weights `[n][c*h*w]` reading an NCHW-flattened map -> columns in `(y, x, c)` order.
+pub fn flatten_columns<T: Copy>(w: &[T], n: usize, [c, h, wd]: [usize; 3]) -> Vec<T> {
+    let k = c * h * wd;
+    let mut out = Vec::with_capacity(w.len());
+    for o in 0..n {
+        let row = &w[o * k..(o + 1) * k];
+        for p in 0..h * wd {
+            for ch in 0..c {
+                out.push(row[ch * h * wd + p]);
+            }
+        }
+    }
+    out
+}
+
+/// Copies one `[h, w, c]` sample into a zero-padded `[h + 2py, w + 2px, cp]` buffer, `cp >= c`
+/// (extra channels and the border hold `pad`, the value of real zero), so a direct
+/// convolution reads every tap without a bounds test.
+pub fn pad<T: Copy>(x: &[T], g: &ConvGeom, cp: usize, pad: T, out: &mut Vec<T>) {
+    let ([h, w], [py, px], c) = (g.in_hw, g.padding, g.in_channels);
+    let wp = w + 2 * px;
+    out.clear();
+    out.resize((h + 2 * py) * wp * cp, pad);
+    for y in 0..h {
+        for xx in 0..w {
+            let dst = ((y + py) * wp + xx + px) * cp;
+            out[dst..dst + c].copy_from_slice(&x[(y * w + xx) * c..(y * w + xx + 1) * c]);
+        }
+    }
+}
+
+/// Where GEMM row `r` (output pixel `(r / ow, r % ow)`) starts in a [`pad`]ded input of `cp`
+/// channels, and the offsets of the `kh * kw` taps from there.
+#[derive(Debug, Clone)]
+pub struct Taps {
+    /// Offset of tap `(ky, kx)` relative to the row's base, in elements.
+    pub offsets: Vec<usize>,
+    /// Elements between output rows (`sy * padded_width * cp`).
+    pub row_step: usize,
+    /// Elements between output columns (`sx * cp`).
+    pub col_step: usize,
+    /// Output width.
+    pub ow: usize,
+}
+
+impl Taps {
+    /// Taps of `g` over a padded input with `cp` channels.
+    pub fn new(g: &ConvGeom, cp: usize) -> Self {
+        let wp = g.in_hw[1] + 2 * g.padding[1];
+        let offsets = (0..g.kernel[0])
+            .flat_map(|ky| (0..g.kernel[1]).map(move |kx| (ky * wp + kx) * cp))
+            .collect();
+        Self {
+            offsets,
+            row_step: g.stride[0] * wp * cp,
+            col_step: g.stride[1] * cp,
+            ow: g.out_hw[1],
+        }
+    }
+
+    /// Base offset of output pixel `r`.
+    #[inline(always)]
+    pub fn base(&self, r: usize) -> usize {
+        (r / self.ow) * self.row_step + (r % self.ow) * self.col_step
+    }
+}
+
+/// im2col of one `[h, w, c]` sample in `(ky, kx, c)` order: row `p` of `out` (stride `lda`)
+/// holds the `kh * kw * c` inputs output pixel `p` sees; out-of-image taps are `pad`.
+pub fn im2col<T: Copy>(x: &[T], g: &ConvGeom, pad: T, out: &mut [T], lda: usize) {
+    let ([h, w], [kh, kw], [oh, ow], c) = (g.in_hw, g.kernel, g.out_hw, g.in_channels);
+    for oy in 0..oh {
+        for ox in 0..ow {
+            let row = &mut out[(oy * ow + ox) * lda..][..kh * kw * c];
+            for ky in 0..kh {
+                let iy = (oy * g.stride[0] + ky) as isize - g.padding[0] as isize;
+                for kx in 0..kw {
+                    let ix = (ox * g.stride[1] + kx) as isize - g.padding[1] as isize;
+                    let dst = &mut row[(ky * kw + kx) * c..][..c];
+                    if iy < 0 || iy as usize >= h || ix < 0 || ix as usize >= w {
+                        dst.fill(pad);
+                    } else {
+                        let s = (iy as usize * w + ix as usize) * c;
+                        dst.copy_from_slice(&x[s..s + c]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Max pooling of `batch` `[h, w, c]` samples into `out` (`[oh, ow, c]` each): the max of
+/// whole channel rows, which the compiler vectorises.
+pub fn maxpool<T: Copy + PartialOrd>(x: &[T], batch: usize, g: &PoolGeom, out: &mut [T]) {
+    let ([h, w], [oh, ow], [kh, kw], [sy, sx], c) =
+        (g.in_hw, g.out_hw, g.kernel, g.stride, g.channels);
+    let max = |a: T, b: T| if b > a { b } else { a };
+    for b in 0..batch {
+        let xs = &x[b * h * w * c..(b + 1) * h * w * c];
+        let os = &mut out[b * oh * ow * c..(b + 1) * oh * ow * c];
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let dst = &mut os[(oy * ow + ox) * c..][..c];
+                let first = (oy * sy * w + ox * sx) * c;
+                dst.copy_from_slice(&xs[first..first + c]);
+                for ky in 0..kh {
+                    for kx in 0..kw {
+                        let s = ((oy * sy + ky) * w + ox * sx + kx) * c;
+                        dst.iter_mut()
+                            .zip(&xs[s..s + c])
+                            .for_each(|(d, &v)| *d = max(*d, v));
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::im2col as nchw;
+
+    fn geom(c: usize, hw: [usize; 2], pad: usize, stride: usize) -> ConvGeom {
+        let out = |s: usize| (s + 2 * pad - 3) / stride + 1;
+        ConvGeom {
+            in_channels: c,
+            in_hw: hw,
+            kernel: [3, 3],
+            stride: [stride; 2],
+            padding: [pad; 2],
+            out_hw: [out(hw[0]), out(hw[1])],
+        }
+    }
+
+    #[test]
+    fn im2col_rows_are_the_nchw_rows_permuted() {
+        for (c, hw, pad, stride) in [(1, [5, 4], 1, 1), (3, [6, 5], 1, 2), (4, [4, 4], 0, 1)] {
+            let g = geom(c, hw, pad, stride);
+            let x: Vec<i32> = (0..(c * hw[0] * hw[1]) as i32).collect();
+            let k = c * 9;
+            let mut want = vec![0; g.pixels() * k];
+            nchw::im2col(&x, &g, -1, &mut want, k);
+            let mut xn = vec![0; x.len()];
+            to_nhwc(&x, [c, hw[0], hw[1]], &mut xn);
+            let mut got = vec![0; g.pixels() * k];
+            im2col(&xn, &g, -1, &mut got, k);
+            for p in 0..g.pixels() {
+                // NHWC row = the NCHW row read in (ky, kx, c) order.
+                let permuted = conv_weight(&want[p * k..(p + 1) * k], 1, &g);
+                assert_eq!(&got[p * k..(p + 1) * k], &permuted[..], "c={c} pixel {p}");
+            }
+        }
+    }
+
+    #[test]
+    fn padded_taps_read_what_im2col_writes() {
+        let g = geom(3, [5, 6], 1, 2);
+        let x: Vec<i32> = (0..90).collect();
+        let mut col = vec![0; g.pixels() * 27];
+        im2col(&x, &g, -1, &mut col, 27);
+        let (cp, mut padded) = (4, Vec::new());
+        pad(&x, &g, cp, -1, &mut padded);
+        let taps = Taps::new(&g, cp);
+        for p in 0..g.pixels() {
+            for (t, off) in taps.offsets.iter().enumerate() {
+                let s = taps.base(p) + off;
+                assert_eq!(&padded[s..s + 3], &col[p * 27 + t * 3..][..3], "pixel {p} tap {t}");
+            }
+        }
+    }
+
+    #[test]
+    fn layout_round_trip_and_pool() {
+        let x: Vec<u8> = (0..2 * 4 * 4).map(|v| (v * 7 % 31) as u8).collect();
+        let mut n = vec![0; x.len()];
+        to_nhwc(&x, [2, 4, 4], &mut n);
+        let mut back = vec![0; x.len()];
+        to_nchw(&n, [2, 4, 4], &mut back);
+        assert_eq!(back, x);
+        let g = PoolGeom {
+            channels: 2,
+            in_hw: [4, 4],
+            kernel: [2, 2],
+            stride: [2, 2],
+            out_hw: [2, 2],
+        };
+        let mut pooled = vec![0; 8];
+        maxpool(&n, 1, &g, &mut pooled);
+        // Channel 1, output (1, 0): max of NCHW plane 1 rows 2-3, columns 0-1.
+        let plane = &x[16..];
+        let want = [plane[8], plane[9], plane[12], plane[13]].into_iter().max().unwrap();
+        assert_eq!(pooled[(2 + 0) * 2 + 1], want);
+    }
+
+    #[test]
+    fn flatten_columns_follow_the_nhwc_order() {
+        let w: Vec<i32> = (0..2 * 12).collect();
+        let p = flatten_columns(&w, 2, [3, 2, 2]);
+        // Column (y, x, c) = (0, 1, 2) of output 1 is NCHW index 2 * 4 + 1.
+        assert_eq!(p[12 + 3 + 2], w[12 + 2 * 4 + 1]);
+    }
+}

@@ -1,0 +1,255 @@
+//! The engine runs feature maps channels-last with permuted weights and direct
+//! convolutions. These tests hold it to a plain NCHW reference written here (im2col in
+//! PyTorch order, the scalar integer GEMM, NCHW pooling): int8 logits bit-identical on
+//! every kernel path and thread count, f32 logits within float rounding. The network has a
+//! 3-channel input, channel counts that are and are not multiples of 4, stride 2 and no
+//! padding, so every layout change and both int8 convolution forms are exercised.
+
+use quantlab_data::rng::Rng;
+use quantlab_quant::kernels::im2col::im2col;
+use quantlab_quant::kernels::{Epilogue, OutLayout, scalar};
+use quantlab_quant::network::{ConvGeom, PoolGeom};
+use quantlab_quant::qparams::quantize_into;
+use quantlab_quant::{
+    Dense, Engine, KernelPath, LayerImpl, MethodKind, Network, Node, QuantModel,
+    QuantizeOptions, quantize,
+};
+
+fn conv(rng: &mut Rng, c: usize, hw: [usize; 2], n: usize, stride: usize, pad: usize) -> Dense {
+    let out = |s: usize| (s + 2 * pad - 3) / stride + 1;
+    let k = c * 9;
+    Dense {
+        conv: Some(ConvGeom {
+            in_channels: c,
+            in_hw: hw,
+            kernel: [3, 3],
+            stride: [stride; 2],
+            padding: [pad; 2],
+            out_hw: [out(hw[0]), out(hw[1])],
+        }),
+        k,
+        n,
+        weight: (0..n * k).map(|_| rng.normal() as f32 * 0.3).collect(),
+        bias: (0..n).map(|_| rng.normal() as f32 * 0.1).collect(),
+        relu: true,
+    }
+}
+
+fn linear(rng: &mut Rng, k: usize, n: usize, relu: bool) -> Dense {
+    Dense {
+        conv: None,
+        k,
+        n,
+        weight: (0..n * k).map(|_| rng.normal() as f32 * 0.2).collect(),
+        bias: (0..n).map(|_| rng.normal() as f32 * 0.1).collect(),
+        relu,
+    }
+}
+
+/// 3x11x10 -> conv 3->8 (pad 1) -> pool 2 -> conv 8->6 (stride 2, no pad) -> flatten -> 12 -> 5.
+fn network() -> Network {
+    let mut rng = Rng::new(7);
+    let c1 = conv(&mut rng, 3, [11, 10], 8, 1, 1);
+    let pool = PoolGeom {
+        channels: 8,
+        in_hw: [11, 10],
+        kernel: [2, 2],
+        stride: [2, 2],
+        out_hw: [5, 5],
+    };
+    let c2 = conv(&mut rng, 8, [5, 5], 6, 2, 0);
+    let flat = 6 * 2 * 2;
+    let nodes = vec![
+        Node::Dense(c1),
+        Node::MaxPool(pool),
+        Node::Dense(c2),
+        Node::Flatten,
+        Node::Dense(linear(&mut rng, flat, 12, true)),
+        Node::Dense(linear(&mut rng, 12, 5, false)),
+    ];
+    Network::from_nodes(vec![3, 11, 10], nodes).unwrap()
+}
+
+fn inputs(n: usize) -> Vec<f32> {
+    let mut rng = Rng::new(3);
+    (0..n * 330).map(|_| rng.normal() as f32).collect()
+}
+
+fn pool_nchw<T: Copy + PartialOrd>(x: &[T], batch: usize, g: &PoolGeom) -> Vec<T> {
+    let ([h, w], [oh, ow]) = (g.in_hw, g.out_hw);
+    let mut y = Vec::new();
+    for p in 0..batch * g.channels {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let mut m = x[p * h * w + oy * 2 * w + ox * 2];
+                for (dy, dx) in [(0, 1), (1, 0), (1, 1)] {
+                    let v = x[p * h * w + (oy * 2 + dy) * w + ox * 2 + dx];
+                    if v > m {
+                        m = v;
+                    }
+                }
+                y.push(m);
+            }
+        }
+    }
+    y
+}
+
+/// Rows a layer's GEMM sees in PyTorch order: the im2col of each sample, or the input.
+fn rows_nchw<T: Copy + Default>(d: &Dense, x: &[T], batch: usize, pad: T) -> Vec<T> {
+    match &d.conv {
+        None => x.to_vec(),
+        Some(g) => {
+            let p = g.pixels();
+            let mut col = vec![T::default(); batch * p * d.k];
+            for b in 0..batch {
+                let xs = &x[b * d.in_len()..(b + 1) * d.in_len()];
+                im2col(xs, g, pad, &mut col[b * p * d.k..], d.k);
+            }
+            col
+        }
+    }
+}
+
+enum Val {
+    F(Vec<f32>),
+    Q(Vec<u8>, quantlab_quant::QParams),
+}
+
+/// The NCHW reference forward pass (f32 and static int8 layers).
+fn reference(model: &QuantModel, x: &[f32], batch: usize) -> Vec<f32> {
+    let mut v = Val::F(x.to_vec());
+    for (node, layer) in model.network.nodes.iter().zip(&model.layers) {
+        v = match (node, layer, v) {
+            (Node::Dense(d), Some(LayerImpl::F32), v) => {
+                let x = match v {
+                    Val::F(x) => x,
+                    Val::Q(q, p) => q.iter().map(|&u| p.dequantize(u)).collect(),
+                };
+                let rows = rows_nchw(d, &x, batch, 0.0);
+                let per = d.rows_per_sample();
+                let mut y = vec![0f32; batch * d.out_len()];
+                for r in 0..batch * per {
+                    for j in 0..d.n {
+                        let s: f32 = (0..d.k)
+                            .map(|t| rows[r * d.k + t] * d.weight[j * d.k + t])
+                            .sum::<f32>()
+                            + d.bias[j];
+                        let (b, p) = (r / per, r % per);
+                        y[b * d.out_len() + j * per + p] = if d.relu { s.max(0.0) } else { s };
+                    }
+                }
+                Val::F(y)
+            }
+            (Node::Dense(d), Some(LayerImpl::Static(l)), v) => {
+                let input = match v {
+                    Val::Q(q, p) if p == l.in_q => q,
+                    Val::F(x) => {
+                        let mut q = vec![0u8; x.len()];
+                        quantize_into(&x, &l.in_q, &mut q);
+                        q
+                    }
+                    Val::Q(..) => panic!("reference: requantization between layers"),
+                };
+                let zp = l.in_q.zero_point as u8;
+                let rows = rows_nchw(d, &input, batch, zp);
+                let mut out = vec![0u8; batch * d.out_len()];
+                let layout = match &d.conv {
+                    Some(g) => OutLayout::Nchw { pixels: g.pixels() },
+                    None => OutLayout::RowMajor,
+                };
+                let lo = if d.relu {
+                    l.out_q.zero_point.max(l.out_q.qmin)
+                } else {
+                    l.out_q.qmin
+                };
+                let mut epi = Epilogue::Requant {
+                    offset: &l.offset,
+                    requant: &l.requant,
+                    zo: l.out_q.zero_point,
+                    lo,
+                    hi: l.out_q.qmax,
+                    layout,
+                    out: &mut out,
+                };
+                let m = batch * d.rows_per_sample();
+                scalar::qgemm(m, &rows, d.k, &l.w, &mut epi);
+                Val::Q(out, l.out_q)
+            }
+            (Node::MaxPool(g), _, Val::F(x)) => Val::F(pool_nchw(&x, batch, g)),
+            (Node::MaxPool(g), _, Val::Q(x, p)) => Val::Q(pool_nchw(&x, batch, g), p),
+            (Node::Flatten, _, v) => v,
+            (n, l, _) => panic!("reference: unsupported {n:?} / {l:?}"),
+        };
+    }
+    match v {
+        Val::F(x) => x,
+        Val::Q(q, p) => q.iter().map(|&u| p.dequantize(u)).collect(),
+    }
+}
+
+fn paths() -> Vec<KernelPath> {
+    KernelPath::ALL.into_iter().filter(|p| p.available()).collect()
+}
+
+#[test]
+fn float_engine_matches_the_nchw_reference_on_every_path() {
+    let model = QuantModel::float(network());
+    let x = inputs(9);
+    let want = reference(&model, &x, 9);
+    for path in paths() {
+        for threads in [1, 3] {
+            let got = Engine { path, threads }.run(&model, &x, 9).unwrap();
+            for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
+                    "{path:?} x{threads} logit {i}: {a} vs {b}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn static_int8_is_bit_identical_to_the_nchw_reference_on_every_path_and_thread_count() {
+    let net = network();
+    let calib = inputs(40);
+    for granularity in [
+        quantlab_quant::Granularity::PerChannel,
+        quantlab_quant::Granularity::PerTensor,
+    ] {
+        let opts = QuantizeOptions {
+            method: MethodKind::Static,
+            granularity,
+            calib: 40,
+            ..QuantizeOptions::default()
+        };
+        let q = quantize(&net, &opts, &calib, &Engine::default()).unwrap();
+        let x = inputs(13);
+        let want = reference(&q, &x, 13);
+        for path in paths() {
+            for threads in [1, 2, 4] {
+                let got = Engine { path, threads }.run(&q, &x, 13).unwrap();
+                assert_eq!(got, want, "{path:?} x{threads} {granularity:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_clone_with_layers_changed_gets_its_own_plan() {
+    // The plan is cached on first run; a model derived from a run one must not reuse it.
+    let net = network();
+    let calib = inputs(20);
+    let opts = QuantizeOptions {
+        method: MethodKind::Static,
+        calib: 20,
+        ..QuantizeOptions::default()
+    };
+    let e = Engine::default();
+    let q = quantize(&net, &opts, &calib, &e).unwrap();
+    let x = inputs(4);
+    e.run(&q, &x, 4).unwrap();
+    let mixed = quantlab_quant::with_fallback(&q, &[0]);
+    assert_eq!(e.run(&mixed, &x, 4).unwrap(), reference(&mixed, &x, 4));
+}
