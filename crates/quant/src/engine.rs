@@ -19,7 +19,7 @@ use rayon::prelude::*;
 
 use crate::error::{QuantError, Result};
 use crate::kernels::nhwc::{self, Taps};
-use crate::kernels::rows::{RowMap, Rows};
+use crate::kernels::rows::{RowMap, Rows, gather};
 use crate::kernels::sgemm::{self, PackedF32};
 use crate::kernels::{Epilogue, KernelPath, OutLayout, QWeights, avx512, qgemm};
 use crate::model::{DynamicLayer, LayerImpl, QuantModel, StaticLayer};
@@ -96,6 +96,7 @@ impl Default for Engine {
 struct Workspace {
     f32: Vec<f32>,
     u8: Vec<u8>,
+    rows: Vec<u8>,
 }
 
 thread_local! {
@@ -191,7 +192,7 @@ impl Engine {
                     Act::U8(self.dense_static(d, l, w, taps, &input, batch), l.out_q)
                 }
                 (Node::Dense(d), Some(LayerImpl::Dynamic(l)), Prepared::Int8(w)) => {
-                    Act::F32(self.dense_dynamic(d, l, w, &act.into_f32(), batch))
+                    Act::F32(self.dense_dynamic(d, l, w, taps, &act.into_f32(), batch))
                 }
                 (Node::Dense(_), _, _) => {
                     return Err(QuantError::Graph(format!(
@@ -245,8 +246,8 @@ impl Engine {
         match (&d.conv, taps) {
             (Some(g), Some(taps)) => WORKSPACE.with_borrow_mut(|ws| {
                 for (xs, ys) in x.chunks_exact(d.in_len()).zip(y.chunks_exact_mut(d.out_len())) {
-                    nhwc::pad(xs, g, g.in_channels, 0.0, &mut ws.f32);
-                    let rows = conv_rows(&ws.f32, g, taps);
+                    nhwc::pad(xs, g, 0.0, &mut ws.f32);
+                    let rows = conv_rows(&ws.f32, g, taps, taps.seg_len);
                     sgemm::sgemm(self.path, &rows, w, d.relu, ys);
                 }
             }),
@@ -287,29 +288,11 @@ impl Engine {
             layout: OutLayout::RowMajor,
             out,
         };
-        let (in_len, out_len) = (d.in_len(), d.out_len());
         match (&d.conv, taps) {
-            (None, _) | (_, None) => qgemm(self.path, batch, input, d.k, w, &mut epilogue(&mut out)),
-            (Some(g), Some(taps))
-                if self.path == KernelPath::Avx512Vnni && g.in_channels % 4 == 0 =>
-            {
-                // Direct: the kernel reads the padded map tap by tap, no im2col matrix.
-                WORKSPACE.with_borrow_mut(|ws| {
-                    let samples = input.chunks_exact(in_len).zip(out.chunks_exact_mut(out_len));
-                    for (xs, os) in samples {
-                        nhwc::pad(xs, g, g.in_channels, zp, &mut ws.u8);
-                        avx512::qgemm_rows(&conv_rows(&ws.u8, g, taps), w, &mut epilogue(os));
-                    }
-                })
+            (Some(g), Some(taps)) => {
+                self.conv_int8(d, g, taps, w, input, zp, &mut out, epilogue);
             }
-            (Some(g), Some(_)) => WORKSPACE.with_borrow_mut(|ws| {
-                ws.u8.resize(g.pixels() * d.k, 0);
-                let samples = input.chunks_exact(in_len).zip(out.chunks_exact_mut(out_len));
-                for (xs, os) in samples {
-                    nhwc::im2col(xs, g, zp, &mut ws.u8, d.k);
-                    qgemm(self.path, g.pixels(), &ws.u8, d.k, w, &mut epilogue(os));
-                }
-            }),
+            _ => qgemm(self.path, batch, input, d.k, w, &mut epilogue(&mut out)),
         }
         out
     }
@@ -319,6 +302,7 @@ impl Engine {
         d: &Dense,
         l: &DynamicLayer,
         w: &QWeights,
+        taps: Option<&Taps>,
         x: &[f32],
         batch: usize,
     ) -> Vec<f32> {
@@ -339,20 +323,47 @@ impl Engine {
             layout: OutLayout::RowMajor,
             out,
         };
-        match &d.conv {
-            None => qgemm(self.path, batch, &input, d.k, w, &mut epilogue(&mut out)),
-            Some(g) => WORKSPACE.with_borrow_mut(|ws| {
-                ws.u8.resize(g.pixels() * d.k, 0);
-                let samples = input
-                    .chunks_exact(d.in_len())
-                    .zip(out.chunks_exact_mut(d.out_len()));
-                for (xs, os) in samples {
-                    nhwc::im2col(xs, g, q.zero_point as u8, &mut ws.u8, d.k);
-                    qgemm(self.path, g.pixels(), &ws.u8, d.k, w, &mut epilogue(os));
-                }
-            }),
+        match (&d.conv, taps) {
+            (Some(g), Some(taps)) => {
+                let zp = q.zero_point as u8;
+                self.conv_int8(d, g, taps, w, &input, zp, &mut out, epilogue);
+            }
+            _ => qgemm(self.path, batch, &input, d.k, w, &mut epilogue(&mut out)),
         }
         out
+    }
+
+    /// An int8 convolution, sample by sample, over the zero-point padded input: read in
+    /// place by the VNNI kernel (no im2col matrix), gathered into a matrix for the others.
+    #[allow(clippy::too_many_arguments)] // a layer, its weights, its input and epilogue
+    fn conv_int8<'o, O>(
+        &self,
+        d: &Dense,
+        g: &ConvGeom,
+        taps: &Taps,
+        w: &QWeights,
+        input: &[u8],
+        zp: u8,
+        out: &'o mut [O],
+        epilogue: impl Fn(&'o mut [O]) -> Epilogue<'o>,
+    ) {
+        WORKSPACE.with_borrow_mut(|ws| {
+            let Workspace { u8: padded, rows: gathered, .. } = ws;
+            let samples = input
+                .chunks_exact(d.in_len())
+                .zip(out.chunks_exact_mut(d.out_len()));
+            for (xs, os) in samples {
+                nhwc::pad(xs, g, zp, padded);
+                let rows = conv_rows(padded, g, taps, taps.seg_len4());
+                if self.path == KernelPath::Avx512Vnni {
+                    avx512::qgemm_rows(&rows, w, &mut epilogue(os));
+                } else {
+                    gathered.resize(rows.m * w.k, 0);
+                    gather(&rows, gathered);
+                    qgemm(self.path, rows.m, gathered, w.k, w, &mut epilogue(os));
+                }
+            }
+        })
     }
 }
 
@@ -368,13 +379,14 @@ fn check_input(model: &QuantModel, x: &[f32], batch: usize) -> Result<()> {
     Ok(())
 }
 
-/// A convolution's rows over a padded channels-last sample: one segment per tap.
-fn conv_rows<'a, T>(padded: &'a [T], g: &ConvGeom, taps: &'a Taps) -> Rows<'a, T> {
+/// A convolution's rows over a padded channels-last sample: one segment per kernel row,
+/// `seg_len` values long (`kw * c`, or that rounded up to 4 for int8).
+fn conv_rows<'a, T>(padded: &'a [T], g: &ConvGeom, taps: &'a Taps, seg_len: usize) -> Rows<'a, T> {
     Rows {
         a: padded,
         m: g.pixels(),
         segs: &taps.offsets,
-        seg_len: g.in_channels,
+        seg_len,
         map: RowMap::Conv {
             row_step: taps.row_step,
             col_step: taps.col_step,

@@ -80,7 +80,7 @@ impl Plan {
             .nodes
             .iter()
             .map(|n| match n {
-                Node::Dense(Dense { conv: Some(g), .. }) => Some(Taps::new(g, g.in_channels)),
+                Node::Dense(Dense { conv: Some(g), .. }) => Some(Taps::new(g)),
                 _ => None,
             })
             .collect();
@@ -95,8 +95,8 @@ impl Plan {
 /// How a dense layer's `[n, k]` weight columns are reordered for its NHWC input.
 #[derive(Debug, Clone, Copy)]
 enum Order {
-    /// Conv: `(c, ky, kx)` -> `(ky, kx, c)`.
-    Conv(ConvGeom),
+    /// Conv: `(c, ky, kx)` -> `(ky, kx, c)`, each kernel row zero-padded to this length.
+    Conv(ConvGeom, usize),
     /// Linear reading a flattened map: `(c, y, x)` -> `(y, x, c)`.
     Flatten([usize; 3]),
     /// Already in order.
@@ -104,9 +104,9 @@ enum Order {
 }
 
 impl Order {
-    fn apply<T: Copy>(self, w: &[T], n: usize) -> Vec<T> {
+    fn apply<T: Copy + Default>(self, w: &[T], n: usize) -> Vec<T> {
         match self {
-            Order::Conv(g) => nhwc::conv_weight(w, n, &g),
+            Order::Conv(g, seg) => nhwc::conv_weight(w, n, &g, seg),
             Order::Flatten(chw) => nhwc::flatten_columns(w, n, chw),
             Order::Keep => w.to_vec(),
         }
@@ -115,15 +115,27 @@ impl Order {
 
 /// A dense layer's weights in the order the input `layout` needs, and the output layout.
 fn prepare_dense(d: &Dense, layer: Option<&LayerImpl>, layout: Layout) -> (Prepared, Layout) {
-    let (order, next) = match (&d.conv, layout) {
-        (Some(g), _) => (Order::Conv(*g), Layout::Map([d.n, g.out_hw[0], g.out_hw[1]])),
+    // Int8 kernel rows are rounded up to whole groups of 4 (see `Taps::seg_len4`).
+    let (order, order8, next) = match (&d.conv, layout) {
+        (Some(g), _) => {
+            let t = Taps::new(g);
+            (
+                Order::Conv(*g, t.seg_len),
+                Order::Conv(*g, t.seg_len4()),
+                Layout::Map([d.n, g.out_hw[0], g.out_hw[1]]),
+            )
+        }
         // One channel or one pixel: NHWC and NCHW flatten to the same order.
         (None, Layout::Map(chw)) if chw[0] > 1 && chw[1] * chw[2] > 1 => {
-            (Order::Flatten(chw), Layout::Flat)
+            (Order::Flatten(chw), Order::Flatten(chw), Layout::Flat)
         }
-        (None, _) => (Order::Keep, Layout::Flat),
+        (None, _) => (Order::Keep, Order::Keep, Layout::Flat),
     };
-    let int8 = |w: &QWeights| Prepared::Int8(QWeights::new(order.apply(&w.w, w.n), w.n, w.k));
+    let int8 = |w: &QWeights| {
+        let wk = order8.apply(&w.w, w.n);
+        let k = wk.len() / w.n.max(1);
+        Prepared::Int8(QWeights::new(wk, w.n, k))
+    };
     let prepared = match layer {
         Some(LayerImpl::F32) | None => {
             Prepared::F32(PackedF32::new(&order.apply(&d.weight, d.n), &d.bias, d.n, d.k))

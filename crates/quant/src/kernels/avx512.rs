@@ -26,6 +26,7 @@ pub fn available() -> bool {
             && is_x86_feature_detected!("avx512bw")
             && is_x86_feature_detected!("avx512dq")
             && is_x86_feature_detected!("avx512vnni")
+            && is_x86_feature_detected!("avx512vl")
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -129,7 +130,7 @@ pub fn qgemm_rows(rows: &Rows<u8>, w: &QWeights, epi: &mut Epilogue) {
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512dq")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512dq,avx512vl")]
 unsafe fn qgemm_vnni(rows: &Rows<u8>, w: &QWeights, epi: &mut Epilogue) {
     let (m, n) = (rows.m, w.n);
     let p = &w.packed;
@@ -185,7 +186,7 @@ const MAX_TILE_PANELS: usize = 16;
 /// The static epilogue on 16 outputs at a time: `clamp(zo + ((acc + offset) * m + round) >>
 /// shift, lo, hi)` in 64-bit lanes, exactly [`crate::qparams::Requant::apply`].
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512dq")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512dq,avx512vl")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn requant_rows(
     tile: &[i32],
@@ -263,7 +264,7 @@ unsafe fn requant_rows(
 
 /// [`block`] for a run-time row count `1..=MR`.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl")]
 unsafe fn rows_block(
     r: usize,
     rows: &Rows<u8>,
@@ -290,7 +291,7 @@ unsafe fn rows_block(
 /// Computes rows `row0..row0+R` against every panel into `tile` (`R x stride` i32). Group
 /// `g` of the packed weights pairs with the `g`-th 4 bytes of the row's segments in order.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl")]
 unsafe fn block<const R: usize>(
     rows: &Rows<u8>,
     row0: usize,

@@ -29,10 +29,13 @@ pub fn to_nchw<T: Copy>(x: &[T], [c, h, w]: [usize; 3], out: &mut [T]) {
     }
 }
 
-/// Conv weights `[n][c][kh][kw]` (PyTorch order) -> `[n][kh][kw][c]` (NHWC reduction order).
-pub fn conv_weight<T: Copy>(w: &[T], n: usize, g: &ConvGeom) -> Vec<T> {
+/// Conv weights `[n][c][kh][kw]` (PyTorch order) -> `[n][kh][seg]`, where each kernel row
+/// holds its `kw * c` weights in `(kx, c)` order followed by zeros up to `seg >= kw * c`
+/// (the reduction order of [`Taps`]).
+pub fn conv_weight<T: Copy + Default>(w: &[T], n: usize, g: &ConvGeom, seg: usize) -> Vec<T> {
     let (c, [kh, kw]) = (g.in_channels, g.kernel);
-    let mut out = Vec::with_capacity(w.len());
+    assert!(seg >= kw * c, "a kernel row holds kw * c weights");
+    let mut out = Vec::with_capacity(n * kh * seg);
     for o in 0..n {
         for ky in 0..kh {
             for kx in 0..kw {
@@ -40,6 +43,7 @@ pub fn conv_weight<T: Copy>(w: &[T], n: usize, g: &ConvGeom) -> Vec<T> {
                     out.push(w[((o * c + ch) * kh + ky) * kw + kx]);
                 }
             }
+            out.resize(out.len() + seg - kw * c, T::default());
         }
     }
     out
@@ -60,79 +64,64 @@ pub fn flatten_columns<T: Copy>(w: &[T], n: usize, [c, h, wd]: [usize; 3]) -> Ve
     out
 }
 
-/// Copies one `[h, w, c]` sample into a zero-padded `[h + 2py, w + 2px, cp]` buffer, `cp >= c`
-/// (extra channels and the border hold `pad`, the value of real zero), so a direct
-/// convolution reads every tap without a bounds test.
-pub fn pad<T: Copy>(x: &[T], g: &ConvGeom, cp: usize, pad: T, out: &mut Vec<T>) {
+/// Values past the end of a [`pad`]ded sample: a kernel row rounded up to whole groups of 4
+/// reads up to 3 values beyond the last pixel (they meet zero weights).
+pub const SLACK: usize = 4;
+
+/// Copies one `[h, w, c]` sample into a padded `[h + 2py, w + 2px, c]` buffer (the border
+/// holds `pad`, the value of real zero) plus [`SLACK`], so a direct convolution reads every
+/// tap without a bounds test.
+pub fn pad<T: Copy>(x: &[T], g: &ConvGeom, pad: T, out: &mut Vec<T>) {
     let ([h, w], [py, px], c) = (g.in_hw, g.padding, g.in_channels);
     let wp = w + 2 * px;
     out.clear();
-    out.resize((h + 2 * py) * wp * cp, pad);
+    out.resize((h + 2 * py) * wp * c + SLACK, pad);
     for y in 0..h {
-        for xx in 0..w {
-            let dst = ((y + py) * wp + xx + px) * cp;
-            out[dst..dst + c].copy_from_slice(&x[(y * w + xx) * c..(y * w + xx + 1) * c]);
-        }
+        let dst = ((y + py) * wp + px) * c;
+        out[dst..dst + w * c].copy_from_slice(&x[y * w * c..(y + 1) * w * c]);
     }
 }
 
-/// Where GEMM row `r` (output pixel `(r / ow, r % ow)`) starts in a [`pad`]ded input of `cp`
-/// channels, and the offsets of the `kh * kw` taps from there.
+/// A convolution over a [`pad`]ded channels-last sample as GEMM rows: row `r` is output
+/// pixel `(r / ow, r % ow)`, and its reduction is one segment per kernel row, the `kw * c`
+/// values a kernel row covers being contiguous in NHWC (whatever the stride).
 #[derive(Debug, Clone)]
 pub struct Taps {
-    /// Offset of tap `(ky, kx)` relative to the row's base, in elements.
+    /// Offset of kernel row `ky` from the pixel's base, in elements.
     pub offsets: Vec<usize>,
-    /// Elements between output rows (`sy * padded_width * cp`).
+    /// Values per segment: `kw * c`.
+    pub seg_len: usize,
+    /// Elements between output rows (`sy * padded_width * c`).
     pub row_step: usize,
-    /// Elements between output columns (`sx * cp`).
+    /// Elements between output columns (`sx * c`).
     pub col_step: usize,
     /// Output width.
     pub ow: usize,
 }
 
 impl Taps {
-    /// Taps of `g` over a padded input with `cp` channels.
-    pub fn new(g: &ConvGeom, cp: usize) -> Self {
+    /// Taps of `g`.
+    pub fn new(g: &ConvGeom) -> Self {
+        let c = g.in_channels;
         let wp = g.in_hw[1] + 2 * g.padding[1];
-        let offsets = (0..g.kernel[0])
-            .flat_map(|ky| (0..g.kernel[1]).map(move |kx| (ky * wp + kx) * cp))
-            .collect();
         Self {
-            offsets,
-            row_step: g.stride[0] * wp * cp,
-            col_step: g.stride[1] * cp,
+            offsets: (0..g.kernel[0]).map(|ky| ky * wp * c).collect(),
+            seg_len: g.kernel[1] * c,
+            row_step: g.stride[0] * wp * c,
+            col_step: g.stride[1] * c,
             ow: g.out_hw[1],
         }
+    }
+
+    /// Segment length rounded up to whole groups of 4 (the int8 kernels' unit).
+    pub fn seg_len4(&self) -> usize {
+        self.seg_len.div_ceil(4) * 4
     }
 
     /// Base offset of output pixel `r`.
     #[inline(always)]
     pub fn base(&self, r: usize) -> usize {
         (r / self.ow) * self.row_step + (r % self.ow) * self.col_step
-    }
-}
-
-/// im2col of one `[h, w, c]` sample in `(ky, kx, c)` order: row `p` of `out` (stride `lda`)
-/// holds the `kh * kw * c` inputs output pixel `p` sees; out-of-image taps are `pad`.
-pub fn im2col<T: Copy>(x: &[T], g: &ConvGeom, pad: T, out: &mut [T], lda: usize) {
-    let ([h, w], [kh, kw], [oh, ow], c) = (g.in_hw, g.kernel, g.out_hw, g.in_channels);
-    for oy in 0..oh {
-        for ox in 0..ow {
-            let row = &mut out[(oy * ow + ox) * lda..][..kh * kw * c];
-            for ky in 0..kh {
-                let iy = (oy * g.stride[0] + ky) as isize - g.padding[0] as isize;
-                for kx in 0..kw {
-                    let ix = (ox * g.stride[1] + kx) as isize - g.padding[1] as isize;
-                    let dst = &mut row[(ky * kw + kx) * c..][..c];
-                    if iy < 0 || iy as usize >= h || ix < 0 || ix as usize >= w {
-                        dst.fill(pad);
-                    } else {
-                        let s = (iy as usize * w + ix as usize) * c;
-                        dst.copy_from_slice(&x[s..s + c]);
-                    }
-                }
-            }
-        }
     }
 }
 
@@ -181,40 +170,39 @@ mod tests {
     }
 
     #[test]
-    fn im2col_rows_are_the_nchw_rows_permuted() {
-        for (c, hw, pad, stride) in [(1, [5, 4], 1, 1), (3, [6, 5], 1, 2), (4, [4, 4], 0, 1)] {
-            let g = geom(c, hw, pad, stride);
+    fn padded_segments_read_the_nchw_im2col_rows_permuted() {
+        for (c, hw, pad_, stride) in [(1, [5, 4], 1, 1), (3, [6, 5], 1, 2), (4, [4, 4], 0, 1)] {
+            let g = geom(c, hw, pad_, stride);
             let x: Vec<i32> = (0..(c * hw[0] * hw[1]) as i32).collect();
             let k = c * 9;
-            let mut want = vec![0; g.pixels() * k];
-            nchw::im2col(&x, &g, -1, &mut want, k);
+            let mut col = vec![0; g.pixels() * k];
+            nchw::im2col(&x, &g, -1, &mut col, k);
             let mut xn = vec![0; x.len()];
             to_nhwc(&x, [c, hw[0], hw[1]], &mut xn);
-            let mut got = vec![0; g.pixels() * k];
-            im2col(&xn, &g, -1, &mut got, k);
+            let mut padded = Vec::new();
+            pad(&xn, &g, -1, &mut padded);
+            let taps = Taps::new(&g);
             for p in 0..g.pixels() {
-                // NHWC row = the NCHW row read in (ky, kx, c) order.
-                let permuted = conv_weight(&want[p * k..(p + 1) * k], 1, &g);
-                assert_eq!(&got[p * k..(p + 1) * k], &permuted[..], "c={c} pixel {p}");
+                // The NHWC reduction = the NCHW im2col row read in (ky, kx, c) order.
+                let want = conv_weight(&col[p * k..(p + 1) * k], 1, &g, taps.seg_len);
+                let got: Vec<i32> = taps
+                    .offsets
+                    .iter()
+                    .flat_map(|o| {
+                        let s = taps.base(p) + o;
+                        padded[s..s + taps.seg_len].to_vec()
+                    })
+                    .collect();
+                assert_eq!(got, want, "c={c} pixel {p}");
             }
         }
     }
 
     #[test]
-    fn padded_taps_read_what_im2col_writes() {
-        let g = geom(3, [5, 6], 1, 2);
-        let x: Vec<i32> = (0..90).collect();
-        let mut col = vec![0; g.pixels() * 27];
-        im2col(&x, &g, -1, &mut col, 27);
-        let (cp, mut padded) = (4, Vec::new());
-        pad(&x, &g, cp, -1, &mut padded);
-        let taps = Taps::new(&g, cp);
-        for p in 0..g.pixels() {
-            for (t, off) in taps.offsets.iter().enumerate() {
-                let s = taps.base(p) + off;
-                assert_eq!(&padded[s..s + 3], &col[p * 27 + t * 3..][..3], "pixel {p} tap {t}");
-            }
-        }
+    fn weight_rows_are_zero_padded_to_the_segment() {
+        let g = geom(1, [4, 4], 1, 1);
+        let w: Vec<i32> = (1..=9).collect();
+        assert_eq!(conv_weight(&w, 1, &g, 4), [1, 2, 3, 0, 4, 5, 6, 0, 7, 8, 9, 0]);
     }
 
     #[test]

@@ -83,3 +83,43 @@ impl<'a, T> Rows<'a, T> {
         );
     }
 }
+
+/// Writes `rows` as a plain `[m, k]` matrix into `out` (for kernels that read a matrix).
+pub fn gather<T: Copy>(rows: &Rows<T>, out: &mut [T]) {
+    rows.check();
+    let k = rows.k();
+    for r in 0..rows.m {
+        let base = rows.base(r);
+        let dst = &mut out[r * k..(r + 1) * k];
+        for (d, &s) in dst.chunks_exact_mut(rows.seg_len.max(1)).zip(rows.segs) {
+            d.copy_from_slice(&rows.a[base + s..base + s + rows.seg_len]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gather_concatenates_segments_and_check_catches_overreach() {
+        let a: Vec<u8> = (0..30).collect();
+        let rows = Rows {
+            a: &a,
+            m: 3,
+            segs: &[0, 10],
+            seg_len: 2,
+            map: RowMap::Conv {
+                row_step: 7,
+                col_step: 3,
+                ow: 2,
+            },
+        };
+        let mut out = vec![0u8; 12];
+        gather(&rows, &mut out);
+        // Rows 0, 1 (first output row), 2 (second output row: base 7).
+        assert_eq!(out, [0, 1, 10, 11, 3, 4, 13, 14, 7, 8, 17, 18]);
+        let short = Rows { a: &a[..18], ..rows };
+        assert!(std::panic::catch_unwind(|| short.check()).is_err());
+    }
+}
