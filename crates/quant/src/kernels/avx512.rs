@@ -154,109 +154,114 @@ unsafe fn qgemm_vnni(rows: &Rows<u8>, w: &QWeights, epi: &mut Epilogue) {
     } = epi
         && let Some(f) = Fused::new(offset, requant, n, p.panels)
     {
-        {
-            let mut row0 = 0;
-            while row0 < m {
-                let r = MR.min(m - row0);
-                // SAFETY: the caller enabled the target features this function is compiled for.
-                unsafe {
-                    rows_block(r, rows, row0, p, tile, stride);
-                    requant_rows(tile, stride, row0, r, n, &f, *zo, *lo, *hi, *layout, out);
-                }
-                row0 += r;
-            }
-            return;
+        // Requantized straight from the registers: no i32 tile at all.
+        let mut sink = Sink::Requant {
+            f: &f,
+            zo: *zo,
+            lo: *lo,
+            hi: *hi,
+            layout: *layout,
+            n,
+            out,
+        };
+        let mut row0 = 0;
+        while row0 < m {
+            let r = MR.min(m - row0);
+            // SAFETY: the caller enabled the target features this function is compiled for.
+            unsafe { rows_block(r, rows, row0, p, &mut sink) };
+            row0 += r;
         }
+        return;
     }
     let mut row0 = 0;
     while row0 < m {
         let r = MR.min(m - row0);
         // SAFETY: the caller enabled the target features this function is compiled for.
-        unsafe {
-            rows_block(r, rows, row0, p, tile, stride);
-        }
+        unsafe { rows_block(r, rows, row0, p, &mut Sink::Tile { tile, stride }) };
         epi.apply_block(row0, r, n, tile, stride);
         row0 += r;
     }
 }
 
+/// Where a block's accumulators go.
+enum Sink<'a> {
+    /// Stored as i32 rows of `stride` for a general epilogue.
+    Tile { tile: &'a mut [i32], stride: usize },
+    /// Requantized to u8 in registers (the static epilogue).
+    Requant {
+        f: &'a Fused,
+        zo: i32,
+        lo: i32,
+        hi: i32,
+        layout: super::epilogue::OutLayout,
+        n: usize,
+        out: &'a mut [u8],
+    },
+}
+
 /// Panels whose accumulator tile lives on the stack (larger layers take a heap tile).
 const MAX_TILE_PANELS: usize = 16;
 
-/// The static epilogue on 16 outputs at a time: `clamp(zo + ((acc + offset) * m + round) >>
-/// shift, lo, hi)` in 64-bit lanes, exactly [`crate::qparams::Requant::apply`].
+/// The static epilogue on one panel of `R` rows: `clamp(zo + ((acc + offset) * m + round)
+/// >> shift, lo, hi)` in 64-bit lanes, exactly [`crate::qparams::Requant::apply`]; the
+/// panel's constants are loaded once for all rows.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512dq,avx512vl")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn requant_rows(
-    tile: &[i32],
-    stride: usize,
+unsafe fn requant_panel<const R: usize>(
+    acc: &[__m512i; R],
+    panel: usize,
     row0: usize,
-    rows: usize,
-    n: usize,
     f: &Fused,
-    zo: i32,
-    lo: i32,
-    hi: i32,
+    (zo, lo, hi): (i32, i32, i32),
     layout: super::epilogue::OutLayout,
+    n: usize,
     out: &mut [u8],
 ) {
+    let c0 = panel * NR;
+    // SAFETY: 16 i32 / 2 x 8 i64 at the panel's offset, inside the padded vectors.
+    let (off, m, sh_e, sh_o, rd_e, rd_o) = unsafe {
+        (
+            _mm512_loadu_si512(f.offset[c0..].as_ptr().cast()),
+            _mm512_loadu_si512(f.mult[c0..].as_ptr().cast()),
+            _mm512_loadu_si512(f.shift[c0..].as_ptr().cast()),
+            _mm512_loadu_si512(f.shift[c0 + 8..].as_ptr().cast()),
+            _mm512_loadu_si512(f.round[c0..].as_ptr().cast()),
+            _mm512_loadu_si512(f.round[c0 + 8..].as_ptr().cast()),
+        )
+    };
+    let m_odd = _mm512_srli_epi64::<32>(m);
     let (vzo, vlo, vhi) = (
         _mm512_set1_epi32(zo),
         _mm512_set1_epi32(lo),
         _mm512_set1_epi32(hi),
     );
-    for r in 0..rows {
+    let valid = (n - c0).min(NR);
+    let mask = if valid == NR {
+        u16::MAX
+    } else {
+        (1u16 << valid) - 1
+    };
+    for (r, a) in acc.iter().enumerate() {
+        let x = _mm512_add_epi32(*a, off);
+        // Exact 32x32->64 products of the even and the odd lanes (`vpmuldq`), rounded and
+        // shifted per output, then the two halves interleaved back into 16 i32.
+        let even = _mm512_srav_epi64(_mm512_add_epi64(_mm512_mul_epi32(x, m), rd_e), sh_e);
+        let odd = _mm512_mul_epi32(_mm512_srli_epi64::<32>(x), m_odd);
+        let odd = _mm512_srav_epi64(_mm512_add_epi64(odd, rd_o), sh_o);
+        let q = _mm512_mask_blend_epi32(0xAAAA, even, _mm512_slli_epi64::<32>(odd));
+        let q = _mm512_min_epi32(_mm512_max_epi32(_mm512_add_epi32(q, vzo), vlo), vhi);
+        let bytes = _mm512_cvtepi32_epi8(q);
         let (base, step) = layout.row_base(row0 + r, n);
-        for panel in 0..stride / NR {
-            let c0 = panel * NR;
-            // SAFETY: tile rows hold `stride` i32 and the constant vectors `stride` entries.
-            let (acc, off) = unsafe {
-                (
-                    _mm512_loadu_si512(tile[r * stride + c0..].as_ptr().cast()),
-                    _mm512_loadu_si512(f.offset[c0..].as_ptr().cast()),
-                )
-            };
-            let x = _mm512_add_epi32(acc, off);
-            // SAFETY: 16 i32 / 2 x 8 i64 at the panel's offset, inside the padded vectors.
-            let (m, sh_e, sh_o, rd_e, rd_o) = unsafe {
-                (
-                    _mm512_loadu_si512(f.mult[c0..].as_ptr().cast()),
-                    _mm512_loadu_si512(f.shift[c0..].as_ptr().cast()),
-                    _mm512_loadu_si512(f.shift[c0 + 8..].as_ptr().cast()),
-                    _mm512_loadu_si512(f.round[c0..].as_ptr().cast()),
-                    _mm512_loadu_si512(f.round[c0 + 8..].as_ptr().cast()),
-                )
-            };
-            // Exact 32x32->64 products of the even and the odd lanes (`vpmuldq`), rounded and
-            // shifted per output, then the two halves interleaved back into 16 i32.
-            let even = _mm512_srav_epi64(_mm512_add_epi64(_mm512_mul_epi32(x, m), rd_e), sh_e);
-            let odd = _mm512_mul_epi32(_mm512_srli_epi64::<32>(x), _mm512_srli_epi64::<32>(m));
-            let odd = _mm512_srav_epi64(_mm512_add_epi64(odd, rd_o), sh_o);
-            let q = _mm512_mask_blend_epi32(0xAAAA, even, _mm512_slli_epi64::<32>(odd));
-            let q = _mm512_min_epi32(_mm512_max_epi32(_mm512_add_epi32(q, vzo), vlo), vhi);
-            let bytes = _mm512_cvtepi32_epi8(q);
-            let valid = (n - c0).min(NR);
-            if step == 1 {
-                // SAFETY: writes `valid` bytes at base + c0 .. base + c0 + valid <= out.len().
-                unsafe {
-                    _mm_mask_storeu_epi8(
-                        out[base + c0..].as_mut_ptr().cast(),
-                        if valid == NR {
-                            u16::MAX
-                        } else {
-                            (1u16 << valid) - 1
-                        },
-                        bytes,
-                    )
-                };
-            } else {
-                let mut b = [0u8; 16];
-                // SAFETY: 16 bytes into a 16-byte array.
-                unsafe { _mm_storeu_si128(b.as_mut_ptr().cast(), bytes) };
-                for (j, v) in b.iter().enumerate().take(valid) {
-                    out[base + (c0 + j) * step] = *v;
-                }
+        if step == 1 {
+            // SAFETY: writes `valid` bytes at base + c0 .. base + c0 + valid <= out.len().
+            unsafe { _mm_mask_storeu_epi8(out[base + c0..].as_mut_ptr().cast(), mask, bytes) };
+        } else {
+            let mut b = [0u8; 16];
+            // SAFETY: 16 bytes into a 16-byte array.
+            unsafe { _mm_storeu_si128(b.as_mut_ptr().cast(), bytes) };
+            for (j, v) in b.iter().enumerate().take(valid) {
+                out[base + (c0 + j) * step] = *v;
             }
         }
     }
@@ -270,20 +275,19 @@ unsafe fn rows_block(
     rows: &Rows<u8>,
     row0: usize,
     p: &super::pack::Packed,
-    tile: &mut [i32],
-    stride: usize,
+    sink: &mut Sink,
 ) {
     // SAFETY: same target features as the caller.
     unsafe {
         match r {
-            8 => block::<8>(rows, row0, p, tile, stride),
-            7 => block::<7>(rows, row0, p, tile, stride),
-            6 => block::<6>(rows, row0, p, tile, stride),
-            5 => block::<5>(rows, row0, p, tile, stride),
-            4 => block::<4>(rows, row0, p, tile, stride),
-            3 => block::<3>(rows, row0, p, tile, stride),
-            2 => block::<2>(rows, row0, p, tile, stride),
-            _ => block::<1>(rows, row0, p, tile, stride),
+            8 => block::<8>(rows, row0, p, sink),
+            7 => block::<7>(rows, row0, p, sink),
+            6 => block::<6>(rows, row0, p, sink),
+            5 => block::<5>(rows, row0, p, sink),
+            4 => block::<4>(rows, row0, p, sink),
+            3 => block::<3>(rows, row0, p, sink),
+            2 => block::<2>(rows, row0, p, sink),
+            _ => block::<1>(rows, row0, p, sink),
         }
     }
 }
@@ -292,13 +296,7 @@ unsafe fn rows_block(
 /// `g` of the packed weights pairs with the `g`-th 4 bytes of the row's segments in order.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl")]
-unsafe fn block<const R: usize>(
-    rows: &Rows<u8>,
-    row0: usize,
-    p: &super::pack::Packed,
-    tile: &mut [i32],
-    stride: usize,
-) {
+unsafe fn block<const R: usize>(rows: &Rows<u8>, row0: usize, p: &super::pack::Packed, sink: &mut Sink) {
     let bases: [usize; R] = std::array::from_fn(|r| rows.base(row0 + r));
     let a = rows.a.as_ptr();
     let (full, tail) = (rows.seg_len / 4, rows.seg_len % 4 != 0);
@@ -344,12 +342,34 @@ unsafe fn block<const R: usize>(
                 }),
             );
         }
-        for r in 0..R {
-            let dst = &mut tile[r * stride + panel * NR..];
-            // SAFETY: each store writes 16 i32 inside the row's `stride` (panels * 16) slots.
-            unsafe { _mm512_storeu_si512(dst.as_mut_ptr().cast(), acc0[r]) };
-            if two {
-                unsafe { _mm512_storeu_si512(dst[NR..].as_mut_ptr().cast(), acc1[r]) };
+        match sink {
+            Sink::Tile { tile, stride } => {
+                for r in 0..R {
+                    let dst = &mut tile[r * *stride + panel * NR..];
+                    // SAFETY: each store writes 16 i32 inside the row's `stride` slots.
+                    unsafe { _mm512_storeu_si512(dst.as_mut_ptr().cast(), acc0[r]) };
+                    if two {
+                        unsafe { _mm512_storeu_si512(dst[NR..].as_mut_ptr().cast(), acc1[r]) };
+                    }
+                }
+            }
+            Sink::Requant {
+                f,
+                zo,
+                lo,
+                hi,
+                layout,
+                n,
+                out,
+            } => {
+                let c = (*zo, *lo, *hi);
+                // SAFETY: same target features; stores bounded as documented there.
+                unsafe {
+                    requant_panel(&acc0, panel, row0, f, c, *layout, *n, out);
+                    if two {
+                        requant_panel(&acc1, panel + 1, row0, f, c, *layout, *n, out);
+                    }
+                }
             }
         }
         panel += if two { 2 } else { 1 };

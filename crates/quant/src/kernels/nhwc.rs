@@ -131,6 +131,24 @@ pub fn maxpool<T: Copy + PartialOrd>(x: &[T], batch: usize, g: &PoolGeom, out: &
     let ([h, w], [oh, ow], [kh, kw], [sy, sx], c) =
         (g.in_hw, g.out_hw, g.kernel, g.stride, g.channels);
     let max = |a: T, b: T| if b > a { b } else { a };
+    if [kh, kw, sy, sx] == [2, 2, 2, 2] {
+        // The common case: two input rows per output row, fixed-size windows that vectorise.
+        for (xs, os) in x.chunks_exact(h * w * c).zip(out.chunks_exact_mut(oh * ow * c)).take(batch) {
+            for oy in 0..oh {
+                let r0 = &xs[2 * oy * w * c..][..2 * ow * c];
+                let r1 = &xs[(2 * oy + 1) * w * c..][..2 * ow * c];
+                let dst = &mut os[oy * ow * c..][..ow * c];
+                for (ox, d) in dst.chunks_exact_mut(c).enumerate() {
+                    let (a0, a1) = r0[2 * ox * c..][..2 * c].split_at(c);
+                    let (b0, b1) = r1[2 * ox * c..][..2 * c].split_at(c);
+                    for i in 0..c {
+                        d[i] = max(max(a0[i], a1[i]), max(b0[i], b1[i]));
+                    }
+                }
+            }
+        }
+        return;
+    }
     for b in 0..batch {
         let xs = &x[b * h * w * c..(b + 1) * h * w * c];
         let os = &mut out[b * oh * ow * c..(b + 1) * oh * ow * c];
