@@ -114,13 +114,13 @@ impl Engine {
         check_input(model, x, batch)?;
         let threads = self.threads_for(model, batch);
         if threads <= 1 {
-            return self.forward(model, x, batch, &mut |_, _| {});
+            return self.forward(model, x, batch, false, &mut |_, _| {});
         }
         let d = model.network.in_len();
         let per = batch.div_ceil(threads);
         let parts: Vec<Result<Vec<f32>>> = x
             .par_chunks(per * d)
-            .map(|xs| self.forward(model, xs, xs.len() / d, &mut |_, _| {}))
+            .map(|xs| self.forward(model, xs, xs.len() / d, false, &mut |_, _| {}))
             .collect();
         let mut logits = Vec::with_capacity(batch * model.network.out_len());
         for p in parts {
@@ -139,7 +139,7 @@ impl Engine {
         trace: &mut dyn FnMut(usize, &Act),
     ) -> Result<Vec<f32>> {
         check_input(model, x, batch)?;
-        self.forward(model, x, batch, trace)
+        self.forward(model, x, batch, true, trace)
     }
 
     /// Threads worth using for `model` at `batch`.
@@ -168,18 +168,35 @@ impl Engine {
         }
     }
 
+    /// The forward pass; `traced` when `trace` wants to see the input as given (point 0).
     fn forward(
         &self,
         model: &QuantModel,
         x: &[f32],
         batch: usize,
+        traced: bool,
         trace: &mut dyn FnMut(usize, &Act),
     ) -> Result<Vec<f32>> {
         let plan = model.plan.get(model);
-        let mut act = Act::F32(match plan.layouts[0] {
-            Layout::Map(chw) if chw[0] > 1 => per_sample(x, batch, chw, nhwc::to_nhwc),
-            _ => x.to_vec(),
-        });
+        // The first dense layer, if only shape changes come before it.
+        let first = model
+            .network
+            .nodes
+            .iter()
+            .position(|n| !matches!(n, Node::Flatten))
+            .and_then(|i| model.layers[i].as_ref());
+        let mut act = match (plan.layouts[0], first) {
+            (Layout::Map(chw), _) if chw[0] > 1 => {
+                Act::F32(per_sample(x, batch, chw, nhwc::to_nhwc))
+            }
+            // A static first layer: quantize the input once, straight from the caller's slice.
+            (_, Some(LayerImpl::Static(l))) if !traced => {
+                let mut q = vec![0u8; x.len()];
+                quantize_into(x, &l.in_q, &mut q);
+                Act::U8(q, l.in_q)
+            }
+            _ => Act::F32(x.to_vec()),
+        };
         trace(0, &act);
         for (i, node) in model.network.nodes.iter().enumerate() {
             let taps = plan.taps[i].as_ref();

@@ -45,26 +45,26 @@ unsafe fn quantize_avx512(x: &[f32], inv: f32, zp: i32, lo: i32, hi: i32, out: &
         _mm512_set1_epi32(hi),
         _mm512_set1_epi32(1),
     );
+    // Clamping t to a little beyond the representable range first makes the truncating
+    // conversion exact (no overflow cases to patch) and leaves every result unchanged: what
+    // lies outside rounds to a value the final clamp maps to `lo` or `hi` either way. NaN
+    // becomes 0 first, as `round_half_away` makes it.
+    let (tlo, thi) = (
+        _mm512_set1_ps((lo - zp) as f32 - 2.0),
+        _mm512_set1_ps((hi - zp) as f32 + 2.0),
+    );
     let mut i = 0;
     while i + 16 <= n {
         // SAFETY: i + 16 <= n for both slices.
         let t = _mm512_mul_ps(unsafe { _mm512_loadu_ps(x.as_ptr().add(i)) }, vinv);
-        // Truncate (saturating like `as i32` for the range that matters: out-of-range values
-        // become i32::MIN, which the clamp below maps to `lo`, as the scalar path's clamp does
-        // for large negative values; large positive values are handled by the mask below).
+        let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(t, t);
+        let t = _mm512_mask_mov_ps(t, nan, _mm512_setzero_ps());
+        let t = _mm512_min_ps(_mm512_max_ps(t, tlo), thi);
         let ti = _mm512_cvttps_epi32(t);
         let f = _mm512_sub_ps(t, _mm512_cvtepi32_ps(ti));
         let up = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(f, half);
         let down = _mm512_cmp_ps_mask::<_CMP_LE_OQ>(f, mhalf);
         let r = _mm512_mask_sub_epi32(_mm512_mask_add_epi32(ti, up, ti, one), down, ti, one);
-        // Match the scalar path where cvtt overflows: >= 2^31 saturates high, < -2^31 low,
-        // NaN becomes 0 (Rust's `as i32`).
-        let big = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(t, _mm512_set1_ps(2147483648.0));
-        let small = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(t, _mm512_set1_ps(-2147483648.0));
-        let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(t, t);
-        let r = _mm512_mask_mov_epi32(r, big, _mm512_set1_epi32(i32::MAX - 512));
-        let r = _mm512_mask_mov_epi32(r, small, _mm512_set1_epi32(i32::MIN + 512));
-        let r = _mm512_mask_mov_epi32(r, nan, _mm512_setzero_si512());
         let q = _mm512_min_epi32(_mm512_max_epi32(_mm512_add_epi32(r, vzp), vlo), vhi);
         // SAFETY: writes 16 bytes at i..i+16 <= n.
         unsafe { _mm_storeu_si128(out.as_mut_ptr().add(i).cast(), _mm512_cvtepi32_epi8(q)) };
