@@ -118,6 +118,14 @@ pub fn run(opts: &BenchOptions) -> Result<(PathBuf, Results)> {
         message,
     })?;
     let devices = opts.devices.clone().unwrap_or_else(|| cfg.devices.clone());
+    if devices.contains(&DeviceKind::Gpu)
+        && let Ok((_, adapter)) = quantlab_train::gpu()
+    {
+        eprintln!("wgpu adapter: {}", adapter.summary());
+        if let Some(w) = adapter.warning() {
+            eprintln!("{w}");
+        }
+    }
     let path = KernelPath::from_env()?;
     let engine = Engine { path, threads: 1 };
     let timing = Timing {
@@ -195,12 +203,21 @@ pub fn run(opts: &BenchOptions) -> Result<(PathBuf, Results)> {
     }
     derive_ratios(&mut rows);
     let mut notes = vec![
-        format!("quantlab rows (f32 and int8) run on the CPU with quantlab's engine, single-threaded; int8 GEMM path: {}", path.as_str()),
+        format!("quantlab rows (f32 and int8) run on the CPU with quantlab's engine, at 1 thread and (a second row) at every core; int8 GEMM path: {}, f32 kernels: {}", path.as_str(), path.f32_name()),
         "burn-flex / burn-ndarray rows: burn's own forward pass of the same float model (host tensor in, host logits out)".into(),
         "burn-weights: burn quantize_weights (MinMax, Q8S per tensor, weights only); burn dequantizes before computing".into(),
     ];
     if devices.contains(&DeviceKind::Gpu) {
         notes.push("gpu rows: burn on wgpu (float forward, and burn-weights where burn's packed int8 storage allows); quantlab's int8 methods run on the CPU".into());
+        match quantlab_train::gpu() {
+            Ok((_, adapter)) => {
+                notes.push(format!("wgpu adapter: {}", adapter.summary()));
+                if let Some(w) = adapter.warning() {
+                    notes.push(w);
+                }
+            }
+            Err(e) => notes.push(format!("wgpu adapter: {e}")),
+        }
         if devices == [DeviceKind::Gpu] {
             notes.push("models trained on wgpu (--device gpu)".into());
         }

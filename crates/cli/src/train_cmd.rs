@@ -123,6 +123,13 @@ impl TrainArgs {
 /// Runs `quantlab train`.
 pub fn run(args: TrainArgs) -> Result<()> {
     let cfg = args.config()?;
+    if args.device == Backend::Gpu {
+        let (_, adapter) = quantlab_train::gpu().map_err(anyhow::Error::msg)?;
+        eprintln!("wgpu adapter: {}", adapter.summary());
+        if let Some(w) = adapter.warning() {
+            eprintln!("{w}");
+        }
+    }
     let device = args.device.device();
     let has_checkpoint = args.out.join(checkpoint::META_FILE).is_file();
     if args.resume && !has_checkpoint {

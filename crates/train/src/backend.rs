@@ -1,6 +1,8 @@
 //! The three burn backends quantlab runs on, as one runtime switch. The binary picks one
 //! (`--device cpu|ndarray|gpu`) and passes the resulting `Device` down.
 
+use std::sync::OnceLock;
+
 use burn::tensor::{Device, DeviceKind};
 use serde::{Deserialize, Serialize};
 
@@ -42,8 +44,99 @@ impl Backend {
             Backend::Cpu => Device::flex(),
             #[allow(deprecated)] // ndarray is deprecated upstream; it stays a comparison row.
             Backend::Ndarray => Device::ndarray(),
-            Backend::Gpu => Device::wgpu(DeviceKind::DefaultDevice),
+            Backend::Gpu => match gpu() {
+                Ok((device, _)) => device.clone(),
+                // No adapter: the lazily created device reports the same error on first use.
+                Err(_) => Device::wgpu(DeviceKind::DefaultDevice),
+            },
         }
+    }
+}
+
+/// The wgpu adapter burn's GPU device runs on, as wgpu reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GpuAdapter {
+    /// Adapter name (e.g. `NVIDIA H100 80GB HBM3`, `llvmpipe (LLVM 19.1.7, 256 bits)`).
+    pub name: String,
+    /// Graphics API (`Vulkan`, `Metal`, `Dx12`, `Gl`).
+    pub backend: String,
+    /// Driver name.
+    pub driver: String,
+    /// Driver version string.
+    pub driver_info: String,
+    /// `DiscreteGpu`, `IntegratedGpu`, `VirtualGpu`, `Cpu` or `Other`.
+    pub device_type: String,
+}
+
+impl GpuAdapter {
+    /// Whether the "GPU" is a CPU emulator (Mesa's lavapipe / llvmpipe, SwiftShader, WARP):
+    /// its timings say nothing about a GPU.
+    pub fn is_emulated(&self) -> bool {
+        let n = format!("{} {}", self.name, self.driver).to_lowercase();
+        self.device_type == "Cpu"
+            || ["llvmpipe", "lavapipe", "swiftshader", "warp"]
+                .iter()
+                .any(|e| n.contains(e))
+    }
+
+    /// One line for logs and reports.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} ({}, {} {}, {})",
+            self.name, self.backend, self.driver, self.driver_info, self.device_type
+        )
+    }
+
+    /// The warning to print when the adapter is an emulator.
+    pub fn warning(&self) -> Option<String> {
+        self.is_emulated().then(|| {
+            format!(
+                "warning: the wgpu device is a CPU emulator ({}), not a GPU: its timings are not GPU figures",
+                self.name
+            )
+        })
+    }
+}
+
+/// The GPU device and its adapter, initialised once per process (burn's wgpu runtime can
+/// only be set up once, so this is the one place that does it).
+pub fn gpu() -> std::result::Result<&'static (Device, GpuAdapter), String> {
+    static GPU: OnceLock<std::result::Result<(Device, GpuAdapter), String>> = OnceLock::new();
+    GPU.get_or_init(|| {
+        let (device, setup) = Device::wgpu_options()
+            .init_with_setup()
+            .map_err(|e| format!("no wgpu device: {e}"))?;
+        let info = setup.adapter.get_info();
+        let adapter = GpuAdapter {
+            name: info.name,
+            backend: format!("{:?}", info.backend),
+            driver: info.driver,
+            driver_info: info.driver_info,
+            device_type: format!("{:?}", info.device_type),
+        };
+        Ok((device, adapter))
+    })
+    .as_ref()
+    .map_err(Clone::clone)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emulators_are_recognised() {
+        let a = |name: &str, ty: &str| GpuAdapter {
+            name: name.into(),
+            backend: "Vulkan".into(),
+            driver: if ty == "Cpu" { "llvmpipe" } else { "NVIDIA" }.into(),
+            driver_info: "1".into(),
+            device_type: ty.into(),
+        };
+        assert!(a("llvmpipe (LLVM 19.1.7, 256 bits)", "Cpu").is_emulated());
+        assert!(a("llvmpipe (LLVM 19.1.7, 256 bits)", "Cpu").warning().is_some());
+        assert!(!a("NVIDIA H100 80GB HBM3", "DiscreteGpu").is_emulated());
+        assert!(a("NVIDIA H100 80GB HBM3", "DiscreteGpu").summary().contains("DiscreteGpu"));
     }
 }
 

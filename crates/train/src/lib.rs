@@ -15,7 +15,7 @@ mod evaluate;
 mod fit;
 mod history;
 
-pub use backend::Backend;
+pub use backend::{Backend, GpuAdapter, gpu};
 pub use checkpoint::{Checkpoint, CheckpointMeta};
 pub use config::{OptimizerKind, TrainConfig};
 pub use error::{Result, TrainError};
