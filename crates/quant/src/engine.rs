@@ -23,7 +23,7 @@ use crate::kernels::rows::{RowMap, Rows, gather};
 use crate::kernels::sgemm::{self, PackedF32};
 use crate::kernels::{Epilogue, KernelPath, OutLayout, QWeights, avx512, qgemm};
 use crate::model::{DynamicLayer, LayerImpl, QuantModel, StaticLayer};
-use crate::network::{ConvGeom, Dense, Node};
+use crate::network::{ConvGeom, Dense, Node, PoolGeom};
 use crate::plan::{Layout, Prepared};
 use crate::qparams::{ActDtype, QParams, quantize_into};
 
@@ -98,6 +98,7 @@ struct Workspace {
     f32: Vec<f32>,
     u8: Vec<u8>,
     rows: Vec<u8>,
+    acc: Vec<i32>,
 }
 
 thread_local! {
@@ -243,8 +244,20 @@ impl Engine {
             }
         };
         trace(0, &act);
-        for (i, node) in model.network.nodes.iter().enumerate() {
+        let nodes = &model.network.nodes;
+        // Set when a convolution also ran the max pool after it (next node skipped).
+        let mut pooled = false;
+        for (i, node) in nodes.iter().enumerate() {
+            if std::mem::take(&mut pooled) {
+                continue;
+            }
             let taps = plan.taps[i].as_ref();
+            // A non-overlapping max pool right after a conv fuses into its int8 epilogue
+            // (untraced runs only: a trace wants the conv's own output).
+            let pool_next = match nodes.get(i + 1) {
+                Some(Node::MaxPool(g)) if !traced && g.kernel == g.stride => Some(g),
+                _ => None,
+            };
             act = match (node, &model.layers[i], &plan.nodes[i]) {
                 (Node::Dense(d), Some(LayerImpl::F32), Prepared::F32(w)) => {
                     let x = act.into_f32();
@@ -254,7 +267,10 @@ impl Engine {
                 }
                 (Node::Dense(d), Some(LayerImpl::Static(l)), Prepared::Int8(w)) => {
                     let input = act.into_u8(&l.in_q);
-                    let y = self.dense_static(d, l, w, taps, &input, batch);
+                    let fused = pool_next
+                        .and_then(|pg| self.conv_pool_static(d, l, w, taps?, &input, batch, pg));
+                    pooled = fused.is_some();
+                    let y = fused.unwrap_or_else(|| self.dense_static(d, l, w, taps, &input, batch));
                     give(input);
                     Act::U8(y, l.out_q)
                 }
@@ -298,7 +314,9 @@ impl Engine {
                 },
                 (Node::Flatten, _, _) => act,
             };
-            trace(i + 1, &act);
+            if !pooled {
+                trace(i + 1, &act);
+            }
         }
         let out = act.into_f32();
         // A right-sized copy leaves: the pooled buffer stays for the next call.
@@ -410,6 +428,58 @@ impl Engine {
         }
         give(input);
         out
+    }
+
+    /// A static conv and the max pool after it in one pass (VNNI only; see
+    /// [`avx512::conv_pool_rows`]): `None` where that path does not apply.
+    #[allow(clippy::too_many_arguments)] // a layer, its weights, its input and the pool
+    fn conv_pool_static(
+        &self,
+        d: &Dense,
+        l: &StaticLayer,
+        w: &QWeights,
+        taps: &Taps,
+        input: &[u8],
+        batch: usize,
+        pg: &PoolGeom,
+    ) -> Option<Vec<u8>> {
+        let g = d.conv.as_ref()?;
+        if self.path != KernelPath::Avx512Vnni || pg.channels != d.n || pg.in_hw != g.out_hw {
+            return None;
+        }
+        let pooled_len = d.n * pg.out_hw[0] * pg.out_hw[1];
+        let lo = if d.relu {
+            l.out_q.zero_point.max(l.out_q.qmin)
+        } else {
+            l.out_q.qmin
+        };
+        let shape = avx512::PoolShape {
+            ow: g.out_hw[1],
+            out_hw: pg.out_hw,
+            window: pg.stride,
+        };
+        let zp = l.in_q.zero_point as u8;
+        let mut out = take(batch * pooled_len);
+        let ok = WORKSPACE.with_borrow_mut(|ws| {
+            let samples = input
+                .chunks_exact(d.in_len())
+                .zip(out.chunks_exact_mut(pooled_len));
+            for (xs, os) in samples {
+                nhwc::pad(xs, g, zp, &mut ws.u8);
+                let rows = conv_rows(&ws.u8, g, taps, taps.seg_len4());
+                let c = (l.out_q.zero_point, lo, l.out_q.qmax);
+                if !avx512::conv_pool_rows(&rows, w, &l.offset, &l.requant, c, shape, &mut ws.acc, os) {
+                    return false;
+                }
+            }
+            true
+        });
+        if ok {
+            Some(out)
+        } else {
+            give(out);
+            None
+        }
     }
 
     /// An int8 convolution, sample by sample, over the zero-point padded input: read in

@@ -129,6 +129,80 @@ pub fn qgemm_rows(rows: &Rows<u8>, w: &QWeights, epi: &mut Epilogue) {
     unsafe { qgemm_vnni(rows, w, epi) }
 }
 
+/// A static convolution fused with the 2D max pool that follows it: the i32 accumulators
+/// are max-reduced per pooled pixel and only the pooled pixels are requantized. Exact:
+/// requantization (`acc + offset`, a positive multiplier, the ReLU clamp) is monotonic, so
+/// it commutes with max. `out` receives the pooled map, `[pooled pixels, n]`. Returns
+/// `false`, touching nothing, when a multiplier needs the saturating `shift == 0` case.
+#[allow(clippy::too_many_arguments)] // a layer's rows, weights, epilogue and pool
+pub fn conv_pool_rows(
+    rows: &Rows<u8>,
+    w: &QWeights,
+    offset: &[i32],
+    requant: &[crate::qparams::Requant],
+    (zo, lo, hi): (i32, i32, i32),
+    pool: PoolShape,
+    buf: &mut Vec<i32>,
+    out: &mut [u8],
+) -> bool {
+    assert!(available(), "AVX-512 VNNI kernel called on a CPU without it");
+    assert_eq!(rows.k(), w.k, "row length must match the weights");
+    assert!(rows.segs.len() == 1 || rows.seg_len % 4 == 0, "segments must hold whole groups of 4");
+    let pooled = pool.out_hw[0] * pool.out_hw[1];
+    assert!(out.len() >= pooled * w.n, "output buffer too short");
+    rows.check();
+    let p = &w.packed;
+    let Some(f) = Fused::new(offset, requant, w.n, p.panels) else {
+        return false;
+    };
+    let stride = p.panels * NR;
+    buf.clear();
+    buf.resize(pooled * stride, i32::MIN);
+    // SAFETY: features checked above; reads bounded by `rows.check()`, writes by the sizes.
+    unsafe { conv_pool_vnni(rows, p, &f, (zo, lo, hi), pool, buf, stride, w.n, out) };
+    true
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512dq,avx512vl")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn conv_pool_vnni(
+    rows: &Rows<u8>,
+    p: &super::pack::Packed,
+    f: &Fused,
+    c: (i32, i32, i32),
+    pool: PoolShape,
+    buf: &mut [i32],
+    stride: usize,
+    n: usize,
+    out: &mut [u8],
+) {
+    {
+        let mut sink = Sink::PoolMax {
+            buf: &mut *buf,
+            stride,
+            pool,
+        };
+        let mut row0 = 0;
+        while row0 < rows.m {
+            let r = MR.min(rows.m - row0);
+            // SAFETY: same target features.
+            unsafe { rows_block(r, rows, row0, p, &mut sink) };
+            row0 += r;
+        }
+    }
+    let layout = super::epilogue::OutLayout::RowMajor;
+    for (t, row) in buf.chunks_exact(stride).enumerate() {
+        for panel in 0..stride / NR {
+            // SAFETY: 16 i32 of the pooled row; same target features.
+            unsafe {
+                let acc = [_mm512_loadu_si512(row[panel * NR..].as_ptr().cast())];
+                requant_panel(&acc, panel, t, f, c, layout, n, out);
+            }
+        }
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512dq,avx512vl")]
 unsafe fn qgemm_vnni(rows: &Rows<u8>, w: &QWeights, epi: &mut Epilogue) {
@@ -183,8 +257,54 @@ unsafe fn qgemm_vnni(rows: &Rows<u8>, w: &QWeights, epi: &mut Epilogue) {
     }
 }
 
+/// A non-overlapping max pool after a convolution (kernel = stride, floor mode): which
+/// pooled output each conv output pixel falls in.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolShape {
+    /// Conv output width.
+    pub ow: usize,
+    /// Pooled `[h, w]`.
+    pub out_hw: [usize; 2],
+    /// Window = stride `[sy, sx]`.
+    pub window: [usize; 2],
+}
+
+impl PoolShape {
+    /// The pooled pixel each of the conv output pixels `row0..row0 + R` lands in, if any:
+    /// divisions once per block, then counters (a division per row cost more than the
+    /// requantization it saves).
+    #[inline(always)]
+    fn targets<const R: usize>(&self, row0: usize) -> [usize; R] {
+        let ([sy, sx], [ph, pw]) = (self.window, self.out_hw);
+        let (oy, mut ox) = (row0 / self.ow, row0 % self.ow);
+        let (mut py, mut cy, mut px, mut cx) = (oy / sy, oy % sy, ox / sx, ox % sx);
+        std::array::from_fn(|_| {
+            let t = if py < ph && px < pw { py * pw + px } else { usize::MAX };
+            ox += 1;
+            cx += 1;
+            if cx == sx {
+                (cx, px) = (0, px + 1);
+            }
+            if ox == self.ow {
+                (ox, px, cx) = (0, 0, 0);
+                cy += 1;
+                if cy == sy {
+                    (cy, py) = (0, py + 1);
+                }
+            }
+            t
+        })
+    }
+}
+
 /// Where a block's accumulators go.
 enum Sink<'a> {
+    /// Max-reduced into the pooled pixel's i32 row of `stride` (fused conv + max pool).
+    PoolMax {
+        buf: &'a mut [i32],
+        stride: usize,
+        pool: PoolShape,
+    },
     /// Stored as i32 rows of `stride` for a general epilogue.
     Tile { tile: &'a mut [i32], stride: usize },
     /// Requantized to u8 in registers (the static epilogue).
@@ -297,7 +417,7 @@ unsafe fn rows_block(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl")]
 unsafe fn block<const R: usize>(rows: &Rows<u8>, row0: usize, p: &super::pack::Packed, sink: &mut Sink) {
-    let bases: [usize; R] = std::array::from_fn(|r| rows.base(row0 + r));
+    let bases: [usize; R] = rows.bases(row0);
     let a = rows.a.as_ptr();
     let (full, tail) = (rows.seg_len / 4, rows.seg_len % 4 != 0);
     let mut panel = 0;
@@ -353,6 +473,25 @@ unsafe fn block<const R: usize>(rows: &Rows<u8>, row0: usize, p: &super::pack::P
                     }
                 }
             }
+            Sink::PoolMax { buf, stride, pool } => {
+                let targets = pool.targets::<R>(row0);
+                for r in 0..R {
+                    let t = targets[r];
+                    if t == usize::MAX {
+                        continue;
+                    }
+                    let dst = &mut buf[t * *stride + panel * NR..];
+                    // SAFETY: 16 (or 32 with `two`) i32 inside the pooled row's `stride` slots.
+                    unsafe {
+                        let p0 = dst.as_mut_ptr().cast();
+                        _mm512_storeu_si512(p0, _mm512_max_epi32(_mm512_loadu_si512(p0), acc0[r]));
+                        if two {
+                            let p1 = dst[NR..].as_mut_ptr().cast();
+                            _mm512_storeu_si512(p1, _mm512_max_epi32(_mm512_loadu_si512(p1), acc1[r]));
+                        }
+                    }
+                }
+            }
             Sink::Requant {
                 f,
                 zo,
@@ -374,6 +513,22 @@ unsafe fn block<const R: usize>(rows: &Rows<u8>, row0: usize, p: &super::pack::P
         }
         panel += if two { 2 } else { 1 };
     }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+#[allow(clippy::too_many_arguments)]
+unsafe fn conv_pool_vnni(
+    _: &Rows<u8>,
+    _: &super::pack::Packed,
+    _: &Fused,
+    _: (i32, i32, i32),
+    _: PoolShape,
+    _: &mut [i32],
+    _: usize,
+    _: usize,
+    _: &mut [u8],
+) {
+    unreachable!("checked by available()")
 }
 
 #[cfg(not(target_arch = "x86_64"))]

@@ -70,6 +70,29 @@ impl<'a, T> Rows<'a, T> {
         }
     }
 
+    /// Bases of rows `row0..row0 + R`: one division per block, then steps.
+    #[inline(always)]
+    pub fn bases<const R: usize>(&self, row0: usize) -> [usize; R] {
+        match self.map {
+            RowMap::Strided { lda } => std::array::from_fn(|r| (row0 + r) * lda),
+            RowMap::Conv {
+                row_step,
+                col_step,
+                ow,
+            } => {
+                let (mut oy, mut ox) = (row0 / ow, row0 % ow);
+                std::array::from_fn(|_| {
+                    let b = oy * row_step + ox * col_step;
+                    ox += 1;
+                    if ox == ow {
+                        (ox, oy) = (0, oy + 1);
+                    }
+                    b
+                })
+            }
+        }
+    }
+
     /// Panics unless every value any row reads lies inside `a`: the one check that lets the
     /// SIMD kernels read without bounds tests.
     pub fn check(&self) {

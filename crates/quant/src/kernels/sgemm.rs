@@ -155,7 +155,7 @@ unsafe fn block512<const R: usize>(
     relu: bool,
     out: &mut [f32],
 ) {
-    let bases: [usize; R] = std::array::from_fn(|r| rows.base(row0 + r));
+    let bases: [usize; R] = rows.bases(row0);
     let a = rows.a.as_ptr();
     let k = w.k;
     let mut panel = 0;
@@ -245,7 +245,7 @@ unsafe fn block256<const R: usize>(
     relu: bool,
     out: &mut [f32],
 ) {
-    let bases: [usize; R] = std::array::from_fn(|r| rows.base(row0 + r));
+    let bases: [usize; R] = rows.bases(row0);
     let a = rows.a.as_ptr();
     let k = w.k;
     for panel in 0..w.panels {
