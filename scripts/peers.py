@@ -60,7 +60,7 @@ def accuracy(path, x, y):
     return float((out.argmax(1) == y).mean())
 
 
-def ort_samples(sess, x, reps, warmup=3):
+def ort_samples(sess, x, reps, warmup=10):
     name = sess.get_inputs()[0].name
     feed = {name: x}
     for _ in range(warmup):
@@ -75,7 +75,7 @@ def ort_samples(sess, x, reps, warmup=3):
 
 def quantlab_samples(binary, model, batches, threads, reps):
     cmd = [binary, "time", model, "--batch", ",".join(map(str, batches)),
-           "--threads", str(threads), "--reps", str(reps), "--warmup", "3", "--json"]
+           "--threads", str(threads), "--reps", str(reps), "--warmup", "10", "--json"]
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
         sys.exit(f"peers: {' '.join(cmd)} failed: {out.stderr.strip()}")
@@ -133,10 +133,15 @@ def main():
         sessions = {(c, t): session(v["onnx"], t) for c, v in cases.items() if "onnx" in v
                     for t in threads}
         inputs = {b: np.ascontiguousarray(xte[:b]) for b in batches}
+        all_cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
         for r in range(a.rounds):
             order = list(cases)
             random.Random(r).shuffle(order)
             for t in threads:
+                # One thread: pinned to one core, this process and the quantlab child alike
+                # (affinity is inherited), so neither loses its caches to a migration.
+                if hasattr(os, "sched_setaffinity"):
+                    os.sched_setaffinity(0, {min(all_cpus)} if t == 1 else all_cpus)
                 for c in order:
                     if "onnx" in cases[c]:
                         for b in batches:
@@ -167,7 +172,8 @@ def main():
 def markdown(result, batches, threads):
     lines = [SECTION, "",
              f"ONNX Runtime {result['onnxruntime']}, {result['cpu_count']} CPUs; "
-             f"{result['rounds']} interleaved rounds x {result['reps']} runs per case; "
+             f"{result['rounds']} interleaved rounds x {result['reps']} runs per case "
+             "(after 10 warm-up runs; t1 pinned to one core with sched_setaffinity); "
              "latency median (p90) in microseconds; ratios are the case's median over ONNX "
              "Runtime's (below 1: quantlab is faster).", ""]
     for m, cases in result["models"].items():

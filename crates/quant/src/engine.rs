@@ -458,28 +458,21 @@ impl Engine {
             out_hw: pg.out_hw,
             window: pg.stride,
         };
+        let rq = avx512::Requantizer::new(&l.offset, &l.requant, w)?;
         let zp = l.in_q.zero_point as u8;
+        let c = (l.out_q.zero_point, lo, l.out_q.qmax);
         let mut out = take(batch * pooled_len);
-        let ok = WORKSPACE.with_borrow_mut(|ws| {
+        WORKSPACE.with_borrow_mut(|ws| {
             let samples = input
                 .chunks_exact(d.in_len())
                 .zip(out.chunks_exact_mut(pooled_len));
             for (xs, os) in samples {
                 nhwc::pad(xs, g, zp, &mut ws.u8);
                 let rows = conv_rows(&ws.u8, g, taps, taps.seg_len4());
-                let c = (l.out_q.zero_point, lo, l.out_q.qmax);
-                if !avx512::conv_pool_rows(&rows, w, &l.offset, &l.requant, c, shape, &mut ws.acc, os) {
-                    return false;
-                }
+                avx512::conv_pool_rows(&rows, w, &rq, c, shape, &mut ws.acc, os);
             }
-            true
         });
-        if ok {
-            Some(out)
-        } else {
-            give(out);
-            None
-        }
+        Some(out)
     }
 
     /// An int8 convolution, sample by sample, over the zero-point padded input: read in

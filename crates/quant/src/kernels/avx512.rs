@@ -129,38 +129,43 @@ pub fn qgemm_rows(rows: &Rows<u8>, w: &QWeights, epi: &mut Epilogue) {
     unsafe { qgemm_vnni(rows, w, epi) }
 }
 
+/// A layer's requantization constants laid out for the VNNI epilogue, built once per layer
+/// call rather than per sample.
+pub struct Requantizer(Fused);
+
+impl Requantizer {
+    /// `None` when a multiplier needs the saturating `shift == 0` case (the general
+    /// epilogue handles it).
+    pub fn new(offset: &[i32], requant: &[crate::qparams::Requant], w: &QWeights) -> Option<Self> {
+        Fused::new(offset, requant, w.n, w.packed.panels).map(Self)
+    }
+}
+
 /// A static convolution fused with the 2D max pool that follows it: the i32 accumulators
 /// are max-reduced per pooled pixel and only the pooled pixels are requantized. Exact:
 /// requantization (`acc + offset`, a positive multiplier, the ReLU clamp) is monotonic, so
-/// it commutes with max. `out` receives the pooled map, `[pooled pixels, n]`. Returns
-/// `false`, touching nothing, when a multiplier needs the saturating `shift == 0` case.
-#[allow(clippy::too_many_arguments)] // a layer's rows, weights, epilogue and pool
+/// it commutes with max. `out` receives the pooled map, `[pooled pixels, n]`.
 pub fn conv_pool_rows(
     rows: &Rows<u8>,
     w: &QWeights,
-    offset: &[i32],
-    requant: &[crate::qparams::Requant],
+    rq: &Requantizer,
     (zo, lo, hi): (i32, i32, i32),
     pool: PoolShape,
     buf: &mut Vec<i32>,
     out: &mut [u8],
-) -> bool {
+) {
     assert!(available(), "AVX-512 VNNI kernel called on a CPU without it");
     assert_eq!(rows.k(), w.k, "row length must match the weights");
     assert!(rows.segs.len() == 1 || rows.seg_len % 4 == 0, "segments must hold whole groups of 4");
     let pooled = pool.out_hw[0] * pool.out_hw[1];
     assert!(out.len() >= pooled * w.n, "output buffer too short");
+    assert_eq!(rq.0.mult.len(), w.packed.panels * NR, "requantizer built for other weights");
     rows.check();
-    let p = &w.packed;
-    let Some(f) = Fused::new(offset, requant, w.n, p.panels) else {
-        return false;
-    };
-    let stride = p.panels * NR;
+    let stride = w.packed.panels * NR;
     buf.clear();
     buf.resize(pooled * stride, i32::MIN);
     // SAFETY: features checked above; reads bounded by `rows.check()`, writes by the sizes.
-    unsafe { conv_pool_vnni(rows, p, &f, (zo, lo, hi), pool, buf, stride, w.n, out) };
-    true
+    unsafe { conv_pool_vnni(rows, &w.packed, &rq.0, (zo, lo, hi), pool, buf, stride, w.n, out) };
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -192,13 +197,22 @@ unsafe fn conv_pool_vnni(
         }
     }
     let layout = super::epilogue::OutLayout::RowMajor;
-    for (t, row) in buf.chunks_exact(stride).enumerate() {
-        for panel in 0..stride / NR {
-            // SAFETY: 16 i32 of the pooled row; same target features.
-            unsafe {
-                let acc = [_mm512_loadu_si512(row[panel * NR..].as_ptr().cast())];
-                requant_panel(&acc, panel, t, f, c, layout, n, out);
-            }
+    let rows_out = buf.len() / stride;
+    for panel in 0..stride / NR {
+        let load = |t: usize| {
+            // SAFETY: 16 i32 of pooled row t, inside `buf`.
+            unsafe { _mm512_loadu_si512(buf[t * stride + panel * NR..].as_ptr().cast()) }
+        };
+        let mut t = 0;
+        while t + MR <= rows_out {
+            let acc: [__m512i; MR] = std::array::from_fn(|r| load(t + r));
+            // SAFETY: same target features; stores bounded by `out`'s size check.
+            unsafe { requant_panel(&acc, panel, t, f, c, layout, n, out) };
+            t += MR;
+        }
+        for t in t..rows_out {
+            // SAFETY: as above.
+            unsafe { requant_panel(&[load(t)], panel, t, f, c, layout, n, out) };
         }
     }
 }
