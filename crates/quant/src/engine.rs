@@ -19,7 +19,7 @@ use rayon::prelude::*;
 
 use crate::error::{QuantError, Result};
 use crate::kernels::nhwc::{self, Taps};
-use crate::kernels::rows::{RowMap, Rows, gather};
+use crate::kernels::rows::{PoolShape, RowMap, Rows, gather};
 use crate::kernels::sgemm::{self, PackedF32};
 use crate::kernels::{Epilogue, KernelPath, OutLayout, QWeights, avx512, qgemm};
 use crate::model::{DynamicLayer, LayerImpl, QuantModel, StaticLayer};
@@ -453,7 +453,7 @@ impl Engine {
         } else {
             l.out_q.qmin
         };
-        let shape = avx512::PoolShape {
+        let shape = PoolShape {
             ow: g.out_hw[1],
             out_hw: pg.out_hw,
             window: pg.stride,

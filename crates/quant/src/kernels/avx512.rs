@@ -12,7 +12,7 @@ use std::arch::x86_64::*;
 
 use super::epilogue::Epilogue;
 use super::pack::NR;
-use super::rows::Rows;
+use super::rows::{PoolShape, Rows};
 use super::weights::QWeights;
 
 /// Rows per block.
@@ -268,46 +268,6 @@ unsafe fn qgemm_vnni(rows: &Rows<u8>, w: &QWeights, epi: &mut Epilogue) {
         unsafe { rows_block(r, rows, row0, p, &mut Sink::Tile { tile, stride }) };
         epi.apply_block(row0, r, n, tile, stride);
         row0 += r;
-    }
-}
-
-/// A non-overlapping max pool after a convolution (kernel = stride, floor mode): which
-/// pooled output each conv output pixel falls in.
-#[derive(Debug, Clone, Copy)]
-pub struct PoolShape {
-    /// Conv output width.
-    pub ow: usize,
-    /// Pooled `[h, w]`.
-    pub out_hw: [usize; 2],
-    /// Window = stride `[sy, sx]`.
-    pub window: [usize; 2],
-}
-
-impl PoolShape {
-    /// The pooled pixel each of the conv output pixels `row0..row0 + R` lands in, if any:
-    /// divisions once per block, then counters (a division per row cost more than the
-    /// requantization it saves).
-    #[inline(always)]
-    fn targets<const R: usize>(&self, row0: usize) -> [usize; R] {
-        let ([sy, sx], [ph, pw]) = (self.window, self.out_hw);
-        let (oy, mut ox) = (row0 / self.ow, row0 % self.ow);
-        let (mut py, mut cy, mut px, mut cx) = (oy / sy, oy % sy, ox / sx, ox % sx);
-        std::array::from_fn(|_| {
-            let t = if py < ph && px < pw { py * pw + px } else { usize::MAX };
-            ox += 1;
-            cx += 1;
-            if cx == sx {
-                (cx, px) = (0, px + 1);
-            }
-            if ox == self.ow {
-                (ox, px, cx) = (0, 0, 0);
-                cy += 1;
-                if cy == sy {
-                    (cy, py) = (0, py + 1);
-                }
-            }
-            t
-        })
     }
 }
 

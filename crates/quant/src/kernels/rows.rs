@@ -115,6 +115,46 @@ impl<'a, T> Rows<'a, T> {
     }
 }
 
+/// A non-overlapping max pool after a convolution (kernel = stride, floor mode): which
+/// pooled output each conv output pixel falls in.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolShape {
+    /// Conv output width.
+    pub ow: usize,
+    /// Pooled `[h, w]`.
+    pub out_hw: [usize; 2],
+    /// Window = stride `[sy, sx]`.
+    pub window: [usize; 2],
+}
+
+impl PoolShape {
+    /// The pooled pixel each of the conv output pixels `row0..row0 + R` lands in, if any:
+    /// divisions once per block, then counters (a division per row cost more than the
+    /// requantization it saves); `usize::MAX` for a pixel no window covers.
+    #[inline(always)]
+    pub fn targets<const R: usize>(&self, row0: usize) -> [usize; R] {
+        let ([sy, sx], [ph, pw]) = (self.window, self.out_hw);
+        let (oy, mut ox) = (row0 / self.ow, row0 % self.ow);
+        let (mut py, mut cy, mut px, mut cx) = (oy / sy, oy % sy, ox / sx, ox % sx);
+        std::array::from_fn(|_| {
+            let t = if py < ph && px < pw { py * pw + px } else { usize::MAX };
+            ox += 1;
+            cx += 1;
+            if cx == sx {
+                (cx, px) = (0, px + 1);
+            }
+            if ox == self.ow {
+                (ox, px, cx) = (0, 0, 0);
+                cy += 1;
+                if cy == sy {
+                    (cy, py) = (0, py + 1);
+                }
+            }
+            t
+        })
+    }
+}
+
 /// Writes `rows` as a plain `[m, k]` matrix into `out` (for kernels that read a matrix).
 pub fn gather<T: Copy>(rows: &Rows<T>, out: &mut [T]) {
     rows.check();
