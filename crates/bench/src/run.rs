@@ -500,7 +500,12 @@ impl Pair<'_> {
 
     /// `row` measured again with every core (the engine splits the batch across them),
     /// when there is more than one and the engine would use them for this model.
-    fn all_cores_row(&self, m: &QuantModel, row: &Row, batch_x: &[Vec<f32>]) -> Result<Option<Row>> {
+    fn all_cores_row(
+        &self,
+        m: &QuantModel,
+        row: &Row,
+        batch_x: &[Vec<f32>],
+    ) -> Result<Option<Row>> {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let engine = Engine {
             threads: cores,
@@ -515,8 +520,12 @@ impl Pair<'_> {
             ..row.clone()
         };
         let b = BATCHES;
-        let l1 = latency(&self.timing, || engine.run(m, &batch_x[0], b[0]).map(|_| ()))?;
-        let l64 = latency(&self.timing, || engine.run(m, &batch_x[1], b[1]).map(|_| ()))?;
+        let l1 = latency(&self.timing, || {
+            engine.run(m, &batch_x[0], b[0]).map(|_| ())
+        })?;
+        let l64 = latency(&self.timing, || {
+            engine.run(m, &batch_x[1], b[1]).map(|_| ())
+        })?;
         fill_latency(&mut r, l1, l64);
         let (out, peak) = peak_during(|| engine.run(m, &batch_x[1], b[1]));
         out?;

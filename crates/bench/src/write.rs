@@ -269,7 +269,10 @@ pub fn markdown(r: &Results) -> String {
 /// one-thread throughput of the same method (empty when only one thread was measured).
 fn scaling_markdown(rows: &[&Row]) -> String {
     let mut s = String::new();
-    for one in rows.iter().filter(|r| r.backend == "quantlab" && r.threads == 1) {
+    for one in rows
+        .iter()
+        .filter(|r| r.backend == "quantlab" && r.threads == 1)
+    {
         let Some(all) = rows.iter().find(|r| {
             r.backend == one.backend && r.method == one.method && r.threads > 1 && r.supported
         }) else {

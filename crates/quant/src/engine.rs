@@ -103,8 +103,11 @@ struct Workspace {
 
 thread_local! {
     static WORKSPACE: RefCell<Workspace> = RefCell::new(Workspace::default());
-    static POOL: RefCell<(Vec<Vec<u8>>, Vec<Vec<f32>>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+    static POOL: RefCell<Pool> = const { RefCell::new((Vec::new(), Vec::new())) };
 }
+
+/// Free u8 and f32 activation buffers of one thread.
+type Pool = (Vec<Vec<u8>>, Vec<Vec<f32>>);
 
 /// Activation buffers recycled across layers and calls on each thread. Fresh allocations of
 /// feature maps (hundreds of KB) are page-faulted in on every call, which also serialises
@@ -270,7 +273,8 @@ impl Engine {
                     let fused = pool_next
                         .and_then(|pg| self.conv_pool_static(d, l, w, taps?, &input, batch, pg));
                     pooled = fused.is_some();
-                    let y = fused.unwrap_or_else(|| self.dense_static(d, l, w, taps, &input, batch));
+                    let y =
+                        fused.unwrap_or_else(|| self.dense_static(d, l, w, taps, &input, batch));
                     give(input);
                     Act::U8(y, l.out_q)
                 }
@@ -341,7 +345,10 @@ impl Engine {
         let mut y = take(batch * d.out_len());
         match (&d.conv, taps) {
             (Some(g), Some(taps)) => WORKSPACE.with_borrow_mut(|ws| {
-                for (xs, ys) in x.chunks_exact(d.in_len()).zip(y.chunks_exact_mut(d.out_len())) {
+                for (xs, ys) in x
+                    .chunks_exact(d.in_len())
+                    .zip(y.chunks_exact_mut(d.out_len()))
+                {
                     nhwc::pad(xs, g, 0.0, &mut ws.f32);
                     let rows = conv_rows(&ws.f32, g, taps, taps.seg_len);
                     sgemm::sgemm(self.path, &rows, w, d.relu, ys);
@@ -490,7 +497,11 @@ impl Engine {
         epilogue: impl Fn(&'o mut [O]) -> Epilogue<'o>,
     ) {
         WORKSPACE.with_borrow_mut(|ws| {
-            let Workspace { u8: padded, rows: gathered, .. } = ws;
+            let Workspace {
+                u8: padded,
+                rows: gathered,
+                ..
+            } = ws;
             let samples = input
                 .chunks_exact(d.in_len())
                 .zip(out.chunks_exact_mut(d.out_len()));

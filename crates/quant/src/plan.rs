@@ -13,9 +13,9 @@
 
 use std::sync::{Arc, OnceLock};
 
+use crate::kernels::QWeights;
 use crate::kernels::nhwc::{self, Taps};
 use crate::kernels::sgemm::PackedF32;
-use crate::kernels::QWeights;
 use crate::model::{LayerImpl, QuantModel};
 use crate::network::{ConvGeom, Dense, Node};
 
@@ -137,9 +137,12 @@ fn prepare_dense(d: &Dense, layer: Option<&LayerImpl>, layout: Layout) -> (Prepa
         Prepared::Int8(QWeights::new(wk, w.n, k))
     };
     let prepared = match layer {
-        Some(LayerImpl::F32) | None => {
-            Prepared::F32(PackedF32::new(&order.apply(&d.weight, d.n), &d.bias, d.n, d.k))
-        }
+        Some(LayerImpl::F32) | None => Prepared::F32(PackedF32::new(
+            &order.apply(&d.weight, d.n),
+            &d.bias,
+            d.n,
+            d.k,
+        )),
         Some(LayerImpl::Static(l)) => int8(&l.w),
         Some(LayerImpl::Dynamic(l)) => int8(&l.w),
     };

@@ -11,8 +11,8 @@ use quantlab_quant::kernels::{Epilogue, OutLayout, scalar};
 use quantlab_quant::network::{ConvGeom, PoolGeom};
 use quantlab_quant::qparams::quantize_into;
 use quantlab_quant::{
-    Dense, Engine, KernelPath, LayerImpl, MethodKind, Network, Node, QuantModel,
-    QuantizeOptions, quantize,
+    Dense, Engine, KernelPath, LayerImpl, MethodKind, Network, Node, QuantModel, QuantizeOptions,
+    quantize,
 };
 
 fn conv(rng: &mut Rng, c: usize, hw: [usize; 2], n: usize, stride: usize, pad: usize) -> Dense {
@@ -189,7 +189,10 @@ fn reference(model: &QuantModel, x: &[f32], batch: usize) -> Vec<f32> {
 }
 
 fn paths() -> Vec<KernelPath> {
-    KernelPath::ALL.into_iter().filter(|p| p.available()).collect()
+    KernelPath::ALL
+        .into_iter()
+        .filter(|p| p.available())
+        .collect()
 }
 
 #[test]

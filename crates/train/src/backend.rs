@@ -53,6 +53,12 @@ impl Backend {
     }
 }
 
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The wgpu adapter burn's GPU device runs on, as wgpu reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GpuAdapter {
@@ -134,14 +140,16 @@ mod tests {
             device_type: ty.into(),
         };
         assert!(a("llvmpipe (LLVM 19.1.7, 256 bits)", "Cpu").is_emulated());
-        assert!(a("llvmpipe (LLVM 19.1.7, 256 bits)", "Cpu").warning().is_some());
+        assert!(
+            a("llvmpipe (LLVM 19.1.7, 256 bits)", "Cpu")
+                .warning()
+                .is_some()
+        );
         assert!(!a("NVIDIA H100 80GB HBM3", "DiscreteGpu").is_emulated());
-        assert!(a("NVIDIA H100 80GB HBM3", "DiscreteGpu").summary().contains("DiscreteGpu"));
-    }
-}
-
-impl std::fmt::Display for Backend {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+        assert!(
+            a("NVIDIA H100 80GB HBM3", "DiscreteGpu")
+                .summary()
+                .contains("DiscreteGpu")
+        );
     }
 }

@@ -120,7 +120,7 @@ pub fn qgemm_rows(rows: &Rows<u8>, w: &QWeights, epi: &mut Epilogue) {
     );
     assert_eq!(rows.k(), w.k, "row length must match the weights");
     assert!(
-        rows.segs.len() == 1 || rows.seg_len % 4 == 0,
+        rows.segs.len() == 1 || rows.seg_len.is_multiple_of(4),
         "segments must hold whole groups of 4"
     );
     rows.check();
@@ -154,18 +154,40 @@ pub fn conv_pool_rows(
     buf: &mut Vec<i32>,
     out: &mut [u8],
 ) {
-    assert!(available(), "AVX-512 VNNI kernel called on a CPU without it");
+    assert!(
+        available(),
+        "AVX-512 VNNI kernel called on a CPU without it"
+    );
     assert_eq!(rows.k(), w.k, "row length must match the weights");
-    assert!(rows.segs.len() == 1 || rows.seg_len % 4 == 0, "segments must hold whole groups of 4");
+    assert!(
+        rows.segs.len() == 1 || rows.seg_len.is_multiple_of(4),
+        "segments must hold whole groups of 4"
+    );
     let pooled = pool.out_hw[0] * pool.out_hw[1];
     assert!(out.len() >= pooled * w.n, "output buffer too short");
-    assert_eq!(rq.0.mult.len(), w.packed.panels * NR, "requantizer built for other weights");
+    assert_eq!(
+        rq.0.mult.len(),
+        w.packed.panels * NR,
+        "requantizer built for other weights"
+    );
     rows.check();
     let stride = w.packed.panels * NR;
     buf.clear();
     buf.resize(pooled * stride, i32::MIN);
     // SAFETY: features checked above; reads bounded by `rows.check()`, writes by the sizes.
-    unsafe { conv_pool_vnni(rows, &w.packed, &rq.0, (zo, lo, hi), pool, buf, stride, w.n, out) };
+    unsafe {
+        conv_pool_vnni(
+            rows,
+            &w.packed,
+            &rq.0,
+            (zo, lo, hi),
+            pool,
+            buf,
+            stride,
+            w.n,
+            out,
+        )
+    };
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -297,8 +319,8 @@ enum Sink<'a> {
 const MAX_TILE_PANELS: usize = 16;
 
 /// The static epilogue on one panel of `R` rows: `clamp(zo + ((acc + offset) * m + round)
-/// >> shift, lo, hi)` in 64-bit lanes, exactly [`crate::qparams::Requant::apply`]; the
-/// panel's constants are loaded once for all rows.
+/// shifted right by shift, lo, hi)` in 64-bit lanes, exactly
+/// [`crate::qparams::Requant::apply`]; the panel's constants are loaded once for all rows.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512dq,avx512vl")]
 #[allow(clippy::too_many_arguments)]
@@ -390,10 +412,15 @@ unsafe fn rows_block(
 /// `g` of the packed weights pairs with the `g`-th 4 bytes of the row's segments in order.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl")]
-unsafe fn block<const R: usize>(rows: &Rows<u8>, row0: usize, p: &super::pack::Packed, sink: &mut Sink) {
+unsafe fn block<const R: usize>(
+    rows: &Rows<u8>,
+    row0: usize,
+    p: &super::pack::Packed,
+    sink: &mut Sink,
+) {
     let bases: [usize; R] = rows.bases(row0);
     let a = rows.a.as_ptr();
-    let (full, tail) = (rows.seg_len / 4, rows.seg_len % 4 != 0);
+    let (full, tail) = (rows.seg_len / 4, !rows.seg_len.is_multiple_of(4));
     let mut panel = 0;
     while panel < p.panels {
         let two = panel + 1 < p.panels;
@@ -431,9 +458,7 @@ unsafe fn block<const R: usize>(rows: &Rows<u8>, row0: usize, p: &super::pack::P
             let s = rows.segs[0];
             step(
                 g,
-                std::array::from_fn(|r| {
-                    quad(&rows.a[bases[r] + s..], full, rows.seg_len)
-                }),
+                std::array::from_fn(|r| quad(&rows.a[bases[r] + s..], full, rows.seg_len)),
             );
         }
         match sink {
@@ -461,7 +486,10 @@ unsafe fn block<const R: usize>(rows: &Rows<u8>, row0: usize, p: &super::pack::P
                         _mm512_storeu_si512(p0, _mm512_max_epi32(_mm512_loadu_si512(p0), acc0[r]));
                         if two {
                             let p1 = dst[NR..].as_mut_ptr().cast();
-                            _mm512_storeu_si512(p1, _mm512_max_epi32(_mm512_loadu_si512(p1), acc1[r]));
+                            _mm512_storeu_si512(
+                                p1,
+                                _mm512_max_epi32(_mm512_loadu_si512(p1), acc1[r]),
+                            );
                         }
                     }
                 }

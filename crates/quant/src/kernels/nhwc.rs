@@ -133,7 +133,11 @@ pub fn maxpool<T: Copy + PartialOrd>(x: &[T], batch: usize, g: &PoolGeom, out: &
     let max = |a: T, b: T| if b > a { b } else { a };
     if [kh, kw, sy, sx] == [2, 2, 2, 2] {
         // The common case: two input rows per output row, fixed-size windows that vectorise.
-        for (xs, os) in x.chunks_exact(h * w * c).zip(out.chunks_exact_mut(oh * ow * c)).take(batch) {
+        for (xs, os) in x
+            .chunks_exact(h * w * c)
+            .zip(out.chunks_exact_mut(oh * ow * c))
+            .take(batch)
+        {
             for oy in 0..oh {
                 let r0 = &xs[2 * oy * w * c..][..2 * ow * c];
                 let r1 = &xs[(2 * oy + 1) * w * c..][..2 * ow * c];
@@ -220,7 +224,10 @@ mod tests {
     fn weight_rows_are_zero_padded_to_the_segment() {
         let g = geom(1, [4, 4], 1, 1);
         let w: Vec<i32> = (1..=9).collect();
-        assert_eq!(conv_weight(&w, 1, &g, 4), [1, 2, 3, 0, 4, 5, 6, 0, 7, 8, 9, 0]);
+        assert_eq!(
+            conv_weight(&w, 1, &g, 4),
+            [1, 2, 3, 0, 4, 5, 6, 0, 7, 8, 9, 0]
+        );
     }
 
     #[test]
@@ -242,8 +249,12 @@ mod tests {
         maxpool(&n, 1, &g, &mut pooled);
         // Channel 1, output (1, 0): max of NCHW plane 1 rows 2-3, columns 0-1.
         let plane = &x[16..];
-        let want = [plane[8], plane[9], plane[12], plane[13]].into_iter().max().unwrap();
-        assert_eq!(pooled[(2 + 0) * 2 + 1], want);
+        let want = [plane[8], plane[9], plane[12], plane[13]]
+            .into_iter()
+            .max()
+            .unwrap();
+        // NHWC index of (y 1, x 0, channel 1): (1 * 2 + 0) * 2 + 1.
+        assert_eq!(pooled[5], want);
     }
 
     #[test]

@@ -137,7 +137,11 @@ impl PoolShape {
         let (oy, mut ox) = (row0 / self.ow, row0 % self.ow);
         let (mut py, mut cy, mut px, mut cx) = (oy / sy, oy % sy, ox / sx, ox % sx);
         std::array::from_fn(|_| {
-            let t = if py < ph && px < pw { py * pw + px } else { usize::MAX };
+            let t = if py < ph && px < pw {
+                py * pw + px
+            } else {
+                usize::MAX
+            };
             ox += 1;
             cx += 1;
             if cx == sx {
@@ -190,7 +194,10 @@ mod tests {
         gather(&rows, &mut out);
         // Rows 0, 1 (first output row), 2 (second output row: base 7).
         assert_eq!(out, [0, 1, 10, 11, 3, 4, 13, 14, 7, 8, 17, 18]);
-        let short = Rows { a: &a[..18], ..rows };
+        let short = Rows {
+            a: &a[..18],
+            ..rows
+        };
         assert!(std::panic::catch_unwind(|| short.check()).is_err());
     }
 }

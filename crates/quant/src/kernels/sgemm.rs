@@ -36,7 +36,10 @@ pub struct PackedF32 {
 impl PackedF32 {
     /// Packs `w` (`[n, k]`, row-major) and `bias` (`[n]`).
     pub fn new(w: &[f32], bias: &[f32], n: usize, k: usize) -> Self {
-        assert!(w.len() == n * k && bias.len() == n, "weights must be [n, k], bias [n]");
+        assert!(
+            w.len() == n * k && bias.len() == n,
+            "weights must be [n, k], bias [n]"
+        );
         let panels = n.div_ceil(NR);
         let mut data = vec![0f32; panels * k * NR];
         for j in 0..n {
@@ -195,12 +198,16 @@ unsafe fn block512<const R: usize>(
         {
             let c0 = p * NR;
             let valid = (w.n - c0).min(NR);
-            let mask: u16 = if valid == NR { u16::MAX } else { (1 << valid) - 1 };
+            let mask: u16 = if valid == NR {
+                u16::MAX
+            } else {
+                (1 << valid) - 1
+            };
             // SAFETY: the bias holds panels * NR values; stores are masked to the row's `n`.
             unsafe {
                 let bias = _mm512_loadu_ps(w.bias.as_ptr().add(c0));
-                for r in 0..R {
-                    let mut v = _mm512_add_ps(acc[r], bias);
+                for (r, a) in acc.iter().enumerate() {
+                    let mut v = _mm512_add_ps(*a, bias);
                     if relu {
                         v = _mm512_max_ps(v, _mm512_setzero_ps());
                     }
@@ -258,7 +265,10 @@ unsafe fn block256<const R: usize>(
             for c in 0..rows.seg_len {
                 // SAFETY: g < k; activation offsets bounded by `rows.check()`.
                 unsafe {
-                    let (w0, w1) = (_mm256_loadu_ps(b.add(g * NR)), _mm256_loadu_ps(b.add(g * NR + 8)));
+                    let (w0, w1) = (
+                        _mm256_loadu_ps(b.add(g * NR)),
+                        _mm256_loadu_ps(b.add(g * NR + 8)),
+                    );
                     for r in 0..R {
                         let x = _mm256_set1_ps(*a.add(bases[r] + s + c));
                         lo[r] = _mm256_fmadd_ps(x, w0, lo[r]);
@@ -312,7 +322,9 @@ mod tests {
         let mut y = vec![0f32; m * n];
         for r in 0..m {
             for j in 0..n {
-                let s: f64 = (0..k).map(|t| x[r * k + t] as f64 * w[j * k + t] as f64).sum();
+                let s: f64 = (0..k)
+                    .map(|t| x[r * k + t] as f64 * w[j * k + t] as f64)
+                    .sum();
                 let v = s as f32 + b[j];
                 y[r * n + j] = if relu { v.max(0.0) } else { v };
             }
@@ -335,7 +347,10 @@ mod tests {
                 let mut y = vec![f32::NAN; m * n];
                 sgemm(path, &Rows::matrix(&x, m, k, k), &p, relu, &mut y);
                 for (i, (a, e)) in y.iter().zip(&want).enumerate() {
-                    assert!((a - e).abs() < 1e-4, "{path:?} m={m} n={n} k={k} at {i}: {a} vs {e}");
+                    assert!(
+                        (a - e).abs() < 1e-4,
+                        "{path:?} m={m} n={n} k={k} at {i}: {a} vs {e}"
+                    );
                 }
             }
         }
@@ -362,7 +377,10 @@ mod tests {
         for path in KernelPath::ALL {
             let mut y = vec![0f32; 35];
             sgemm(path, &rows, &p, false, &mut y);
-            assert!(y.iter().zip(&want).all(|(a, e)| (a - e).abs() < 1e-4), "{path:?}");
+            assert!(
+                y.iter().zip(&want).all(|(a, e)| (a - e).abs() < 1e-4),
+                "{path:?}"
+            );
         }
     }
 }
