@@ -15,7 +15,6 @@
 
 use std::cell::RefCell;
 
-use rayon::prelude::*;
 
 use crate::error::{QuantError, Result};
 use crate::kernels::nhwc::{self, Taps};
@@ -163,13 +162,22 @@ impl Engine {
         }
         let d = model.network.in_len();
         let per = batch.div_ceil(threads);
-        let parts: Vec<Result<Vec<f32>>> = x
-            .par_chunks(per * d)
-            .map(|xs| self.forward(model, xs, xs.len() / d, false, &mut |_, _| {}))
-            .collect();
+        let chunks: Vec<&[f32]> = x.chunks(per * d).collect();
+        let mut parts: Vec<Option<Result<Vec<f32>>>> = (0..chunks.len()).map(|_| None).collect();
+        let run = |xs: &[f32]| Some(self.forward(model, xs, xs.len() / d, false, &mut |_, _| {}));
+        // The calling thread runs the first slice itself while pool threads take the others:
+        // a sleeping worker's wake-up then overlaps useful work instead of preceding all of it
+        // (par_chunks handed every slice to the pool: int8 CNN batch 64 scaled 1.50x, not 1.7x).
+        let (first, rest) = parts.split_first_mut().expect("batch >= 1");
+        rayon::in_place_scope(|s| {
+            for (slot, xs) in rest.iter_mut().zip(&chunks[1..]) {
+                s.spawn(move |_| *slot = run(xs));
+            }
+            *first = run(chunks[0]);
+        });
         let mut logits = Vec::with_capacity(batch * model.network.out_len());
         for p in parts {
-            logits.extend(p?);
+            logits.extend(p.expect("every slice ran")?);
         }
         Ok(logits)
     }
