@@ -15,7 +15,6 @@
 
 use std::cell::RefCell;
 
-
 use crate::error::{QuantError, Result};
 use crate::kernels::nhwc::{self, Taps};
 use crate::kernels::rows::{PoolShape, RowMap, Rows, gather};

@@ -130,6 +130,14 @@ const MR512: usize = 8;
 #[target_feature(enable = "avx512f")]
 unsafe fn avx512_rows(rows: &Rows<f32>, w: &PackedF32, relu: bool, out: &mut [f32]) {
     let mut row0 = 0;
+    if w.panels == 1 {
+        // One panel (n <= 16, e.g. a first conv): 16 rows share each weight load.
+        while rows.m - row0 >= 16 {
+            // SAFETY: same features as the caller; bounds as documented in `sgemm`.
+            unsafe { block512_one::<16>(rows, row0, w, relu, out) };
+            row0 += 16;
+        }
+    }
     while row0 < rows.m {
         let r = MR512.min(rows.m - row0);
         // SAFETY: same features as the caller; bounds as documented in `sgemm`.
@@ -146,6 +154,49 @@ unsafe fn avx512_rows(rows: &Rows<f32>, w: &PackedF32, relu: bool, out: &mut [f3
             }
         }
         row0 += r;
+    }
+}
+
+/// [`block512`] for a single panel and up to 16 rows: 16 accumulators, one weight load
+/// per 16 FMAs.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn block512_one<const R: usize>(
+    rows: &Rows<f32>,
+    row0: usize,
+    w: &PackedF32,
+    relu: bool,
+    out: &mut [f32],
+) {
+    let bases: [usize; R] = rows.bases(row0);
+    let a = rows.a.as_ptr();
+    let b0 = w.data.as_ptr();
+    let mut acc = [_mm512_setzero_ps(); R];
+    let mut g = 0;
+    for &s in rows.segs {
+        for c in 0..rows.seg_len {
+            // SAFETY: g < k; activation offsets bounded by `rows.check()`.
+            unsafe {
+                let w0 = _mm512_loadu_ps(b0.add(g * NR));
+                for r in 0..R {
+                    let x = _mm512_set1_ps(*a.add(bases[r] + s + c));
+                    acc[r] = _mm512_fmadd_ps(x, w0, acc[r]);
+                }
+            }
+            g += 1;
+        }
+    }
+    let mask: u16 = if w.n == NR { u16::MAX } else { (1 << w.n) - 1 };
+    // SAFETY: the bias holds NR values; stores are masked to the row's `n`.
+    unsafe {
+        let bias = _mm512_loadu_ps(w.bias.as_ptr());
+        for (r, v) in acc.iter().enumerate() {
+            let mut v = _mm512_add_ps(*v, bias);
+            if relu {
+                v = _mm512_max_ps(v, _mm512_setzero_ps());
+            }
+            _mm512_mask_storeu_ps(out.as_mut_ptr().add((row0 + r) * w.n), mask, v);
+        }
     }
 }
 
