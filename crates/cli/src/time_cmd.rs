@@ -60,16 +60,25 @@ pub fn run(args: TimeArgs) -> Result<()> {
             let x: Vec<f32> = (0..batch)
                 .flat_map(|i| test.sample(i % test.len()).to_vec())
                 .collect();
-            for _ in 0..args.warmup {
-                engine.run(&f.model, &x, batch)?;
-            }
-            let mut samples = Vec::with_capacity(args.reps);
-            for _ in 0..args.reps {
-                let t = Instant::now();
-                let out = engine.run(&f.model, &x, batch)?;
-                samples.push(t.elapsed().as_secs_f64() * 1e6);
-                std::hint::black_box(out);
-            }
+            let measure = || -> Result<Vec<f64>> {
+                for _ in 0..args.warmup {
+                    engine.run(&f.model, &x, batch)?;
+                }
+                let mut samples = Vec::with_capacity(args.reps);
+                for _ in 0..args.reps {
+                    let t = Instant::now();
+                    let out = engine.run(&f.model, &x, batch)?;
+                    samples.push(t.elapsed().as_secs_f64() * 1e6);
+                    std::hint::black_box(out);
+                }
+                Ok(samples)
+            };
+            // One thread: pinned to one core (no migrations), as the bench does.
+            let samples = if threads == 1 {
+                quantlab_bench::measure::pinned(measure)?
+            } else {
+                measure()?
+            };
             let (median, p90) = quantlab_bench::measure::median_p90(&mut samples.clone());
             results.push(serde_json::json!({
                 "batch": batch,

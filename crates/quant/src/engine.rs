@@ -126,6 +126,14 @@ impl Pooled for f32 {
     }
 }
 
+/// Frees this thread's recycled buffers and scratch space. The next call allocates its
+/// working set afresh, so a heap measurement around it sees the whole of it (the bench's
+/// peak-memory column).
+pub fn release_buffers() {
+    POOL.with_borrow_mut(|p| *p = (Vec::new(), Vec::new()));
+    WORKSPACE.with_borrow_mut(|w| *w = Workspace::default());
+}
+
 /// Buffers a thread keeps: a network's live activations at once, with room to spare.
 const POOL_KEEP: usize = 8;
 
