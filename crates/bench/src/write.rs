@@ -231,7 +231,7 @@ pub fn markdown(r: &Results) -> String {
                 let mc = &m.machine;
                 let _ = writeln!(
                     s,
-                    "\nPer layer ({}), error and speed at batch 64, one thread; GMAC/s and the share of this core's peak ({:.2} GHz x {} f32 / {} int8 MACs per cycle, see machine.rs):\n\n| node | layer | SQNR dB | cosine | MMAC | f32 us | f32 GMAC/s (% peak) | int8 us | int8 GMAC/s (% peak) |\n|---|---|---|---|---|---|---|---|---|",
+                    "\nPer layer ({}), error and speed at batch 64, one thread, each layer on its own (convolutions unfused from their pooling); GMAC/s and the share of this core's peak at its nominal clock ({:.2} GHz x {} f32 / {} int8 MACs per cycle, see machine.rs; boost clocks run above it, so a layer at the limit shows over 100%):\n\n| node | layer | SQNR dB | cosine | MMAC | f32 us | f32 GMAC/s (% peak) | int8 us | int8 GMAC/s (% peak) |\n|---|---|---|---|---|---|---|---|---|",
                     q.method, mc.clock_ghz, mc.f32_macs_per_cycle, mc.int8_macs_per_cycle
                 );
                 let rate = |macs: usize, us: f64, per_cycle: f64| {
