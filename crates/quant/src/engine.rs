@@ -97,6 +97,7 @@ struct Workspace {
     u8: Vec<u8>,
     rows: Vec<u8>,
     acc: Vec<i32>,
+    map: Vec<f32>,
 }
 
 thread_local! {
@@ -279,7 +280,8 @@ impl Engine {
             act = match (node, &model.layers[i], &plan.nodes[i]) {
                 (Node::Dense(d), Some(LayerImpl::F32), Prepared::F32(w)) => {
                     let x = act.into_f32();
-                    let y = self.dense_f32(d, w, taps, &x, batch);
+                    let (y, fused) = self.dense_f32(d, w, taps, pool_next, &x, batch);
+                    pooled = fused;
                     give(x);
                     Act::F32(y)
                 }
@@ -349,35 +351,45 @@ impl Engine {
         Ok(logits)
     }
 
+    /// A float layer. A convolution with `pool` (the non-overlapping max pool after it) is
+    /// pooled sample by sample from a scratch map that stays in cache, so the whole batch's
+    /// unpooled map never goes to memory; returns whether the pool was applied.
     fn dense_f32(
         &self,
         d: &Dense,
         w: &PackedF32,
         taps: Option<&Taps>,
+        pool: Option<&PoolGeom>,
         x: &[f32],
         batch: usize,
-    ) -> Vec<f32> {
-        let mut y = take(batch * d.out_len());
-        match (&d.conv, taps) {
-            (Some(g), Some(taps)) => WORKSPACE.with_borrow_mut(|ws| {
-                for (xs, ys) in x
-                    .chunks_exact(d.in_len())
-                    .zip(y.chunks_exact_mut(d.out_len()))
-                {
-                    nhwc::pad(xs, g, 0.0, &mut ws.f32);
-                    let rows = conv_rows(&ws.f32, g, taps, taps.seg_len);
-                    sgemm::sgemm(self.path, &rows, w, d.relu, ys);
+    ) -> (Vec<f32>, bool) {
+        let (Some(g), Some(taps)) = (&d.conv, taps) else {
+            let mut y = take(batch * d.out_len());
+            let rows = Rows::matrix(x, batch, d.k, d.k);
+            sgemm::sgemm(self.path, &rows, w, d.relu, &mut y);
+            return (y, false);
+        };
+        let pool = pool.filter(|pg| pg.channels == d.n && pg.in_hw == g.out_hw);
+        let out_len = pool.map_or(d.out_len(), |pg| d.n * pg.out_hw[0] * pg.out_hw[1]);
+        let mut y = take(batch * out_len);
+        WORKSPACE.with_borrow_mut(|ws| {
+            let Workspace {
+                f32: padded, map, ..
+            } = ws;
+            for (xs, ys) in x.chunks_exact(d.in_len()).zip(y.chunks_exact_mut(out_len)) {
+                nhwc::pad(xs, g, 0.0, padded);
+                let rows = conv_rows(padded, g, taps, taps.seg_len);
+                match pool {
+                    Some(pg) => {
+                        map.resize(d.out_len(), 0.0);
+                        sgemm::sgemm(self.path, &rows, w, d.relu, map);
+                        nhwc::maxpool(map, 1, pg, ys);
+                    }
+                    None => sgemm::sgemm(self.path, &rows, w, d.relu, ys),
                 }
-            }),
-            _ => sgemm::sgemm(
-                self.path,
-                &Rows::matrix(x, batch, d.k, d.k),
-                w,
-                d.relu,
-                &mut y,
-            ),
-        }
-        y
+            }
+        });
+        (y, pool.is_some())
     }
 
     #[allow(clippy::too_many_arguments)] // a layer, its prepared weights and its input
