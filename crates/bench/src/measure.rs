@@ -97,17 +97,16 @@ pub fn pinned<T>(f: impl FnOnce() -> T) -> T {
         unsafe {
             let size = std::mem::size_of::<libc::cpu_set_t>();
             let mut old: libc::cpu_set_t = std::mem::zeroed();
-            if libc::sched_getaffinity(0, size, &mut old) == 0 {
-                if let Some(cpu) =
+            if libc::sched_getaffinity(0, size, &mut old) == 0
+                && let Some(cpu) =
                     (0..libc::CPU_SETSIZE as usize).find(|&c| libc::CPU_ISSET(c, &old))
-                {
-                    let mut one: libc::cpu_set_t = std::mem::zeroed();
-                    libc::CPU_SET(cpu, &mut one);
-                    if libc::sched_setaffinity(0, size, &one) == 0 {
-                        let out = f();
-                        libc::sched_setaffinity(0, size, &old);
-                        return out;
-                    }
+            {
+                let mut one: libc::cpu_set_t = std::mem::zeroed();
+                libc::CPU_SET(cpu, &mut one);
+                if libc::sched_setaffinity(0, size, &one) == 0 {
+                    let out = f();
+                    libc::sched_setaffinity(0, size, &old);
+                    return out;
                 }
             }
         }
