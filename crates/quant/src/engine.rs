@@ -287,11 +287,15 @@ impl Engine {
                 }
                 (Node::Dense(d), Some(LayerImpl::Static(l)), Prepared::Int8(w)) => {
                     let input = act.into_u8(&l.in_q);
-                    let fused = pool_next
-                        .and_then(|pg| self.conv_pool_static(d, l, w, taps?, &input, batch, pg));
+                    let rq = plan.requant[i]
+                        .as_ref()
+                        .filter(|_| self.path == KernelPath::Avx512Vnni);
+                    let fused = pool_next.and_then(|pg| {
+                        self.conv_pool_static(d, l, w, taps?, rq?, &input, batch, pg)
+                    });
                     pooled = fused.is_some();
-                    let y =
-                        fused.unwrap_or_else(|| self.dense_static(d, l, w, taps, &input, batch));
+                    let y = fused
+                        .unwrap_or_else(|| self.dense_static(d, l, w, taps, rq, &input, batch));
                     give(input);
                     Act::U8(y, l.out_q)
                 }
@@ -399,6 +403,7 @@ impl Engine {
         l: &StaticLayer,
         w: &QWeights,
         taps: Option<&Taps>,
+        rq: Option<&avx512::Requantizer>,
         input: &[u8],
         batch: usize,
     ) -> Vec<u8> {
@@ -418,8 +423,22 @@ impl Engine {
             layout: OutLayout::RowMajor,
             out,
         };
-        match (&d.conv, taps) {
-            (Some(g), Some(taps)) => {
+        let c = (l.out_q.zero_point, lo, l.out_q.qmax);
+        match (&d.conv, taps, rq) {
+            (None, _, Some(rq)) => {
+                avx512::qgemm_requant(&Rows::matrix(input, batch, d.k, d.k), w, rq, c, &mut out)
+            }
+            (Some(g), Some(taps), Some(rq)) => WORKSPACE.with_borrow_mut(|ws| {
+                let samples = input
+                    .chunks_exact(d.in_len())
+                    .zip(out.chunks_exact_mut(d.out_len()));
+                for (xs, os) in samples {
+                    nhwc::pad(xs, g, zp, &mut ws.u8);
+                    let rows = conv_rows(&ws.u8, g, taps, taps.seg_len4());
+                    avx512::qgemm_requant(&rows, w, rq, c, os);
+                }
+            }),
+            (Some(g), Some(taps), None) => {
                 self.conv_int8(d, g, taps, w, input, zp, &mut out, epilogue);
             }
             _ => qgemm(self.path, batch, input, d.k, w, &mut epilogue(&mut out)),
@@ -473,6 +492,7 @@ impl Engine {
         l: &StaticLayer,
         w: &QWeights,
         taps: &Taps,
+        rq: &avx512::Requantizer,
         input: &[u8],
         batch: usize,
         pg: &PoolGeom,
@@ -492,7 +512,6 @@ impl Engine {
             out_hw: pg.out_hw,
             window: pg.stride,
         };
-        let rq = avx512::Requantizer::new(&l.offset, &l.requant, w)?;
         let zp = l.in_q.zero_point as u8;
         let c = (l.out_q.zero_point, lo, l.out_q.qmax);
         let mut out = take(batch * pooled_len);
@@ -503,7 +522,7 @@ impl Engine {
             for (xs, os) in samples {
                 nhwc::pad(xs, g, zp, &mut ws.u8);
                 let rows = conv_rows(&ws.u8, g, taps, taps.seg_len4());
-                avx512::conv_pool_rows(&rows, w, &rq, c, shape, &mut ws.acc, os);
+                avx512::conv_pool_rows(&rows, w, rq, c, shape, &mut ws.acc, os);
             }
         });
         Some(out)

@@ -13,9 +13,9 @@
 
 use std::sync::{Arc, OnceLock};
 
-use crate::kernels::QWeights;
 use crate::kernels::nhwc::{self, Taps};
 use crate::kernels::sgemm::PackedF32;
+use crate::kernels::{QWeights, avx512};
 use crate::model::{LayerImpl, QuantModel};
 use crate::network::{ConvGeom, Dense, Node};
 
@@ -48,6 +48,9 @@ pub struct Plan {
     pub layouts: Vec<Layout>,
     /// For each convolution, its taps over a padded input of its own channel count.
     pub taps: Vec<Option<Taps>>,
+    /// For each static layer, its requantization constants for the VNNI epilogue (where
+    /// this CPU has VNNI and no multiplier needs the saturating case).
+    pub requant: Vec<Option<avx512::Requantizer>>,
 }
 
 impl Plan {
@@ -84,10 +87,22 @@ impl Plan {
                 _ => None,
             })
             .collect();
+        let requant = model
+            .layers
+            .iter()
+            .zip(&nodes)
+            .map(|(l, p)| match (l, p) {
+                (Some(LayerImpl::Static(l)), Prepared::Int8(w)) if avx512::available() => {
+                    avx512::Requantizer::new(&l.offset, &l.requant, w)
+                }
+                _ => None,
+            })
+            .collect();
         Self {
             nodes,
             layouts,
             taps,
+            requant,
         }
     }
 }

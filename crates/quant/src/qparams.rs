@@ -94,7 +94,7 @@ impl QParams {
         }
     }
 
-    /// Quantizes one value (`x * (1/scale)`, round half away from zero, clamp); the same
+    /// Quantizes one value (`x * (1/scale)`, round half to even, clamp); the same
     /// arithmetic as [`quantize_into`].
     pub fn quantize(&self, x: f32) -> u8 {
         let mut out = [0u8];
@@ -145,10 +145,27 @@ pub fn quantize_into(x: &[f32], q: &QParams, out: &mut [u8]) {
     }
 }
 
-/// The definition: `clamp(round_half_away(x * inv) + zp, lo, hi)`.
+/// The definition: `clamp(round_half_even(x * inv) + zp, lo, hi)`, NaN as 0. Ties go to
+/// even, as in ONNX `QuantizeLinear` and PyTorch's `quantize_per_tensor`, so quantlab's
+/// engine and ONNX Runtime running its exported QDQ file quantize activations alike.
 #[inline(always)]
 pub fn quantize_scalar(x: f32, inv: f32, zp: i32, lo: i32, hi: i32) -> u8 {
-    (round_half_away(x * inv) + zp as f32).clamp(lo as f32, hi as f32) as u8
+    let t = x * inv;
+    // Anything beyond the clamp maps to lo or hi either way; inside it, |t| < 2^22.
+    let t = if t.is_nan() {
+        0.0
+    } else {
+        t.clamp((lo - zp) as f32 - 2.0, (hi - zp) as f32 + 2.0)
+    };
+    (round_half_even(t) as i32 + zp).clamp(lo, hi) as u8
+}
+
+/// Round half to even for `|t| <= 2^22`: adding and removing 1.5 * 2^23 leaves the integer
+/// the default rounding mode picks (no libm call on baseline x86-64).
+#[inline(always)]
+pub fn round_half_even(t: f32) -> f32 {
+    const M: f32 = 12_582_912.0;
+    (t + M) - M
 }
 
 /// Symmetric int8 weight quantization of `w` with `scale` (values -127..=127).
@@ -316,6 +333,20 @@ mod tests {
         for _ in 0..200_000 {
             let t = ((rng.uniform() - 0.5) * 2f64.powi(rng.below(30) as i32)) as f32;
             assert_eq!(round_half_away(t), t.round(), "{t}");
+        }
+    }
+
+    #[test]
+    fn round_half_even_matches_std_where_it_is_used() {
+        let mut rng = Rng::new(4);
+        for t in [
+            0.5f32, 1.5, 2.5, -0.5, -1.5, -2.5, 0.49999997, 254.5, -127.5, 0.0, -0.0,
+        ] {
+            assert_eq!(round_half_even(t), t.round_ties_even(), "{t}");
+        }
+        for _ in 0..200_000 {
+            let t = ((rng.uniform() - 0.5) * 600.0) as f32;
+            assert_eq!(round_half_even(t), t.round_ties_even(), "{t}");
         }
     }
 

@@ -52,6 +52,7 @@ fn quad(row: &[u8], g: usize, k: usize) -> i32 {
 }
 
 /// Per-output requantization constants, padded to whole panels, for the fused epilogue.
+#[derive(Debug, Clone)]
 struct Fused {
     offset: Vec<i32>,
     /// Multipliers as i32, one per output.
@@ -129,8 +130,9 @@ pub fn qgemm_rows(rows: &Rows<u8>, w: &QWeights, epi: &mut Epilogue) {
     unsafe { qgemm_vnni(rows, w, epi) }
 }
 
-/// A layer's requantization constants laid out for the VNNI epilogue, built once per layer
-/// call rather than per sample.
+/// A layer's requantization constants laid out for the VNNI epilogue, built once per model
+/// (with its prepared weights) rather than per call.
+#[derive(Debug, Clone)]
 pub struct Requantizer(Fused);
 
 impl Requantizer {
@@ -244,15 +246,6 @@ unsafe fn conv_pool_vnni(
 unsafe fn qgemm_vnni(rows: &Rows<u8>, w: &QWeights, epi: &mut Epilogue) {
     let (m, n) = (rows.m, w.n);
     let p = &w.packed;
-    let stride = p.panels * NR;
-    let mut tile = [0i32; MR * 16 * MAX_TILE_PANELS];
-    let mut heap;
-    let tile: &mut [i32] = if stride <= 16 * MAX_TILE_PANELS {
-        &mut tile[..MR * stride]
-    } else {
-        heap = vec![0i32; MR * stride];
-        &mut heap
-    };
     if let Epilogue::Requant {
         offset,
         requant,
@@ -264,33 +257,91 @@ unsafe fn qgemm_vnni(rows: &Rows<u8>, w: &QWeights, epi: &mut Epilogue) {
     } = epi
         && let Some(f) = Fused::new(offset, requant, n, p.panels)
     {
-        // Requantized straight from the registers: no i32 tile at all.
-        let mut sink = Sink::Requant {
-            f: &f,
-            zo: *zo,
-            lo: *lo,
-            hi: *hi,
-            layout: *layout,
-            n,
-            out,
-        };
-        let mut row0 = 0;
-        while row0 < m {
-            let r = MR.min(m - row0);
-            // SAFETY: the caller enabled the target features this function is compiled for.
-            unsafe { rows_block(r, rows, row0, p, &mut sink) };
-            row0 += r;
-        }
+        // SAFETY: same target features.
+        unsafe { requant_vnni(rows, p, &f, (*zo, *lo, *hi), *layout, n, out) };
         return;
     }
+    let stride = p.panels * NR;
+    let mut tile = vec![0i32; MR * stride];
     let mut row0 = 0;
     while row0 < m {
         let r = MR.min(m - row0);
         // SAFETY: the caller enabled the target features this function is compiled for.
-        unsafe { rows_block(r, rows, row0, p, &mut Sink::Tile { tile, stride }) };
-        epi.apply_block(row0, r, n, tile, stride);
+        unsafe {
+            rows_block(
+                r,
+                rows,
+                row0,
+                p,
+                &mut Sink::Tile {
+                    tile: &mut tile,
+                    stride,
+                },
+            )
+        };
+        epi.apply_block(row0, r, n, &tile, stride);
         row0 += r;
     }
+}
+
+/// The static GEMM requantized straight from the registers: no i32 tile at all.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512dq,avx512vl")]
+unsafe fn requant_vnni(
+    rows: &Rows<u8>,
+    p: &super::pack::Packed,
+    f: &Fused,
+    (zo, lo, hi): (i32, i32, i32),
+    layout: super::epilogue::OutLayout,
+    n: usize,
+    out: &mut [u8],
+) {
+    let mut sink = Sink::Requant {
+        f,
+        zo,
+        lo,
+        hi,
+        layout,
+        n,
+        out,
+    };
+    let mut row0 = 0;
+    while row0 < rows.m {
+        let r = MR.min(rows.m - row0);
+        // SAFETY: the caller enabled the target features this function is compiled for.
+        unsafe { rows_block(r, rows, row0, p, &mut sink) };
+        row0 += r;
+    }
+}
+
+/// The static GEMM with requantization constants built once (a [`Requantizer`] kept with
+/// the model's prepared weights), `out` row-major `[rows, n]`.
+pub fn qgemm_requant(
+    rows: &Rows<u8>,
+    w: &QWeights,
+    rq: &Requantizer,
+    c: (i32, i32, i32),
+    out: &mut [u8],
+) {
+    assert!(
+        available(),
+        "AVX-512 VNNI kernel called on a CPU without it"
+    );
+    assert_eq!(rows.k(), w.k, "row length must match the weights");
+    assert!(
+        rows.segs.len() == 1 || rows.seg_len.is_multiple_of(4),
+        "segments must hold whole groups of 4"
+    );
+    assert!(out.len() >= rows.m * w.n, "output buffer too short");
+    assert_eq!(
+        rq.0.mult.len(),
+        w.packed.panels * NR,
+        "requantizer built for other weights"
+    );
+    rows.check();
+    let layout = super::epilogue::OutLayout::RowMajor;
+    // SAFETY: features checked above; reads bounded by `rows.check()`, writes by the sizes.
+    unsafe { requant_vnni(rows, &w.packed, &rq.0, c, layout, w.n, out) };
 }
 
 /// Where a block's accumulators go.
@@ -314,9 +365,6 @@ enum Sink<'a> {
         out: &'a mut [u8],
     },
 }
-
-/// Panels whose accumulator tile lives on the stack (larger layers take a heap tile).
-const MAX_TILE_PANELS: usize = 16;
 
 /// The static epilogue on one panel of `R` rows: `clamp(zo + ((acc + offset) * m + round)
 /// shifted right by shift, lo, hi)` in 64-bit lanes, exactly
@@ -527,6 +575,19 @@ unsafe fn conv_pool_vnni(
     _: PoolShape,
     _: &mut [i32],
     _: usize,
+    _: usize,
+    _: &mut [u8],
+) {
+    unreachable!("checked by available()")
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn requant_vnni(
+    _: &Rows<u8>,
+    _: &super::pack::Packed,
+    _: &Fused,
+    _: (i32, i32, i32),
+    _: super::epilogue::OutLayout,
     _: usize,
     _: &mut [u8],
 ) {
