@@ -208,7 +208,7 @@ pub fn run(opts: &BenchOptions) -> Result<(PathBuf, Results)> {
         "burn-weights: burn quantize_weights (MinMax, Q8S per tensor, weights only); burn dequantizes before computing".into(),
     ];
     if devices.contains(&DeviceKind::Gpu) {
-        notes.push("gpu rows: burn on wgpu (float forward, and burn-weights where burn's packed int8 storage allows); quantlab's int8 methods run on the CPU".into());
+        notes.push("gpu rows: burn on wgpu (float forward, and burn-weights where burn's packed int8 storage allows), timed with host transfers included: the host batch is uploaded and the logits read back before the clock stops, which also synchronises the device; quantlab's int8 methods run on the CPU (int8 on the GPU is not written yet)".into());
         match quantlab_train::gpu() {
             Ok((_, adapter)) => {
                 notes.push(format!("wgpu adapter: {}", adapter.summary()));
