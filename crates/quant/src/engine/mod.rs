@@ -13,7 +13,10 @@
 //! into the next map, and max pooling takes the max of channel rows. Traced activations
 //! (`run_traced`) are in that layout; the logits are not affected.
 
-use std::cell::RefCell;
+mod buffers;
+
+pub use buffers::release_buffers;
+use buffers::{WORKSPACE, Workspace, give, take};
 
 use crate::error::{QuantError, Result};
 use crate::kernels::nhwc::{self, Taps};
@@ -87,72 +90,6 @@ impl Default for Engine {
             threads: 1,
         }
     }
-}
-
-/// Scratch buffers reused across calls on each thread: the padded input of a convolution
-/// and the im2col rows of the paths that need them.
-#[derive(Default)]
-struct Workspace {
-    f32: Vec<f32>,
-    u8: Vec<u8>,
-    rows: Vec<u8>,
-    acc: Vec<i32>,
-    map: Vec<f32>,
-}
-
-thread_local! {
-    static WORKSPACE: RefCell<Workspace> = RefCell::new(Workspace::default());
-    static POOL: RefCell<Pool> = const { RefCell::new((Vec::new(), Vec::new())) };
-}
-
-/// Free u8 and f32 activation buffers of one thread.
-type Pool = (Vec<Vec<u8>>, Vec<Vec<f32>>);
-
-/// Activation buffers recycled across layers and calls on each thread. Fresh allocations of
-/// feature maps (hundreds of KB) are page-faulted in on every call, which also serialises
-/// threads on the kernel's memory map lock: it cost 30% of the int8 CNN's 2-thread scaling.
-trait Pooled: Copy + Default + 'static {
-    fn with_pool<R>(f: impl FnOnce(&mut Vec<Vec<Self>>) -> R) -> R;
-}
-
-impl Pooled for u8 {
-    fn with_pool<R>(f: impl FnOnce(&mut Vec<Vec<u8>>) -> R) -> R {
-        POOL.with_borrow_mut(|p| f(&mut p.0))
-    }
-}
-
-impl Pooled for f32 {
-    fn with_pool<R>(f: impl FnOnce(&mut Vec<Vec<f32>>) -> R) -> R {
-        POOL.with_borrow_mut(|p| f(&mut p.1))
-    }
-}
-
-/// Frees this thread's recycled buffers and scratch space. The next call allocates its
-/// working set afresh, so a heap measurement around it sees the whole of it (the bench's
-/// peak-memory column).
-pub fn release_buffers() {
-    POOL.with_borrow_mut(|p| *p = (Vec::new(), Vec::new()));
-    WORKSPACE.with_borrow_mut(|w| *w = Workspace::default());
-}
-
-/// Buffers a thread keeps: a network's live activations at once, with room to spare.
-const POOL_KEEP: usize = 8;
-
-/// A buffer of `len` default values, recycled when one is free.
-fn take<T: Pooled>(len: usize) -> Vec<T> {
-    let mut v = T::with_pool(|p| p.pop()).unwrap_or_default();
-    v.clear();
-    v.resize(len, T::default());
-    v
-}
-
-/// Returns a buffer for reuse.
-fn give<T: Pooled>(v: Vec<T>) {
-    T::with_pool(|p| {
-        if p.len() < POOL_KEEP {
-            p.push(v);
-        }
-    });
 }
 
 impl Engine {
