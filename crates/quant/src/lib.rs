@@ -19,6 +19,7 @@ pub mod calibrate;
 pub mod engine;
 pub mod error;
 pub mod export;
+pub mod gpu;
 pub mod kernels;
 pub mod methods;
 pub mod model;

@@ -1,0 +1,72 @@
+//! The GPU int8 GEMM (WGSL, through burn's wgpu runtime) against the CPU reference: the
+//! same u8 x i8 products, the same integer requantization, so the same bytes. Runs on
+//! lavapipe where there is no GPU (`.ci/run` installs it); without any wgpu device it says
+//! so and skips, except under CI.
+
+use quantlab_data::rng::Rng;
+use quantlab_quant::gpu::GpuLayer;
+use quantlab_quant::kernels::{Epilogue, OutLayout, QWeights, scalar};
+use quantlab_quant::qparams::Requant;
+
+#[test]
+fn gpu_int8_gemm_is_bit_identical_to_the_cpu_reference() {
+    let probe = std::panic::catch_unwind(|| {
+        GpuLayer::new(&QWeights::new(vec![1; 4], 1, 4), &[0], &[Requant::new(0.5)])
+    });
+    if probe.is_err() && std::env::var_os("CI").is_none() {
+        eprintln!("skipped: no wgpu device here");
+        return;
+    }
+    let mut rng = Rng::new(77);
+    let mut shapes = vec![(1, 10, 30), (64, 50, 784), (7, 128, 1568), (3, 17, 5)];
+    for _ in 0..40 {
+        shapes.push((1 + rng.below(40), 1 + rng.below(90), 1 + rng.below(300)));
+    }
+    for (case, (m, n, k)) in shapes.into_iter().enumerate() {
+        let a: Vec<u8> = (0..m * k).map(|_| rng.below(256) as u8).collect();
+        let w = QWeights::new(
+            (0..n * k)
+                .map(|_| (rng.below(255) as i32 - 127) as i8)
+                .collect(),
+            n,
+            k,
+        );
+        let offset: Vec<i32> = (0..n)
+            .map(|_| rng.below(200_001) as i32 - 100_000)
+            .collect();
+        let per_channel = case % 2 == 0;
+        let mut requant: Vec<Requant> = (0..if per_channel { n } else { 1 })
+            .map(|_| Requant::new(10f64.powf(-7.0 + 7.5 * rng.uniform())))
+            .collect();
+        if case == 3 {
+            requant[0] = Requant::new(0.0); // multiplier 0
+        }
+        let (zo, lo, hi) = (
+            rng.below(256) as i32,
+            if case % 3 == 0 { 17 } else { 0 },
+            255,
+        );
+        let mut want = vec![0u8; m * n];
+        let mut epi = Epilogue::Requant {
+            offset: &offset,
+            requant: &requant,
+            zo,
+            lo,
+            hi,
+            layout: OutLayout::RowMajor,
+            out: &mut want,
+        };
+        scalar::qgemm(m, &a, k, &w, &mut epi);
+        let got = GpuLayer::new(&w, &offset, &requant)
+            .run(&a, m, k, (zo, lo, hi))
+            .unwrap();
+        let bad = got.iter().zip(&want).position(|(g, c)| g != c);
+        assert!(
+            bad.is_none(),
+            "case {case} m={m} n={n} k={k}: first difference at {:?}: gpu {} cpu {}",
+            bad,
+            got[bad.unwrap()],
+            want[bad.unwrap()]
+        );
+    }
+}
