@@ -19,7 +19,10 @@ use burn::cubecl::{CubeKernel, PrecompiledSource};
 
 use crate::error::{QuantError, Result};
 use crate::kernels::QWeights;
-use crate::qparams::Requant;
+use crate::model::{LayerImpl, QuantModel};
+use crate::network::Node;
+use crate::plan::{Layout, Prepared};
+use crate::qparams::{QParams, Requant, quantize_into};
 
 /// Outputs per workgroup along a row.
 const WORKGROUP: u32 = 64;
@@ -214,6 +217,422 @@ impl GpuLayer {
         Ok(bytes
             .chunks_exact(4)
             .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as u8)
+            .collect())
+    }
+}
+
+/// A layer over packed u8 maps on the device: convolution (implicit GEMM over a
+/// channels-last sample, out-of-image taps reading the zero point) or linear (a 1x1 conv
+/// of a 1x1 map), requantized and written back packed, 4 values a word.
+const DENSE: &str = r#"
+@group(0) @binding(0) var<storage, read_write> x: array<u32>;
+@group(0) @binding(1) var<storage, read_write> w: array<u32>;
+@group(0) @binding(2) var<storage, read_write> params: array<i32>;
+@group(0) @binding(3) var<storage, read_write> shape: array<i32>;
+@group(0) @binding(4) var<storage, read_write> out: array<atomic<u32>>;
+
+REQUANT
+
+fn byte_at(i: u32) -> u32 {
+    return (x[i >> 2u] >> ((i & 3u) * 8u)) & 0xffu;
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn dense(@builtin(global_invocation_id) id: vec3<u32>) {
+    // shape: n, k4, c, h, w, kh, kw, sy, sx, py, px, oh, ow, seg4, zp, zo, lo, hi, batch
+    let n = u32(shape[0]);
+    let k4 = u32(shape[1]);
+    let c = u32(shape[2]);
+    let h = shape[3];
+    let wd = shape[4];
+    let kw = u32(shape[6]);
+    let ow = u32(shape[12]);
+    let pixels = u32(shape[11]) * ow;
+    let seg4 = u32(shape[13]);
+    let zp = u32(shape[14]);
+    let j = id.x;
+    let p = id.y;
+    let b = id.z;
+    if (j >= n || p >= pixels || b >= u32(shape[18])) {
+        return;
+    }
+    let oy = i32(p / ow);
+    let ox = i32(p % ow);
+    let in_len = u32(h * wd) * c;
+    var acc = 0;
+    for (var q = 0u; q < k4; q = q + 1u) {
+        var word = 0u;
+        for (var e = 0u; e < 4u; e = e + 1u) {
+            let t = q * 4u + e;
+            let ky = t / seg4;
+            let rem = t % seg4;
+            var v = 128u; // padding slots meet zero weights: any value will do
+            if (rem < kw * c) {
+                let iy = oy * shape[7] + i32(ky) - shape[9];
+                let ix = ox * shape[8] + i32(rem / c) - shape[10];
+                v = zp;
+                if (iy >= 0 && iy < h && ix >= 0 && ix < wd) {
+                    v = byte_at(b * in_len + (u32(iy * wd + ix)) * c + rem % c);
+                }
+            }
+            word = word | (v << (8u * e));
+        }
+        acc = acc + dot4I8Packed(word ^ 0x80808080u, w[j * k4 + q]);
+    }
+    let x2 = acc + params[3u * j];
+    let v2 = shape[15] + requant(x2, params[3u * j + 1u], u32(params[3u * j + 2u]));
+    let q8 = u32(clamp(v2, shape[16], shape[17]));
+    let o = (b * pixels + p) * n + j;
+    atomicOr(&out[o >> 2u], q8 << ((o & 3u) * 8u));
+}
+"#;
+
+/// Max pooling of packed u8 channels-last maps.
+const POOL: &str = r#"
+@group(0) @binding(0) var<storage, read_write> x: array<u32>;
+@group(0) @binding(1) var<storage, read_write> shape: array<i32>;
+@group(0) @binding(2) var<storage, read_write> out: array<atomic<u32>>;
+
+@compute @workgroup_size(64, 1, 1)
+fn pool(@builtin(global_invocation_id) id: vec3<u32>) {
+    // shape: c, h, w, kh, kw, sy, sx, oh, ow, batch
+    let c = u32(shape[0]);
+    let h = u32(shape[1]);
+    let wd = u32(shape[2]);
+    let oh = u32(shape[7]);
+    let ow = u32(shape[8]);
+    let total = u32(shape[9]) * oh * ow * c;
+    let o = id.x + id.y * 65535u * 64u;
+    if (o >= total) {
+        return;
+    }
+    let ch = o % c;
+    let px = (o / c) % ow;
+    let py = (o / (c * ow)) % oh;
+    let b = o / (c * ow * oh);
+    var m = 0u;
+    for (var ky = 0u; ky < u32(shape[3]); ky = ky + 1u) {
+        for (var kx = 0u; kx < u32(shape[4]); kx = kx + 1u) {
+            let iy = py * u32(shape[5]) + ky;
+            let ix = px * u32(shape[6]) + kx;
+            let i = ((b * h + iy) * wd + ix) * c + ch;
+            m = max(m, (x[i >> 2u] >> ((i & 3u) * 8u)) & 0xffu);
+        }
+    }
+    atomicOr(&out[o >> 2u], m << ((o & 3u) * 8u));
+}
+"#;
+
+/// A hand-written WGSL kernel: its text, entry point and workgroup width.
+struct Wgsl {
+    source: String,
+    entry: &'static str,
+    id: &'static str,
+}
+
+impl KernelMetadata for Wgsl {
+    fn id(&self) -> KernelId {
+        KernelId::new::<Self>().info(self.id)
+    }
+
+    fn address_type(&self) -> ElemType {
+        ElemType::UInt(UIntKind::U32)
+    }
+}
+
+impl CubeKernel for Wgsl {
+    fn define(&self) -> KernelDefinition {
+        let settings = KernelSettings::new(
+            Dim3::new_1d(WORKGROUP),
+            ExecutionMode::Checked,
+            AddressType::U32,
+        );
+        KernelDefinition {
+            body: Scope::root(settings.clone()),
+            settings,
+            info: Info::default(),
+        }
+    }
+
+    fn source(&self) -> Option<PrecompiledSource> {
+        Some(PrecompiledSource {
+            source: self.source.clone(),
+            entrypoint_name: self.entry.to_string(),
+            lang: "wgsl",
+        })
+    }
+}
+
+fn bytes_i32(v: &[i32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// The requantization function of [`SOURCE`], shared with the network kernels.
+fn requant_wgsl() -> &'static str {
+    let start = SOURCE.find("fn requant").expect("requant in SOURCE");
+    let end = SOURCE.find("@compute").expect("entry in SOURCE");
+    &SOURCE[start..end]
+}
+
+/// One step of a network on the device.
+enum Step {
+    Dense {
+        w: burn::cubecl::server::Handle,
+        params: burn::cubecl::server::Handle,
+        /// The `shape` vector of the dense kernel, batch last (filled per call).
+        shape: Vec<i32>,
+        out_len: usize,
+        n: usize,
+        pixels: usize,
+    },
+    Pool {
+        shape: Vec<i32>,
+        out_len: usize,
+    },
+}
+
+/// A static int8 model on the GPU: weights uploaded once, activations kept on the device as
+/// packed u8 channels-last maps from the quantized input to the quantized logits.
+pub struct GpuModel {
+    steps: Vec<Step>,
+    in_q: QParams,
+    out_q: QParams,
+    in_len: usize,
+}
+
+impl GpuModel {
+    /// Prepares `model`, which must be static int8 in every dense layer (the float and
+    /// dynamic parts have no GPU path yet).
+    pub fn new(model: &QuantModel) -> Result<Self> {
+        let plan = model.plan.get(model);
+        let client = client();
+        let mut steps = Vec::new();
+        let (mut in_q, mut out_q) = (None, None);
+        let mut layout = plan.layouts[0];
+        for (i, node) in model.network.nodes.iter().enumerate() {
+            match (node, &model.layers[i], &plan.nodes[i]) {
+                (Node::Dense(d), Some(LayerImpl::Static(l)), Prepared::Int8(w)) => {
+                    in_q.get_or_insert(l.in_q);
+                    out_q = Some(l.out_q);
+                    let k4 = w.k.div_ceil(4);
+                    let mut packed = vec![0u8; w.n * k4 * 4];
+                    for j in 0..w.n {
+                        for t in 0..w.k {
+                            packed[j * k4 * 4 + t] = w.w[j * w.k + t] as u8;
+                        }
+                    }
+                    let mut params = Vec::with_capacity(w.n * 3);
+                    for j in 0..w.n {
+                        let rq = l.requant[if l.requant.len() == 1 { 0 } else { j }];
+                        params.push(l.offset[j].wrapping_add(128i32.wrapping_mul(w.col_sums[j])));
+                        params.push(rq.multiplier);
+                        params.push(rq.shift as i32);
+                    }
+                    let lo = if d.relu {
+                        l.out_q.zero_point.max(l.out_q.qmin)
+                    } else {
+                        l.out_q.qmin
+                    };
+                    let tail = [l.in_q.zero_point, l.out_q.zero_point, lo, l.out_q.qmax, 0];
+                    let geo: [i32; 14] = match &d.conv {
+                        Some(g) => {
+                            let seg4 = (g.kernel[1] * g.in_channels).div_ceil(4) * 4;
+                            [
+                                w.n as i32,
+                                k4 as i32,
+                                g.in_channels as i32,
+                                g.in_hw[0] as i32,
+                                g.in_hw[1] as i32,
+                                g.kernel[0] as i32,
+                                g.kernel[1] as i32,
+                                g.stride[0] as i32,
+                                g.stride[1] as i32,
+                                g.padding[0] as i32,
+                                g.padding[1] as i32,
+                                g.out_hw[0] as i32,
+                                g.out_hw[1] as i32,
+                                seg4 as i32,
+                            ]
+                        }
+                        None => {
+                            let seg4 = d.k.div_ceil(4) * 4;
+                            let k = d.k as i32;
+                            [
+                                w.n as i32,
+                                k4 as i32,
+                                k,
+                                1,
+                                1,
+                                1,
+                                1,
+                                1,
+                                1,
+                                0,
+                                0,
+                                1,
+                                1,
+                                seg4 as i32,
+                            ]
+                        }
+                    };
+                    let shape: Vec<i32> = geo.iter().chain(&tail).copied().collect();
+                    steps.push(Step::Dense {
+                        w: client.create_from_slice(&packed),
+                        params: client.create_from_slice(&bytes_i32(&params)),
+                        shape,
+                        out_len: d.out_len(),
+                        n: d.n,
+                        pixels: d.rows_per_sample(),
+                    });
+                }
+                (Node::Dense(_), _, _) => {
+                    return Err(QuantError::Invalid {
+                        key: "gpu",
+                        reason: format!(
+                            "node {i} is not static int8; the GPU runs static int8 models only"
+                        ),
+                    });
+                }
+                (Node::MaxPool(g), _, _) => {
+                    let shape = vec![
+                        g.channels as i32,
+                        g.in_hw[0] as i32,
+                        g.in_hw[1] as i32,
+                        g.kernel[0] as i32,
+                        g.kernel[1] as i32,
+                        g.stride[0] as i32,
+                        g.stride[1] as i32,
+                        g.out_hw[0] as i32,
+                        g.out_hw[1] as i32,
+                        0,
+                    ];
+                    steps.push(Step::Pool {
+                        shape,
+                        out_len: g.channels * g.out_hw[0] * g.out_hw[1],
+                    });
+                }
+                (Node::Relu, _, _) => {
+                    return Err(QuantError::Invalid {
+                        key: "gpu",
+                        reason: format!("node {i}: a ReLU not fused into a layer has no GPU path"),
+                    });
+                }
+                (Node::Flatten, _, _) => {}
+            }
+            layout = plan.layouts[i + 1];
+        }
+        if let Layout::Map([c, h, w]) = layout
+            && c > 1
+            && h * w > 1
+        {
+            return Err(QuantError::Invalid {
+                key: "gpu",
+                reason: "a network ending in a feature map has no GPU path".into(),
+            });
+        }
+        let (Some(in_q), Some(out_q)) = (in_q, out_q) else {
+            return Err(QuantError::Invalid {
+                key: "gpu",
+                reason: "the model has no static int8 layer".into(),
+            });
+        };
+        if matches!(plan.layouts[0], Layout::Map([c, _, _]) if c > 1) {
+            return Err(QuantError::Invalid {
+                key: "gpu",
+                reason: "multi-channel inputs are not transposed on the GPU yet".into(),
+            });
+        }
+        Ok(Self {
+            steps,
+            in_q,
+            out_q,
+            in_len: model.network.in_len(),
+        })
+    }
+
+    /// Logits `[batch, classes]` for `x` (`[batch, in_len]`): the input quantized on the
+    /// host, every layer on the device, the u8 logits read back and dequantized.
+    pub fn run(&self, x: &[f32], batch: usize) -> Result<Vec<f32>> {
+        if x.len() != batch * self.in_len {
+            return Err(QuantError::InputSize {
+                expected: batch * self.in_len,
+                found: x.len(),
+                batch,
+            });
+        }
+        let client = client();
+        let mut q = vec![0u8; x.len().div_ceil(4) * 4];
+        quantize_into(x, &self.in_q, &mut q[..x.len()]);
+        let mut cur = client.create_from_slice(&q);
+        let mut len = x.len();
+        let dense = Wgsl {
+            source: DENSE.replace("REQUANT", requant_wgsl()),
+            entry: "dense",
+            id: "dense",
+        };
+        for step in &self.steps {
+            match step {
+                Step::Dense {
+                    w,
+                    params,
+                    shape,
+                    out_len,
+                    n,
+                    pixels,
+                } => {
+                    let mut shape = shape.clone();
+                    *shape.last_mut().expect("batch slot") = batch as i32;
+                    len = batch * out_len;
+                    let out = client.create_from_slice(&vec![0u8; len.div_ceil(4) * 4]);
+                    client.launch(
+                        Box::new(Wgsl {
+                            source: dense.source.clone(),
+                            entry: dense.entry,
+                            id: dense.id,
+                        }),
+                        CubeCount::Static(
+                            n.div_ceil(WORKGROUP as usize) as u32,
+                            *pixels as u32,
+                            batch as u32,
+                        ),
+                        KernelArguments::new()
+                            .with_buffer(cur.binding())
+                            .with_buffer(w.clone().binding())
+                            .with_buffer(params.clone().binding())
+                            .with_buffer(client.create_from_slice(&bytes_i32(&shape)).binding())
+                            .with_buffer(out.clone().binding()),
+                    );
+                    cur = out;
+                }
+                Step::Pool { shape, out_len } => {
+                    let mut shape = shape.clone();
+                    *shape.last_mut().expect("batch slot") = batch as i32;
+                    len = batch * out_len;
+                    let out = client.create_from_slice(&vec![0u8; len.div_ceil(4) * 4]);
+                    let groups = len.div_ceil(WORKGROUP as usize);
+                    let (gx, gy) = (groups.min(65535), groups.div_ceil(65535));
+                    client.launch(
+                        Box::new(Wgsl {
+                            source: POOL.to_string(),
+                            entry: "pool",
+                            id: "pool",
+                        }),
+                        CubeCount::Static(gx as u32, gy as u32, 1),
+                        KernelArguments::new()
+                            .with_buffer(cur.binding())
+                            .with_buffer(client.create_from_slice(&bytes_i32(&shape)).binding())
+                            .with_buffer(out.clone().binding()),
+                    );
+                    cur = out;
+                }
+            }
+        }
+        let bytes = client
+            .read_one(cur)
+            .map_err(|e| QuantError::Graph(format!("GPU read-back failed: {e:?}")))?;
+        Ok(bytes[..len]
+            .iter()
+            .map(|&v| self.out_q.dequantize(v))
             .collect())
     }
 }

@@ -3,18 +3,72 @@
 //! lavapipe where there is no GPU (`.ci/run` installs it); without any wgpu device it says
 //! so and skips, except under CI.
 
+mod common;
+
 use quantlab_data::rng::Rng;
-use quantlab_quant::gpu::GpuLayer;
+use quantlab_models::ModelKind;
+use quantlab_quant::gpu::{GpuLayer, GpuModel};
 use quantlab_quant::kernels::{Epilogue, OutLayout, QWeights, scalar};
 use quantlab_quant::qparams::Requant;
+use quantlab_quant::{Engine, Granularity, MethodKind, QuantizeOptions, quantize};
 
-#[test]
-fn gpu_int8_gemm_is_bit_identical_to_the_cpu_reference() {
+/// Whether a wgpu device answers (lavapipe counts); without one, skipped except under CI.
+fn gpu_here() -> bool {
     let probe = std::panic::catch_unwind(|| {
         GpuLayer::new(&QWeights::new(vec![1; 4], 1, 4), &[0], &[Requant::new(0.5)])
     });
     if probe.is_err() && std::env::var_os("CI").is_none() {
         eprintln!("skipped: no wgpu device here");
+        return false;
+    }
+    true
+}
+
+#[test]
+fn static_models_on_the_gpu_give_the_cpu_engines_logits_bit_for_bit() {
+    if !gpu_here() {
+        return;
+    }
+    for kind in [ModelKind::Mlp, ModelKind::Cnn] {
+        let (s, net) = common::trained(kind);
+        for granularity in [Granularity::PerChannel, Granularity::PerTensor] {
+            let q = quantize(
+                &net,
+                &QuantizeOptions {
+                    method: MethodKind::Static,
+                    granularity,
+                    ..Default::default()
+                },
+                &s.train.features,
+                &Engine::default(),
+            )
+            .unwrap();
+            let gpu = GpuModel::new(&q).unwrap();
+            for batch in [1, 37] {
+                let x = &s.test.features[..batch * s.test.dim()];
+                let want = Engine::default().run(&q, x, batch).unwrap();
+                let got = gpu.run(x, batch).unwrap();
+                assert_eq!(got.len(), want.len());
+                assert!(
+                    got.iter()
+                        .zip(&want)
+                        .all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "{kind} {granularity:?} batch {batch}"
+                );
+            }
+        }
+    }
+    // A float model has no GPU path: an error naming why, not a panic.
+    let (_, net) = common::trained(ModelKind::Mlp);
+    let err = GpuModel::new(&quantlab_quant::QuantModel::float(net))
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("static int8"), "{err}");
+}
+
+#[test]
+fn gpu_int8_gemm_is_bit_identical_to_the_cpu_reference() {
+    if !gpu_here() {
         return;
     }
     let mut rng = Rng::new(77);
