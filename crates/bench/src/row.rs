@@ -130,8 +130,11 @@ pub fn derive_ratios(rows: &mut [Row]) {
             .cloned()
     };
     for r in rows.iter_mut().filter(|r| r.method != "f32" && r.supported) {
+        // GPU int8 against the GPU's float (burn on wgpu), CPU rows against their own.
         let own = if r.backend.starts_with("burn") {
             r.backend.clone()
+        } else if r.backend == "quantlab-gpu" {
+            "burn-wgpu".into()
         } else {
             "quantlab".into()
         };

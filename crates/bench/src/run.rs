@@ -208,7 +208,7 @@ pub fn run(opts: &BenchOptions) -> Result<(PathBuf, Results)> {
         "burn-weights: burn quantize_weights (MinMax, Q8S per tensor, weights only); burn dequantizes before computing".into(),
     ];
     if devices.contains(&DeviceKind::Gpu) {
-        notes.push("gpu rows: burn on wgpu (float forward, and burn-weights where burn's packed int8 storage allows), timed with host transfers included: the host batch is uploaded and the logits read back before the clock stops, which also synchronises the device; quantlab's int8 methods run on the CPU (int8 on the GPU is not written yet)".into());
+        notes.push("gpu rows: burn on wgpu (float forward, and burn-weights where burn's packed int8 storage allows), timed with host transfers included: the host batch is uploaded and the logits read back before the clock stops, which also synchronises the device; quantlab-gpu rows: quantlab's static int8 on the GPU (WGSL kernels, bit-identical to the CPU engine), same timing rules, speed-ups against burn-wgpu's f32".into());
         match quantlab_train::gpu() {
             Ok((_, adapter)) => {
                 notes.push(format!("wgpu adapter: {}", adapter.summary()));
@@ -242,6 +242,9 @@ pub fn run(opts: &BenchOptions) -> Result<(PathBuf, Results)> {
         },
     ))
 }
+
+/// The large batch of the GPU rows' note.
+const GPU_LARGE_BATCH: usize = 4096;
 
 struct Pair<'a> {
     ds: DatasetName,
@@ -411,8 +414,12 @@ impl Pair<'_> {
                             "weights rounded to 2^-7 steps, stored and computed in f32".into();
                     }
                     let all = self.all_cores_row(&q, &row, &batch_x)?;
+                    let gpu = (mk == MethodKind::Static && self.devices.contains(&DeviceKind::Gpu))
+                        .then(|| self.gpu_int8_row(&q, &row, &test, &batch_x))
+                        .transpose()?;
                     rows.push(row);
                     rows.extend(all);
+                    rows.extend(gpu);
                 }
             }
             bar.inc(1);
@@ -501,6 +508,56 @@ impl Pair<'_> {
         if let Some(float) = float_for_layers {
             row.layers = layer_report(&self.engine, float, m, calib_x, None)?;
         }
+        Ok(row)
+    }
+
+    /// The static model `m` on the GPU (quantlab's WGSL int8 kernels), from its CPU row
+    /// `cpu`: accuracy, latency at batch 1 and 64 and, in the note, at a large batch where a
+    /// GPU shows its throughput. Host transfers are included (quantize, upload, read-back),
+    /// and the read-back synchronises the device before the clock stops.
+    fn gpu_int8_row(
+        &self,
+        m: &QuantModel,
+        cpu: &Row,
+        test: &LabeledSet,
+        batch_x: &[Vec<f32>],
+    ) -> Result<Row> {
+        let mut row = Row {
+            device: "gpu".into(),
+            backend: "quantlab-gpu".into(),
+            kernel: "wgsl dot4I8Packed".into(),
+            layers: Vec::new(),
+            peak_mem_bytes: 0,
+            ..cpu.clone()
+        };
+        let gpu = match quantlab_quant::gpu::GpuModel::new(m) {
+            Ok(g) => g,
+            Err(e) => {
+                row.supported = false;
+                row.note = e.to_string();
+                return Ok(row);
+            }
+        };
+        let s = quantlab_quant::score::score_with(test, |x, n| gpu.run(x, n))?;
+        (row.accuracy, row.loss, row.samples) = (s.accuracy, s.loss, s.samples);
+        let b = BATCHES;
+        let l1 = latency(&self.timing, || gpu.run(&batch_x[0], b[0]).map(|_| ()))?;
+        let l64 = latency(&self.timing, || gpu.run(&batch_x[1], b[1]).map(|_| ()))?;
+        fill_latency(&mut row, l1, l64);
+        let big = cyclic(test, GPU_LARGE_BATCH);
+        let few = Timing {
+            warmup: 1,
+            min_reps: 3,
+            max_reps: 10,
+            budget_s: 2.0,
+        };
+        let lb = latency(&few, || gpu.run(&big, GPU_LARGE_BATCH).map(|_| ()))?;
+        row.note = format!(
+            "host transfers included; b64 {:.2}x the CPU int8 row (1 thread); batch {GPU_LARGE_BATCH}: {:.0} us ({:.0} samples/s)",
+            cpu.latency_b64_us / row.latency_b64_us,
+            lb.median_us,
+            GPU_LARGE_BATCH as f64 / lb.median_us * 1e6
+        );
         Ok(row)
     }
 

@@ -182,7 +182,12 @@ pub fn markdown(r: &Results) -> String {
         let f = rows.iter().find(|x| x.is_reference() && x.threads == 1);
         let q = rows
             .iter()
-            .filter(|x| x.method.starts_with("static-") && x.supported && x.threads == 1)
+            .filter(|x| {
+                x.method.starts_with("static-")
+                    && x.supported
+                    && x.threads == 1
+                    && x.backend == "quantlab"
+            })
             .max_by(|a, b| {
                 a.accuracy
                     .total_cmp(&b.accuracy)

@@ -141,7 +141,9 @@ fn summary(rows: &[Row]) {
         let q = rows
             .iter()
             .filter(of)
-            .filter(|r| r.method.starts_with("static-") && r.threads == 1)
+            .filter(|r| {
+                r.method.starts_with("static-") && r.threads == 1 && r.backend == "quantlab"
+            })
             .max_by(|a, b| a.accuracy.total_cmp(&b.accuracy));
         let x = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.2}x"));
         match q {
