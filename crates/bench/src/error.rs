@@ -41,6 +41,9 @@ pub enum BenchError {
         /// What is wrong.
         message: String,
     },
+    /// `--device gpu` asked for, and no wgpu device found.
+    #[error("--device gpu: {0}")]
+    NoGpu(String),
     /// Plotting failed.
     #[error("plot {path}: {message}")]
     Plot {

@@ -118,9 +118,8 @@ pub fn run(opts: &BenchOptions) -> Result<(PathBuf, Results)> {
         message,
     })?;
     let devices = opts.devices.clone().unwrap_or_else(|| cfg.devices.clone());
-    if devices.contains(&DeviceKind::Gpu)
-        && let Ok((_, adapter)) = quantlab_train::gpu()
-    {
+    if devices.contains(&DeviceKind::Gpu) {
+        let (_, adapter) = quantlab_train::gpu().map_err(BenchError::NoGpu)?;
         eprintln!("wgpu adapter: {}", adapter.summary());
         if let Some(w) = adapter.warning() {
             eprintln!("{w}");

@@ -140,13 +140,20 @@ impl CubeKernel for QGemm {
     }
 }
 
-/// The CubeCL client of burn's default wgpu device (the runtime burn itself uses).
-fn client() -> burn::cubecl::client::Client {
-    burn::cubecl::Device::Wgpu(WgpuDevice::default()).client()
+/// The CubeCL client of burn's default wgpu device (the runtime burn itself uses); an
+/// error, not a panic, where the machine has no wgpu device.
+fn client() -> Result<burn::cubecl::client::Client> {
+    std::panic::catch_unwind(|| burn::cubecl::Device::Wgpu(WgpuDevice::default()).client()).map_err(
+        |_| QuantError::Invalid {
+            key: "gpu",
+            reason: "no wgpu device on this machine".into(),
+        },
+    )
 }
 
 /// A static layer's weights and requantization, uploaded once.
 pub struct GpuLayer {
+    client: burn::cubecl::client::Client,
     n: usize,
     k4: usize,
     w: burn::cubecl::server::Handle,
@@ -155,8 +162,8 @@ pub struct GpuLayer {
 
 impl GpuLayer {
     /// Uploads `w` with the layer's `offset` (`bias - zp_in * col_sums`) and multipliers.
-    pub fn new(w: &QWeights, offset: &[i32], requant: &[Requant]) -> Self {
-        let client = client();
+    pub fn new(w: &QWeights, offset: &[i32], requant: &[Requant]) -> Result<Self> {
+        let client = client()?;
         let k4 = w.k.div_ceil(4);
         let mut packed = vec![0u8; w.n * k4 * 4];
         for j in 0..w.n {
@@ -173,12 +180,13 @@ impl GpuLayer {
             params.push(rq.shift as i32);
         }
         let params: Vec<u8> = params.iter().flat_map(|v| v.to_le_bytes()).collect();
-        Self {
+        Ok(Self {
             n: w.n,
             k4,
             w: client.create_from_slice(&packed),
             params: client.create_from_slice(&params),
-        }
+            client,
+        })
     }
 
     /// `out = clamp(zo + requant(a x w^T + offset), lo, hi)` for `m` rows of `a` (`[m, k]` u8).
@@ -189,7 +197,7 @@ impl GpuLayer {
         k: usize,
         (zo, lo, hi): (i32, i32, i32),
     ) -> Result<Vec<u8>> {
-        let client = client();
+        let client = &self.client;
         let mut rows = vec![0u8; m * self.k4 * 4];
         for r in 0..m {
             rows[r * self.k4 * 4..r * self.k4 * 4 + k].copy_from_slice(&a[r * k..(r + 1) * k]);
@@ -394,6 +402,7 @@ enum Step {
 /// A static int8 model on the GPU: weights uploaded once, activations kept on the device as
 /// packed u8 channels-last maps from the quantized input to the quantized logits.
 pub struct GpuModel {
+    client: burn::cubecl::client::Client,
     steps: Vec<Step>,
     in_q: QParams,
     out_q: QParams,
@@ -405,7 +414,7 @@ impl GpuModel {
     /// dynamic parts have no GPU path yet).
     pub fn new(model: &QuantModel) -> Result<Self> {
         let plan = model.plan.get(model);
-        let client = client();
+        let client = client()?;
         let mut steps = Vec::new();
         let (mut in_q, mut out_q) = (None, None);
         let mut layout = plan.layouts[0];
@@ -543,6 +552,7 @@ impl GpuModel {
             });
         }
         Ok(Self {
+            client,
             steps,
             in_q,
             out_q,
@@ -560,7 +570,7 @@ impl GpuModel {
                 batch,
             });
         }
-        let client = client();
+        let client = &self.client;
         let mut q = vec![0u8; x.len().div_ceil(4) * 4];
         quantize_into(x, &self.in_q, &mut q[..x.len()]);
         let mut cur = client.create_from_slice(&q);
