@@ -237,7 +237,7 @@ const DENSE: &str = r#"
 @group(0) @binding(1) var<storage, read_write> w: array<u32>;
 @group(0) @binding(2) var<storage, read_write> params: array<i32>;
 @group(0) @binding(3) var<storage, read_write> shape: array<i32>;
-@group(0) @binding(4) var<storage, read_write> out: array<atomic<u32>>;
+@group(0) @binding(4) var<storage, read_write> out: array<u32>;
 
 REQUANT
 
@@ -245,8 +245,8 @@ fn byte_at(i: u32) -> u32 {
     return (x[i >> 2u] >> ((i & 3u) * 8u)) & 0xffu;
 }
 
-@compute @workgroup_size(64, 1, 1)
-fn dense(@builtin(global_invocation_id) id: vec3<u32>) {
+// One output value, flat index o = (b * pixels + p) * n + j.
+fn dense_one(o: u32) -> u32 {
     // shape: n, k4, c, h, w, kh, kw, sy, sx, py, px, oh, ow, seg4, zp, zo, lo, hi, batch
     let n = u32(shape[0]);
     let k4 = u32(shape[1]);
@@ -258,12 +258,9 @@ fn dense(@builtin(global_invocation_id) id: vec3<u32>) {
     let pixels = u32(shape[11]) * ow;
     let seg4 = u32(shape[13]);
     let zp = u32(shape[14]);
-    let j = id.x;
-    let p = id.y;
-    let b = id.z;
-    if (j >= n || p >= pixels || b >= u32(shape[18])) {
-        return;
-    }
+    let j = o % n;
+    let p = (o / n) % pixels;
+    let b = o / (n * pixels);
     let oy = i32(p / ow);
     let ox = i32(p % ow);
     let in_len = u32(h * wd) * c;
@@ -289,9 +286,25 @@ fn dense(@builtin(global_invocation_id) id: vec3<u32>) {
     }
     let x2 = acc + params[3u * j];
     let v2 = shape[15] + requant(x2, params[3u * j + 1u], u32(params[3u * j + 2u]));
-    let q8 = u32(clamp(v2, shape[16], shape[17]));
-    let o = (b * pixels + p) * n + j;
-    atomicOr(&out[o >> 2u], q8 << ((o & 3u) * 8u));
+    return u32(clamp(v2, shape[16], shape[17]));
+}
+
+// One output word (4 values) per invocation: plain stores, no atomics, no zeroed buffer.
+@compute @workgroup_size(64, 1, 1)
+fn dense(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let total = u32(shape[0]) * u32(shape[11]) * u32(shape[12]) * u32(shape[18]);
+    let word = id.x + id.y * groups.x * 64u;
+    if (word * 4u >= total) {
+        return;
+    }
+    var packed = 0u;
+    for (var e = 0u; e < 4u; e = e + 1u) {
+        let o = word * 4u + e;
+        if (o < total) {
+            packed = packed | (dense_one(o) << (8u * e));
+        }
+    }
+    out[word] = packed;
 }
 "#;
 
@@ -299,21 +312,16 @@ fn dense(@builtin(global_invocation_id) id: vec3<u32>) {
 const POOL: &str = r#"
 @group(0) @binding(0) var<storage, read_write> x: array<u32>;
 @group(0) @binding(1) var<storage, read_write> shape: array<i32>;
-@group(0) @binding(2) var<storage, read_write> out: array<atomic<u32>>;
+@group(0) @binding(2) var<storage, read_write> out: array<u32>;
 
-@compute @workgroup_size(64, 1, 1)
-fn pool(@builtin(global_invocation_id) id: vec3<u32>) {
+// One output value, flat index o = ((b * oh + py) * ow + px) * c + ch.
+fn pool_one(o: u32) -> u32 {
     // shape: c, h, w, kh, kw, sy, sx, oh, ow, batch
     let c = u32(shape[0]);
     let h = u32(shape[1]);
     let wd = u32(shape[2]);
     let oh = u32(shape[7]);
     let ow = u32(shape[8]);
-    let total = u32(shape[9]) * oh * ow * c;
-    let o = id.x + id.y * 65535u * 64u;
-    if (o >= total) {
-        return;
-    }
     let ch = o % c;
     let px = (o / c) % ow;
     let py = (o / (c * ow)) % oh;
@@ -327,7 +335,24 @@ fn pool(@builtin(global_invocation_id) id: vec3<u32>) {
             m = max(m, (x[i >> 2u] >> ((i & 3u) * 8u)) & 0xffu);
         }
     }
-    atomicOr(&out[o >> 2u], m << ((o & 3u) * 8u));
+    return m;
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn pool(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let total = u32(shape[9]) * u32(shape[7]) * u32(shape[8]) * u32(shape[0]);
+    let word = id.x + id.y * groups.x * 64u;
+    if (word * 4u >= total) {
+        return;
+    }
+    var packed = 0u;
+    for (var e = 0u; e < 4u; e = e + 1u) {
+        let o = word * 4u + e;
+        if (o < total) {
+            packed = packed | (pool_one(o) << (8u * e));
+        }
+    }
+    out[word] = packed;
 }
 "#;
 
@@ -369,6 +394,14 @@ impl CubeKernel for Wgsl {
             lang: "wgsl",
         })
     }
+}
+
+/// Workgroups for one invocation per output word of `len` values (a second dimension past
+/// the 65535-group limit; kernels stride by `num_workgroups`).
+fn word_groups(len: usize) -> CubeCount {
+    let groups = len.div_ceil(4).div_ceil(WORKGROUP as usize).max(1);
+    let gx = groups.min(65_535);
+    CubeCount::Static(gx as u32, groups.div_ceil(gx) as u32, 1)
 }
 
 fn bytes_i32(v: &[i32]) -> Vec<u8> {
@@ -593,18 +626,15 @@ impl GpuModel {
                     let mut shape = shape.clone();
                     *shape.last_mut().expect("batch slot") = batch as i32;
                     len = batch * out_len;
-                    let out = client.create_from_slice(&vec![0u8; len.div_ceil(4) * 4]);
+                    debug_assert_eq!(len, batch * n * pixels);
+                    let out = client.empty(len.div_ceil(4) * 4);
                     client.launch(
                         Box::new(Wgsl {
                             source: dense.source.clone(),
                             entry: dense.entry,
                             id: dense.id,
                         }),
-                        CubeCount::Static(
-                            n.div_ceil(WORKGROUP as usize) as u32,
-                            *pixels as u32,
-                            batch as u32,
-                        ),
+                        word_groups(len),
                         KernelArguments::new()
                             .with_buffer(cur.binding())
                             .with_buffer(w.clone().binding())
@@ -618,16 +648,14 @@ impl GpuModel {
                     let mut shape = shape.clone();
                     *shape.last_mut().expect("batch slot") = batch as i32;
                     len = batch * out_len;
-                    let out = client.create_from_slice(&vec![0u8; len.div_ceil(4) * 4]);
-                    let groups = len.div_ceil(WORKGROUP as usize);
-                    let (gx, gy) = (groups.min(65535), groups.div_ceil(65535));
+                    let out = client.empty(len.div_ceil(4) * 4);
                     client.launch(
                         Box::new(Wgsl {
                             source: POOL.to_string(),
                             entry: "pool",
                             id: "pool",
                         }),
-                        CubeCount::Static(gx as u32, gy as u32, 1),
+                        word_groups(len),
                         KernelArguments::new()
                             .with_buffer(cur.binding())
                             .with_buffer(client.create_from_slice(&bytes_i32(&shape)).binding())
