@@ -471,6 +471,15 @@ impl GpuModel {
         for (i, node) in model.network.nodes.iter().enumerate() {
             match (node, &model.layers[i], &plan.nodes[i]) {
                 (Node::Dense(d), Some(LayerImpl::Static(l)), Prepared::Int8(w)) => {
+                    if out_q.is_some_and(|q| q != l.in_q) {
+                        return Err(QuantError::Invalid {
+                            key: "gpu",
+                            reason: format!(
+                                "node {i} expects other input parameters than the layer before \
+                                 produces; requantizing between layers has no GPU path"
+                            ),
+                        });
+                    }
                     in_q.get_or_insert(l.in_q);
                     out_q = Some(l.out_q);
                     let k4 = w.k.div_ceil(4);

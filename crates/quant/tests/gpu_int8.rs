@@ -56,8 +56,20 @@ fn static_models_on_the_gpu_give_the_cpu_engines_logits_bit_for_bit() {
             }
         }
     }
-    // A float model has no GPU path: an error naming why, not a panic.
-    let (_, net) = common::trained(ModelKind::Mlp);
+    // A float model, or layers whose quantization points disagree, have no GPU path: an
+    // error naming why, not a panic.
+    let (s, net) = common::trained(ModelKind::Mlp);
+    let opts = QuantizeOptions {
+        method: MethodKind::Static,
+        ..Default::default()
+    };
+    let mut bad = quantize(&net, &opts, &s.train.features, &Engine::default()).unwrap();
+    let second = bad.network.dense_indices()[1];
+    if let Some(quantlab_quant::LayerImpl::Static(l)) = &mut bad.layers[second] {
+        l.in_q.zero_point += 1;
+    }
+    let err = GpuModel::new(&bad).err().unwrap();
+    assert!(err.to_string().contains("requantizing"), "{err}");
     let err = GpuModel::new(&quantlab_quant::QuantModel::float(net))
         .err()
         .unwrap();
