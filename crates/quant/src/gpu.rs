@@ -105,41 +105,6 @@ fn qgemm(@builtin(global_invocation_id) id: vec3<u32>) {
 }
 "#;
 
-struct QGemm;
-
-impl KernelMetadata for QGemm {
-    fn id(&self) -> KernelId {
-        KernelId::new::<Self>()
-    }
-
-    fn address_type(&self) -> ElemType {
-        ElemType::UInt(UIntKind::U32)
-    }
-}
-
-impl CubeKernel for QGemm {
-    fn define(&self) -> KernelDefinition {
-        let settings = KernelSettings::new(
-            Dim3::new_1d(WORKGROUP),
-            ExecutionMode::Checked,
-            AddressType::U32,
-        );
-        KernelDefinition {
-            body: Scope::root(settings.clone()),
-            settings,
-            info: Info::default(),
-        }
-    }
-
-    fn source(&self) -> Option<PrecompiledSource> {
-        Some(PrecompiledSource {
-            source: SOURCE.to_string(),
-            entrypoint_name: "qgemm".to_string(),
-            lang: "wgsl",
-        })
-    }
-}
-
 /// The CubeCL client of burn's default wgpu device (the runtime burn itself uses); an
 /// error, not a panic, where the machine has no wgpu device.
 fn client() -> Result<burn::cubecl::client::Client> {
@@ -151,42 +116,56 @@ fn client() -> Result<burn::cubecl::client::Client> {
     )
 }
 
+/// A layer's int8 weights on the device, packed 4 to a word (`[n][k4]`, zero-filled), and
+/// per output `(offset + 128 * column sum, multiplier, shift)`: the `128 *` term undoes the
+/// kernels' u8 -> i8 shift of the activations.
+struct Weights {
+    w: burn::cubecl::server::Handle,
+    params: burn::cubecl::server::Handle,
+    n: usize,
+    k4: usize,
+}
+
+fn upload(
+    client: &burn::cubecl::client::Client,
+    w: &QWeights,
+    offset: &[i32],
+    requant: &[Requant],
+) -> Weights {
+    let k4 = w.k.div_ceil(4);
+    let mut packed = vec![0u8; w.n * k4 * 4];
+    for j in 0..w.n {
+        for t in 0..w.k {
+            packed[j * k4 * 4 + t] = w.w[j * w.k + t] as u8;
+        }
+    }
+    let mut params = Vec::with_capacity(w.n * 3);
+    for j in 0..w.n {
+        let rq = requant[if requant.len() == 1 { 0 } else { j }];
+        params.push(offset[j].wrapping_add(128i32.wrapping_mul(w.col_sums[j])));
+        params.push(rq.multiplier);
+        params.push(rq.shift as i32);
+    }
+    Weights {
+        w: client.create_from_slice(&packed),
+        params: client.create_from_slice(&bytes_i32(&params)),
+        n: w.n,
+        k4,
+    }
+}
+
 /// A static layer's weights and requantization, uploaded once.
 pub struct GpuLayer {
     client: burn::cubecl::client::Client,
-    n: usize,
-    k4: usize,
-    w: burn::cubecl::server::Handle,
-    params: burn::cubecl::server::Handle,
+    weights: Weights,
 }
 
 impl GpuLayer {
     /// Uploads `w` with the layer's `offset` (`bias - zp_in * col_sums`) and multipliers.
     pub fn new(w: &QWeights, offset: &[i32], requant: &[Requant]) -> Result<Self> {
         let client = client()?;
-        let k4 = w.k.div_ceil(4);
-        let mut packed = vec![0u8; w.n * k4 * 4];
-        for j in 0..w.n {
-            for t in 0..w.k {
-                packed[j * k4 * 4 + t] = w.w[j * w.k + t] as u8;
-            }
-        }
-        let mut params = Vec::with_capacity(w.n * 3);
-        for j in 0..w.n {
-            let rq = requant[if requant.len() == 1 { 0 } else { j }];
-            // The u8 -> i8 shift of the activations, undone: + 128 * sum_k w[j][k].
-            params.push(offset[j].wrapping_add(128i32.wrapping_mul(w.col_sums[j])));
-            params.push(rq.multiplier);
-            params.push(rq.shift as i32);
-        }
-        let params: Vec<u8> = params.iter().flat_map(|v| v.to_le_bytes()).collect();
-        Ok(Self {
-            n: w.n,
-            k4,
-            w: client.create_from_slice(&packed),
-            params: client.create_from_slice(&params),
-            client,
-        })
+        let weights = upload(&client, w, offset, requant);
+        Ok(Self { client, weights })
     }
 
     /// `out = clamp(zo + requant(a x w^T + offset), lo, hi)` for `m` rows of `a` (`[m, k]` u8).
@@ -197,25 +176,25 @@ impl GpuLayer {
         k: usize,
         (zo, lo, hi): (i32, i32, i32),
     ) -> Result<Vec<u8>> {
-        let client = &self.client;
-        let mut rows = vec![0u8; m * self.k4 * 4];
+        let (client, Weights { w, params, n, k4 }) = (&self.client, &self.weights);
+        let mut rows = vec![0u8; m * k4 * 4];
         for r in 0..m {
-            rows[r * self.k4 * 4..r * self.k4 * 4 + k].copy_from_slice(&a[r * k..(r + 1) * k]);
+            rows[r * k4 * 4..r * k4 * 4 + k].copy_from_slice(&a[r * k..(r + 1) * k]);
         }
-        let meta: Vec<u8> = [m as i32, self.n as i32, self.k4 as i32, zo, lo, hi]
-            .iter()
-            .flat_map(|v| v.to_le_bytes())
-            .collect();
+        let meta = bytes_i32(&[m as i32, *n as i32, *k4 as i32, zo, lo, hi]);
         let a_h = client.create_from_slice(&rows);
         let meta_h = client.create_from_slice(&meta);
-        let out_h = client.empty(m * self.n * 4);
+        let out_h = client.empty(m * n * 4);
         client.launch(
-            Box::new(QGemm),
-            CubeCount::Static(self.n.div_ceil(WORKGROUP as usize) as u32, m as u32, 1),
+            Box::new(Wgsl {
+                source: SOURCE,
+                entry: "qgemm",
+            }),
+            CubeCount::Static(n.div_ceil(WORKGROUP as usize) as u32, m as u32, 1),
             KernelArguments::new()
                 .with_buffer(a_h.binding())
-                .with_buffer(self.w.clone().binding())
-                .with_buffer(self.params.clone().binding())
+                .with_buffer(w.clone().binding())
+                .with_buffer(params.clone().binding())
                 .with_buffer(meta_h.binding())
                 .with_buffer(out_h.clone().binding()),
         );
@@ -373,16 +352,15 @@ fn pool(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) g
 }
 "#;
 
-/// A hand-written WGSL kernel: its text, entry point and workgroup width.
+/// A hand-written WGSL kernel: its text and entry point (workgroups of [`WORKGROUP`]).
 struct Wgsl {
-    source: String,
+    source: &'static str,
     entry: &'static str,
-    id: &'static str,
 }
 
 impl KernelMetadata for Wgsl {
     fn id(&self) -> KernelId {
-        KernelId::new::<Self>().info(self.id)
+        KernelId::new::<Self>().info(self.entry)
     }
 
     fn address_type(&self) -> ElemType {
@@ -406,7 +384,7 @@ impl CubeKernel for Wgsl {
 
     fn source(&self) -> Option<PrecompiledSource> {
         Some(PrecompiledSource {
-            source: self.source.clone(),
+            source: self.source.to_string(),
             entrypoint_name: self.entry.to_string(),
             lang: "wgsl",
         })
@@ -425,23 +403,23 @@ fn bytes_i32(v: &[i32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
-/// The requantization function of [`SOURCE`], shared with the network kernels.
-fn requant_wgsl() -> &'static str {
-    let start = SOURCE.find("fn requant").expect("requant in SOURCE");
-    let end = SOURCE.find("@compute").expect("entry in SOURCE");
-    &SOURCE[start..end]
+/// [`DENSE`] with the requantization function of [`SOURCE`] in it, built once.
+fn dense_source() -> &'static str {
+    static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TEXT.get_or_init(|| {
+        let start = SOURCE.find("fn requant").expect("requant in SOURCE");
+        let end = SOURCE.find("@compute").expect("entry in SOURCE");
+        DENSE.replace("REQUANT", &SOURCE[start..end])
+    })
 }
 
 /// One step of a network on the device.
 enum Step {
     Dense {
-        w: burn::cubecl::server::Handle,
-        params: burn::cubecl::server::Handle,
+        weights: Weights,
         /// The `shape` vector of the dense kernel, batch last (filled per call).
         shape: Vec<i32>,
         out_len: usize,
-        n: usize,
-        pixels: usize,
     },
     Pool {
         shape: Vec<i32>,
@@ -482,20 +460,8 @@ impl GpuModel {
                     }
                     in_q.get_or_insert(l.in_q);
                     out_q = Some(l.out_q);
-                    let k4 = w.k.div_ceil(4);
-                    let mut packed = vec![0u8; w.n * k4 * 4];
-                    for j in 0..w.n {
-                        for t in 0..w.k {
-                            packed[j * k4 * 4 + t] = w.w[j * w.k + t] as u8;
-                        }
-                    }
-                    let mut params = Vec::with_capacity(w.n * 3);
-                    for j in 0..w.n {
-                        let rq = l.requant[if l.requant.len() == 1 { 0 } else { j }];
-                        params.push(l.offset[j].wrapping_add(128i32.wrapping_mul(w.col_sums[j])));
-                        params.push(rq.multiplier);
-                        params.push(rq.shift as i32);
-                    }
+                    let weights = upload(&client, w, &l.offset, &l.requant);
+                    let k4 = weights.k4;
                     let lo = if d.relu {
                         l.out_q.zero_point.max(l.out_q.qmin)
                     } else {
@@ -545,12 +511,9 @@ impl GpuModel {
                     };
                     let shape: Vec<i32> = geo.iter().chain(&tail).copied().collect();
                     steps.push(Step::Dense {
-                        w: client.create_from_slice(&packed),
-                        params: client.create_from_slice(&bytes_i32(&params)),
+                        weights,
                         shape,
                         out_len: d.out_len(),
-                        n: d.n,
-                        pixels: d.rows_per_sample(),
                     });
                 }
                 (Node::Dense(_), _, _) => {
@@ -634,31 +597,21 @@ impl GpuModel {
         quantize_into(x, &self.in_q, &mut q[..x.len()]);
         let mut cur = client.create_from_slice(&q);
         let mut len = x.len();
-        let dense = Wgsl {
-            source: DENSE.replace("REQUANT", requant_wgsl()),
-            entry: "dense",
-            id: "dense",
-        };
         for step in &self.steps {
             match step {
                 Step::Dense {
-                    w,
-                    params,
+                    weights: Weights { w, params, .. },
                     shape,
                     out_len,
-                    n,
-                    pixels,
                 } => {
                     let mut shape = shape.clone();
                     *shape.last_mut().expect("batch slot") = batch as i32;
                     len = batch * out_len;
-                    debug_assert_eq!(len, batch * n * pixels);
                     let out = client.empty(len.div_ceil(4) * 4);
                     client.launch(
                         Box::new(Wgsl {
-                            source: dense.source.clone(),
-                            entry: dense.entry,
-                            id: dense.id,
+                            source: dense_source(),
+                            entry: "dense",
                         }),
                         word_groups(len),
                         KernelArguments::new()
@@ -677,9 +630,8 @@ impl GpuModel {
                     let out = client.empty(len.div_ceil(4) * 4);
                     client.launch(
                         Box::new(Wgsl {
-                            source: POOL.to_string(),
+                            source: POOL,
                             entry: "pool",
-                            id: "pool",
                         }),
                         word_groups(len),
                         KernelArguments::new()
