@@ -462,12 +462,8 @@ impl GpuModel {
                     out_q = Some(l.out_q);
                     let weights = upload(&client, w, &l.offset, &l.requant);
                     let k4 = weights.k4;
-                    let lo = if d.relu {
-                        l.out_q.zero_point.max(l.out_q.qmin)
-                    } else {
-                        l.out_q.qmin
-                    };
-                    let tail = [l.in_q.zero_point, l.out_q.zero_point, lo, l.out_q.qmax, 0];
+                    let (zo, lo, hi) = l.out_clamp(d.relu);
+                    let tail = [l.in_q.zero_point, zo, lo, hi, 0];
                     let geo: [i32; 14] = match &d.conv {
                         Some(g) => {
                             let seg4 = (g.kernel[1] * g.in_channels).div_ceil(4) * 4;

@@ -82,6 +82,20 @@ impl StaticLayer {
     }
 }
 
+impl StaticLayer {
+    /// `(zero point, lower clamp, upper clamp)` of the requantized output: with a fused ReLU
+    /// the lower clamp is the zero point (real 0).
+    pub fn out_clamp(&self, relu: bool) -> (i32, i32, i32) {
+        let q = &self.out_q;
+        let lo = if relu {
+            q.zero_point.max(q.qmin)
+        } else {
+            q.qmin
+        };
+        (q.zero_point, lo, q.qmax)
+    }
+}
+
 /// A dense layer with int8 weights whose input is quantized per batch, output in f32.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DynamicLayer {

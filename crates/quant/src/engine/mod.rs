@@ -345,36 +345,31 @@ impl Engine {
         batch: usize,
     ) -> Vec<u8> {
         let mut out = take(batch * d.out_len());
-        let lo = if d.relu {
-            l.out_q.zero_point.max(l.out_q.qmin)
-        } else {
-            l.out_q.qmin
-        };
+        let c @ (zo, lo, hi) = l.out_clamp(d.relu);
         let zp = l.in_q.zero_point as u8;
         let epilogue = |out| Epilogue::Requant {
             offset: &l.offset,
             requant: &l.requant,
-            zo: l.out_q.zero_point,
+            zo,
             lo,
-            hi: l.out_q.qmax,
+            hi,
             layout: OutLayout::RowMajor,
             out,
         };
-        let c = (l.out_q.zero_point, lo, l.out_q.qmax);
         match (&d.conv, taps, rq) {
             (None, _, Some(rq)) => {
                 avx512::qgemm_requant(&Rows::matrix(input, batch, d.k, d.k), w, rq, c, &mut out)
             }
-            (Some(g), Some(taps), Some(rq)) => WORKSPACE.with_borrow_mut(|ws| {
-                let samples = input
-                    .chunks_exact(d.in_len())
-                    .zip(out.chunks_exact_mut(d.out_len()));
-                for (xs, os) in samples {
-                    nhwc::pad(xs, g, zp, &mut ws.u8);
-                    let rows = conv_rows(&ws.u8, g, taps, taps.seg_len4());
-                    avx512::qgemm_requant(&rows, w, rq, c, os);
-                }
-            }),
+            (Some(g), Some(taps), Some(rq)) => conv_samples(
+                d,
+                g,
+                taps,
+                input,
+                zp,
+                &mut out,
+                d.out_len(),
+                |rows, _, os| avx512::qgemm_requant(rows, w, rq, c, os),
+            ),
             (Some(g), Some(taps), None) => {
                 self.conv_int8(d, g, taps, w, input, zp, &mut out, epilogue);
             }
@@ -439,29 +434,24 @@ impl Engine {
             return None;
         }
         let pooled_len = d.n * pg.out_hw[0] * pg.out_hw[1];
-        let lo = if d.relu {
-            l.out_q.zero_point.max(l.out_q.qmin)
-        } else {
-            l.out_q.qmin
-        };
         let shape = PoolShape {
             ow: g.out_hw[1],
             out_hw: pg.out_hw,
             window: pg.stride,
         };
         let zp = l.in_q.zero_point as u8;
-        let c = (l.out_q.zero_point, lo, l.out_q.qmax);
+        let c = l.out_clamp(d.relu);
         let mut out = take(batch * pooled_len);
-        WORKSPACE.with_borrow_mut(|ws| {
-            let samples = input
-                .chunks_exact(d.in_len())
-                .zip(out.chunks_exact_mut(pooled_len));
-            for (xs, os) in samples {
-                nhwc::pad(xs, g, zp, &mut ws.u8);
-                let rows = conv_rows(&ws.u8, g, taps, taps.seg_len4());
-                avx512::conv_pool_rows(&rows, w, rq, c, shape, &mut ws.acc, os);
-            }
-        });
+        conv_samples(
+            d,
+            g,
+            taps,
+            input,
+            zp,
+            &mut out,
+            pooled_len,
+            |rows, scratch, os| avx512::conv_pool_rows(rows, w, rq, c, shape, &mut scratch.acc, os),
+        );
         Some(out)
     }
 
@@ -479,28 +469,53 @@ impl Engine {
         out: &'o mut [O],
         epilogue: impl Fn(&'o mut [O]) -> Epilogue<'o>,
     ) {
-        WORKSPACE.with_borrow_mut(|ws| {
-            let Workspace {
-                u8: padded,
-                rows: gathered,
-                ..
-            } = ws;
-            let samples = input
-                .chunks_exact(d.in_len())
-                .zip(out.chunks_exact_mut(d.out_len()));
-            for (xs, os) in samples {
-                nhwc::pad(xs, g, zp, padded);
-                let rows = conv_rows(padded, g, taps, taps.seg_len4());
+        conv_samples(
+            d,
+            g,
+            taps,
+            input,
+            zp,
+            out,
+            d.out_len(),
+            |rows, scratch, os| {
                 if self.path == KernelPath::Avx512Vnni {
-                    avx512::qgemm_rows(&rows, w, &mut epilogue(os));
+                    avx512::qgemm_rows(rows, w, &mut epilogue(os));
                 } else {
+                    let gathered = &mut scratch.rows;
                     gathered.resize(rows.m * w.k, 0);
-                    gather(&rows, gathered);
+                    gather(rows, gathered);
                     qgemm(self.path, rows.m, gathered, w.k, w, &mut epilogue(os));
                 }
-            }
-        })
+            },
+        )
     }
+}
+
+/// Runs `f(rows, scratch, output sample)` for every sample of an int8 convolution: the
+/// sample padded with the zero point `zp`, read as one segment per kernel row (`out_len`
+/// outputs per sample; `scratch` is the workspace the padded sample is not in).
+#[allow(clippy::too_many_arguments)] // a layer, its input, its output and what runs
+fn conv_samples<'o, O>(
+    d: &Dense,
+    g: &ConvGeom,
+    taps: &Taps,
+    input: &[u8],
+    zp: u8,
+    out: &'o mut [O],
+    out_len: usize,
+    mut f: impl FnMut(&Rows<u8>, &mut Workspace, &'o mut [O]),
+) {
+    WORKSPACE.with_borrow_mut(|ws| {
+        let mut padded = std::mem::take(&mut ws.u8);
+        let samples = input
+            .chunks_exact(d.in_len())
+            .zip(out.chunks_exact_mut(out_len));
+        for (xs, os) in samples {
+            nhwc::pad(xs, g, zp, &mut padded);
+            f(&conv_rows(&padded, g, taps, taps.seg_len4()), ws, os);
+        }
+        ws.u8 = padded;
+    })
 }
 
 fn check_input(model: &QuantModel, x: &[f32], batch: usize) -> Result<()> {

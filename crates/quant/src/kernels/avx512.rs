@@ -115,6 +115,15 @@ pub fn qgemm(m: usize, a: &[u8], lda: usize, w: &QWeights, epi: &mut Epilogue) {
 /// The GEMM over any [`Rows`]: a matrix, or a channels-last convolution read tap by tap
 /// (segments must then be whole groups of 4, so no group straddles two taps).
 pub fn qgemm_rows(rows: &Rows<u8>, w: &QWeights, epi: &mut Epilogue) {
+    check(rows, w, None);
+    // SAFETY: the CPU features were checked above; `rows.check()` bounds every activation
+    // read, and weight reads stay within the packed buffer (panels * k4 * 64 bytes).
+    unsafe { qgemm_vnni(rows, w, epi) }
+}
+
+/// What every entry point checks before its unsafe kernel: the CPU has the instructions,
+/// the rows fit the weights and their buffer, a requantizer was built for these weights.
+fn check(rows: &Rows<u8>, w: &QWeights, rq: Option<&Requantizer>) {
     assert!(
         available(),
         "AVX-512 VNNI kernel called on a CPU without it"
@@ -124,10 +133,14 @@ pub fn qgemm_rows(rows: &Rows<u8>, w: &QWeights, epi: &mut Epilogue) {
         rows.segs.len() == 1 || rows.seg_len.is_multiple_of(4),
         "segments must hold whole groups of 4"
     );
+    if let Some(rq) = rq {
+        assert_eq!(
+            rq.0.mult.len(),
+            w.packed.panels * NR,
+            "requantizer built for other weights"
+        );
+    }
     rows.check();
-    // SAFETY: the CPU features were checked above; `rows.check()` bounds every activation
-    // read, and weight reads stay within the packed buffer (panels * k4 * 64 bytes).
-    unsafe { qgemm_vnni(rows, w, epi) }
 }
 
 /// A layer's requantization constants laid out for the VNNI epilogue, built once per model
@@ -156,23 +169,9 @@ pub fn conv_pool_rows(
     buf: &mut Vec<i32>,
     out: &mut [u8],
 ) {
-    assert!(
-        available(),
-        "AVX-512 VNNI kernel called on a CPU without it"
-    );
-    assert_eq!(rows.k(), w.k, "row length must match the weights");
-    assert!(
-        rows.segs.len() == 1 || rows.seg_len.is_multiple_of(4),
-        "segments must hold whole groups of 4"
-    );
     let pooled = pool.out_hw[0] * pool.out_hw[1];
     assert!(out.len() >= pooled * w.n, "output buffer too short");
-    assert_eq!(
-        rq.0.mult.len(),
-        w.packed.panels * NR,
-        "requantizer built for other weights"
-    );
-    rows.check();
+    check(rows, w, Some(rq));
     let stride = w.packed.panels * NR;
     buf.clear();
     buf.resize(pooled * stride, i32::MIN);
@@ -323,22 +322,8 @@ pub fn qgemm_requant(
     c: (i32, i32, i32),
     out: &mut [u8],
 ) {
-    assert!(
-        available(),
-        "AVX-512 VNNI kernel called on a CPU without it"
-    );
-    assert_eq!(rows.k(), w.k, "row length must match the weights");
-    assert!(
-        rows.segs.len() == 1 || rows.seg_len.is_multiple_of(4),
-        "segments must hold whole groups of 4"
-    );
     assert!(out.len() >= rows.m * w.n, "output buffer too short");
-    assert_eq!(
-        rq.0.mult.len(),
-        w.packed.panels * NR,
-        "requantizer built for other weights"
-    );
-    rows.check();
+    check(rows, w, Some(rq));
     let layout = super::epilogue::OutLayout::RowMajor;
     // SAFETY: features checked above; reads bounded by `rows.check()`, writes by the sizes.
     unsafe { requant_vnni(rows, &w.packed, &rq.0, c, layout, w.n, out) };
