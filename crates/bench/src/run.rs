@@ -208,14 +208,10 @@ pub fn run(opts: &BenchOptions) -> Result<(PathBuf, Results)> {
     ];
     if devices.contains(&DeviceKind::Gpu) {
         notes.push("gpu rows: burn on wgpu (float forward, and burn-weights where burn's packed int8 storage allows), timed with host transfers included: the host batch is uploaded and the logits read back before the clock stops, which also synchronises the device; quantlab-gpu rows: quantlab's static int8 on the GPU (WGSL kernels, bit-identical to the CPU engine), same timing rules, speed-ups against burn-wgpu's f32".into());
-        match quantlab_train::gpu() {
-            Ok((_, adapter)) => {
-                notes.push(format!("wgpu adapter: {}", adapter.summary()));
-                if let Some(w) = adapter.warning() {
-                    notes.push(w);
-                }
-            }
-            Err(e) => notes.push(format!("wgpu adapter: {e}")),
+        // Initialised (or refused) before the first row, so always there by now.
+        if let Ok((_, adapter)) = quantlab_train::gpu() {
+            notes.push(format!("wgpu adapter: {}", adapter.summary()));
+            notes.extend(adapter.warning());
         }
         if devices == [DeviceKind::Gpu] {
             notes.push("models trained on wgpu (--device gpu)".into());
@@ -489,16 +485,12 @@ impl Pair<'_> {
         row.size_bytes = export::save(m, prov, &file)?;
         let b = BATCHES;
         // One thread: pinned to one core, as `taskset -c 0` would.
-        let (l1, l64) = pinned(|| -> Result<_> {
-            let l1 = latency(&self.timing, || {
-                self.engine.run(m, &batch_x[0], b[0]).map(|_| ())
-            })?;
-            let l64 = latency(&self.timing, || {
-                self.engine.run(m, &batch_x[1], b[1]).map(|_| ())
-            })?;
-            Ok((l1, l64))
+        pinned(|| {
+            self.fill_latency(&mut row, batch_x, |x, n| {
+                self.engine.run(m, x, n)?;
+                Ok(())
+            })
         })?;
-        fill_latency(&mut row, l1, l64);
         // The working set of a cold call (the engine otherwise reuses its buffers).
         quantlab_quant::engine::release_buffers();
         let (out, peak) = peak_during(|| self.engine.run(m, &batch_x[1], b[1]));
@@ -508,6 +500,25 @@ impl Pair<'_> {
             row.layers = layer_report(&self.engine, float, m, calib_x, None)?;
         }
         Ok(row)
+    }
+
+    /// Times `run(inputs, batch)` at [`BATCHES`] on the bench's inputs and fills the row's
+    /// latency and throughput fields.
+    fn fill_latency(
+        &self,
+        row: &mut Row,
+        batch_x: &[Vec<f32>],
+        mut run: impl FnMut(&[f32], usize) -> Result<()>,
+    ) -> Result<()> {
+        let [b1, b64] = BATCHES;
+        let l1 = latency(&self.timing, || run(&batch_x[0], b1))?;
+        let l64 = latency(&self.timing, || run(&batch_x[1], b64))?;
+        row.latency_b1_us = l1.median_us;
+        row.latency_b1_p90_us = l1.p90_us;
+        row.latency_b64_us = l64.median_us;
+        row.latency_b64_p90_us = l64.p90_us;
+        row.throughput_sps = b64 as f64 / (l64.median_us / 1e6);
+        Ok(())
     }
 
     /// The static model `m` on the GPU (quantlab's WGSL int8 kernels), from its CPU row
@@ -539,10 +550,10 @@ impl Pair<'_> {
         };
         let s = quantlab_quant::score::score_with(test, |x, n| gpu.run(x, n))?;
         (row.accuracy, row.loss, row.samples) = (s.accuracy, s.loss, s.samples);
-        let b = BATCHES;
-        let l1 = latency(&self.timing, || gpu.run(&batch_x[0], b[0]).map(|_| ()))?;
-        let l64 = latency(&self.timing, || gpu.run(&batch_x[1], b[1]).map(|_| ()))?;
-        fill_latency(&mut row, l1, l64);
+        self.fill_latency(&mut row, batch_x, |x, n| {
+            gpu.run(x, n)?;
+            Ok(())
+        })?;
         row.note = format!(
             "host transfers included; b64 {:.3}x the CPU int8 row (1 thread)",
             cpu.latency_b64_us / row.latency_b64_us
@@ -592,13 +603,10 @@ impl Pair<'_> {
             ..row.clone()
         };
         let b = BATCHES;
-        let l1 = latency(&self.timing, || {
-            engine.run(m, &batch_x[0], b[0]).map(|_| ())
+        self.fill_latency(&mut r, batch_x, |x, n| {
+            engine.run(m, x, n)?;
+            Ok(())
         })?;
-        let l64 = latency(&self.timing, || {
-            engine.run(m, &batch_x[1], b[1]).map(|_| ())
-        })?;
-        fill_latency(&mut r, l1, l64);
         rayon::broadcast(|_| quantlab_quant::engine::release_buffers());
         quantlab_quant::engine::release_buffers();
         let (out, peak) = peak_during(|| engine.run(m, &batch_x[1], b[1]));
@@ -647,13 +655,9 @@ impl Pair<'_> {
         use burn::module::Module;
         row.params = model.num_params();
         row.size_bytes = size;
-        let l1 = latency(&self.timing, || {
-            Self::burn_forward(model, &batch_x[0], BATCHES[0], &device)
+        self.fill_latency(&mut row, batch_x, |x, n| {
+            Ok(Self::burn_forward(model, x, n, &device)?)
         })?;
-        let l64 = latency(&self.timing, || {
-            Self::burn_forward(model, &batch_x[1], BATCHES[1], &device)
-        })?;
-        fill_latency(&mut row, l1, l64);
         if b != Backend::Gpu {
             let (out, peak) =
                 peak_during(|| Self::burn_forward(model, &batch_x[1], BATCHES[1], &device));
@@ -720,14 +724,6 @@ impl Pair<'_> {
         row.note = "int8 storage, float compute (burn dequantizes before each op)".into();
         Ok(row)
     }
-}
-
-fn fill_latency(row: &mut Row, l1: crate::measure::Latency, l64: crate::measure::Latency) {
-    row.latency_b1_us = l1.median_us;
-    row.latency_b1_p90_us = l1.p90_us;
-    row.latency_b64_us = l64.median_us;
-    row.latency_b64_p90_us = l64.p90_us;
-    row.throughput_sps = BATCHES[1] as f64 / (l64.median_us / 1e6);
 }
 
 /// The first `b` test samples (repeating the set if it is smaller).
