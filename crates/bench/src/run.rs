@@ -121,6 +121,7 @@ pub fn run(opts: &BenchOptions) -> Result<(PathBuf, Results)> {
     if devices.contains(&DeviceKind::Gpu) {
         let (_, adapter) = quantlab_train::gpu().map_err(BenchError::NoGpu)?;
         eprintln!("wgpu adapter: {}", adapter.summary());
+        eprintln!("GPU int8 dot product: {}", adapter.int8_dot.describe());
         if let Some(w) = adapter.warning() {
             eprintln!("{w}");
         }
@@ -211,6 +212,10 @@ pub fn run(opts: &BenchOptions) -> Result<(PathBuf, Results)> {
         // Initialised (or refused) before the first row, so always there by now.
         if let Ok((_, adapter)) = quantlab_train::gpu() {
             notes.push(format!("wgpu adapter: {}", adapter.summary()));
+            notes.push(format!(
+                "quantlab-gpu int8 dot product (WGSL dot4I8Packed) on this device: {}",
+                adapter.int8_dot.describe()
+            ));
             notes.extend(adapter.warning());
         }
         if devices == [DeviceKind::Gpu] {

@@ -6,6 +6,8 @@ use std::sync::OnceLock;
 use burn::tensor::{Device, DeviceKind};
 use serde::{Deserialize, Serialize};
 
+use crate::int8_dot::{Int8Dot, int8_dot};
+
 /// A burn backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -72,6 +74,9 @@ pub struct GpuAdapter {
     pub driver_info: String,
     /// `DiscreteGpu`, `IntegratedGpu`, `VirtualGpu`, `Cpu` or `Other`.
     pub device_type: String,
+    /// What the GPU int8 kernels' packed dot product compiles to on this device.
+    #[serde(default)]
+    pub int8_dot: Int8Dot,
 }
 
 impl GpuAdapter {
@@ -119,6 +124,7 @@ pub fn gpu() -> std::result::Result<&'static (Device, GpuAdapter), String> {
             driver: info.driver,
             driver_info: info.driver_info,
             device_type: format!("{:?}", info.device_type),
+            int8_dot: int8_dot(&setup.adapter),
         };
         Ok((device, adapter))
     })
@@ -138,6 +144,7 @@ mod tests {
             driver: if ty == "Cpu" { "llvmpipe" } else { "NVIDIA" }.into(),
             driver_info: "1".into(),
             device_type: ty.into(),
+            int8_dot: Int8Dot::Unknown,
         };
         assert!(a("llvmpipe (LLVM 19.1.7, 256 bits)", "Cpu").is_emulated());
         assert!(
@@ -151,5 +158,20 @@ mod tests {
                 .summary()
                 .contains("DiscreteGpu")
         );
+    }
+
+    /// A Vulkan device always answers the feature query, so the path is known there: on
+    /// lavapipe (Vulkan 1.3) it is `OpSDot`. Without any wgpu device there is nothing to read.
+    #[test]
+    fn the_int8_dot_path_is_read_on_vulkan() {
+        let Ok((_, adapter)) = gpu() else {
+            assert!(std::env::var_os("CI").is_none(), "CI installs lavapipe");
+            eprintln!("skipped: no wgpu device here");
+            return;
+        };
+        eprintln!("{}: {}", adapter.summary(), adapter.int8_dot.describe());
+        if adapter.backend == "Vulkan" {
+            assert_ne!(adapter.int8_dot, Int8Dot::Unknown);
+        }
     }
 }

@@ -14,6 +14,7 @@ mod error;
 mod evaluate;
 mod fit;
 mod history;
+mod int8_dot;
 
 pub use backend::{Backend, GpuAdapter, gpu};
 pub use checkpoint::{Checkpoint, CheckpointMeta};
@@ -22,3 +23,4 @@ pub use error::{Result, TrainError};
 pub use evaluate::{EVAL_BATCH, Score, ScoreAccumulator, evaluate, logits};
 pub use fit::{FitOptions, TrainOutcome, fit};
 pub use history::{EpochStats, History};
+pub use int8_dot::Int8Dot;
