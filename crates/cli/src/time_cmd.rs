@@ -37,6 +37,10 @@ pub struct TimeArgs {
     /// Print one JSON object (with every sample) instead of a table.
     #[arg(long)]
     json: bool,
+    /// Run on the wgpu device with quantlab's GPU int8 kernels (static int8 models only),
+    /// host transfers included; `--threads` does not apply.
+    #[arg(long)]
+    gpu: bool,
 }
 
 /// Runs `quantlab time`.
@@ -50,11 +54,31 @@ pub fn run(args: TimeArgs) -> Result<()> {
     let f = crate::model_file::load_with_data(&args.model, args.dataset, args.data_dir.clone())?;
     let test = &f.splits.test;
     let path = KernelPath::from_env()?;
+    let gpu = if args.gpu {
+        let (_, adapter) = quantlab_train::gpu().map_err(anyhow::Error::msg)?;
+        eprintln!("wgpu adapter: {}", adapter.summary());
+        eprintln!("int8 dot product: {}", adapter.int8_dot.describe());
+        if let Some(w) = adapter.warning() {
+            eprintln!("{w}");
+        }
+        Some(quantlab_quant::gpu::GpuModel::new(&f.model)?)
+    } else {
+        None
+    };
+    let threads_list = if gpu.is_some() {
+        vec![1]
+    } else {
+        args.threads.clone()
+    };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut results = Vec::new();
-    for &threads in &args.threads {
+    for &threads in &threads_list {
         let threads = if threads == 0 { cores } else { threads };
         let engine = Engine { path, threads };
+        let run_once = |x: &[f32], batch: usize| match &gpu {
+            Some(g) => g.run(x, batch),
+            None => engine.run(&f.model, x, batch),
+        };
         for &batch in &args.batch {
             // The first `batch` test images, repeating the split if it is smaller.
             let x: Vec<f32> = (0..batch)
@@ -62,19 +86,19 @@ pub fn run(args: TimeArgs) -> Result<()> {
                 .collect();
             let measure = || -> Result<Vec<f64>> {
                 for _ in 0..args.warmup {
-                    engine.run(&f.model, &x, batch)?;
+                    run_once(&x, batch)?;
                 }
                 let mut samples = Vec::with_capacity(args.reps);
                 for _ in 0..args.reps {
                     let t = Instant::now();
-                    let out = engine.run(&f.model, &x, batch)?;
+                    let out = run_once(&x, batch)?;
                     samples.push(t.elapsed().as_secs_f64() * 1e6);
                     std::hint::black_box(out);
                 }
                 Ok(samples)
             };
             // One thread: pinned to one core (no migrations), as the bench does.
-            let samples = if threads == 1 {
+            let samples = if threads == 1 && gpu.is_none() {
                 quantlab_bench::measure::pinned(measure)?
             } else {
                 measure()?
@@ -90,13 +114,18 @@ pub fn run(args: TimeArgs) -> Result<()> {
         }
     }
     let method = f.model.scheme.name();
+    let kernel = if gpu.is_some() {
+        "gpu wgsl"
+    } else {
+        path.as_str()
+    };
     if args.json {
         let out = serde_json::json!({
             "model": args.model.display().to_string(),
             "dataset": f.dataset.as_str(),
             "arch": f.kind.as_str(),
             "method": method,
-            "kernel": path.as_str(),
+            "kernel": kernel,
             "results": results,
         });
         println!("{out}");
@@ -104,11 +133,7 @@ pub fn run(args: TimeArgs) -> Result<()> {
     }
     println!(
         "{} {} ({}, {} kernel), {} timed runs each:",
-        f.kind,
-        method,
-        f.dataset,
-        path.as_str(),
-        args.reps
+        f.kind, method, f.dataset, kernel, args.reps
     );
     println!(
         "{:>6} {:>8} {:>12} {:>12}",

@@ -118,7 +118,8 @@ fn client() -> Result<burn::cubecl::client::Client> {
 
 /// A layer's int8 weights on the device, packed 4 to a word (`[n][k4]`, zero-filled), and
 /// per output `(offset + 128 * column sum, multiplier, shift)`: the `128 *` term undoes the
-/// kernels' u8 -> i8 shift of the activations.
+/// kernels' u8 -> i8 shift of the activations. `rows` past `n` are padding (zero weights,
+/// zero multiplier).
 struct Weights {
     w: burn::cubecl::server::Handle,
     params: burn::cubecl::server::Handle,
@@ -131,9 +132,10 @@ fn upload(
     w: &QWeights,
     offset: &[i32],
     requant: &[Requant],
+    rows: usize,
 ) -> Weights {
     let k4 = w.k.div_ceil(4);
-    let mut packed = vec![0u8; w.n * k4 * 4];
+    let mut packed = vec![0u8; rows.max(w.n) * k4 * 4];
     for j in 0..w.n {
         for t in 0..w.k {
             packed[j * k4 * 4 + t] = w.w[j * w.k + t] as u8;
@@ -146,6 +148,8 @@ fn upload(
         params.push(rq.multiplier);
         params.push(rq.shift as i32);
     }
+    // Padding rows: zero weights and a zero multiplier, so they produce the zero point.
+    params.resize(rows.max(w.n) * 3, 0);
     Weights {
         w: client.create_from_slice(&packed),
         params: client.create_from_slice(&bytes_i32(&params)),
@@ -164,7 +168,7 @@ impl GpuLayer {
     /// Uploads `w` with the layer's `offset` (`bias - zp_in * col_sums`) and multipliers.
     pub fn new(w: &QWeights, offset: &[i32], requant: &[Requant]) -> Result<Self> {
         let client = client()?;
-        let weights = upload(&client, w, offset, requant);
+        let weights = upload(&client, w, offset, requant, w.n);
         Ok(Self { client, weights })
     }
 
@@ -210,7 +214,9 @@ impl GpuLayer {
 
 /// A layer over packed u8 maps on the device: convolution (implicit GEMM over a
 /// channels-last sample, out-of-image taps reading the zero point) or linear (a 1x1 conv
-/// of a 1x1 map), requantized and written back packed, 4 values a word.
+/// of a 1x1 map), requantized and written back packed, 4 values a word. A linear layer's
+/// outputs are stored padded to a multiple of 4 (the padding meets the next layer's zero
+/// weights), so every linear layer takes the word path below.
 const DENSE: &str = r#"
 @group(0) @binding(0) var<storage, read_write> x: array<u32>;
 @group(0) @binding(1) var<storage, read_write> w: array<u32>;
@@ -218,15 +224,22 @@ const DENSE: &str = r#"
 @group(0) @binding(3) var<storage, read_write> shape: array<i32>;
 @group(0) @binding(4) var<storage, read_write> out: array<u32>;
 
+// shape: n (stored outputs per pixel), k4, c, h, w, kh, kw, sy, sx, py, px, oh, ow, seg4,
+// zp, zo, lo, hi, input bytes per sample, batch
+
 REQUANT
 
 fn byte_at(i: u32) -> u32 {
     return (x[i >> 2u] >> ((i & 3u) * 8u)) & 0xffu;
 }
 
-// One output value, flat index o = (b * pixels + p) * n + j.
+fn out_value(j: u32, acc: i32) -> u32 {
+    let v = shape[15] + requant(acc + params[3u * j], params[3u * j + 1u], u32(params[3u * j + 2u]));
+    return u32(clamp(v, shape[16], shape[17]));
+}
+
+// One output value, flat index o = (b * pixels + p) * n + j (layers with n % 4 != 0).
 fn dense_one(o: u32) -> u32 {
-    // shape: n, k4, c, h, w, kh, kw, sy, sx, py, px, oh, ow, seg4, zp, zo, lo, hi, batch
     let n = u32(shape[0]);
     let k4 = u32(shape[1]);
     let c = u32(shape[2]);
@@ -239,27 +252,10 @@ fn dense_one(o: u32) -> u32 {
     let zp = u32(shape[14]);
     let j = o % n;
     let p = (o / n) % pixels;
-    let b = o / (n * pixels);
+    let in_base = (o / (n * pixels)) * u32(shape[18]);
     let oy = i32(p / ow);
     let ox = i32(p % ow);
-    let in_len = u32(h * wd) * c;
     var acc = 0;
-    if (c % 4u == 0u) {
-        // Whole words: 4 channels of one pixel, aligned (samples and pixels are multiples
-        // of 4 bytes), or the zero point 4 times outside the image.
-        for (var q = 0u; q < k4; q = q + 1u) {
-            let t = q * 4u;
-            let ky = t / seg4;
-            let rem = t % seg4;
-            let iy = oy * shape[7] + i32(ky) - shape[9];
-            let ix = ox * shape[8] + i32(rem / c) - shape[10];
-            var word = zp * 0x01010101u;
-            if (iy >= 0 && iy < h && ix >= 0 && ix < wd) {
-                word = x[(b * in_len + (u32(iy * wd + ix)) * c + rem % c) >> 2u];
-            }
-            acc = acc + dot4I8Packed(word ^ 0x80808080u, w[j * k4 + q]);
-        }
-    } else {
     for (var q = 0u; q < k4; q = q + 1u) {
         var word = 0u;
         for (var e = 0u; e < 4u; e = e + 1u) {
@@ -272,25 +268,104 @@ fn dense_one(o: u32) -> u32 {
                 let ix = ox * shape[8] + i32(rem / c) - shape[10];
                 v = zp;
                 if (iy >= 0 && iy < h && ix >= 0 && ix < wd) {
-                    v = byte_at(b * in_len + (u32(iy * wd + ix)) * c + rem % c);
+                    v = byte_at(in_base + (u32(iy * wd + ix)) * c + rem % c);
                 }
             }
             word = word | (v << (8u * e));
         }
         acc = acc + dot4I8Packed(word ^ 0x80808080u, w[j * k4 + q]);
     }
+    return out_value(j, acc);
+}
+
+fn dot4(xs: u32, w0: u32, q: u32, k4: u32) -> vec4<i32> {
+    return vec4<i32>(
+        dot4I8Packed(xs, w[w0 + q]),
+        dot4I8Packed(xs, w[w0 + k4 + q]),
+        dot4I8Packed(xs, w[w0 + 2u * k4 + q]),
+        dot4I8Packed(xs, w[w0 + 3u * k4 + q]),
+    );
+}
+
+// Outputs j..j+3 of one pixel, one output word (n % 4 == 0): each activation word, and its
+// address, serves four dot products. The taps are walked row by row (ky, then kx, then
+// channel words) in the weights' order, so no division runs per word.
+fn dense_word(word: u32) -> u32 {
+    let n4 = u32(shape[0]) / 4u;
+    let k4 = u32(shape[1]);
+    let c = u32(shape[2]);
+    let h = shape[3];
+    let wd = shape[4];
+    let kh = u32(shape[5]);
+    let kw = u32(shape[6]);
+    let ow = u32(shape[12]);
+    let pixels = u32(shape[11]) * ow;
+    let seg4 = u32(shape[13]);
+    let zp = u32(shape[14]);
+    let j = (word % n4) * 4u;
+    let pix = word / n4;
+    let p = pix % pixels;
+    let in_base = (pix / pixels) * u32(shape[18]);
+    let oy = i32(p / ow) * shape[7] - shape[9];
+    let ox = i32(p % ow) * shape[8] - shape[10];
+    let w0 = j * k4;
+    let zw = (zp * 0x01010101u) ^ 0x80808080u;
+    var acc = vec4<i32>(0, 0, 0, 0);
+    var q = 0u;
+    for (var ky = 0u; ky < kh; ky = ky + 1u) {
+        let iy = oy + i32(ky);
+        let row_in = iy >= 0 && iy < h;
+        if (c % 4u == 0u && in_base % 4u == 0u) {
+            // Whole words: 4 channels of one pixel, or the zero point 4 times outside.
+            let c4 = c / 4u;
+            for (var kx = 0u; kx < kw; kx = kx + 1u) {
+                let ix = ox + i32(kx);
+                if (row_in && ix >= 0 && ix < wd) {
+                    let at = (in_base + u32(iy * wd + ix) * c) >> 2u;
+                    for (var e = 0u; e < c4; e = e + 1u) {
+                        acc = acc + dot4(x[at + e] ^ 0x80808080u, w0, q + e, k4);
+                    }
+                } else {
+                    for (var e = 0u; e < c4; e = e + 1u) {
+                        acc = acc + dot4(zw, w0, q + e, k4);
+                    }
+                }
+                q = q + c4;
+            }
+        } else {
+            for (var r = 0u; r < seg4; r = r + 4u) {
+                var bytes = 0u;
+                for (var e = 0u; e < 4u; e = e + 1u) {
+                    let t = r + e;
+                    var v = 128u; // padding slots meet zero weights: any value will do
+                    if (t < kw * c) {
+                        let ix = ox + i32(t / c);
+                        v = zp;
+                        if (row_in && ix >= 0 && ix < wd) {
+                            v = byte_at(in_base + u32(iy * wd + ix) * c + t % c);
+                        }
+                    }
+                    bytes = bytes | (v << (8u * e));
+                }
+                acc = acc + dot4(bytes ^ 0x80808080u, w0, q, k4);
+                q = q + 1u;
+            }
+        }
     }
-    let x2 = acc + params[3u * j];
-    let v2 = shape[15] + requant(x2, params[3u * j + 1u], u32(params[3u * j + 2u]));
-    return u32(clamp(v2, shape[16], shape[17]));
+    return out_value(j, acc.x) | (out_value(j + 1u, acc.y) << 8u)
+        | (out_value(j + 2u, acc.z) << 16u) | (out_value(j + 3u, acc.w) << 24u);
 }
 
 // One output word (4 values) per invocation: plain stores, no atomics, no zeroed buffer.
 @compute @workgroup_size(64, 1, 1)
 fn dense(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-    let total = u32(shape[0]) * u32(shape[11]) * u32(shape[12]) * u32(shape[18]);
+    let total = u32(shape[0]) * u32(shape[11]) * u32(shape[12]) * u32(shape[19]);
     let word = id.x + id.y * groups.x * 64u;
     if (word * 4u >= total) {
+        return;
+    }
+    if (u32(shape[0]) % 4u == 0u) {
+        out[word] = dense_word(word);
         return;
     }
     var packed = 0u;
@@ -419,6 +494,7 @@ enum Step {
         weights: Weights,
         /// The `shape` vector of the dense kernel, batch last (filled per call).
         shape: Vec<i32>,
+        /// Bytes per sample of the output (padding included).
         out_len: usize,
     },
     Pool {
@@ -435,6 +511,9 @@ pub struct GpuModel {
     in_q: QParams,
     out_q: QParams,
     in_len: usize,
+    /// Values per sample of the last step's output, and the bytes per sample it is stored in.
+    out_values: usize,
+    out_stride: usize,
 }
 
 impl GpuModel {
@@ -446,6 +525,9 @@ impl GpuModel {
         let mut steps = Vec::new();
         let (mut in_q, mut out_q) = (None, None);
         let mut layout = plan.layouts[0];
+        // Bytes per sample of the buffer the next step reads, and its values per sample.
+        let mut stride = model.network.in_len();
+        let mut values = stride;
         for (i, node) in model.network.nodes.iter().enumerate() {
             match (node, &model.layers[i], &plan.nodes[i]) {
                 (Node::Dense(d), Some(LayerImpl::Static(l)), Prepared::Int8(w)) => {
@@ -460,15 +542,22 @@ impl GpuModel {
                     }
                     in_q.get_or_insert(l.in_q);
                     out_q = Some(l.out_q);
-                    let weights = upload(&client, w, &l.offset, &l.requant);
+                    // A linear layer's outputs (one pixel) are stored padded to whole words.
+                    let pixels = d.out_len() / w.n;
+                    let rows = if pixels == 1 {
+                        w.n.div_ceil(4) * 4
+                    } else {
+                        w.n
+                    };
+                    let weights = upload(&client, w, &l.offset, &l.requant, rows);
                     let k4 = weights.k4;
                     let (zo, lo, hi) = l.out_clamp(d.relu);
-                    let tail = [l.in_q.zero_point, zo, lo, hi, 0];
+                    let tail = [l.in_q.zero_point, zo, lo, hi, stride as i32, 0];
                     let geo: [i32; 14] = match &d.conv {
                         Some(g) => {
                             let seg4 = (g.kernel[1] * g.in_channels).div_ceil(4) * 4;
                             [
-                                w.n as i32,
+                                rows as i32,
                                 k4 as i32,
                                 g.in_channels as i32,
                                 g.in_hw[0] as i32,
@@ -488,7 +577,7 @@ impl GpuModel {
                             let seg4 = d.k.div_ceil(4) * 4;
                             let k = d.k as i32;
                             [
-                                w.n as i32,
+                                rows as i32,
                                 k4 as i32,
                                 k,
                                 1,
@@ -506,10 +595,11 @@ impl GpuModel {
                         }
                     };
                     let shape: Vec<i32> = geo.iter().chain(&tail).copied().collect();
+                    (stride, values) = (pixels * rows, d.out_len());
                     steps.push(Step::Dense {
                         weights,
                         shape,
-                        out_len: d.out_len(),
+                        out_len: stride,
                     });
                 }
                 (Node::Dense(_), _, _) => {
@@ -533,9 +623,19 @@ impl GpuModel {
                         g.out_hw[1] as i32,
                         0,
                     ];
+                    if stride != values {
+                        return Err(QuantError::Invalid {
+                            key: "gpu",
+                            reason: format!(
+                                "node {i}: max pooling of a padded map has no GPU path"
+                            ),
+                        });
+                    }
+                    stride = g.channels * g.out_hw[0] * g.out_hw[1];
+                    values = stride;
                     steps.push(Step::Pool {
                         shape,
-                        out_len: g.channels * g.out_hw[0] * g.out_hw[1],
+                        out_len: stride,
                     });
                 }
                 (Node::Relu, _, _) => {
@@ -575,6 +675,8 @@ impl GpuModel {
             in_q,
             out_q,
             in_len: model.network.in_len(),
+            out_values: values,
+            out_stride: stride,
         })
     }
 
@@ -642,8 +744,10 @@ impl GpuModel {
         let bytes = client
             .read_one(cur)
             .map_err(|e| QuantError::Graph(format!("GPU read-back failed: {e:?}")))?;
+        debug_assert_eq!(len, batch * self.out_stride);
         Ok(bytes[..len]
-            .iter()
+            .chunks_exact(self.out_stride)
+            .flat_map(|sample| &sample[..self.out_values])
             .map(|&v| self.out_q.dequantize(v))
             .collect())
     }
