@@ -404,6 +404,47 @@ fn export_time_and_mlflow_end_to_end() {
     assert_eq!(res[1]["batch"], 8);
     assert_eq!(res[1]["samples_us"].as_array().unwrap().len(), 3);
     fails_cleanly(&quantlab(&["time", &s(&int8), "--batch", "0"]), "--batch");
+    // --gpu: the static model on quantlab's GPU int8 path; a model without one is refused.
+    let o = quantlab(&[
+        "time",
+        &s(&int8),
+        "--gpu",
+        "--batch",
+        "1,8",
+        "--reps",
+        "2",
+        "--json",
+    ]);
+    if !o.status.success()
+        && text(&o).contains("no wgpu device")
+        && std::env::var_os("CI").is_none()
+    {
+        eprintln!("time --gpu skipped: no wgpu device here");
+    } else {
+        assert!(o.status.success(), "{}", text(&o));
+        assert!(text(&o).contains("int8 dot product:"), "{}", text(&o));
+        let line = String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .last()
+            .unwrap()
+            .to_string();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["kernel"], "gpu wgsl");
+        assert_eq!(v["results"].as_array().unwrap().len(), 2);
+        let dynamic = d.path().join("dynamic.safetensors");
+        let o = quantlab(&[
+            "quantize",
+            "--checkpoint",
+            &s(&ck),
+            "--method",
+            "dynamic",
+            "--out",
+            &s(&dynamic),
+            "--no-mlflow",
+        ]);
+        assert!(o.status.success(), "{}", text(&o));
+        fails_cleanly(&quantlab(&["time", &s(&dynamic), "--gpu"]), "static int8");
+    }
 
     // An unwritable store is one warning; the run's own output is still written.
     let file = d.path().join("plain-file");
