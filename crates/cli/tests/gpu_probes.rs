@@ -2,8 +2,9 @@
 //! `LaunchOverhead`, `ComputeDirectThroughput` kernels). They belong to the first steps (a
 //! new shape is tuned once, then cached); on an H100 they were seen in every training step
 //! (issue 11). This test trains on wgpu with CubeCL's profile log on and checks that the
-//! steady state launches none: with three epochs of identical shapes, epochs two and three
-//! must hold no probe. On a machine without a GPU it
+//! steady state launches none and tunes nothing: with three epochs of identical shapes,
+//! epochs two and three must hold no probe and no autotune (the log's `Fastest result`
+//! line, one per tuned key). On a machine without a GPU it
 //! runs on lavapipe (`.ci/run` installs it); without any wgpu device it says so and skips,
 //! except under CI.
 
@@ -70,6 +71,15 @@ fn no_throughput_probe_after_the_first_epoch_on_wgpu() {
     let log = std::fs::read_to_string(&log).expect("CubeCL wrote its profile log");
     let per_step = probes_per_step(&launches(&log));
     eprintln!("probe launches per training step (step 0 = before the first): {per_step:?}");
+    let tunes = tunes_per_step(&log);
+    eprintln!("autotuned keys per training step: {tunes:?}");
+    assert_eq!(tunes.len(), per_step.len());
+    assert!(
+        tunes[0] > 0,
+        "the log records autotuning (its format changed?)"
+    );
+    let late_tunes: usize = tunes[10..].iter().sum();
+    assert_eq!(late_tunes, 0, "autotuning in steady state: {tunes:?}");
     // 256 samples at batch 32: 8 steps an epoch, 24 in all; burn's cross-entropy gathers
     // once per step, the marker this count relies on.
     assert_eq!(
@@ -81,6 +91,24 @@ fn no_throughput_probe_after_the_first_epoch_on_wgpu() {
     // step 8's segment and the first step of epoch 2 may still tune the evaluation's tail.
     let late: usize = per_step[10..].iter().sum();
     assert_eq!(late, 0, "probes in steady state: {per_step:?}");
+}
+
+/// Keys autotuned (`Fastest result ...` lines of the autotune log, which `CUBECL_DEBUG_LOG`
+/// writes into the same file) before the first `GatherKernel` launch, then between
+/// consecutive ones.
+fn tunes_per_step(log: &str) -> Vec<usize> {
+    let mut counts = vec![0];
+    for line in log.lines() {
+        if line.starts_with("Fastest result") {
+            *counts.last_mut().expect("starts non-empty") += 1;
+        } else if launches(line)
+            .first()
+            .is_some_and(|n| n.starts_with("GatherKernel"))
+        {
+            counts.push(0);
+        }
+    }
+    counts
 }
 
 /// Probe launches before the first `GatherKernel` launch, then between consecutive ones.
@@ -117,4 +145,6 @@ fn launch_lines_are_parsed_and_tables_are_not() {
         "GatherKernel_2",
     ];
     assert_eq!(probes_per_step(&steps), [1, 0, 0]);
+    let log = "Fastest result a\n| 1.0ms | GatherKernel_1\nFastest result b\nFastest result c\n";
+    assert_eq!(tunes_per_step(log), [1, 2]);
 }
