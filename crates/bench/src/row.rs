@@ -64,6 +64,13 @@ pub struct Row {
     pub speedup_b64_vs_burn_flex: Option<f64>,
     /// Batch-64 speed-up against burn's ndarray forward pass.
     pub speedup_b64_vs_burn_ndarray: Option<f64>,
+    /// Median latency at batch 4096, where a GPU shows its throughput (GPU rows on a real
+    /// GPU; host transfers included).
+    #[serde(default)]
+    pub latency_b4096_us: Option<f64>,
+    /// Float latency over this latency at batch 4096 (GPU int8 rows against burn-wgpu's f32).
+    #[serde(default)]
+    pub speedup_b4096: Option<f64>,
     /// Per-layer error and speed (static and dynamic rows).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub layers: Vec<LayerReport>,
@@ -100,6 +107,8 @@ impl Row {
             speedup_b1: None,
             speedup_b64_vs_burn_flex: None,
             speedup_b64_vs_burn_ndarray: None,
+            latency_b4096_us: None,
+            speedup_b4096: None,
             layers: Vec::new(),
         }
     }
@@ -152,5 +161,9 @@ pub fn derive_ratios(rows: &mut [Row]) {
         r.speedup_b1 = ratio(f.latency_b1_us, r.latency_b1_us);
         r.speedup_b64_vs_burn_flex = flex.and_then(|x| ratio(x.latency_b64_us, r.latency_b64_us));
         r.speedup_b64_vs_burn_ndarray = nd.and_then(|x| ratio(x.latency_b64_us, r.latency_b64_us));
+        r.speedup_b4096 = f
+            .latency_b4096_us
+            .zip(r.latency_b4096_us)
+            .and_then(|(a, b)| ratio(a, b));
     }
 }

@@ -563,26 +563,10 @@ impl Pair<'_> {
             "host transfers included; b64 {:.3}x the CPU int8 row (1 thread)",
             cpu.latency_b64_us / row.latency_b64_us
         );
-        // On a CPU emulator a batch of 4096 takes minutes per method and says nothing.
-        if quantlab_train::gpu().is_ok_and(|(_, a)| a.is_emulated()) {
-            row.note.push_str(&format!(
-                "; batch {GPU_LARGE_BATCH} not timed on a CPU emulator"
-            ));
-            return Ok(row);
-        }
-        let big = cyclic(test, GPU_LARGE_BATCH);
-        let few = Timing {
-            warmup: 1,
-            min_reps: 3,
-            max_reps: 10,
-            budget_s: 2.0,
-        };
-        let lb = latency(&few, || gpu.run(&big, GPU_LARGE_BATCH).map(|_| ()))?;
-        row.note.push_str(&format!(
-            "; batch {GPU_LARGE_BATCH}: {:.0} us ({:.0} samples/s)",
-            lb.median_us,
-            GPU_LARGE_BATCH as f64 / lb.median_us * 1e6
-        ));
+        row.latency_b4096_us = large_batch_latency(test, |x, n| {
+            gpu.run(x, n)?;
+            Ok(())
+        })?;
         Ok(row)
     }
 
@@ -663,7 +647,10 @@ impl Pair<'_> {
         self.fill_latency(&mut row, batch_x, |x, n| {
             Ok(Self::burn_forward(model, x, n, &device)?)
         })?;
-        if b != Backend::Gpu {
+        if b == Backend::Gpu {
+            row.latency_b4096_us =
+                large_batch_latency(test, |x, n| Ok(Self::burn_forward(model, x, n, &device)?))?;
+        } else {
             let (out, peak) =
                 peak_during(|| Self::burn_forward(model, &batch_x[1], BATCHES[1], &device));
             out?;
@@ -729,6 +716,27 @@ impl Pair<'_> {
         row.note = "int8 storage, float compute (burn dequantizes before each op)".into();
         Ok(row)
     }
+}
+
+/// Median latency at batch [`GPU_LARGE_BATCH`] on the GPU, or `None` on a CPU emulator,
+/// where such a batch takes minutes per row and says nothing about a GPU.
+fn large_batch_latency(
+    test: &LabeledSet,
+    mut run: impl FnMut(&[f32], usize) -> Result<()>,
+) -> Result<Option<f64>> {
+    if quantlab_train::gpu().is_ok_and(|(_, a)| a.is_emulated()) {
+        return Ok(None);
+    }
+    let big = cyclic(test, GPU_LARGE_BATCH);
+    let few = Timing {
+        warmup: 1,
+        min_reps: 3,
+        max_reps: 10,
+        budget_s: 2.0,
+    };
+    Ok(Some(
+        latency(&few, || run(&big, GPU_LARGE_BATCH))?.median_us,
+    ))
 }
 
 /// The first `b` test samples (repeating the set if it is smaller).

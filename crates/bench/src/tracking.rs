@@ -171,6 +171,8 @@ fn log_row_metrics(run: &Run, r: &Row) -> Result<(), quantlab_track::Error> {
         ("speedup_b1", r.speedup_b1),
         ("speedup_b64_vs_burn_flex", r.speedup_b64_vs_burn_flex),
         ("speedup_b64_vs_burn_ndarray", r.speedup_b64_vs_burn_ndarray),
+        ("latency_b4096_us", r.latency_b4096_us),
+        ("speedup_b4096", r.speedup_b4096),
     ];
     for (k, v) in derived {
         if let Some(v) = v {

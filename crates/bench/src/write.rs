@@ -48,7 +48,7 @@ pub fn update_latest(results_dir: &Path, dir: &Path) -> Result<PathBuf> {
     Ok(link)
 }
 
-const CSV_COLUMNS: &str = "dataset,model,method,granularity,device,backend,kernel,threads,supported,accuracy,loss,samples,params,size_bytes,latency_b1_us,latency_b1_p90_us,latency_b64_us,latency_b64_p90_us,throughput_sps,peak_mem_bytes,accuracy_drop_pp,size_ratio,speedup_b64,speedup_b1,speedup_b64_vs_burn_flex,speedup_b64_vs_burn_ndarray,note";
+const CSV_COLUMNS: &str = "dataset,model,method,granularity,device,backend,kernel,threads,supported,accuracy,loss,samples,params,size_bytes,latency_b1_us,latency_b1_p90_us,latency_b64_us,latency_b64_p90_us,throughput_sps,peak_mem_bytes,accuracy_drop_pp,size_ratio,speedup_b64,speedup_b1,speedup_b64_vs_burn_flex,speedup_b64_vs_burn_ndarray,latency_b4096_us,speedup_b4096,note";
 
 fn opt(v: Option<f64>) -> String {
     v.map_or(String::new(), |v| format!("{v:.4}"))
@@ -60,7 +60,7 @@ pub fn csv(rows: &[Row]) -> String {
     for r in rows {
         let _ = writeln!(
             s,
-            "{},{},{},{},{},{},{},{},{},{:.6},{:.6},{},{},{},{:.2},{:.2},{:.2},{:.2},{:.1},{},{},{},{},{},{},{},\"{}\"",
+            "{},{},{},{},{},{},{},{},{},{:.6},{:.6},{},{},{},{:.2},{:.2},{:.2},{:.2},{:.1},{},{},{},{},{},{},{},{},{},\"{}\"",
             r.dataset,
             r.model,
             r.method,
@@ -87,6 +87,8 @@ pub fn csv(rows: &[Row]) -> String {
             opt(r.speedup_b1),
             opt(r.speedup_b64_vs_burn_flex),
             opt(r.speedup_b64_vs_burn_ndarray),
+            opt(r.latency_b4096_us),
+            opt(r.speedup_b4096),
             r.note.replace('"', "'")
         );
     }
@@ -94,7 +96,14 @@ pub fn csv(rows: &[Row]) -> String {
 }
 
 fn times(v: Option<f64>) -> String {
-    v.map_or("-".into(), |v| format!("{v:.2}x"))
+    // Two decimals, or four where that would print a slow-down as 0.00x.
+    v.map_or("-".into(), |v| {
+        if v >= 0.1 {
+            format!("{v:.2}x")
+        } else {
+            format!("{v:.4}x")
+        }
+    })
 }
 
 /// The Markdown report: machine, then per dataset/model a float-vs-quantized table.
@@ -178,6 +187,7 @@ pub fn markdown(r: &Results) -> String {
             );
         }
         s.push_str(&scaling_markdown(&rows));
+        s.push_str(&gpu_markdown(&rows));
         // Headline (one thread): float vs the best-accuracy static int8 row.
         let f = rows.iter().find(|x| x.is_reference() && x.threads == 1);
         let q = rows
@@ -294,6 +304,64 @@ fn scaling_markdown(rows: &[&Row]) -> String {
             all.threads,
             all.latency_b64_us,
             times((all.latency_b64_us > 0.0).then(|| one.latency_b64_us / all.latency_b64_us))
+        );
+    }
+    s
+}
+
+/// The GPU section of one dataset/model: every GPU row at batch 1, 64 and 4096, each int8
+/// row against the GPU's float (burn on wgpu) and against the same method's CPU int8 row
+/// (quantlab's engine, one thread).
+fn gpu_markdown(rows: &[&Row]) -> String {
+    let gpu: Vec<&&Row> = rows
+        .iter()
+        .filter(|r| r.device == "gpu" && r.supported)
+        .collect();
+    if gpu.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from(
+        "
+On the GPU (host transfers included in every figure; batch 4096 is not timed on a CPU emulator):
+
+| method | backend | b1 us | b64 us | b4096 us | vs wgpu f32 b1 / b64 / b4096 | vs CPU int8 b1 / b64 |
+|---|---|---|---|---|---|---|
+",
+    );
+    let us = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.1}"));
+    for r in gpu {
+        let cpu = rows.iter().find(|c| {
+            c.backend == "quantlab" && c.threads == 1 && c.method == r.method && c.supported
+        });
+        let ratio = |a: f64, b: f64| (b > 0.0).then(|| a / b);
+        let vs_cpu = match cpu {
+            Some(c) if r.backend == "quantlab-gpu" => format!(
+                "{} / {}",
+                times(ratio(c.latency_b1_us, r.latency_b1_us)),
+                times(ratio(c.latency_b64_us, r.latency_b64_us))
+            ),
+            _ => "-".into(),
+        };
+        let vs_gpu = if r.backend == "quantlab-gpu" {
+            format!(
+                "{} / {} / {}",
+                times(r.speedup_b1),
+                times(r.speedup_b64),
+                times(r.speedup_b4096)
+            )
+        } else {
+            "-".into()
+        };
+        let _ = writeln!(
+            s,
+            "| {} | {} | {:.1} | {:.1} | {} | {} | {} |",
+            r.method,
+            r.backend,
+            r.latency_b1_us,
+            r.latency_b64_us,
+            us(r.latency_b4096_us),
+            vs_gpu,
+            vs_cpu
         );
     }
     s

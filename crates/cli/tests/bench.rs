@@ -241,3 +241,114 @@ fn quick_matrix_writes_complete_results_and_plots() {
         );
     }
 }
+
+/// `--device all` on a wgpu device (lavapipe in CI): burn's float forward on wgpu, quantlab's
+/// static int8 on the GPU with the CPU engine's accuracy (its logits are bit-identical), the
+/// speed-ups against both, and the GPU section of REPORT.md.
+#[test]
+fn gpu_rows_beside_the_cpu_rows() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let tmp = tempfile::tempdir().unwrap();
+    let shipped = std::fs::read_to_string(root.join("configs/bench.toml")).unwrap();
+    let methods_start = shipped.find("methods = [").unwrap();
+    let methods_end = methods_start + shipped[methods_start..].find(']').unwrap() + 1;
+    let cfg = tmp.path().join("bench.toml");
+    let text = format!(
+        "{}methods = [\"static-minmax-per-channel\"]{}",
+        &shipped[..methods_start],
+        &shipped[methods_end..]
+    )
+    .replace(
+        "[calib_sweep]\npairs = [\"mnist/mlp\", \"mnist/cnn\", \"digits/cnn\"]",
+        "[calib_sweep]\npairs = []",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let results = tmp.path().join("results");
+    let out = Command::new(env!("CARGO_BIN_EXE_quantlab"))
+        .args([
+            "bench",
+            "--quick",
+            "--only",
+            "digits",
+            "--device",
+            "all",
+            "--no-mlflow",
+        ])
+        .args(["--config", cfg.to_str().unwrap()])
+        .args(["--results", results.to_str().unwrap()])
+        .current_dir(&root)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if !out.status.success() && text.contains("no wgpu device") && std::env::var_os("CI").is_none()
+    {
+        eprintln!("skipped: no wgpu device here");
+        return;
+    }
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("GPU int8 dot product:"), "{text}");
+    let run = results.join("latest");
+    let json: Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("bench.json")).unwrap()).unwrap();
+    let rows = json["rows"].as_array().unwrap();
+    let emulated = text.contains("CPU emulator");
+    for model in ["logreg", "mlp", "cnn"] {
+        let row = |method: &str, backend: &str| {
+            rows.iter()
+                .find(|r| {
+                    r["model"] == model
+                        && r["method"] == method
+                        && r["backend"] == backend
+                        && (r["threads"] == 1 || backend != "quantlab")
+                })
+                .unwrap_or_else(|| panic!("missing {model} {method} {backend}: {text}"))
+        };
+        let f32_gpu = row("f32", "burn-wgpu");
+        let cpu = row("static-minmax-per-channel", "quantlab");
+        let gpu = row("static-minmax-per-channel", "quantlab-gpu");
+        assert_eq!(f32_gpu["device"], "gpu");
+        assert_eq!(gpu["device"], "gpu");
+        assert_eq!(gpu["supported"], true, "{gpu}");
+        assert_eq!(
+            gpu["accuracy"], cpu["accuracy"],
+            "{model}: same logits, same accuracy"
+        );
+        for k in [
+            "latency_b1_us",
+            "latency_b64_us",
+            "speedup_b64",
+            "speedup_b1",
+        ] {
+            assert!(gpu[k].as_f64().unwrap() > 0.0, "{model} {k}: {gpu}");
+        }
+        // Batch 4096 is timed on a real GPU only.
+        assert_eq!(gpu["latency_b4096_us"].is_null(), emulated, "{gpu}");
+        assert_eq!(f32_gpu["latency_b4096_us"].is_null(), emulated, "{f32_gpu}");
+    }
+    let report = std::fs::read_to_string(run.join("REPORT.md")).unwrap();
+    assert!(
+        report.contains("On the GPU (host transfers included"),
+        "{report}"
+    );
+    assert!(
+        report.contains("| static-minmax-per-channel | quantlab-gpu |"),
+        "{report}"
+    );
+    assert!(
+        report.contains("int8 dot product (WGSL dot4I8Packed)"),
+        "{report}"
+    );
+    let csv = std::fs::read_to_string(run.join("bench.csv")).unwrap();
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    assert!(header.contains(&"latency_b4096_us"), "{header:?}");
+    assert!(
+        csv.lines()
+            .skip(1)
+            .all(|l| l.split(',').count() >= header.len()),
+        "{csv}"
+    );
+}
