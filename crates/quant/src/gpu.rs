@@ -332,6 +332,21 @@ fn dense_word(word: u32) -> u32 {
                 }
                 q = q + c4;
             }
+        } else if (row_in && ox >= 0 && ox + i32(kw) <= wd) {
+            // The kernel row lies inside the image: its taps are one run of kw * c bytes,
+            // read as whole words shifted into place (bytes past the run meet zero weights).
+            let start = in_base + u32(iy * wd + ox) * c;
+            let sh = (start & 3u) * 8u;
+            var at = start >> 2u;
+            for (var r = 0u; r < seg4; r = r + 4u) {
+                var bytes = x[at];
+                if (sh != 0u) {
+                    bytes = (bytes >> sh) | (x[at + 1u] << (32u - sh));
+                }
+                acc = acc + dot4(bytes ^ 0x80808080u, w0, q, k4);
+                q = q + 1u;
+                at = at + 1u;
+            }
         } else {
             for (var r = 0u; r < seg4; r = r + 4u) {
                 var bytes = 0u;
