@@ -32,12 +32,14 @@ def parse(path):
     """[{launches, kernel_us, probes, probe_us, tunes, by_name}] per step (step 0 = before
     the first gather)."""
     step = lambda: {"launches": 0, "kernel_us": 0.0, "probes": 0, "probe_us": 0.0,
-                    "tunes": 0, "by_name": collections.Counter()}
+                    "tunes": 0, "tuned": [], "by_name": collections.Counter()}
     steps = [step()]
     with open(path, errors="replace") as f:
         for line in f:
             if line.startswith("Fastest result"):
                 steps[-1]["tunes"] += 1
+                # "Fastest result <candidate>-<key>": the key says why a tune ran.
+                steps[-1]["tuned"].append(line.split("-", 1)[-1].strip()[:300])
                 continue
             if not line.startswith("|"):
                 continue
@@ -86,6 +88,8 @@ def main():
     for s in half:
         top.update(s["by_name"])
     summary["steady"]["top_kernels_us_per_step"] = {k: round(v / n, 1) for k, v in top.most_common(a.top)}
+    keys = collections.Counter(k for s in half for k in s["tuned"])
+    summary["steady"]["tuned_keys"] = dict(keys.most_common(a.top))
     if a.json:
         print(json.dumps(summary))
         return
@@ -97,6 +101,10 @@ def main():
           f"per step; {st['tunes']} keys autotuned")
     for k, v in st["top_kernels_us_per_step"].items():
         print(f"  {v:10.1f} us/step  {k}")
+    if st["tuned_keys"]:
+        print("keys autotuned in the steady state (times):")
+        for k, v in st["tuned_keys"].items():
+            print(f"  {v:4d}  {k}")
 
 
 if __name__ == "__main__":
