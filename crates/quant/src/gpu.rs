@@ -13,7 +13,7 @@ use burn::cubecl::ir::metadata::Info;
 use burn::cubecl::ir::settings::{Dim3, KernelSettings};
 use burn::cubecl::ir::{AddressType, ElemType, Scope, UIntKind};
 use burn::cubecl::prelude::*;
-use burn::cubecl::server::KernelArguments;
+use burn::cubecl::server::{Handle, KernelArguments};
 use burn::cubecl::wgpu::WgpuDevice;
 use burn::cubecl::{CubeKernel, PrecompiledSource};
 
@@ -121,8 +121,8 @@ fn client() -> Result<burn::cubecl::client::Client> {
 /// kernels' u8 -> i8 shift of the activations. `rows` past `n` are padding (zero weights,
 /// zero multiplier).
 struct Weights {
-    w: burn::cubecl::server::Handle,
-    params: burn::cubecl::server::Handle,
+    w: Handle,
+    params: Handle,
     n: usize,
     k4: usize,
 }
@@ -529,7 +529,13 @@ pub struct GpuModel {
     /// Values per sample of the last step's output, and the bytes per sample it is stored in.
     out_values: usize,
     out_stride: usize,
+    /// Each step's `shape` buffer on the device, per batch size seen lately, so a call
+    /// uploads its input and nothing else.
+    shapes: std::sync::Mutex<Vec<(usize, Vec<Handle>)>>,
 }
+
+/// Batch sizes whose shape buffers [`GpuModel`] keeps.
+const SHAPE_CACHE: usize = 8;
 
 impl GpuModel {
     /// Prepares `model`, which must be static int8 in every dense layer (the float and
@@ -692,6 +698,7 @@ impl GpuModel {
             in_len: model.network.in_len(),
             out_values: values,
             out_stride: stride,
+            shapes: Default::default(),
         })
     }
 
@@ -710,15 +717,14 @@ impl GpuModel {
         quantize_into(x, &self.in_q, &mut q[..x.len()]);
         let mut cur = client.create_from_slice(&q);
         let mut len = x.len();
-        for step in &self.steps {
+        let shapes = self.shape_buffers(batch);
+        for (step, shape) in self.steps.iter().zip(shapes) {
             match step {
                 Step::Dense {
                     weights: Weights { w, params, .. },
-                    shape,
                     out_len,
+                    ..
                 } => {
-                    let mut shape = shape.clone();
-                    *shape.last_mut().expect("batch slot") = batch as i32;
                     len = batch * out_len;
                     let out = client.empty(len.div_ceil(4) * 4);
                     client.launch(
@@ -731,14 +737,12 @@ impl GpuModel {
                             .with_buffer(cur.binding())
                             .with_buffer(w.clone().binding())
                             .with_buffer(params.clone().binding())
-                            .with_buffer(client.create_from_slice(&bytes_i32(&shape)).binding())
+                            .with_buffer(shape.binding())
                             .with_buffer(out.clone().binding()),
                     );
                     cur = out;
                 }
-                Step::Pool { shape, out_len } => {
-                    let mut shape = shape.clone();
-                    *shape.last_mut().expect("batch slot") = batch as i32;
+                Step::Pool { out_len, .. } => {
                     len = batch * out_len;
                     let out = client.empty(len.div_ceil(4) * 4);
                     client.launch(
@@ -749,7 +753,7 @@ impl GpuModel {
                         word_groups(len),
                         KernelArguments::new()
                             .with_buffer(cur.binding())
-                            .with_buffer(client.create_from_slice(&bytes_i32(&shape)).binding())
+                            .with_buffer(shape.binding())
                             .with_buffer(out.clone().binding()),
                     );
                     cur = out;
@@ -765,5 +769,29 @@ impl GpuModel {
             .flat_map(|sample| &sample[..self.out_values])
             .map(|&v| self.out_q.dequantize(v))
             .collect())
+    }
+
+    /// The steps' `shape` vectors with `batch` in their last slot, on the device: uploaded
+    /// on the first call at this batch size, then reused.
+    fn shape_buffers(&self, batch: usize) -> Vec<Handle> {
+        let mut cache = self.shapes.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, handles)) = cache.iter().find(|(b, _)| *b == batch) {
+            return handles.clone();
+        }
+        let handles: Vec<Handle> = self
+            .steps
+            .iter()
+            .map(|step| {
+                let (Step::Dense { shape, .. } | Step::Pool { shape, .. }) = step;
+                let mut shape = shape.clone();
+                *shape.last_mut().expect("batch slot") = batch as i32;
+                self.client.create_from_slice(&bytes_i32(&shape))
+            })
+            .collect();
+        if cache.len() == SHAPE_CACHE {
+            cache.remove(0);
+        }
+        cache.push((batch, handles.clone()));
+        handles
     }
 }

@@ -42,7 +42,14 @@ fn static_models_on_the_gpu_give_the_cpu_engines_logits_bit_for_bit() {
             )
             .unwrap();
             let gpu = GpuModel::new(&q).unwrap();
-            for batch in [1, 37] {
+            // Past the model's cache of per-batch shape buffers (8 sizes) and back.
+            let batches: &[usize] =
+                if kind == ModelKind::Mlp && granularity == Granularity::PerChannel {
+                    &[1, 37, 2, 3, 4, 5, 6, 7, 8, 9, 1, 37]
+                } else {
+                    &[1, 37]
+                };
+            for &batch in batches {
                 let x = &s.test.features[..batch * s.test.dim()];
                 let want = Engine::default().run(&q, x, batch).unwrap();
                 let got = gpu.run(x, batch).unwrap();
