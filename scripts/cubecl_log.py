@@ -6,7 +6,8 @@ Steps are split at burn's cross-entropy gather (one `GatherKernel` launch per tr
 step, as in crates/cli/tests/gpu_probes.rs). For each step: kernel launches, kernel time,
 throughput-probe launches and their time, and keys autotuned (the autotune log's
 `Fastest result` lines, written to the same file). Then the steady state (the second half
-of the steps): kernel time per step and the kernels that take it.
+of the steps, less the last segment, which also holds the end-of-epoch evaluation): kernel
+time per step, the kernels that take it, and any key autotuned there.
 
 usage: cubecl_log.py LOG [--top 12]
 """
@@ -70,7 +71,7 @@ def main():
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     steps = parse(a.log)
-    half = steps[len(steps) // 2 :]
+    half = steps[len(steps) // 2 : -1] if len(steps) > 2 else steps
     n = max(len(half), 1)
     summary = {
         "steps": len(steps) - 1,
