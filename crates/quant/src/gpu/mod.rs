@@ -221,7 +221,10 @@ mod tests {
         for (text, entry) in [(qgemm_source(), "fn qgemm("), (dense_source(), "fn dense(")] {
             assert!(!text.contains("\nREQUANT\n"), "placeholder left in");
             assert_eq!(text.matches("fn requant(").count(), 1);
-            assert!(text.find("fn requant(") < text.find(entry), "defined before use");
+            assert!(
+                text.find("fn requant(") < text.find(entry),
+                "defined before use"
+            );
         }
     }
 }
