@@ -207,13 +207,21 @@ pub fn run(args: TrainArgs) -> Result<()> {
             Ok(())
         },
     );
+    // The first epoch apart: on wgpu it also pays for compiling and autotuning the kernels.
+    let per_epoch = match out.history.epochs.as_slice() {
+        [first, rest @ ..] if !rest.is_empty() => format!(
+            "first epoch {:.1} s, then {:.1} s/epoch",
+            first.seconds,
+            (total - first.seconds) / rest.len() as f64
+        ),
+        _ => format!("{total:.1} s/epoch"),
+    };
     println!(
-        "best epoch {}: test accuracy {:.2}%, test loss {:.4}; training time {:.1} s ({:.1} s/epoch); saved to {}",
+        "best epoch {}: test accuracy {:.2}%, test loss {:.4}; training time {:.1} s ({per_epoch}); saved to {}",
         out.best.epoch,
         out.best.test_accuracy * 100.0,
         out.best.test_loss,
         total,
-        total / out.history.epochs.len() as f64,
         args.out.display()
     );
     Ok(())
