@@ -70,7 +70,19 @@ fn static_models_on_the_gpu_give_the_cpu_engines_logits_bit_for_bit() {
         method: MethodKind::Static,
         ..Default::default()
     };
-    let mut bad = quantize(&net, &opts, &s.train.features, &Engine::default()).unwrap();
+    let q = quantize(&net, &opts, &s.train.features, &Engine::default()).unwrap();
+    // An empty batch gives no logits, as on the CPU; a wrong input length is an error.
+    let gpu = GpuModel::new(&q).unwrap();
+    assert_eq!(
+        gpu.run(&[], 0).unwrap(),
+        Engine::default().run(&q, &[], 0).unwrap()
+    );
+    let err = gpu
+        .run(&s.test.features[..s.test.dim() + 1], 1)
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("expected"), "{err}");
+    let mut bad = q.clone();
     let second = bad.network.dense_indices()[1];
     if let Some(quantlab_quant::LayerImpl::Static(l)) = &mut bad.layers[second] {
         l.in_q.zero_point += 1;

@@ -218,6 +218,10 @@ impl GpuModel {
                 batch,
             });
         }
+        if batch == 0 {
+            // Nothing to upload (and a zero-byte device buffer is not a thing to ask for).
+            return Ok(Vec::new());
+        }
         let client = &self.client;
         let mut q = vec![0u8; x.len().div_ceil(4) * 4];
         quantize_into(x, &self.in_q, &mut q[..x.len()]);
