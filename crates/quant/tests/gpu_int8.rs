@@ -154,3 +154,21 @@ fn gpu_int8_gemm_is_bit_identical_to_the_cpu_reference() {
         );
     }
 }
+
+#[test]
+fn gpu_int8_gemm_refuses_inputs_that_do_not_fit() {
+    if !gpu_here() {
+        return;
+    }
+    let layer = GpuLayer::new(
+        &QWeights::new(vec![1; 8], 2, 4),
+        &[0, 0],
+        &[Requant::new(0.5)],
+    )
+    .unwrap();
+    let err = layer.run(&[1; 7], 2, 4, (0, 0, 255)).err().unwrap();
+    assert!(err.to_string().contains("expected 8"), "{err}");
+    let err = layer.run(&[1; 18], 2, 9, (0, 0, 255)).err().unwrap();
+    assert!(err.to_string().contains("4 inputs"), "{err}");
+    assert!(layer.run(&[], 0, 4, (0, 0, 255)).unwrap().is_empty());
+}

@@ -129,6 +129,22 @@ impl GpuLayer {
         (zo, lo, hi): (i32, i32, i32),
     ) -> Result<Vec<u8>> {
         let (client, Weights { w, params, n, k4 }) = (&self.client, &self.weights);
+        if k.div_ceil(4) != *k4 {
+            return Err(QuantError::Invalid {
+                key: "gpu",
+                reason: format!("rows of {k} values for a layer of {} inputs", k4 * 4),
+            });
+        }
+        if a.len() != m * k {
+            return Err(QuantError::InputSize {
+                expected: m * k,
+                found: a.len(),
+                batch: m,
+            });
+        }
+        if m == 0 {
+            return Ok(Vec::new());
+        }
         let mut rows = vec![0u8; m * k4 * 4];
         for r in 0..m {
             rows[r * k4 * 4..r * k4 * 4 + k].copy_from_slice(&a[r * k..(r + 1) * k]);
