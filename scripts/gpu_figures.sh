@@ -4,10 +4,10 @@
 #   1. PyTorch CUDA reference (scripts/torch_mnist.py): MNIST MLP and CNN, 1 epoch at batch
 #      64, Adam 1e-3; float inference with host transfers at batch 1, 64, 4096.
 #   2. quantlab train --device gpu, same models and settings (2 epochs: the first with
-#      compiling and autotuning, the second steady), at CubeCL's default autotune level and
-#      at the levels given in LEVELS; then a 100-step run with CubeCL's profile log,
-#      summarised by scripts/cubecl_log.py (probe launches, autotuned keys, kernel time per
-#      step).
+#      compiling and autotuning, the second steady), at the clone's autotune level
+#      (cubecl.toml: minimal) and at the levels given in LEVELS; then a 100-step run with
+#      CubeCL's profile log, summarised by scripts/cubecl_log.py (probe launches, autotuned
+#      keys, kernel time per step).
 #   3. quantlab's static int8 on the GPU (quantlab time --gpu) at batch 1, 64, 4096, and
 #      burn's float on wgpu through `quantlab bench --device gpu` (REPORT.md's GPU table).
 #
@@ -19,8 +19,8 @@
 set -u
 Q=${1:?usage: gpu_figures.sh QUANTLAB_BINARY [OUT_DIR]}
 OUT=${2:-${OUT:-/tmp/gpu-figures}}
-LEVELS=${LEVELS:-"minimal full"}
-# A dry run where there is no GPU (lavapipe): TRAIN_LIMIT=640 TORCH_DEVICE=cpu LEVELS=minimal
+LEVELS=${LEVELS:-"balanced full"}
+# A dry run where there is no GPU (lavapipe): TRAIN_LIMIT=640 TORCH_DEVICE=cpu LEVELS=balanced
 LIMIT=()
 [ -n "${TRAIN_LIMIT:-}" ] && LIMIT=(--train-limit "$TRAIN_LIMIT" --test-limit "$TRAIN_LIMIT")
 QUICK=()
@@ -44,7 +44,7 @@ train() { # name level model [extra args]
     local name=$1 level=$2 model=$3
     shift 3
     local env=()
-    [ "$level" != default ] && env=(CUBECL_AUTOTUNE_LEVEL="$level")
+    [ "$level" != cubecl.toml ] && env=(CUBECL_AUTOTUNE_LEVEL="$level")
     # Two epochs: the first pays for compiling and autotuning, the second is steady state.
     env "${env[@]}" "$Q" train --dataset mnist --model "$model" --epochs 2 --batch-size 64 \
         --lr 0.001 --device gpu --no-mlflow --data-dir data --out "$OUT/$name" "${LIMIT[@]}" "$@" \
@@ -62,7 +62,7 @@ python3 scripts/torch_mnist.py --data data/mnist --device "${TORCH_DEVICE:-cuda}
 step "quantlab train on wgpu"
 "$Q" --version 2>&1 | head -1
 for model in mlp cnn; do
-    train "$model-default" default "$model"
+    train "$model-default" cubecl.toml "$model"
     for level in $LEVELS; do train "$model-$level" "$level" "$model"; done
 done
 grep -h -E "wgpu adapter|warning" "$OUT/mlp-default.txt" | head -3

@@ -211,7 +211,11 @@ pub fn run(opts: &BenchOptions) -> Result<(PathBuf, Results)> {
         notes.push("gpu rows: burn on wgpu (float forward, and burn-weights where burn's packed int8 storage allows), timed with host transfers included: the host batch is uploaded and the logits read back before the clock stops, which also synchronises the device; quantlab-gpu rows: quantlab's static int8 on the GPU (WGSL kernels, bit-identical to the CPU engine), same timing rules, speed-ups against burn-wgpu's f32".into());
         // Initialised (or refused) before the first row, so always there by now.
         if let Ok((_, adapter)) = quantlab_train::gpu() {
-            notes.push(format!("wgpu adapter: {}", adapter.summary()));
+            notes.push(format!(
+                "wgpu adapter: {}; CubeCL autotune level {}",
+                adapter.summary(),
+                quantlab_train::autotune_level()
+            ));
             notes.push(format!(
                 "quantlab-gpu int8 dot product (WGSL dot4I8Packed) on this device: {}",
                 adapter.int8_dot.describe()

@@ -109,6 +109,14 @@ impl GpuAdapter {
     }
 }
 
+/// CubeCL's autotune level in effect (`minimal`, `balanced`, `extensive`, `full`): from
+/// `CUBECL_AUTOTUNE_LEVEL`, else the nearest `cubecl.toml` (the clone ships one), else
+/// CubeCL's default.
+pub fn autotune_level() -> String {
+    use burn::cubecl::config::{CubeClRuntimeConfig, RuntimeConfig};
+    format!("{:?}", CubeClRuntimeConfig::get().autotune.level).to_lowercase()
+}
+
 /// The GPU device and its adapter, initialised once per process (burn's wgpu runtime can
 /// only be set up once, so this is the one place that does it).
 pub fn gpu() -> std::result::Result<&'static (Device, GpuAdapter), String> {
@@ -172,6 +180,14 @@ mod tests {
         eprintln!("{}: {}", adapter.summary(), adapter.int8_dot.describe());
         if adapter.backend == "Vulkan" {
             assert_ne!(adapter.int8_dot, Int8Dot::Unknown);
+        }
+    }
+
+    /// The clone's cubecl.toml sets the level (tests run from the crate, below it).
+    #[test]
+    fn the_shipped_cubecl_toml_sets_the_autotune_level() {
+        if std::env::var_os("CUBECL_AUTOTUNE_LEVEL").is_none() {
+            assert_eq!(autotune_level(), "minimal");
         }
     }
 }
