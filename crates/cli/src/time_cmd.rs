@@ -39,7 +39,7 @@ pub struct TimeArgs {
     json: bool,
     /// Run on the wgpu device with quantlab's GPU int8 kernels (static int8 models only),
     /// host transfers included; `--threads` does not apply.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "threads")]
     gpu: bool,
 }
 

@@ -444,6 +444,10 @@ fn export_time_and_mlflow_end_to_end() {
         ]);
         assert!(o.status.success(), "{}", text(&o));
         fails_cleanly(&quantlab(&["time", &s(&dynamic), "--gpu"]), "static int8");
+        fails_cleanly(
+            &quantlab(&["time", &s(&int8), "--gpu", "--threads", "2"]),
+            "--threads",
+        );
     }
 
     // An unwritable store is one warning; the run's own output is still written.
