@@ -120,10 +120,8 @@ pub fn run(opts: &BenchOptions) -> Result<(PathBuf, Results)> {
     let devices = opts.devices.clone().unwrap_or_else(|| cfg.devices.clone());
     if devices.contains(&DeviceKind::Gpu) {
         let (_, adapter) = quantlab_train::gpu().map_err(BenchError::NoGpu)?;
-        eprintln!("wgpu adapter: {}", adapter.summary());
-        eprintln!("GPU int8 dot product: {}", adapter.int8_dot.describe());
-        if let Some(w) = adapter.warning() {
-            eprintln!("{w}");
+        for line in adapter.report_lines() {
+            eprintln!("{line}");
         }
     }
     let path = KernelPath::from_env()?;

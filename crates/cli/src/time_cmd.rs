@@ -56,10 +56,8 @@ pub fn run(args: TimeArgs) -> Result<()> {
     let path = KernelPath::from_env()?;
     let gpu = if args.gpu {
         let (_, adapter) = quantlab_train::gpu().map_err(anyhow::Error::msg)?;
-        eprintln!("wgpu adapter: {}", adapter.summary());
-        eprintln!("int8 dot product: {}", adapter.int8_dot.describe());
-        if let Some(w) = adapter.warning() {
-            eprintln!("{w}");
+        for line in adapter.report_lines() {
+            eprintln!("{line}");
         }
         Some(quantlab_quant::gpu::GpuModel::new(&f.model)?)
     } else {

@@ -125,13 +125,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let cfg = args.config()?;
     if args.device == Backend::Gpu {
         let (_, adapter) = quantlab_train::gpu().map_err(anyhow::Error::msg)?;
-        eprintln!(
-            "wgpu adapter: {}; CubeCL autotune level {}",
-            adapter.summary(),
-            quantlab_train::autotune_level()
-        );
-        if let Some(w) = adapter.warning() {
-            eprintln!("{w}");
+        for line in adapter.report_lines() {
+            eprintln!("{line}");
         }
     }
     let device = args.device.device();

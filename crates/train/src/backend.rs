@@ -98,6 +98,21 @@ impl GpuAdapter {
         )
     }
 
+    /// What the commands that use the GPU print first: the adapter and CubeCL's autotune
+    /// level, what the int8 kernels' dot product becomes here, and the emulator warning.
+    pub fn report_lines(&self) -> Vec<String> {
+        let mut lines = vec![
+            format!(
+                "wgpu adapter: {}; CubeCL autotune level {}",
+                self.summary(),
+                autotune_level()
+            ),
+            format!("GPU int8 dot product: {}", self.int8_dot.describe()),
+        ];
+        lines.extend(self.warning());
+        lines
+    }
+
     /// The warning to print when the adapter is an emulator.
     pub fn warning(&self) -> Option<String> {
         self.is_emulated().then(|| {

@@ -166,9 +166,7 @@ impl GpuLayer {
                 .with_buffer(meta_h.binding())
                 .with_buffer(out_h.clone().binding()),
         );
-        let bytes = client
-            .read_one(out_h)
-            .map_err(|e| QuantError::Graph(format!("GPU read-back failed: {e:?}")))?;
+        let bytes = read_back(client, out_h)?;
         Ok(bytes
             .chunks_exact(4)
             .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as u8)
@@ -221,6 +219,16 @@ fn word_groups(len: usize) -> CubeCount {
     let groups = len.div_ceil(4).div_ceil(WORKGROUP as usize).max(1);
     let gx = groups.min(65_535);
     CubeCount::Static(gx as u32, groups.div_ceil(gx) as u32, 1)
+}
+
+/// `handle`'s bytes on the host (waits for the device).
+fn read_back(
+    client: &burn::cubecl::client::Client,
+    handle: Handle,
+) -> Result<impl std::ops::Deref<Target = [u8]>> {
+    client
+        .read_one(handle)
+        .map_err(|e| QuantError::Graph(format!("GPU read-back failed: {e:?}")))
 }
 
 fn bytes_i32(v: &[i32]) -> Vec<u8> {

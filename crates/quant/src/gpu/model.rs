@@ -2,7 +2,7 @@
 
 use burn::cubecl::server::{Handle, KernelArguments};
 
-use super::{POOL, Weights, Wgsl, bytes_i32, client, dense_source, upload, word_groups};
+use super::{POOL, Weights, Wgsl, bytes_i32, client, dense_source, read_back, upload, word_groups};
 use crate::error::{QuantError, Result};
 use crate::model::{LayerImpl, QuantModel};
 use crate::network::Node;
@@ -270,9 +270,7 @@ impl GpuModel {
                 }
             }
         }
-        let bytes = client
-            .read_one(cur)
-            .map_err(|e| QuantError::Graph(format!("GPU read-back failed: {e:?}")))?;
+        let bytes = read_back(client, cur)?;
         debug_assert_eq!(len, batch * self.out_stride);
         Ok(bytes[..len]
             .chunks_exact(self.out_stride)
