@@ -91,17 +91,13 @@ pub(crate) fn element_count(dims: &[i64]) -> Option<usize> {
 
 /// Makes a tensor with little-endian `raw_data`; `dims = &[]` is a scalar.
 pub fn tensor<T: Element>(name: &str, dims: &[i64], data: &[T]) -> Result<TensorProto, Error> {
-    let expected = element_count(dims).ok_or_else(|| Error::InvalidDims {
-        tensor: name.to_owned(),
-        dims: dims.to_vec(),
-    })?;
+    let context = || format!("tensor '{name}'");
+    let expected = element_count(dims).ok_or_else(|| Error::invalid_dims(context(), dims))?;
     if expected != data.len() {
-        return Err(Error::ElementCount {
-            tensor: name.to_owned(),
-            dims: dims.to_vec(),
-            expected,
-            found: data.len(),
-        });
+        return Err(Error::invalid(
+            context(),
+            format!("dims {dims:?} need {expected} elements, got {}", data.len()),
+        ));
     }
     let mut raw = Vec::with_capacity(std::mem::size_of_val(data));
     for &x in data {
@@ -302,6 +298,7 @@ impl GraphBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ErrorKind;
     use prost::Message;
 
     fn sample() -> ModelProto {
@@ -403,11 +400,14 @@ mod tests {
         let err = GraphBuilder::new("g")
             .initializer("w", &[3, 4], &[0f32; 11])
             .unwrap_err();
-        assert!(
-            matches!(&err, Error::ElementCount { tensor, expected: 12, found: 11, .. } if tensor == "w"),
-            "{err}"
+        assert_eq!(err.kind(), ErrorKind::Invalid);
+        assert_eq!(
+            err.to_string(),
+            "tensor 'w': dims [3, 4] need 12 elements, got 11"
         );
         let err = tensor("n", &[-1, 4], &[0i8; 4]).unwrap_err();
-        assert!(matches!(err, Error::InvalidDims { .. }), "{err}");
+        assert_eq!(err.kind(), ErrorKind::Invalid);
+        assert_eq!(err.context(), "tensor 'n'");
+        assert!(err.message().contains("invalid dims [-1, 4]"), "{err}");
     }
 }

@@ -20,29 +20,33 @@ static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// Writes `model` to `path`.
 ///
-/// Fails if the parent folder does not exist ([`Error::ParentMissing`]), or if
-/// `path` exists and `overwrite` is false ([`Error::AlreadyExists`]). The
+/// Fails with an [`ErrorKind::Io`](crate::ErrorKind::Io) error naming `path` if the parent folder
+/// does not exist, or if `path` exists and `overwrite` is false. The
 /// existence check and the final rename are two steps: a file created by
 /// someone else in between is replaced.
 pub fn write(path: impl AsRef<Path>, model: &ModelProto, overwrite: bool) -> Result<(), Error> {
     let path = path.as_ref();
-    let file_name = path.file_name().ok_or_else(|| Error::NotAFilePath {
-        path: path.to_owned(),
-    })?;
+    let file_name = path
+        .file_name()
+        .ok_or_else(|| Error::io(path, "does not name a file"))?;
     let parent = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
         _ => PathBuf::from("."),
     };
     if !parent.is_dir() {
-        return Err(Error::ParentMissing {
-            path: path.to_owned(),
-            parent,
-        });
+        return Err(Error::io(
+            path,
+            format!(
+                "cannot write it: folder {} does not exist",
+                parent.display()
+            ),
+        ));
     }
     if !overwrite && path.exists() {
-        return Err(Error::AlreadyExists {
-            path: path.to_owned(),
-        });
+        return Err(Error::io(
+            path,
+            "already exists; refusing to overwrite it (pass overwrite = true)",
+        ));
     }
     let temp = parent.join(format!(
         ".{}.tmp-{}-{}",
@@ -50,11 +54,15 @@ pub fn write(path: impl AsRef<Path>, model: &ModelProto, overwrite: bool) -> Res
         std::process::id(),
         TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
     ));
-    let result = write_new(&temp, &model.encode_to_vec()).and_then(|()| {
-        fs::rename(&temp, path).map_err(|source| Error::Io {
-            action: "renaming the temporary file into",
-            path: path.to_owned(),
-            source,
+    let result = write_new(path, &temp, &model.encode_to_vec()).and_then(|()| {
+        fs::rename(&temp, path).map_err(|e| {
+            Error::io(
+                path,
+                format!(
+                    "cannot rename the temporary file {} onto it: {e}",
+                    temp.display()
+                ),
+            )
         })
     });
     if result.is_err() {
@@ -63,11 +71,13 @@ pub fn write(path: impl AsRef<Path>, model: &ModelProto, overwrite: bool) -> Res
     result
 }
 
-fn write_new(temp: &Path, bytes: &[u8]) -> Result<(), Error> {
-    let io = |source| Error::Io {
-        action: "writing temporary file",
-        path: temp.to_owned(),
-        source,
+/// Writes `bytes` to the new file `temp`, on the way to `path`.
+fn write_new(path: &Path, temp: &Path, bytes: &[u8]) -> Result<(), Error> {
+    let io = |e: std::io::Error| {
+        Error::io(
+            path,
+            format!("cannot write the temporary file {}: {e}", temp.display()),
+        )
     };
     let mut f = fs::OpenOptions::new()
         .write(true)
@@ -81,15 +91,9 @@ fn write_new(temp: &Path, bytes: &[u8]) -> Result<(), Error> {
 /// Reads and decodes the model at `path`, which must hold a graph.
 pub fn read(path: impl AsRef<Path>) -> Result<ModelProto, Error> {
     let path = path.as_ref();
-    let bytes = fs::read(path).map_err(|source| match source.kind() {
-        std::io::ErrorKind::NotFound => Error::NotFound {
-            path: path.to_owned(),
-        },
-        _ => Error::Io {
-            action: "reading",
-            path: path.to_owned(),
-            source,
-        },
+    let bytes = fs::read(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Error::io(path, "ONNX model file does not exist"),
+        _ => Error::io(path, format!("cannot read it: {e}")),
     })?;
     decode(path, &bytes)
 }
@@ -98,19 +102,22 @@ pub fn read(path: impl AsRef<Path>) -> Result<ModelProto, Error> {
 pub fn decode(path: impl AsRef<Path>, bytes: &[u8]) -> Result<ModelProto, Error> {
     let path = path.as_ref();
     if bytes.is_empty() {
-        return Err(Error::EmptyFile {
-            path: path.to_owned(),
-        });
+        return Err(Error::decode(path, "ONNX model file is empty (0 bytes)"));
     }
-    let model = ModelProto::decode(bytes).map_err(|source| Error::Decode {
-        path: path.to_owned(),
-        len: bytes.len(),
-        source,
+    let model = ModelProto::decode(bytes).map_err(|e| {
+        Error::decode(
+            path,
+            format!(
+                "{} bytes do not decode as an ONNX model, it is truncated or corrupt: {e}",
+                bytes.len()
+            ),
+        )
     })?;
     if model.graph.is_none() {
-        return Err(Error::NoGraph {
-            path: path.to_owned(),
-        });
+        return Err(Error::decode(
+            path,
+            "decodes as protobuf but holds no graph, so it is not an ONNX model",
+        ));
     }
     Ok(model)
 }
@@ -119,6 +126,7 @@ pub fn decode(path: impl AsRef<Path>, bytes: &[u8]) -> Result<ModelProto, Error>
 mod tests {
     use super::*;
     use crate::builder::{Attr, GraphBuilder};
+    use crate::error::ErrorKind;
 
     /// A fresh, empty folder under the system temp folder, one per test.
     fn scratch(name: &str) -> PathBuf {
@@ -161,11 +169,9 @@ mod tests {
         let p = dir.join("m.onnx");
         fs::write(&p, b"keep me").unwrap();
         let err = write(&p, &model(), false).unwrap_err();
-        assert!(
-            matches!(&err, Error::AlreadyExists { path } if path == &p),
-            "{err}"
-        );
-        assert!(err.to_string().contains(&p.display().to_string()));
+        assert_eq!(err.kind(), ErrorKind::Io);
+        assert_eq!(err.context(), p.display().to_string());
+        assert!(err.message().contains("already exists"), "{err}");
         assert_eq!(fs::read(&p).unwrap(), b"keep me");
         write(&p, &model(), true).unwrap();
         assert_eq!(read(&p).unwrap(), model());
@@ -178,22 +184,32 @@ mod tests {
         let parent = dir.join("no-such-folder");
         let p = parent.join("m.onnx");
         let err = write(&p, &model(), false).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Io);
+        assert_eq!(err.context(), p.display().to_string());
         assert!(
-            matches!(&err, Error::ParentMissing { parent: got, .. } if got == &parent),
+            err.message()
+                .contains(&format!("folder {} does not exist", parent.display())),
             "{err}"
         );
-        assert!(err.to_string().contains(&parent.display().to_string()));
         assert!(!parent.exists());
+    }
+
+    #[test]
+    fn path_without_a_file_name_is_refused() {
+        let p = scratch("nofile").join("..");
+        let err = write(&p, &model(), false).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Io);
+        assert_eq!(err.context(), p.display().to_string());
+        assert!(err.message().contains("does not name a file"), "{err}");
     }
 
     #[test]
     fn missing_file_is_named() {
         let p = scratch("missing").join("absent.onnx");
         let err = read(&p).unwrap_err();
-        assert!(
-            matches!(&err, Error::NotFound { path } if path == &p),
-            "{err}"
-        );
+        assert_eq!(err.kind(), ErrorKind::Io);
+        assert_eq!(err.context(), p.display().to_string());
+        assert!(err.message().contains("does not exist"), "{err}");
         assert!(err.to_string().contains("absent.onnx"));
     }
 
@@ -202,10 +218,9 @@ mod tests {
         let p = scratch("empty").join("empty.onnx");
         fs::write(&p, b"").unwrap();
         let err = read(&p).unwrap_err();
-        assert!(
-            matches!(&err, Error::EmptyFile { path } if path == &p),
-            "{err}"
-        );
+        assert_eq!(err.kind(), ErrorKind::Decode);
+        assert_eq!(err.context(), p.display().to_string());
+        assert!(err.message().contains("is empty (0 bytes)"), "{err}");
     }
 
     #[test]
@@ -216,14 +231,13 @@ mod tests {
         let bytes = fs::read(&p).unwrap();
         fs::write(&p, &bytes[..bytes.len() / 2]).unwrap();
         let err = read(&p).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Decode);
+        assert_eq!(err.context(), p.display().to_string());
+        let msg = err.message();
         assert!(
-            matches!(&err, Error::Decode { path, len, .. } if path == &p && *len == bytes.len() / 2),
+            msg.starts_with(&format!("{} bytes do not decode", bytes.len() / 2))
+                && msg.contains("truncated"),
             "{err}"
-        );
-        let msg = err.to_string();
-        assert!(
-            msg.contains(&p.display().to_string()) && msg.contains("truncated"),
-            "{msg}"
         );
     }
 
@@ -233,10 +247,9 @@ mod tests {
         // 0xff bytes: a varint tag that does not end within 10 bytes.
         fs::write(&p, [0xffu8; 16]).unwrap();
         let err = read(&p).unwrap_err();
-        assert!(
-            matches!(&err, Error::Decode { path, .. } if path == &p),
-            "{err}"
-        );
+        assert_eq!(err.kind(), ErrorKind::Decode);
+        assert_eq!(err.context(), p.display().to_string());
+        assert!(err.message().contains("16 bytes do not decode"), "{err}");
         assert!(err.to_string().contains("junk.onnx"));
     }
 
@@ -246,9 +259,8 @@ mod tests {
         // Field 1 (ir_version) = 7, and nothing else.
         fs::write(&p, [0x08u8, 0x07]).unwrap();
         let err = read(&p).unwrap_err();
-        assert!(
-            matches!(&err, Error::NoGraph { path } if path == &p),
-            "{err}"
-        );
+        assert_eq!(err.kind(), ErrorKind::Decode);
+        assert_eq!(err.context(), p.display().to_string());
+        assert!(err.message().contains("holds no graph"), "{err}");
     }
 }

@@ -6,7 +6,8 @@
 //!   into a [`ModelProto`] (IR 7, opset 13 by default);
 //! - [`io`]: [`write`](fn@write) (atomic, no silent overwrite) and [`read`];
 //! - [`check`](mod@check): [`check()`], the ONNX checker's rules that matter here;
-//! - [`error`]: [`Error`], the one error type.
+//! - [`error`]: [`Error`], the one error type: an [`ErrorKind`] (I/O, decode,
+//!   invalid model), what it is about (a path, tensor or node) and a message.
 //!
 //! ```
 //! use quantlab_onnx::{Attr, GraphBuilder, DEFAULT_OPSET, check};
@@ -33,6 +34,6 @@ pub mod proto;
 
 pub use builder::{Attr, BATCH_DIM, DEFAULT_OPSET, Dim, Element, GraphBuilder, IR_VERSION, tensor};
 pub use check::{MIN_OPSET, check, check_graph};
-pub use error::Error;
+pub use error::{Error, ErrorKind};
 pub use io::{decode, read, write};
 pub use proto::{DataType, ModelProto};
