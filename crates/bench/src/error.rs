@@ -17,6 +17,9 @@ pub enum BenchError {
     /// Quantization problem.
     #[error(transparent)]
     Quant(#[from] quantlab_quant::QuantError),
+    /// GPU int8 problem.
+    #[error(transparent)]
+    Gpu(#[from] quantlab_gpu::GpuError),
     /// The bench config is invalid.
     #[error("{path}: {message}")]
     Config {

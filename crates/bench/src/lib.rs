@@ -7,9 +7,11 @@
 //! - [`write`]: JSON, CSV, Markdown and `results/latest`; [`plots`]: charts drawn from the
 //!   saved JSON; [`measure`]: timing and the counting allocator; [`machine`]: machine facts.
 //! - [`tracking`]: runs recorded in an MLflow file store (`quantlab-track`).
+//! - [`burn_weights`]: burn's own weight-only quantization, a comparison row.
 //! - [`sweep`]: the calibration sweep (how many calibration images each observer needs).
 #![warn(missing_docs)]
 
+pub mod burn_weights;
 pub mod config;
 pub mod error;
 pub mod machine;

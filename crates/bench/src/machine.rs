@@ -1,6 +1,7 @@
 //! What the run ran on: CPU model, the SIMD features the kernels care about, and the date,
 //! so a report can always be traced to its machine.
 
+use quantlab_linalg::{CpuFeatures, KernelPath};
 use serde::{Deserialize, Serialize};
 
 /// Machine facts recorded with every run.
@@ -10,7 +11,8 @@ pub struct Machine {
     pub cpu: String,
     /// Logical CPUs.
     pub cpus: usize,
-    /// Relevant CPU features present (`avx2`, `avx512f`, `avx512bw`, `avx512vnni`).
+    /// The CPU features the kernels use that this CPU has (names from
+    /// `quantlab_linalg::CpuFeatures::list`).
     pub cpu_features: Vec<String>,
     /// The int8 GEMM path quantlab's rows used.
     pub kernel: String,
@@ -25,31 +27,9 @@ pub struct Machine {
     pub int8_macs_per_cycle: f64,
 }
 
-/// Peak MACs per cycle and core: `(f32, int8)` for a CPU vendor, its features and the int8
-/// path. Two vector FMA pipes everywhere; AMD's Zen 4 runs 512-bit instructions on 256-bit
-/// datapaths, so its f32 peak is 16 (Intel's AVX-512 cores: 32). One 512-bit `vpdpbusd` per
-/// cycle is 64 int8 MACs; AVX2's exact path (i16 `vpmaddwd`, two pipes) is 32. These are
-/// the ceilings the per-layer table divides by, not measurements.
-pub fn peak_macs_per_cycle(cpu: &str, features: &[String], kernel: &str) -> (f64, f64) {
-    let has = |f: &str| features.iter().any(|x| x == f);
-    let f32_peak = if has("avx512f") && !cpu.contains("AMD") {
-        32.0
-    } else if has("avx2") {
-        16.0
-    } else {
-        4.0
-    };
-    let int8_peak = match kernel {
-        "avx512vnni" => 64.0,
-        "avx2" => 32.0,
-        _ => 1.0,
-    };
-    (f32_peak, int8_peak)
-}
-
 impl Machine {
     /// Reads the machine's facts; `kernel` is the GEMM path in use.
-    pub fn detect(kernel: &str) -> Self {
+    pub fn detect(kernel: KernelPath) -> Self {
         let cpu = std::fs::read_to_string("/proc/cpuinfo")
             .ok()
             .and_then(|s| {
@@ -59,20 +39,12 @@ impl Machine {
                     .map(|v| v.trim().to_string())
             })
             .unwrap_or_else(|| std::env::consts::ARCH.to_string());
-        let mut cpu_features = Vec::new();
-        #[cfg(target_arch = "x86_64")]
-        {
-            for (name, on) in [
-                ("avx2", is_x86_feature_detected!("avx2")),
-                ("avx512f", is_x86_feature_detected!("avx512f")),
-                ("avx512bw", is_x86_feature_detected!("avx512bw")),
-                ("avx512vnni", is_x86_feature_detected!("avx512vnni")),
-            ] {
-                if on {
-                    cpu_features.push(name.to_string());
-                }
-            }
-        }
+        let cpu_features = CpuFeatures::get()
+            .list()
+            .into_iter()
+            .filter(|(_, on)| *on)
+            .map(|(name, _)| name.to_string())
+            .collect();
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         let clock_ghz = std::fs::read_to_string("/proc/cpuinfo")
             .ok()
@@ -84,12 +56,12 @@ impl Machine {
             })
             .map_or(0.0, |mhz| mhz / 1000.0);
         let (f32_macs_per_cycle, int8_macs_per_cycle) =
-            peak_macs_per_cycle(&cpu, &cpu_features, kernel);
+            kernel.nominal_macs_per_cycle(cpu.contains("AMD"));
         Self {
             cpu,
             cpus,
             cpu_features,
-            kernel: kernel.to_string(),
+            kernel: kernel.as_str().to_string(),
             clock_ghz,
             f32_macs_per_cycle,
             int8_macs_per_cycle,

@@ -10,14 +10,14 @@ use quantlab_data::{DataError, DatasetName, LabeledSet, Splits, load};
 use quantlab_models::{Classifier, ModelKind, ModelSpec};
 use quantlab_quant::report::layer_report;
 use quantlab_quant::{
-    Engine, KernelPath, MethodKind, Network, QuantModel, QuantizeOptions, burn_weights, export,
-    quantize, score,
+    Engine, KernelPath, MethodKind, Network, QuantModel, QuantizeOptions, export, quantize, score,
 };
 use quantlab_train::{
     Backend, FitOptions, History, OptimizerKind, TrainConfig, TrainError, checkpoint, evaluate,
 };
 use serde::{Deserialize, Serialize};
 
+use crate::burn_weights;
 use crate::config::{BenchConfig, DeviceKind, Method};
 use crate::error::{BenchError, Result, io};
 use crate::machine::{Machine, stamp};
@@ -102,9 +102,10 @@ pub struct Results {
 
 /// FNV-1a of a string: a stable cache key for a training config.
 fn fnv(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
-    })
+    use std::hash::Hasher;
+    let mut h = fnv::FnvHasher::default();
+    h.write(s.as_bytes());
+    h.finish()
 }
 
 /// Runs the matrix; returns the run folder and its results.
@@ -227,7 +228,7 @@ pub fn run(opts: &BenchOptions) -> Result<(PathBuf, Results)> {
     let meta = Meta {
         quantlab_version: env!("CARGO_PKG_VERSION").into(),
         date,
-        machine: Machine::detect(path.as_str()),
+        machine: Machine::detect(path),
         quick: opts.quick,
         devices,
         skipped,
@@ -491,16 +492,17 @@ impl Pair<'_> {
         let prov = serde_json::json!({"dataset": self.ds, "model": self.kind, "checkpoint": ck.dir.display().to_string(), "split_seed": ck.config.split_seed});
         row.size_bytes = export::save(m, prov, &file)?;
         let b = BATCHES;
+        let session = self.engine.prepare(m)?;
         // One thread: pinned to one core, as `taskset -c 0` would.
         pinned(|| {
             self.fill_latency(&mut row, batch_x, |x, n| {
-                self.engine.run(m, x, n)?;
+                session.run(x, n)?;
                 Ok(())
             })
         })?;
-        // The working set of a cold call (the engine otherwise reuses its buffers).
-        quantlab_quant::engine::release_buffers();
-        let (out, peak) = peak_during(|| self.engine.run(m, &batch_x[1], b[1]));
+        // The working set of a cold call (the session otherwise reuses its buffers).
+        session.release_buffers();
+        let (out, peak) = peak_during(|| session.run(&batch_x[1], b[1]));
         out?;
         row.peak_mem_bytes = peak.unwrap_or(0) as u64;
         if let Some(float) = float_for_layers {
@@ -547,7 +549,7 @@ impl Pair<'_> {
             peak_mem_bytes: 0,
             ..cpu.clone()
         };
-        let gpu = match quantlab_quant::gpu::GpuModel::new(m) {
+        let gpu = match quantlab_gpu::GpuModel::new(m) {
             Ok(g) => g,
             Err(e) => {
                 row.supported = false;
@@ -585,7 +587,8 @@ impl Pair<'_> {
             threads: cores,
             ..self.engine
         };
-        if engine.threads_for(m, BATCHES[1]) <= 1 {
+        let session = engine.prepare(m)?;
+        if session.threads_for(BATCHES[1]) <= 1 {
             return Ok(None);
         }
         let mut r = Row {
@@ -595,12 +598,11 @@ impl Pair<'_> {
         };
         let b = BATCHES;
         self.fill_latency(&mut r, batch_x, |x, n| {
-            engine.run(m, x, n)?;
+            session.run(x, n)?;
             Ok(())
         })?;
-        rayon::broadcast(|_| quantlab_quant::engine::release_buffers());
-        quantlab_quant::engine::release_buffers();
-        let (out, peak) = peak_during(|| engine.run(m, &batch_x[1], b[1]));
+        session.release_buffers();
+        let (out, peak) = peak_during(|| session.run(&batch_x[1], b[1]));
         out?;
         r.peak_mem_bytes = peak.unwrap_or(0) as u64;
         Ok(Some(r))
@@ -678,10 +680,10 @@ impl Pair<'_> {
                 .ops
                 .iter()
                 .filter_map(|op| match op {
-                    quantlab_models::Op::Linear { out_features, .. } if out_features % 4 != 0 => {
+                    quantlab_quant::Op::Linear { out_features, .. } if out_features % 4 != 0 => {
                         Some(*out_features)
                     }
-                    quantlab_models::Op::Conv2d { kernel, .. } if kernel[1] % 4 != 0 => {
+                    quantlab_quant::Op::Conv2d { kernel, .. } if kernel[1] % 4 != 0 => {
                         Some(kernel[1])
                     }
                     _ => None,

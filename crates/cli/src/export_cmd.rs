@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use quantlab_quant::export;
-use quantlab_quant::onnx::{OnnxTarget, to_onnx};
+use quantlab_onnx::export::{OnnxTarget, to_onnx};
 
 /// Arguments of `quantlab export`.
 #[derive(Debug, Args)]
@@ -44,14 +44,14 @@ pub fn run(args: ExportArgs) -> Result<()> {
         args.out.display(),
         model.scheme.name(),
         args.target,
-        quantlab_quant::onnx::OPSET,
-        quantlab_quant::onnx::INPUT,
+        quantlab_onnx::export::OPSET,
+        quantlab_onnx::export::INPUT,
         meta.input_shape
             .iter()
             .map(|d| d.to_string())
             .collect::<Vec<_>>()
             .join(", "),
-        quantlab_quant::onnx::OUTPUT,
+        quantlab_onnx::export::OUTPUT,
     );
     for n in &out.notes {
         println!("note: {n}");

@@ -9,7 +9,7 @@ use quantlab_data::{LabeledSet, Splits, load};
 use quantlab_quant::report::{LayerReport, fit_budget, layer_report};
 use quantlab_quant::{
     ActDtype, Engine, Granularity, MethodKind, Network, ObserverKind, QuantModel, QuantizeOptions,
-    burn_weights, export, quantize, score,
+    export, quantize, score,
 };
 use quantlab_train::{Checkpoint, checkpoint, evaluate};
 
@@ -273,7 +273,7 @@ fn burn_weights_row(
     device: &burn::tensor::Device,
 ) -> Result<()> {
     let before = evaluate(&model, &splits.test, device)?;
-    let q = burn_weights::quantize_weights(model, device);
+    let q = quantlab_bench::burn_weights::quantize_weights(model, device);
     let after = evaluate(&q, &splits.test, device)?;
     let mut meta = ck.meta.clone();
     meta.method = "burn-weights".into();

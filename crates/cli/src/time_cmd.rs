@@ -59,7 +59,7 @@ pub fn run(args: TimeArgs) -> Result<()> {
         for line in adapter.report_lines() {
             eprintln!("{line}");
         }
-        Some(quantlab_quant::gpu::GpuModel::new(&f.model)?)
+        Some(quantlab_gpu::GpuModel::new(&f.model)?)
     } else {
         None
     };
@@ -72,10 +72,12 @@ pub fn run(args: TimeArgs) -> Result<()> {
     let mut results = Vec::new();
     for &threads in &threads_list {
         let threads = if threads == 0 { cores } else { threads };
-        let engine = Engine { path, threads };
-        let run_once = |x: &[f32], batch: usize| match &gpu {
-            Some(g) => g.run(x, batch),
-            None => engine.run(&f.model, x, batch),
+        let session = Engine { path, threads }.prepare(&f.model)?;
+        let run_once = |x: &[f32], batch: usize| -> Result<Vec<f32>> {
+            Ok(match &gpu {
+                Some(g) => g.run(x, batch)?,
+                None => session.run(x, batch)?,
+            })
         };
         for &batch in &args.batch {
             // The first `batch` test images, repeating the split if it is smaller.

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cnn::{Cnn, CnnConfig};
 use crate::error::{ModelError, Result};
-use crate::graph::Graph;
+use quantlab_quant::graph::Graph;
 use crate::logreg::{LogReg, LogRegConfig};
 use crate::mlp::{Mlp, MlpConfig};
 

@@ -12,7 +12,7 @@ use quantlab_data::rng::Rng;
 
 use crate::error::ModelError;
 use crate::export::{conv_op, linear_op};
-use crate::graph::{Graph, Op};
+use quantlab_quant::graph::{Graph, Op};
 use crate::init;
 
 /// CNN configuration.

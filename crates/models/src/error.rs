@@ -3,26 +3,9 @@
 /// What can go wrong building or running a model description.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
-    /// An op does not fit the shape flowing into it.
-    #[error("graph op {index} ({op}) expects {expected}, got input shape {found:?}")]
-    GraphShape {
-        /// Position of the op.
-        index: usize,
-        /// Op kind.
-        op: &'static str,
-        /// What it needs.
-        expected: String,
-        /// Shape it got.
-        found: Vec<usize>,
-    },
-    /// Input buffer has the wrong length.
-    #[error("input has {found} values, expected {expected}")]
-    InputSize {
-        /// Expected length.
-        expected: usize,
-        /// Actual length.
-        found: usize,
-    },
+    /// The graph the model describes does not fit together.
+    #[error(transparent)]
+    Graph(#[from] quantlab_quant::QuantError),
     /// The model cannot be built for this input.
     #[error("{model} cannot take input of shape {shape:?}: {reason}")]
     Unsupported {

@@ -5,7 +5,7 @@ use burn::nn::{Linear, PaddingConfig2d};
 use burn::tensor::Tensor;
 
 use crate::error::{ModelError, Result};
-use crate::graph::Op;
+use quantlab_quant::graph::Op;
 
 fn host<const D: usize>(name: &str, t: Tensor<D>) -> Result<Vec<f32>> {
     t.into_data()

@@ -7,7 +7,7 @@ use burn::tensor::{Device, Tensor};
 use quantlab_data::rng::Rng;
 
 use crate::export::linear_op;
-use crate::graph::{Graph, Op};
+use quantlab_quant::graph::{Graph, Op};
 use crate::init;
 
 /// Logistic regression configuration.

@@ -7,7 +7,8 @@
 //! - [`io`]: [`write`](fn@write) (atomic, no silent overwrite) and [`read`];
 //! - [`check`](mod@check): [`check()`], the ONNX checker's rules that matter here;
 //! - [`error`]: [`Error`], the one error type: an [`ErrorKind`] (I/O, decode,
-//!   invalid model), what it is about (a path, tensor or node) and a message.
+//!   invalid model), what it is about (a path, tensor or node) and a message;
+//! - [`export`]: a quantlab model ([`quantlab_quant::QuantModel`]) as ONNX, float or QDQ.
 //!
 //! ```
 //! use quantlab_onnx::{Attr, GraphBuilder, DEFAULT_OPSET, check};
@@ -29,11 +30,16 @@
 pub mod builder;
 pub mod check;
 pub mod error;
+pub mod export;
 pub mod io;
 pub mod proto;
 
 pub use builder::{Attr, BATCH_DIM, DEFAULT_OPSET, Dim, Element, GraphBuilder, IR_VERSION, tensor};
 pub use check::{MIN_OPSET, check, check_graph};
 pub use error::{Error, ErrorKind};
+pub use export::{Exported, OnnxTarget, to_onnx};
 pub use io::{decode, read, write};
 pub use proto::{DataType, ModelProto};
+
+/// Result alias for this crate.
+pub type Result<T> = std::result::Result<T, Error>;

@@ -48,13 +48,12 @@ pub fn calibrate(
             batch: samples,
         });
     }
-    let float = QuantModel::float(net.clone());
+    let float = engine.prepare(&QuantModel::float(net.clone()))?;
     let mut stats = vec![Stats::default(); net.nodes.len() + 1];
     let pass = |stats: &mut Vec<Stats>, second: bool| -> Result<()> {
         for start in (0..samples).step_by(CALIB_BATCH) {
             let n = CALIB_BATCH.min(samples - start);
-            engine.run_traced(
-                &float,
+            float.run_traced(
                 &x[start * d..(start + n) * d],
                 n,
                 &mut |p, act: &Act| {

@@ -5,12 +5,24 @@ use std::path::PathBuf;
 /// What can go wrong quantizing, running, exporting or reading a quantized model.
 #[derive(Debug, thiserror::Error)]
 pub enum QuantError {
-    /// Model graph problem.
-    #[error(transparent)]
-    Model(#[from] quantlab_models::ModelError),
+    /// An op of a graph does not fit the shape flowing into it.
+    #[error("graph op {index} ({op}) expects {expected}, got input shape {found:?}")]
+    GraphShape {
+        /// Position of the op.
+        index: usize,
+        /// Op kind.
+        op: &'static str,
+        /// What it needs.
+        expected: String,
+        /// Shape it got.
+        found: Vec<usize>,
+    },
     /// The graph cannot be quantized as asked.
     #[error("graph: {0}")]
     Graph(String),
+    /// A kernel path asked for that is unknown or that this CPU cannot run.
+    #[error("{env}: {0}", env = quantlab_linalg::KERNEL_ENV)]
+    Kernel(#[from] quantlab_linalg::LinalgError),
     /// Input data does not fit the network.
     #[error("input has {found} values, expected {expected} ({batch} samples)")]
     InputSize {

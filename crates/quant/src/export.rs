@@ -14,7 +14,7 @@ use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{QuantError, Result};
-use crate::kernels::QWeights;
+use crate::model::QWeights;
 use crate::model::{DynamicLayer, LayerImpl, QuantModel, Scheme, StaticLayer};
 use crate::network::{ConvGeom, Dense, Network, Node, PoolGeom};
 use crate::qparams::QParams;
@@ -359,7 +359,6 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<(QuantModel, FileMeta)> {
         layers,
         points,
         scheme: meta.scheme.clone(),
-        plan: Default::default(),
     };
     Ok((model, meta))
 }

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::calibrate::{Calibration, calibrate};
 use crate::engine::Engine;
 use crate::error::{QuantError, Result};
-use crate::kernels::QWeights;
+use crate::model::QWeights;
 use crate::model::{
     DynamicLayer, Granularity, LayerImpl, MethodKind, QuantModel, Scheme, StaticLayer,
 };

@@ -6,10 +6,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::kernels::QWeights;
+pub use quantlab_linalg::QWeights;
 use crate::network::{Dense, Network, Node};
 use crate::observer::ObserverKind;
-use crate::plan::PlanCache;
 use crate::qparams::{ActDtype, QParams, Requant};
 
 /// Weight quantization granularity.
@@ -36,7 +35,7 @@ impl Granularity {
 /// A dense layer with int8 weights and calibrated input/output: integer end to end.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StaticLayer {
-    /// Weights (with column sums and packing).
+    /// Weights with their column sums (packed for a path when an engine prepares the model).
     pub w: QWeights,
     /// Weight scales: one, or one per output.
     pub w_scales: Vec<f32>,
@@ -197,8 +196,6 @@ pub struct QuantModel {
     pub points: Vec<Option<QParams>>,
     /// How it was made.
     pub scheme: Scheme,
-    /// The engine's prepared weights, built on the first run (see [`crate::plan`]).
-    pub plan: PlanCache,
 }
 
 impl QuantModel {
@@ -224,7 +221,6 @@ impl QuantModel {
             layers,
             points,
             scheme,
-            plan: PlanCache::default(),
         }
     }
 

@@ -5,34 +5,11 @@
 //! Both kinds of dense layer are a GEMM `[rows, k] x [n, k]^T`: a linear layer has one row
 //! per sample; a convolution has one row per output pixel (im2col) and `k = c_in*kh*kw`.
 
-use quantlab_models::{Graph, Op};
-use serde::{Deserialize, Serialize};
+pub use quantlab_linalg::{ConvGeom, PoolGeom};
+
+use crate::graph::{Graph, Op};
 
 use crate::error::{QuantError, Result};
-
-/// Geometry of a convolution.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ConvGeom {
-    /// Input channels.
-    pub in_channels: usize,
-    /// Input `[h, w]`.
-    pub in_hw: [usize; 2],
-    /// Kernel `[kh, kw]`.
-    pub kernel: [usize; 2],
-    /// Stride.
-    pub stride: [usize; 2],
-    /// Zero padding.
-    pub padding: [usize; 2],
-    /// Output `[h, w]`.
-    pub out_hw: [usize; 2],
-}
-
-impl ConvGeom {
-    /// Output pixels per sample (GEMM rows per sample).
-    pub fn pixels(&self) -> usize {
-        self.out_hw[0] * self.out_hw[1]
-    }
-}
 
 /// A linear or convolution layer with float weights `[n, k]`, optionally followed by ReLU.
 #[derive(Debug, Clone, PartialEq)]
@@ -81,32 +58,6 @@ impl Dense {
     /// Multiply-accumulates per sample.
     pub fn macs(&self) -> usize {
         self.rows_per_sample() * self.n * self.k
-    }
-}
-
-/// Geometry of a max pooling (no padding), shared by the network and the file format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PoolGeom {
-    /// Channels.
-    pub channels: usize,
-    /// Input `[h, w]`.
-    pub in_hw: [usize; 2],
-    /// Kernel.
-    pub kernel: [usize; 2],
-    /// Stride.
-    pub stride: [usize; 2],
-    /// Output `[h, w]`.
-    pub out_hw: [usize; 2],
-}
-
-impl PoolGeom {
-    /// Whether the output size follows from input, kernel and stride.
-    pub fn is_consistent(&self) -> bool {
-        (0..2).all(|a| {
-            self.stride[a] > 0
-                && self.in_hw[a] >= self.kernel[a]
-                && self.out_hw[a] == (self.in_hw[a] - self.kernel[a]) / self.stride[a] + 1
-        })
     }
 }
 
@@ -223,6 +174,11 @@ impl Network {
                 Node::Dense(d) => {
                     if d.in_len() != len {
                         return Err(mismatch(d.in_len()));
+                    }
+                    if d.conv.is_some_and(|g| !g.is_consistent()) {
+                        return Err(QuantError::Graph(format!(
+                            "node {i}: inconsistent convolution geometry"
+                        )));
                     }
                     d.out_len()
                 }

@@ -75,7 +75,9 @@ pub fn activations(
     n: usize,
 ) -> Result<Vec<Vec<f32>>> {
     let mut acts = vec![Vec::new(); model.network.nodes.len() + 1];
-    engine.run_traced(model, x, n, &mut |p, a: &Act| acts[p] = a.to_f32())?;
+    engine
+        .prepare(model)?
+        .run_traced(x, n, &mut |p, a: &Act| acts[p] = a.to_f32())?;
     Ok(acts)
 }
 
@@ -127,10 +129,11 @@ pub fn node_times(engine: &Engine, model: &QuantModel, x: &[f32]) -> Result<Vec<
     let x = &x[..batch * d];
     let nodes = model.network.nodes.len();
     let mut samples = vec![Vec::with_capacity(TIMING_REPS); nodes];
-    engine.run(model, x, batch)?; // warm-up
+    let session = engine.prepare(model)?;
+    session.run(x, batch)?; // warm-up
     for _ in 0..TIMING_REPS {
         let mut last = Instant::now();
-        engine.run_traced(model, x, batch, &mut |p, _| {
+        session.run_traced(x, batch, &mut |p, _| {
             let now = Instant::now();
             if p > 0 {
                 samples[p - 1].push(now.duration_since(last).as_secs_f64() * 1e6);

@@ -6,9 +6,8 @@
 //! padding, so every layout change and both int8 convolution forms are exercised.
 
 use quantlab_data::rng::Rng;
-use quantlab_quant::kernels::im2col::im2col;
-use quantlab_quant::kernels::{Epilogue, OutLayout, scalar};
-use quantlab_quant::network::{ConvGeom, PoolGeom};
+use quantlab_linalg::frame::im2col::im2col;
+use quantlab_linalg::{ConvGeom, Epilogue, OutLayout, PoolGeom};
 use quantlab_quant::qparams::quantize_into;
 use quantlab_quant::{
     Dense, Engine, KernelPath, LayerImpl, MethodKind, Network, Node, QuantModel, QuantizeOptions,
@@ -16,17 +15,9 @@ use quantlab_quant::{
 };
 
 fn conv(rng: &mut Rng, c: usize, hw: [usize; 2], n: usize, stride: usize, pad: usize) -> Dense {
-    let out = |s: usize| (s + 2 * pad - 3) / stride + 1;
     let k = c * 9;
     Dense {
-        conv: Some(ConvGeom {
-            in_channels: c,
-            in_hw: hw,
-            kernel: [3, 3],
-            stride: [stride; 2],
-            padding: [pad; 2],
-            out_hw: [out(hw[0]), out(hw[1])],
-        }),
+        conv: ConvGeom::new(c, hw, [3, 3], [stride; 2], [pad; 2]),
         k,
         n,
         weight: (0..n * k).map(|_| rng.normal() as f32 * 0.3).collect(),
@@ -173,7 +164,8 @@ fn reference(model: &QuantModel, x: &[f32], batch: usize) -> Vec<f32> {
                     out: &mut out,
                 };
                 let m = batch * d.rows_per_sample();
-                scalar::qgemm(m, &rows, d.k, &l.w, &mut epi);
+                let scalar = KernelPath::Scalar.ops();
+                scalar.qgemm(m, &rows, d.k, &scalar.pack(&l.w), &mut epi);
                 Val::Q(out, l.out_q)
             }
             (Node::MaxPool(g), _, Val::F(x)) => Val::F(pool_nchw(&x, batch, g)),
@@ -202,7 +194,7 @@ fn float_engine_matches_the_nchw_reference_on_every_path() {
     let want = reference(&model, &x, 9);
     for path in paths() {
         for threads in [1, 3] {
-            let got = Engine { path, threads }.run(&model, &x, 9).unwrap();
+            let got = Engine { path, threads }.prepare(&model).unwrap().run(&x, 9).unwrap();
             for (i, (a, b)) in got.iter().zip(&want).enumerate() {
                 assert!(
                     (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
@@ -232,7 +224,7 @@ fn static_int8_is_bit_identical_to_the_nchw_reference_on_every_path_and_thread_c
         let want = reference(&q, &x, 13);
         for path in paths() {
             for threads in [1, 2, 4] {
-                let got = Engine { path, threads }.run(&q, &x, 13).unwrap();
+                let got = Engine { path, threads }.prepare(&q).unwrap().run(&x, 13).unwrap();
                 assert_eq!(got, want, "{path:?} x{threads} {granularity:?}");
             }
         }
@@ -240,8 +232,9 @@ fn static_int8_is_bit_identical_to_the_nchw_reference_on_every_path_and_thread_c
 }
 
 #[test]
-fn a_clone_with_layers_changed_gets_its_own_plan() {
-    // The plan is cached on first run; a model derived from a run one must not reuse it.
+fn a_session_keeps_its_model_and_a_changed_model_needs_its_own() {
+    // A session owns a copy of the model it was prepared from: a model derived afterwards
+    // (here: one layer back to f32) runs through its own session, and both match the reference.
     let net = network();
     let calib = inputs(20);
     let opts = QuantizeOptions {
@@ -252,7 +245,11 @@ fn a_clone_with_layers_changed_gets_its_own_plan() {
     let e = Engine::default();
     let q = quantize(&net, &opts, &calib, &e).unwrap();
     let x = inputs(4);
-    e.run(&q, &x, 4).unwrap();
+    let session = e.prepare(&q).unwrap();
+    let before = session.run(&x, 4).unwrap();
     let mixed = quantlab_quant::with_fallback(&q, &[0]);
-    assert_eq!(e.run(&mixed, &x, 4).unwrap(), reference(&mixed, &x, 4));
+    assert_ne!(mixed, q, "the fallback changed a layer");
+    assert_eq!(e.prepare(&mixed).unwrap().run(&x, 4).unwrap(), reference(&mixed, &x, 4));
+    assert_eq!(session.run(&x, 4).unwrap(), before);
+    assert_eq!(before, reference(&q, &x, 4));
 }

@@ -1,10 +1,10 @@
 """Writes tests/fixtures/pyyaml_meta.json: meta.yaml texts exactly as MLflow writes them.
 
 MLflow's file store dumps meta.yaml with PyYAML (`mlflow/utils/yaml_utils.py` write_yaml:
-safe_dump, default_flow_style=False, allow_unicode=True, sort_keys=True). The Rust reader in
-src/yaml.rs must understand every scalar style PyYAML picks (plain, single-quoted,
-double-quoted, wrapped over several lines), so this records PyYAML's output for awkward
-experiment names together with the value each must decode to.
+safe_dump, default_flow_style=False, allow_unicode=True, sort_keys=True). The Rust reader
+(serde_norway, see src/yaml.rs) must understand every scalar style PyYAML picks (plain,
+single-quoted, double-quoted, wrapped over several lines), so this records PyYAML's output for
+awkward experiment names together with the value each must decode to.
 
 Run with any Python that has PyYAML (e.g. the MLflow venv):
     python scripts/make_yaml_fixtures.py

@@ -5,17 +5,13 @@
 //! a run id matching `^[a-zA-Z0-9][\w\-]{0,255}$` (it makes `uuid4().hex`, 32 lowercase hex
 //! digits). Ids are newtypes so a run id is never passed where an experiment id is expected.
 //!
-//! New run ids are random uuid4s. New experiment ids are *derived from the experiment name*
-//! (18 digits, like MLflow's): every process that creates the same name tries the same
-//! directories in the same order, so creating the directory and publishing its meta.yaml
-//! decides the race without any lock (see `experiment.rs`).
-
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+//! New run ids are random uuid4s (the `uuid` crate, OS randomness). New experiment ids are
+//! *derived from the experiment name* (18 digits, like MLflow's): every process that creates
+//! the same name tries the same directories in the same order, so creating the directory and
+//! publishing its meta.yaml decides the race without any lock (see `experiment.rs`).
 
 use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 /// An MLflow experiment id (the name of its directory in the store).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -50,9 +46,11 @@ impl RunId {
         valid_id(s, 256).then(|| RunId(s.to_owned()))
     }
 
-    /// A fresh random id in `uuid.uuid4().hex` form.
+    /// A fresh random id in `uuid.uuid4().hex` form. Not for cryptography: the run directory
+    /// is created with `create_dir`, which fails on a (practically impossible) collision, and
+    /// the caller then draws again.
     pub(crate) fn random() -> RunId {
-        RunId(uuid4_hex(random_u128()))
+        RunId(Uuid::new_v4().simple().to_string())
     }
 
     /// The id as text.
@@ -84,50 +82,23 @@ fn valid_id(s: &str, max_len: usize) -> bool {
             .all(|&c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-')
 }
 
-/// Formats 128 random bits as a version-4, RFC 4122 variant uuid, 32 hex digits, no dashes.
-fn uuid4_hex(bits: u128) -> String {
-    let bits = (bits & !(0xF << 76)) | (0x4 << 76); // version nibble
-    let bits = (bits & !(0x3 << 62)) | (0x2 << 62); // variant bits 10
-    format!("{bits:032x}")
-}
-
-/// 128 bits that differ between calls, threads and processes.
-///
-/// `RandomState` keys come from the OS's random source once per thread and change on every
-/// `new()`; time, pid and a counter are mixed in as well. This is not for cryptography: the
-/// run directory is created with `create_dir`, which fails on the (practically impossible)
-/// collision, and the caller then draws again.
-fn random_u128() -> u128 {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let count = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let half = |salt: u64| {
-        let mut h = RandomState::new().build_hasher();
-        h.write_u64(salt);
-        h.write_u128(nanos);
-        h.write_u32(std::process::id());
-        h.write_u64(count);
-        h.finish()
-    };
-    (u128::from(half(0x5eed_0001)) << 64) | u128::from(half(0x5eed_0002))
-}
-
 /// The `attempt`-th candidate id for a new experiment called `name`: 18 decimal digits with no
 /// leading zero (the shape MLflow's `_generate_unique_integer_id` gives), a pure function of
 /// `(name, attempt)` so that concurrent creators agree on it.
+///
+/// Why FNV-1a (servo's `fnv`, a fixed algorithm) and not `std`'s hasher: its values are pinned (test
+/// `experiment_candidate_values_do_not_drift_between_versions`), because processes built from
+/// different versions of this crate must aim at the same directories for one name, or two of
+/// them racing would make two experiments. `std`'s hashers may change between Rust releases,
+/// and switching to uuid5 would change every candidate.
 pub(crate) fn experiment_id_candidate(name: &str, attempt: u32) -> ExperimentId {
     // FNV-1a over the bytes, then the splitmix64 finalizer to spread the bits.
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in b"quantlab-track\0"
-        .iter()
-        .chain(name.as_bytes())
-        .chain(&attempt.to_le_bytes())
-    {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
+    use std::hash::Hasher;
+    let mut fnv = fnv::FnvHasher::default();
+    fnv.write(b"quantlab-track\0");
+    fnv.write(name.as_bytes());
+    fnv.write(&attempt.to_le_bytes());
+    let mut h = fnv.finish();
     h ^= h >> 30;
     h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
     h ^= h >> 27;

@@ -47,6 +47,7 @@ mod metric_line;
 mod run;
 mod status;
 mod store;
+pub mod tags;
 mod uri;
 mod validate;
 mod yaml;
@@ -56,7 +57,7 @@ pub use ids::{ExperimentId, RunId};
 pub use location::{DEFAULT_DIR, ENV_VAR, resolve_store_dir, resolve_store_dir_from};
 pub use run::Run;
 pub use status::Status;
-pub use store::{Store, tags};
+pub use store::Store;
 pub use validate::{MAX_EXPERIMENT_NAME_LEN, MAX_KEY_LEN, MAX_PARAM_VALUE_LEN, MAX_TAG_VALUE_LEN};
 
 /// This crate's result type.

@@ -14,10 +14,17 @@
 
 use std::path::Path;
 
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
 use crate::error::Error;
 use crate::ids::{ExperimentId, RunId};
 use crate::status::Status;
-use crate::yaml::{Mapping, Out, Scalar, parse_mapping, write_mapping};
+use crate::yaml::{self, Int, Out, write_mapping};
+
+/// The file name of both kinds: `<root>/<experiment id>/meta.yaml`,
+/// `<root>/<experiment id>/<run id>/meta.yaml`.
+pub(crate) const META: &str = "meta.yaml";
 
 /// MLflow's `LifecycleStage.ACTIVE`.
 pub(crate) const ACTIVE: &str = "active";
@@ -51,20 +58,28 @@ impl ExperimentMeta {
 
     /// Reads the fields this crate needs from an experiment meta.yaml at `path` (for errors).
     pub(crate) fn from_yaml(path: &Path, text: &str) -> Result<ExperimentMeta, Error> {
-        let m = parse(path, text)?;
-        let id = required_text(path, &m, "experiment_id")?;
+        /// The keys read; the others MLflow writes are ignored.
+        #[derive(Deserialize)]
+        struct Fields {
+            experiment_id: Option<String>,
+            name: Option<String>,
+            artifact_location: Option<String>,
+            lifecycle_stage: Option<String>,
+            #[serde(default)]
+            creation_time: Int,
+            #[serde(default)]
+            last_update_time: Int,
+        }
+        let f: Fields = read(path, text)?;
+        let id = required(path, f.experiment_id, "experiment_id")?;
         Ok(ExperimentMeta {
-            id: ExperimentId::parse(id).ok_or_else(|| malformed(path, "invalid experiment_id"))?,
-            name: required_text(path, &m, "name")?.to_owned(),
-            artifact_location: required_text(path, &m, "artifact_location")?.to_owned(),
+            id: ExperimentId::parse(&id).ok_or_else(|| malformed(path, "invalid experiment_id"))?,
+            name: required(path, f.name, "name")?,
+            artifact_location: required(path, f.artifact_location, "artifact_location")?,
             // MLflow treats a missing lifecycle_stage as active.
-            lifecycle_stage: m
-                .get("lifecycle_stage")
-                .and_then(Scalar::text)
-                .unwrap_or(ACTIVE)
-                .to_owned(),
-            creation_time: m.get("creation_time").and_then(Scalar::int),
-            last_update_time: m.get("last_update_time").and_then(Scalar::int),
+            lifecycle_stage: f.lifecycle_stage.unwrap_or_else(|| ACTIVE.to_owned()),
+            creation_time: f.creation_time.0,
+            last_update_time: f.last_update_time.0,
         })
     }
 }
@@ -106,37 +121,42 @@ impl RunMeta {
     /// Reads a run meta.yaml at `path` (for errors), as MLflow's `_read_persisted_run_info_dict`.
     #[cfg(test)]
     pub(crate) fn from_yaml(path: &Path, text: &str) -> Result<RunMeta, Error> {
-        let m = parse(path, text)?;
-        let status = match m.get("status") {
-            None | Some(Scalar::Null) => Status::Running,
-            Some(s) => s
-                .int()
+        #[derive(Deserialize)]
+        struct Fields {
+            run_id: Option<String>,
+            run_name: Option<String>,
+            experiment_id: Option<String>,
+            artifact_uri: Option<String>,
+            user_id: Option<String>,
+            status: Option<Int>,
+            #[serde(default)]
+            start_time: Int,
+            #[serde(default)]
+            end_time: Int,
+            lifecycle_stage: Option<String>,
+        }
+        let f: Fields = read(path, text)?;
+        let status = match f.status {
+            None => Status::Running,
+            Some(Int(code)) => code
                 .and_then(Status::from_code)
                 .ok_or_else(|| malformed(path, "invalid status"))?,
         };
         Ok(RunMeta {
-            run_id: RunId::parse(required_text(path, &m, "run_id")?)
+            run_id: RunId::parse(&required(path, f.run_id, "run_id")?)
                 .ok_or_else(|| malformed(path, "invalid run_id"))?,
-            run_name: m
-                .get("run_name")
-                .and_then(Scalar::text)
-                .unwrap_or("")
-                .to_owned(),
-            experiment_id: ExperimentId::parse(required_text(path, &m, "experiment_id")?)
+            run_name: f.run_name.unwrap_or_default(),
+            experiment_id: ExperimentId::parse(&required(path, f.experiment_id, "experiment_id")?)
                 .ok_or_else(|| malformed(path, "invalid experiment_id"))?,
-            artifact_uri: required_text(path, &m, "artifact_uri")?.to_owned(),
-            user_id: required_text(path, &m, "user_id")?.to_owned(),
+            artifact_uri: required(path, f.artifact_uri, "artifact_uri")?,
+            user_id: required(path, f.user_id, "user_id")?,
             status,
-            start_time: m
-                .get("start_time")
-                .and_then(Scalar::int)
+            start_time: f
+                .start_time
+                .0
                 .ok_or_else(|| malformed(path, "missing start_time"))?,
-            end_time: m.get("end_time").and_then(Scalar::int),
-            lifecycle_stage: m
-                .get("lifecycle_stage")
-                .and_then(Scalar::text)
-                .unwrap_or(ACTIVE)
-                .to_owned(),
+            end_time: f.end_time.0,
+            lifecycle_stage: f.lifecycle_stage.unwrap_or_else(|| ACTIVE.to_owned()),
         })
     }
 }
@@ -148,17 +168,16 @@ fn malformed(path: &Path, reason: &str) -> Error {
     }
 }
 
-fn parse(path: &Path, text: &str) -> Result<Mapping, Error> {
-    parse_mapping(text).map_err(|reason| Error::Malformed {
+/// The fields `T` names from the meta.yaml `text` read from `path`.
+fn read<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, Error> {
+    yaml::read(text).map_err(|reason| Error::Malformed {
         path: path.to_owned(),
         reason,
     })
 }
 
-fn required_text<'m>(path: &Path, m: &'m Mapping, key: &str) -> Result<&'m str, Error> {
-    m.get(key)
-        .and_then(Scalar::text)
-        .ok_or_else(|| malformed(path, &format!("missing {key}")))
+fn required(path: &Path, value: Option<String>, key: &str) -> Result<String, Error> {
+    value.ok_or_else(|| malformed(path, &format!("missing {key}")))
 }
 
 #[cfg(test)]

@@ -17,10 +17,10 @@ use crate::context;
 use crate::error::Error;
 use crate::fsio::{self, Published};
 use crate::ids::{ExperimentId, RunId};
-use crate::meta::RunMeta;
+use crate::meta::{META, RunMeta};
 use crate::metric_line::format_line;
 use crate::status::Status;
-use crate::store::{META, tags};
+use crate::tags;
 use crate::validate::{
     MAX_PARAM_VALUE_LEN, MAX_TAG_VALUE_LEN, artifact_rel_path, check_key, truncate_chars,
 };

@@ -14,34 +14,15 @@ use crate::context;
 use crate::error::Error;
 use crate::fsio;
 use crate::ids::{ExperimentId, RunId};
-use crate::meta::{ACTIVE, ExperimentMeta, RunMeta};
+use crate::meta::{ACTIVE, ExperimentMeta, META, RunMeta};
 use crate::run::Run;
 use crate::status::Status;
+use crate::tags;
 use crate::uri;
 use crate::validate::{MAX_TAG_VALUE_LEN, check_key, truncate_chars};
 
 /// MLflow's name for the folder holding deleted experiments.
 pub(crate) const TRASH: &str = ".trash";
-/// The meta data file of experiments and runs.
-pub(crate) const META: &str = "meta.yaml";
-
-/// Tags MLflow itself sets on runs, which the UI reads.
-pub mod tags {
-    /// The run's display name (also `run_name` in meta.yaml).
-    pub const RUN_NAME: &str = "mlflow.runName";
-    /// The parent run's id; the UI nests the run under it.
-    pub const PARENT_RUN_ID: &str = "mlflow.parentRunId";
-    /// Who ran it (also `user_id` in meta.yaml).
-    pub const USER: &str = "mlflow.user";
-    /// The program that ran it.
-    pub const SOURCE_NAME: &str = "mlflow.source.name";
-    /// `LOCAL` for a program run on this machine.
-    pub const SOURCE_TYPE: &str = "mlflow.source.type";
-    /// The git commit of the source, shown in the UI when set.
-    pub const GIT_COMMIT: &str = "mlflow.source.git.commit";
-    /// The run's description (markdown), shown and edited in the UI.
-    pub const NOTE: &str = "mlflow.note.content";
-}
 
 /// An MLflow file store on the local disk.
 ///

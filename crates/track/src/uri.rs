@@ -5,8 +5,24 @@
 //! ASCII letters, digits, `_.-~` and `/`) and turns them back into paths with `urlparse` +
 //! `url2pathname`. MLflow also accepts a bare absolute path there, and other schemes
 //! (`s3://`, `mlflow-artifacts:`) that this crate cannot write to. (POSIX paths only.)
+//!
+//! The escaping is `percent-encoding`'s; the `url` crate is not used because its file URLs
+//! leave more characters unescaped than Python does (`Url::from_file_path("/a b(1)")` keeps
+//! the parentheses) and it reads forms such as `file:relative` that MLflow does not take as a
+//! local path.
 
 use std::path::{Path, PathBuf};
+
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
+
+/// What `urllib.parse.quote(path, safe="/")` leaves alone: ASCII letters and digits, `_.-~`
+/// and `/`; every other byte is escaped (uppercase hex, as Python writes it).
+const PATH_UNESCAPED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'-')
+    .remove(b'~')
+    .remove(b'/');
 
 /// `pathlib.PurePosixPath(path).as_uri()` for an absolute UTF-8 path.
 pub(crate) fn path_to_file_uri(path: &Path) -> Option<String> {
@@ -14,15 +30,7 @@ pub(crate) fn path_to_file_uri(path: &Path) -> Option<String> {
     if !s.starts_with('/') {
         return None;
     }
-    let mut uri = String::from("file://");
-    for &b in s.as_bytes() {
-        if b.is_ascii_alphanumeric() || b"_.-~/".contains(&b) {
-            uri.push(b as char);
-        } else {
-            uri.push_str(&format!("%{b:02X}"));
-        }
-    }
-    Some(uri)
+    Some(format!("file://{}", utf8_percent_encode(s, PATH_UNESCAPED)))
 }
 
 /// The local directory an artifact location names, or `None` when it is not local
@@ -39,34 +47,14 @@ pub(crate) fn local_path(location: &str) -> Option<PathBuf> {
         if rest.contains(['?', '#']) {
             return None;
         }
-        percent_decode(rest)?
+        // `%` not followed by two hex digits stays as it is, as in `urllib.parse.unquote`.
+        percent_decode_str(rest).decode_utf8().ok()?.into_owned()
     } else if location.starts_with('/') {
         location.to_owned()
     } else {
         return None;
     };
     path.starts_with('/').then(|| PathBuf::from(path))
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%'
-            && i + 2 < b.len()
-            && b[i + 1].is_ascii_hexdigit()
-            && b[i + 2].is_ascii_hexdigit()
-        {
-            let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]
@@ -101,6 +89,7 @@ mod tests {
             Some(PathBuf::from("/abs"))
         );
         assert_eq!(local_path("file:///a%2"), Some(PathBuf::from("/a%2")));
+        assert_eq!(local_path("file:///a%zz%"), Some(PathBuf::from("/a%zz%")));
     }
 
     #[test]

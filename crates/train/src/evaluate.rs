@@ -5,69 +5,13 @@
 use burn::module::Module;
 use burn::tensor::Device;
 use quantlab_data::LabeledSet;
+pub use quantlab_data::score::{Score, ScoreAccumulator};
 use quantlab_models::Classifier;
-use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, TrainError};
 
 /// Samples per evaluation batch.
 pub const EVAL_BATCH: usize = 1000;
-
-/// Scores of a model on a set.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Score {
-    /// Fraction correct, 0..1.
-    pub accuracy: f64,
-    /// Mean cross-entropy (natural log).
-    pub loss: f64,
-    /// Samples scored.
-    pub samples: usize,
-}
-
-/// Accumulates accuracy and loss from host logits; shared with the quantized engines so
-/// float and int8 are scored identically.
-#[derive(Debug, Default, Clone)]
-pub struct ScoreAccumulator {
-    correct: usize,
-    loss_sum: f64,
-    samples: usize,
-}
-
-impl ScoreAccumulator {
-    /// Adds a batch of `[n, classes]` logits with their labels.
-    pub fn add(&mut self, logits: &[f32], labels: &[u8]) {
-        let classes = logits.len() / labels.len().max(1);
-        for (row, &label) in logits.chunks_exact(classes).zip(labels) {
-            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-            let lse = max
-                + row
-                    .iter()
-                    .map(|&v| (v as f64 - max).exp())
-                    .sum::<f64>()
-                    .ln();
-            self.loss_sum += lse - row[label as usize] as f64;
-            let argmax = row
-                .iter()
-                .enumerate()
-                .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
-                    if v > best.1 { (i, v) } else { best }
-                })
-                .0;
-            self.correct += usize::from(argmax == label as usize);
-            self.samples += 1;
-        }
-    }
-
-    /// The score so far.
-    pub fn score(&self) -> Score {
-        let n = self.samples.max(1) as f64;
-        Score {
-            accuracy: self.correct as f64 / n,
-            loss: self.loss_sum / n,
-            samples: self.samples,
-        }
-    }
-}
 
 /// Logits of `model` for samples `indices` of `set`, on the host.
 pub fn logits(

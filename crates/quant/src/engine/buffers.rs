@@ -1,75 +1,89 @@
-//! Per-thread memory of the engine: activation buffers recycled across layers and calls,
-//! and the scratch a convolution needs. Nothing is allocated per call in steady state.
+//! A session's working memory: activation buffers recycled across layers and calls, and the
+//! scratch a convolution needs. Each run borrows one set (a parallel run, one per slice) and
+//! gives it back, so nothing is allocated per call in steady state, and dropping the
+//! session frees it all.
 
-use std::cell::RefCell;
+use std::sync::Mutex;
 
-/// Scratch buffers reused across calls on each thread: the padded input of a convolution
-/// and the im2col rows of the paths that need them.
+/// Activation buffers a set keeps: a network's live activations at once, with room to spare.
+const POOL_KEEP: usize = 8;
+
+/// One run's buffers.
 #[derive(Default)]
-pub(super) struct Workspace {
+pub(super) struct Buffers {
     /// A padded f32 sample.
-    pub(super) f32: Vec<f32>,
+    pub(super) padded_f32: Vec<f32>,
     /// A padded u8 sample.
-    pub(super) u8: Vec<u8>,
-    /// Gathered int8 rows (non-VNNI paths).
+    pub(super) padded_u8: Vec<u8>,
+    /// Gathered int8 rows (paths that do not read rows in place).
     pub(super) rows: Vec<u8>,
     /// Pooled i32 accumulators (fused conv + pool).
     pub(super) acc: Vec<i32>,
     /// One sample's unpooled f32 map.
     pub(super) map: Vec<f32>,
+    /// Free activation buffers. Fresh allocations of feature maps (hundreds of KB) are
+    /// page-faulted in on every call, which also serialises threads on the kernel's memory
+    /// map lock: it cost 30% of the int8 CNN's 2-thread scaling.
+    free_u8: Vec<Vec<u8>>,
+    free_f32: Vec<Vec<f32>>,
 }
 
-thread_local! {
-    pub(super) static WORKSPACE: RefCell<Workspace> = RefCell::new(Workspace::default());
-    static POOL: RefCell<Pool> = const { RefCell::new((Vec::new(), Vec::new())) };
-}
-
-/// Free u8 and f32 activation buffers of one thread.
-type Pool = (Vec<Vec<u8>>, Vec<Vec<f32>>);
-
-/// Activation buffers recycled across layers and calls on each thread. Fresh allocations of
-/// feature maps (hundreds of KB) are page-faulted in on every call, which also serialises
-/// threads on the kernel's memory map lock: it cost 30% of the int8 CNN's 2-thread scaling.
+/// Element types activations are stored in.
 pub(super) trait Pooled: Copy + Default + 'static {
-    fn with_pool<R>(f: impl FnOnce(&mut Vec<Vec<Self>>) -> R) -> R;
+    fn free(b: &mut Buffers) -> &mut Vec<Vec<Self>>;
 }
 
 impl Pooled for u8 {
-    fn with_pool<R>(f: impl FnOnce(&mut Vec<Vec<u8>>) -> R) -> R {
-        POOL.with_borrow_mut(|p| f(&mut p.0))
+    fn free(b: &mut Buffers) -> &mut Vec<Vec<u8>> {
+        &mut b.free_u8
     }
 }
 
 impl Pooled for f32 {
-    fn with_pool<R>(f: impl FnOnce(&mut Vec<Vec<f32>>) -> R) -> R {
-        POOL.with_borrow_mut(|p| f(&mut p.1))
+    fn free(b: &mut Buffers) -> &mut Vec<Vec<f32>> {
+        &mut b.free_f32
     }
 }
 
-/// Frees this thread's recycled buffers and scratch space. The next call allocates its
-/// working set afresh, so a heap measurement around it sees the whole of it (the bench's
-/// peak-memory column).
-pub fn release_buffers() {
-    POOL.with_borrow_mut(|p| *p = (Vec::new(), Vec::new()));
-    WORKSPACE.with_borrow_mut(|w| *w = Workspace::default());
-}
+impl Buffers {
+    /// A buffer of `len` default values, recycled when one is free.
+    pub(super) fn take<T: Pooled>(&mut self, len: usize) -> Vec<T> {
+        let mut v = T::free(self).pop().unwrap_or_default();
+        v.clear();
+        v.resize(len, T::default());
+        v
+    }
 
-/// Buffers a thread keeps: a network's live activations at once, with room to spare.
-const POOL_KEEP: usize = 8;
-
-/// A buffer of `len` default values, recycled when one is free.
-pub(super) fn take<T: Pooled>(len: usize) -> Vec<T> {
-    let mut v = T::with_pool(|p| p.pop()).unwrap_or_default();
-    v.clear();
-    v.resize(len, T::default());
-    v
-}
-
-/// Returns a buffer for reuse.
-pub(super) fn give<T: Pooled>(v: Vec<T>) {
-    T::with_pool(|p| {
-        if p.len() < POOL_KEEP {
-            p.push(v);
+    /// Returns a buffer for reuse.
+    pub(super) fn give<T: Pooled>(&mut self, v: Vec<T>) {
+        let free = T::free(self);
+        if free.len() < POOL_KEEP {
+            free.push(v);
         }
-    });
+    }
+}
+
+/// The sets of buffers of one session, lent to runs.
+#[derive(Default)]
+pub(super) struct Stash(Mutex<Vec<Buffers>>);
+
+impl Stash {
+    /// A free set, or a new one.
+    pub(super) fn lend(&self) -> Buffers {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop()
+            .unwrap_or_default()
+    }
+
+    /// Takes a set back.
+    pub(super) fn restore(&self, b: Buffers) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(b);
+    }
+
+    /// Frees every set.
+    pub(super) fn clear(&self) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
 }

@@ -1,31 +1,38 @@
 //! Runs a [`QuantModel`] on a batch: one code path for the float model and every quantized
 //! variant, so f32 and int8 are timed and scored on equal terms.
 //!
+//! [`Engine`] is the choice of kernel path and threads; [`Engine::prepare`] turns a model
+//! into a [`Session`], which owns a copy of the model, its [`Plan`] (weights packed for the
+//! path, layouts, the steps with fusion decided) and its working memory. A session never
+//! sees later edits of the model it was prepared from: prepare again after changing it.
+//!
 //! Activations travel as f32 or as u8 with their [`QParams`]. A static layer wants u8 at its
 //! input point's parameters and produces u8 at its output point's (integer end to end); a
 //! dynamic layer quantizes its f32 input per batch and produces f32; an f32 layer wants f32.
 //! Conversions happen only where a model mixes them (mixed precision, network edges), so
 //! a static model quantizes its input once.
 //!
-//! Feature maps run channels-last (see [`crate::plan`]): convolutions read a zero-point
-//! padded `[h, w, c]` sample tap by tap (f32 on every path; int8 on the VNNI path when `c`
-//! is a multiple of 4, otherwise through a channels-last im2col), write their rows straight
-//! into the next map, and max pooling takes the max of channel rows. Traced activations
-//! (`run_traced`) are in that layout; the logits are not affected.
+//! Feature maps run channels-last (see [`plan`]): a convolution reads a padded `[h, w, c]`
+//! sample one kernel row at a time (in place where the path's int8 kernel can, otherwise
+//! gathered into a channels-last im2col matrix; f32 always in place), writes its rows
+//! straight into the next map, and max pooling takes the max of channel rows. Traced
+//! activations ([`Session::run_traced`]) are in that layout; the logits are not affected.
 
 mod buffers;
+pub mod plan;
 
-pub use buffers::release_buffers;
-use buffers::{WORKSPACE, Workspace, give, take};
+use buffers::{Buffers, Pooled, Stash};
+use quantlab_linalg::frame::nhwc::{self, Taps};
+use quantlab_linalg::{
+    ConvGeom, Epilogue, KernelPath, Ops, OutLayout, PackedF32, PackedI8, PoolGeom, PoolShape,
+    RowMap, Rows,
+};
+
+pub use plan::{Entry, Layout, Plan, Step, Weights};
 
 use crate::error::{QuantError, Result};
-use crate::kernels::nhwc::{self, Taps};
-use crate::kernels::rows::{PoolShape, RowMap, Rows, gather};
-use crate::kernels::sgemm::{self, PackedF32};
-use crate::kernels::{Epilogue, KernelPath, OutLayout, QWeights, avx512, qgemm};
 use crate::model::{DynamicLayer, LayerImpl, QuantModel, StaticLayer};
-use crate::network::{ConvGeom, Dense, Node, PoolGeom};
-use crate::plan::{Layout, Prepared};
+use crate::network::{Dense, Node};
 use crate::qparams::{ActDtype, QParams, quantize_into};
 
 /// An activation between nodes.
@@ -53,14 +60,14 @@ impl Act {
         }
     }
 
-    fn into_u8(self, q: &QParams) -> Vec<u8> {
+    fn into_u8(self, q: &QParams, bufs: &mut Buffers) -> Vec<u8> {
         match self {
             Act::U8(v, have) if have == *q => v,
             other => {
                 let f = other.into_f32();
-                let mut out = take(f.len());
+                let mut out = bufs.take(f.len());
                 quantize_into(&f, q, &mut out);
-                give(f);
+                bufs.give(f);
                 out
             }
         }
@@ -74,7 +81,7 @@ pub const PARALLEL_MIN_BATCH: usize = 8;
 /// 25 us of VNNI work, well above what handing work to another thread costs.
 pub const PARALLEL_MIN_MACS: usize = 4_000_000;
 
-/// Runs models with a chosen kernel path and thread count.
+/// The kernel path and thread count models are prepared for.
 #[derive(Debug, Clone, Copy)]
 pub struct Engine {
     /// Kernel path (integer GEMM; the float kernels take the matching SIMD level).
@@ -93,23 +100,113 @@ impl Default for Engine {
 }
 
 impl Engine {
+    /// A session running `model` on this engine's path: the model copied, its weights
+    /// packed, its steps planned. An error if a dense node has no implementation or the
+    /// path cannot run on this CPU.
+    pub fn prepare(&self, model: &QuantModel) -> Result<Session> {
+        if !self.path.available() {
+            return Err(QuantError::Kernel(quantlab_linalg::LinalgError::Unavailable {
+                name: self.path.as_str(),
+            }));
+        }
+        let nodes = &model.network.nodes;
+        if model.layers.len() != nodes.len() {
+            return Err(QuantError::Graph(format!(
+                "{} layer entries for {} nodes",
+                model.layers.len(),
+                nodes.len()
+            )));
+        }
+        if let Some(i) = (0..nodes.len())
+            .find(|&i| matches!(nodes[i], Node::Dense(_)) && model.layers[i].is_none())
+        {
+            return Err(QuantError::Graph(format!(
+                "node {i} has no runnable implementation"
+            )));
+        }
+        let ops = self.path.ops();
+        Ok(Session {
+            plan: Plan::new(model, ops),
+            model: model.clone(),
+            ops,
+            threads: self.threads.max(1),
+            stash: Stash::default(),
+        })
+    }
+}
+
+impl Engine {
+    /// Logits of one call: prepares a session, runs it once and drops it. For anything run
+    /// more than once, [`Self::prepare`] once and call [`Session::run`].
+    pub fn run_once(&self, model: &QuantModel, x: &[f32], batch: usize) -> Result<Vec<f32>> {
+        self.prepare(model)?.run(x, batch)
+    }
+}
+
+/// A model prepared for one engine: run it as often as needed.
+pub struct Session {
+    model: QuantModel,
+    plan: Plan,
+    ops: &'static Ops,
+    threads: usize,
+    stash: Stash,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("path", &self.ops.path())
+            .field("threads", &self.threads)
+            .field("steps", &self.plan.steps)
+            .finish()
+    }
+}
+
+impl Session {
+    /// The model this session runs.
+    pub fn model(&self) -> &QuantModel {
+        &self.model
+    }
+
+    /// The plan (prepared weights, layouts, steps).
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// The kernel path.
+    pub fn path(&self) -> KernelPath {
+        self.ops.path()
+    }
+
+    /// The thread count.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// Frees the working memory kept between calls. The next call allocates its working
+    /// set afresh, so a heap measurement around it sees the whole of it (the bench's
+    /// peak-memory column).
+    pub fn release_buffers(&self) {
+        self.stash.clear();
+    }
+
     /// Logits `[batch, classes]` for `x` (`[batch, in_len]`, normalised inputs).
     ///
     /// With `threads > 1` a large enough batch is split into `threads` slices that run the
     /// whole network in parallel (one fork per call, not one per layer). Samples are
     /// independent, so the logits are the same bits as one thread's, except for models
     /// with dynamic layers, whose activation range is per batch: those run on one thread.
-    pub fn run(&self, model: &QuantModel, x: &[f32], batch: usize) -> Result<Vec<f32>> {
-        check_input(model, x, batch)?;
-        let threads = self.threads_for(model, batch);
+    pub fn run(&self, x: &[f32], batch: usize) -> Result<Vec<f32>> {
+        self.check_input(x, batch)?;
+        let threads = self.threads_for(batch);
         if threads <= 1 {
-            return self.forward(model, x, batch, false, &mut |_, _| {});
+            return Ok(self.forward(x, batch, false, &mut |_, _| {}));
         }
-        let d = model.network.in_len();
+        let d = self.model.network.in_len();
         let per = batch.div_ceil(threads);
         let chunks: Vec<&[f32]> = x.chunks(per * d).collect();
-        let mut parts: Vec<Option<Result<Vec<f32>>>> = (0..chunks.len()).map(|_| None).collect();
-        let run = |xs: &[f32]| Some(self.forward(model, xs, xs.len() / d, false, &mut |_, _| {}));
+        let mut parts: Vec<Option<Vec<f32>>> = (0..chunks.len()).map(|_| None).collect();
+        let run = |xs: &[f32]| Some(self.forward(xs, xs.len() / d, false, &mut |_, _| {}));
         // The calling thread runs the first slice itself while pool threads take the others:
         // a sleeping worker's wake-up then overlaps useful work instead of preceding all of it
         // (par_chunks handed every slice to the pool: int8 CNN batch 64 scaled 1.50x, not 1.7x).
@@ -120,28 +217,29 @@ impl Engine {
             }
             *first = run(chunks[0]);
         });
-        let mut logits = Vec::with_capacity(batch * model.network.out_len());
+        let mut logits = Vec::with_capacity(batch * self.model.network.out_len());
         for p in parts {
-            logits.extend(p.expect("every slice ran")?);
+            logits.extend(p.expect("every slice ran"));
         }
         Ok(logits)
     }
 
-    /// Like [`Self::run`] on one thread, calling `trace(point, activation)` for point 0
-    /// (the input) and after every node (`point = node + 1`). Feature maps are channels-last.
+    /// Like [`Self::run`] on one thread with nothing fused, calling `trace(point,
+    /// activation)` for point 0 (the input) and after every node (`point = node + 1`).
+    /// Feature maps are channels-last.
     pub fn run_traced(
         &self,
-        model: &QuantModel,
         x: &[f32],
         batch: usize,
         trace: &mut dyn FnMut(usize, &Act),
     ) -> Result<Vec<f32>> {
-        check_input(model, x, batch)?;
-        self.forward(model, x, batch, true, trace)
+        self.check_input(x, batch)?;
+        Ok(self.forward(x, batch, true, trace))
     }
 
-    /// Threads worth using for `model` at `batch`.
-    pub fn threads_for(&self, model: &QuantModel, batch: usize) -> usize {
+    /// Threads worth using at `batch`.
+    pub fn threads_for(&self, batch: usize) -> usize {
+        let model = &self.model;
         let macs: usize = model
             .network
             .nodes
@@ -166,135 +264,146 @@ impl Engine {
         }
     }
 
-    /// The forward pass; `traced` when `trace` wants to see the input as given (point 0).
+    fn check_input(&self, x: &[f32], batch: usize) -> Result<()> {
+        let expected = batch * self.model.network.in_len();
+        if x.len() != expected {
+            return Err(QuantError::InputSize {
+                expected,
+                found: x.len(),
+                batch,
+            });
+        }
+        Ok(())
+    }
+
+    /// The forward pass over the plan's steps (the traced ones when `traced`).
     fn forward(
         &self,
-        model: &QuantModel,
         x: &[f32],
         batch: usize,
         traced: bool,
         trace: &mut dyn FnMut(usize, &Act),
-    ) -> Result<Vec<f32>> {
-        let plan = model.plan.get(model);
-        // The first dense layer, if only shape changes come before it.
-        let first = model
-            .network
-            .nodes
-            .iter()
-            .position(|n| !matches!(n, Node::Flatten))
-            .and_then(|i| model.layers[i].as_ref());
-        let mut act = match (plan.layouts[0], first) {
-            (Layout::Map(chw), _) if chw[0] > 1 => {
-                Act::F32(per_sample(x, batch, chw, nhwc::to_nhwc))
+    ) -> Vec<f32> {
+        let mut bufs = self.stash.lend();
+        let (entry, steps) = if traced {
+            (self.plan.traced.0, &self.plan.traced.1)
+        } else {
+            (self.plan.entry, &self.plan.steps)
+        };
+        let mut act = match entry {
+            Entry::ToNhwc(chw) => Act::F32(per_sample(x, batch, chw, nhwc::to_nhwc)),
+            Entry::Quantize(q) => {
+                let mut v = bufs.take(x.len());
+                quantize_into(x, &q, &mut v);
+                Act::U8(v, q)
             }
-            // A static first layer: quantize the input once, straight from the caller's slice.
-            (_, Some(LayerImpl::Static(l))) if !traced => {
-                let mut q = take(x.len());
-                quantize_into(x, &l.in_q, &mut q);
-                Act::U8(q, l.in_q)
-            }
-            _ => {
-                let mut v = take(x.len());
+            Entry::Copy => {
+                let mut v = bufs.take(x.len());
                 v.copy_from_slice(x);
                 Act::F32(v)
             }
         };
         trace(0, &act);
-        let nodes = &model.network.nodes;
-        // Set when a convolution also ran the max pool after it (next node skipped).
-        let mut pooled = false;
-        for (i, node) in nodes.iter().enumerate() {
-            if std::mem::take(&mut pooled) {
-                continue;
-            }
-            let taps = plan.taps[i].as_ref();
-            // A non-overlapping max pool right after a conv fuses into its int8 epilogue
-            // (untraced runs only: a trace wants the conv's own output).
-            let pool_next = match nodes.get(i + 1) {
-                Some(Node::MaxPool(g)) if !traced && g.kernel == g.stride => Some(g),
-                _ => None,
-            };
-            act = match (node, &model.layers[i], &plan.nodes[i]) {
-                (Node::Dense(d), Some(LayerImpl::F32), Prepared::F32(w)) => {
-                    let x = act.into_f32();
-                    let (y, fused) = self.dense_f32(d, w, taps, pool_next, &x, batch);
-                    pooled = fused;
-                    give(x);
-                    Act::F32(y)
-                }
-                (Node::Dense(d), Some(LayerImpl::Static(l)), Prepared::Int8(w)) => {
-                    let input = act.into_u8(&l.in_q);
-                    let rq = plan.requant[i]
-                        .as_ref()
-                        .filter(|_| self.path == KernelPath::Avx512Vnni);
-                    let fused = pool_next.and_then(|pg| {
-                        self.conv_pool_static(d, l, w, taps?, rq?, &input, batch, pg)
-                    });
-                    pooled = fused.is_some();
-                    let y = fused
-                        .unwrap_or_else(|| self.dense_static(d, l, w, taps, rq, &input, batch));
-                    give(input);
-                    Act::U8(y, l.out_q)
-                }
-                (Node::Dense(d), Some(LayerImpl::Dynamic(l)), Prepared::Int8(w)) => {
-                    let x = act.into_f32();
-                    let y = self.dense_dynamic(d, l, w, taps, &x, batch);
-                    give(x);
-                    Act::F32(y)
-                }
-                (Node::Dense(_), _, _) => {
-                    return Err(QuantError::Graph(format!(
-                        "node {i} has no runnable implementation"
-                    )));
-                }
-                (Node::MaxPool(g), _, _) => {
-                    let len = batch * g.channels * g.out_hw[0] * g.out_hw[1];
-                    match act {
-                        Act::F32(v) => {
-                            let mut y = take(len);
-                            nhwc::maxpool(&v, batch, g, &mut y);
-                            give(v);
-                            Act::F32(y)
-                        }
-                        Act::U8(v, q) => {
-                            let mut y = take(len);
-                            nhwc::maxpool(&v, batch, g, &mut y);
-                            give(v);
-                            Act::U8(y, q)
-                        }
-                    }
-                }
-                (Node::Relu, _, _) => match act {
-                    Act::F32(mut v) => {
-                        v.iter_mut().for_each(|x| *x = x.max(0.0));
-                        Act::F32(v)
-                    }
-                    Act::U8(mut v, q) => {
-                        v.iter_mut().for_each(|x| *x = (*x).max(q.zero_point as u8));
-                        Act::U8(v, q)
-                    }
-                },
-                (Node::Flatten, _, _) => act,
-            };
-            if !pooled {
-                trace(i + 1, &act);
-            }
+        for step in steps {
+            act = self.step(*step, act, batch, &mut bufs);
+            trace(step.last_node() + 1, &act);
         }
         let out = act.into_f32();
         // A right-sized copy leaves: the pooled buffer stays for the next call.
-        let logits = match plan.layouts.last() {
+        let logits = match self.plan.layouts.last() {
             Some(Layout::Map(chw)) if chw[0] > 1 && chw[1] * chw[2] > 1 => {
                 per_sample(&out, batch, *chw, nhwc::to_nchw)
             }
             _ => out.clone(),
         };
-        give(out);
-        Ok(logits)
+        bufs.give(out);
+        self.stash.restore(bufs);
+        logits
+    }
+
+    fn step(&self, step: Step, act: Act, batch: usize, bufs: &mut Buffers) -> Act {
+        let nodes = &self.model.network.nodes;
+        let pool_of = |p: Option<usize>| match p.map(|p| &nodes[p]) {
+            Some(Node::MaxPool(g)) => Some(g),
+            _ => None,
+        };
+        match step {
+            Step::DenseF32 { node, pool } => {
+                let (d, w) = (self.dense(node), self.f32_weights(node));
+                let x = act.into_f32();
+                let y = self.dense_f32(d, w, self.plan.taps[node].as_ref(), pool_of(pool), &x, batch, bufs);
+                bufs.give(x);
+                Act::F32(y)
+            }
+            Step::DenseStatic { node, pool } => {
+                let (d, l) = match self.model.dense(node) {
+                    Some((d, LayerImpl::Static(l))) => (d, l),
+                    _ => unreachable!("the plan made a static step of a static layer"),
+                };
+                let input = act.into_u8(&l.in_q, bufs);
+                let y = self.dense_static(node, d, l, pool_of(pool), &input, batch, bufs);
+                bufs.give(input);
+                Act::U8(y, l.out_q)
+            }
+            Step::DenseDynamic { node } => {
+                let (d, l) = match self.model.dense(node) {
+                    Some((d, LayerImpl::Dynamic(l))) => (d, l),
+                    _ => unreachable!("the plan made a dynamic step of a dynamic layer"),
+                };
+                let x = act.into_f32();
+                let (w, _) = self.int8_weights(node);
+                let y = self.dense_dynamic(d, l, w, self.plan.taps[node].as_ref(), &x, batch, bufs);
+                bufs.give(x);
+                Act::F32(y)
+            }
+            Step::MaxPool { node } => {
+                let Node::MaxPool(g) = &nodes[node] else {
+                    unreachable!("the plan made a pool step of a pool node")
+                };
+                match act {
+                    Act::F32(v) => Act::F32(maxpool(&v, batch, g, bufs)),
+                    Act::U8(v, q) => Act::U8(maxpool(&v, batch, g, bufs), q),
+                }
+            }
+            Step::Relu { .. } => match act {
+                Act::F32(mut v) => {
+                    v.iter_mut().for_each(|x| *x = x.max(0.0));
+                    Act::F32(v)
+                }
+                Act::U8(mut v, q) => {
+                    v.iter_mut().for_each(|x| *x = (*x).max(q.zero_point as u8));
+                    Act::U8(v, q)
+                }
+            },
+            Step::Flatten { .. } => act,
+        }
+    }
+
+    fn dense(&self, node: usize) -> &Dense {
+        match &self.model.network.nodes[node] {
+            Node::Dense(d) => d,
+            _ => unreachable!("the plan made a dense step of a dense node"),
+        }
+    }
+
+    fn f32_weights(&self, node: usize) -> &PackedF32 {
+        match &self.plan.weights[node] {
+            Some(Weights::F32(w)) => w,
+            _ => unreachable!("an f32 step has f32 weights"),
+        }
+    }
+
+    fn int8_weights(&self, node: usize) -> (&PackedI8, Option<&quantlab_linalg::Requantizer>) {
+        match &self.plan.weights[node] {
+            Some(Weights::Int8 { w, rq }) => (w, rq.as_ref()),
+            _ => unreachable!("an int8 step has int8 weights"),
+        }
     }
 
     /// A float layer. A convolution with `pool` (the non-overlapping max pool after it) is
     /// pooled sample by sample from a scratch map that stays in cache, so the whole batch's
-    /// unpooled map never goes to memory; returns whether the pool was applied.
+    /// unpooled map never goes to memory.
+    #[allow(clippy::too_many_arguments)] // a layer, its weights, its input and buffers
     fn dense_f32(
         &self,
         d: &Dense,
@@ -303,50 +412,69 @@ impl Engine {
         pool: Option<&PoolGeom>,
         x: &[f32],
         batch: usize,
-    ) -> (Vec<f32>, bool) {
+        bufs: &mut Buffers,
+    ) -> Vec<f32> {
         let (Some(g), Some(taps)) = (&d.conv, taps) else {
-            let mut y = take(batch * d.out_len());
+            let mut y = bufs.take(batch * d.out_len());
             let rows = Rows::matrix(x, batch, d.k, d.k);
-            sgemm::sgemm(self.path, &rows, w, d.relu, &mut y);
-            return (y, false);
+            self.ops.sgemm(&rows, w, d.relu, &mut y);
+            return y;
         };
-        let pool = pool.filter(|pg| pg.channels == d.n && pg.in_hw == g.out_hw);
         let out_len = pool.map_or(d.out_len(), |pg| d.n * pg.out_hw[0] * pg.out_hw[1]);
-        let mut y = take(batch * out_len);
-        WORKSPACE.with_borrow_mut(|ws| {
-            let Workspace {
-                f32: padded, map, ..
-            } = ws;
-            for (xs, ys) in x.chunks_exact(d.in_len()).zip(y.chunks_exact_mut(out_len)) {
-                nhwc::pad(xs, g, 0.0, padded);
-                let rows = conv_rows(padded, g, taps, taps.seg_len);
-                match pool {
-                    Some(pg) => {
-                        map.resize(d.out_len(), 0.0);
-                        sgemm::sgemm(self.path, &rows, w, d.relu, map);
-                        nhwc::maxpool(map, 1, pg, ys);
-                    }
-                    None => sgemm::sgemm(self.path, &rows, w, d.relu, ys),
+        let mut y = bufs.take(batch * out_len);
+        let Buffers {
+            padded_f32: padded,
+            map,
+            ..
+        } = bufs;
+        for (xs, ys) in x.chunks_exact(d.in_len()).zip(y.chunks_exact_mut(out_len)) {
+            nhwc::pad(xs, g, 0.0, padded);
+            let rows = conv_rows(padded, g, taps, taps.seg_len);
+            match pool {
+                Some(pg) => {
+                    map.resize(d.out_len(), 0.0);
+                    self.ops.sgemm(&rows, w, d.relu, map);
+                    nhwc::maxpool(map, 1, pg, ys);
                 }
+                None => self.ops.sgemm(&rows, w, d.relu, ys),
             }
-        });
-        (y, pool.is_some())
+        }
+        y
     }
 
-    #[allow(clippy::too_many_arguments)] // a layer, its prepared weights and its input
+    /// A static layer: requantized in registers where the plan has a requantizer, through
+    /// the general epilogue otherwise; with `pool`, the conv and the max pool after it in
+    /// one pass (the plan fuses only where a requantizer exists).
+    #[allow(clippy::too_many_arguments)] // a layer, its input, the pool and buffers
     fn dense_static(
         &self,
+        node: usize,
         d: &Dense,
         l: &StaticLayer,
-        w: &QWeights,
-        taps: Option<&Taps>,
-        rq: Option<&avx512::Requantizer>,
+        pool: Option<&PoolGeom>,
         input: &[u8],
         batch: usize,
+        bufs: &mut Buffers,
     ) -> Vec<u8> {
-        let mut out = take(batch * d.out_len());
+        let (w, rq) = self.int8_weights(node);
+        let taps = self.plan.taps[node].as_ref();
         let c @ (zo, lo, hi) = l.out_clamp(d.relu);
         let zp = l.in_q.zero_point as u8;
+        let ops = self.ops;
+        if let (Some(pg), Some(g), Some(taps), Some(rq)) = (pool, &d.conv, taps, rq) {
+            let pooled_len = d.n * pg.out_hw[0] * pg.out_hw[1];
+            let shape = PoolShape {
+                ow: g.out_hw[1],
+                out_hw: pg.out_hw,
+                window: pg.stride,
+            };
+            let mut out = bufs.take(batch * pooled_len);
+            conv_samples(d, g, taps, input, zp, &mut out, pooled_len, bufs, |rows, b, os| {
+                ops.conv_pool(rows, w, rq, c, shape, &mut b.acc, os)
+            });
+            return out;
+        }
+        let mut out = bufs.take(batch * d.out_len());
         let epilogue = |out| Epilogue::Requant {
             offset: &l.offset,
             requant: &l.requant,
@@ -358,44 +486,42 @@ impl Engine {
         };
         match (&d.conv, taps, rq) {
             (None, _, Some(rq)) => {
-                avx512::qgemm_requant(&Rows::matrix(input, batch, d.k, d.k), w, rq, c, &mut out)
+                ops.qgemm_requant(&Rows::matrix(input, batch, d.k, d.k), w, rq, c, &mut out)
             }
-            (Some(g), Some(taps), Some(rq)) => conv_samples(
-                d,
-                g,
-                taps,
-                input,
-                zp,
-                &mut out,
-                d.out_len(),
-                |rows, _, os| avx512::qgemm_requant(rows, w, rq, c, os),
-            ),
+            (Some(g), Some(taps), Some(rq)) => {
+                let out_len = d.out_len();
+                conv_samples(d, g, taps, input, zp, &mut out, out_len, bufs, |rows, _, os| {
+                    ops.qgemm_requant(rows, w, rq, c, os)
+                })
+            }
             (Some(g), Some(taps), None) => {
-                self.conv_int8(d, g, taps, w, input, zp, &mut out, epilogue);
+                self.conv_int8(d, g, taps, w, input, zp, &mut out, epilogue, bufs);
             }
-            _ => qgemm(self.path, batch, input, d.k, w, &mut epilogue(&mut out)),
+            _ => ops.qgemm(batch, input, d.k, w, &mut epilogue(&mut out)),
         }
         out
     }
 
+    #[allow(clippy::too_many_arguments)] // a layer, its weights, its input and buffers
     fn dense_dynamic(
         &self,
         d: &Dense,
         l: &DynamicLayer,
-        w: &QWeights,
+        w: &PackedI8,
         taps: Option<&Taps>,
         x: &[f32],
         batch: usize,
+        bufs: &mut Buffers,
     ) -> Vec<f32> {
         let (lo, hi) = x
             .iter()
             .fold((0f32, 0f32), |(a, b), &v| (a.min(v), b.max(v)));
         let q = QParams::from_range(lo, hi, ActDtype::U8Affine);
-        let mut input = take(x.len());
+        let mut input = bufs.take(x.len());
         quantize_into(x, &q, &mut input);
         let offset: Vec<i32> = w.col_sums.iter().map(|&c| -q.zero_point * c).collect();
         let scales: Vec<f32> = l.w_scales.iter().map(|&s| s * q.scale).collect();
-        let mut out = take(batch * d.out_len());
+        let mut out = bufs.take(batch * d.out_len());
         let epilogue = |out| Epilogue::Dequant {
             offset: &offset,
             scales: &scales,
@@ -407,93 +533,50 @@ impl Engine {
         match (&d.conv, taps) {
             (Some(g), Some(taps)) => {
                 let zp = q.zero_point as u8;
-                self.conv_int8(d, g, taps, w, &input, zp, &mut out, epilogue);
+                self.conv_int8(d, g, taps, w, &input, zp, &mut out, epilogue, bufs);
             }
-            _ => qgemm(self.path, batch, &input, d.k, w, &mut epilogue(&mut out)),
+            _ => self.ops.qgemm(batch, &input, d.k, w, &mut epilogue(&mut out)),
         }
-        give(input);
+        bufs.give(input);
         out
     }
 
-    /// A static conv and the max pool after it in one pass (VNNI only; see
-    /// [`avx512::conv_pool_rows`]): `None` where that path does not apply.
-    #[allow(clippy::too_many_arguments)] // a layer, its weights, its input and the pool
-    fn conv_pool_static(
-        &self,
-        d: &Dense,
-        l: &StaticLayer,
-        w: &QWeights,
-        taps: &Taps,
-        rq: &avx512::Requantizer,
-        input: &[u8],
-        batch: usize,
-        pg: &PoolGeom,
-    ) -> Option<Vec<u8>> {
-        let g = d.conv.as_ref()?;
-        if self.path != KernelPath::Avx512Vnni || pg.channels != d.n || pg.in_hw != g.out_hw {
-            return None;
-        }
-        let pooled_len = d.n * pg.out_hw[0] * pg.out_hw[1];
-        let shape = PoolShape {
-            ow: g.out_hw[1],
-            out_hw: pg.out_hw,
-            window: pg.stride,
-        };
-        let zp = l.in_q.zero_point as u8;
-        let c = l.out_clamp(d.relu);
-        let mut out = take(batch * pooled_len);
-        conv_samples(
-            d,
-            g,
-            taps,
-            input,
-            zp,
-            &mut out,
-            pooled_len,
-            |rows, scratch, os| avx512::conv_pool_rows(rows, w, rq, c, shape, &mut scratch.acc, os),
-        );
-        Some(out)
-    }
-
-    /// An int8 convolution, sample by sample, over the zero-point padded input: read in
-    /// place by the VNNI kernel (no im2col matrix), gathered into a matrix for the others.
+    /// An int8 convolution through the general epilogue, sample by sample over the
+    /// zero-point padded input (read in place or gathered, as the path does).
     #[allow(clippy::too_many_arguments)] // a layer, its weights, its input and epilogue
     fn conv_int8<'o, O>(
         &self,
         d: &Dense,
         g: &ConvGeom,
         taps: &Taps,
-        w: &QWeights,
+        w: &PackedI8,
         input: &[u8],
         zp: u8,
         out: &'o mut [O],
         epilogue: impl Fn(&'o mut [O]) -> Epilogue<'o>,
+        bufs: &mut Buffers,
     ) {
-        conv_samples(
-            d,
-            g,
-            taps,
-            input,
-            zp,
-            out,
-            d.out_len(),
-            |rows, scratch, os| {
-                if self.path == KernelPath::Avx512Vnni {
-                    avx512::qgemm_rows(rows, w, &mut epilogue(os));
-                } else {
-                    let gathered = &mut scratch.rows;
-                    gathered.resize(rows.m * w.k, 0);
-                    gather(rows, gathered);
-                    qgemm(self.path, rows.m, gathered, w.k, w, &mut epilogue(os));
-                }
-            },
-        )
+        let ops = self.ops;
+        let out_len = d.out_len();
+        conv_samples(d, g, taps, input, zp, out, out_len, bufs, |rows, b, os| {
+            ops.qgemm_rows(rows, w, &mut epilogue(os), &mut b.rows)
+        })
     }
 }
 
-/// Runs `f(rows, scratch, output sample)` for every sample of an int8 convolution: the
+/// Max pooling into a fresh buffer.
+fn maxpool<T: Pooled + PartialOrd>(v: &[T], batch: usize, g: &PoolGeom, bufs: &mut Buffers) -> Vec<T>
+where
+    Vec<T>: Sized,
+{
+    let mut y = bufs.take(batch * g.channels * g.out_hw[0] * g.out_hw[1]);
+    nhwc::maxpool(v, batch, g, &mut y);
+    y
+}
+
+/// Runs `f(rows, buffers, output sample)` for every sample of an int8 convolution: the
 /// sample padded with the zero point `zp`, read as one segment per kernel row (`out_len`
-/// outputs per sample; `scratch` is the workspace the padded sample is not in).
+/// outputs per sample; the padded sample is not in the buffers `f` gets).
 #[allow(clippy::too_many_arguments)] // a layer, its input, its output and what runs
 fn conv_samples<'o, O>(
     d: &Dense,
@@ -503,31 +586,18 @@ fn conv_samples<'o, O>(
     zp: u8,
     out: &'o mut [O],
     out_len: usize,
-    mut f: impl FnMut(&Rows<u8>, &mut Workspace, &'o mut [O]),
+    bufs: &mut Buffers,
+    mut f: impl FnMut(&Rows<u8>, &mut Buffers, &'o mut [O]),
 ) {
-    WORKSPACE.with_borrow_mut(|ws| {
-        let mut padded = std::mem::take(&mut ws.u8);
-        let samples = input
-            .chunks_exact(d.in_len())
-            .zip(out.chunks_exact_mut(out_len));
-        for (xs, os) in samples {
-            nhwc::pad(xs, g, zp, &mut padded);
-            f(&conv_rows(&padded, g, taps, taps.seg_len4()), ws, os);
-        }
-        ws.u8 = padded;
-    })
-}
-
-fn check_input(model: &QuantModel, x: &[f32], batch: usize) -> Result<()> {
-    let expected = batch * model.network.in_len();
-    if x.len() != expected {
-        return Err(QuantError::InputSize {
-            expected,
-            found: x.len(),
-            batch,
-        });
+    let mut padded = std::mem::take(&mut bufs.padded_u8);
+    let samples = input
+        .chunks_exact(d.in_len())
+        .zip(out.chunks_exact_mut(out_len));
+    for (xs, os) in samples {
+        nhwc::pad(xs, g, zp, &mut padded);
+        f(&conv_rows(&padded, g, taps, taps.seg_len4()), bufs, os);
     }
-    Ok(())
+    bufs.padded_u8 = padded;
 }
 
 /// A convolution's rows over a padded channels-last sample: one segment per kernel row,

@@ -1,0 +1,17 @@
+//! What every kernel path shares: the operands ([`rows`], [`weights`], [`pack`]), what
+//! happens after the accumulation ([`epilogue`]), the arithmetic rules ([`requant`],
+//! [`quantize`]), the layouts and geometry of convolutions ([`geom`], [`nhwc`], [`im2col`]),
+//! and the scalar references every path is tested against ([`scalar`], [`sgemm`]; the
+//! self-test itself is `testing.rs` at the crate root).
+
+pub mod epilogue;
+pub mod geom;
+pub mod im2col;
+pub mod nhwc;
+pub mod pack;
+pub mod quantize;
+pub mod requant;
+pub mod rows;
+pub mod scalar;
+pub mod sgemm;
+pub mod weights;

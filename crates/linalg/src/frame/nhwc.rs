@@ -1,0 +1,259 @@
+//! Channels-last (NHWC) feature maps: the layout the engine runs convolutions in.
+//!
+//! In NCHW a convolution's GEMM output (pixels in rows, channels in columns) has to be
+//! scattered one byte per channel plane, and every im2col tap is a separate short copy. In
+//! NHWC the GEMM output rows are the feature map itself (contiguous stores), a tap of a
+//! channels-last input is `c` contiguous values, and max pooling takes the max of whole
+//! channel rows, which vectorises. The reduction order of a convolution becomes
+//! `(ky, kx, c)`, so its weights are permuted once at load ([`conv_weight`]), and the first
+//! linear layer after a flatten has its columns permuted from `(c, y, x)` to `(y, x, c)`
+//! ([`flatten_columns`]) so that its result is exactly the NCHW model's.
+
+use super::geom::{ConvGeom, PoolGeom};
+
+/// `[c, h, w]` -> `[h, w, c]` for one sample.
+pub fn to_nhwc<T: Copy>(x: &[T], [c, h, w]: [usize; 3], out: &mut [T]) {
+    for ch in 0..c {
+        for p in 0..h * w {
+            out[p * c + ch] = x[ch * h * w + p];
+        }
+    }
+}
+
+/// `[h, w, c]` -> `[c, h, w]` for one sample.
+pub fn to_nchw<T: Copy>(x: &[T], [c, h, w]: [usize; 3], out: &mut [T]) {
+    for p in 0..h * w {
+        for ch in 0..c {
+            out[ch * h * w + p] = x[p * c + ch];
+        }
+    }
+}
+
+/// Conv weights `[n][c][kh][kw]` (PyTorch order) -> `[n][kh][seg]`, where each kernel row
+/// holds its `kw * c` weights in `(kx, c)` order followed by zeros up to `seg >= kw * c`
+/// (the reduction order of [`Taps`]).
+pub fn conv_weight<T: Copy + Default>(w: &[T], n: usize, g: &ConvGeom, seg: usize) -> Vec<T> {
+    let (c, [kh, kw]) = (g.in_channels, g.kernel);
+    assert!(seg >= kw * c, "a kernel row holds kw * c weights");
+    let mut out = Vec::with_capacity(n * kh * seg);
+    for o in 0..n {
+        for ky in 0..kh {
+            for kx in 0..kw {
+                for ch in 0..c {
+                    out.push(w[((o * c + ch) * kh + ky) * kw + kx]);
+                }
+            }
+            out.resize(out.len() + seg - kw * c, T::default());
+        }
+    }
+    out
+}
+
+/// Linear weights `[n][c*h*w]` reading an NCHW-flattened map -> columns in `(y, x, c)` order.
+pub fn flatten_columns<T: Copy>(w: &[T], n: usize, [c, h, wd]: [usize; 3]) -> Vec<T> {
+    let k = c * h * wd;
+    let mut out = Vec::with_capacity(w.len());
+    for o in 0..n {
+        let row = &w[o * k..(o + 1) * k];
+        for p in 0..h * wd {
+            for ch in 0..c {
+                out.push(row[ch * h * wd + p]);
+            }
+        }
+    }
+    out
+}
+
+/// Values past the end of a [`pad`]ded sample: a kernel row rounded up to whole groups of 4
+/// reads up to 3 values beyond the last pixel (they meet zero weights).
+pub const SLACK: usize = 4;
+
+/// Copies one `[h, w, c]` sample into a padded `[h + 2py, w + 2px, c]` buffer (the border
+/// holds `pad`, the value of real zero) plus [`SLACK`], so a direct convolution reads every
+/// tap without a bounds test.
+pub fn pad<T: Copy>(x: &[T], g: &ConvGeom, pad: T, out: &mut Vec<T>) {
+    let ([h, w], [py, px], c) = (g.in_hw, g.padding, g.in_channels);
+    let wp = w + 2 * px;
+    out.clear();
+    out.resize((h + 2 * py) * wp * c + SLACK, pad);
+    for y in 0..h {
+        let dst = ((y + py) * wp + px) * c;
+        out[dst..dst + w * c].copy_from_slice(&x[y * w * c..(y + 1) * w * c]);
+    }
+}
+
+/// A convolution over a [`pad`]ded channels-last sample as GEMM rows: row `r` is output
+/// pixel `(r / ow, r % ow)`, and its reduction is one segment per kernel row, the `kw * c`
+/// values a kernel row covers being contiguous in NHWC (whatever the stride).
+#[derive(Debug, Clone)]
+pub struct Taps {
+    /// Offset of kernel row `ky` from the pixel's base, in elements.
+    pub offsets: Vec<usize>,
+    /// Values per segment: `kw * c`.
+    pub seg_len: usize,
+    /// Elements between output rows (`sy * padded_width * c`).
+    pub row_step: usize,
+    /// Elements between output columns (`sx * c`).
+    pub col_step: usize,
+    /// Output width.
+    pub ow: usize,
+}
+
+impl Taps {
+    /// Taps of `g`.
+    pub fn new(g: &ConvGeom) -> Self {
+        let c = g.in_channels;
+        let wp = g.in_hw[1] + 2 * g.padding[1];
+        Self {
+            offsets: (0..g.kernel[0]).map(|ky| ky * wp * c).collect(),
+            seg_len: g.kernel[1] * c,
+            row_step: g.stride[0] * wp * c,
+            col_step: g.stride[1] * c,
+            ow: g.out_hw[1],
+        }
+    }
+
+    /// Segment length rounded up to whole groups of 4 (the int8 kernels' unit).
+    pub fn seg_len4(&self) -> usize {
+        self.seg_len.div_ceil(4) * 4
+    }
+
+    /// Base offset of output pixel `r`.
+    #[inline(always)]
+    pub fn base(&self, r: usize) -> usize {
+        (r / self.ow) * self.row_step + (r % self.ow) * self.col_step
+    }
+}
+
+/// Max pooling of `batch` `[h, w, c]` samples into `out` (`[oh, ow, c]` each): the max of
+/// whole channel rows, which the compiler vectorises.
+pub fn maxpool<T: Copy + PartialOrd>(x: &[T], batch: usize, g: &PoolGeom, out: &mut [T]) {
+    let ([h, w], [oh, ow], [kh, kw], [sy, sx], c) =
+        (g.in_hw, g.out_hw, g.kernel, g.stride, g.channels);
+    let max = |a: T, b: T| if b > a { b } else { a };
+    if [kh, kw, sy, sx] == [2, 2, 2, 2] {
+        // The common case: two input rows per output row, fixed-size windows that vectorise.
+        for (xs, os) in x
+            .chunks_exact(h * w * c)
+            .zip(out.chunks_exact_mut(oh * ow * c))
+            .take(batch)
+        {
+            for oy in 0..oh {
+                let r0 = &xs[2 * oy * w * c..][..2 * ow * c];
+                let r1 = &xs[(2 * oy + 1) * w * c..][..2 * ow * c];
+                let dst = &mut os[oy * ow * c..][..ow * c];
+                for (ox, d) in dst.chunks_exact_mut(c).enumerate() {
+                    let (a0, a1) = r0[2 * ox * c..][..2 * c].split_at(c);
+                    let (b0, b1) = r1[2 * ox * c..][..2 * c].split_at(c);
+                    for i in 0..c {
+                        d[i] = max(max(a0[i], a1[i]), max(b0[i], b1[i]));
+                    }
+                }
+            }
+        }
+        return;
+    }
+    for b in 0..batch {
+        let xs = &x[b * h * w * c..(b + 1) * h * w * c];
+        let os = &mut out[b * oh * ow * c..(b + 1) * oh * ow * c];
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let dst = &mut os[(oy * ow + ox) * c..][..c];
+                let first = (oy * sy * w + ox * sx) * c;
+                dst.copy_from_slice(&xs[first..first + c]);
+                for ky in 0..kh {
+                    for kx in 0..kw {
+                        let s = ((oy * sy + ky) * w + ox * sx + kx) * c;
+                        dst.iter_mut()
+                            .zip(&xs[s..s + c])
+                            .for_each(|(d, &v)| *d = max(*d, v));
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::im2col as nchw;
+
+    fn geom(c: usize, hw: [usize; 2], pad: usize, stride: usize) -> ConvGeom {
+        ConvGeom::new(c, hw, [3, 3], [stride; 2], [pad; 2]).expect("a 3x3 kernel fits")
+    }
+
+    #[test]
+    fn padded_segments_read_the_nchw_im2col_rows_permuted() {
+        for (c, hw, pad_, stride) in [(1, [5, 4], 1, 1), (3, [6, 5], 1, 2), (4, [4, 4], 0, 1)] {
+            let g = geom(c, hw, pad_, stride);
+            let x: Vec<i32> = (0..(c * hw[0] * hw[1]) as i32).collect();
+            let k = c * 9;
+            let mut col = vec![0; g.pixels() * k];
+            nchw::im2col(&x, &g, -1, &mut col, k);
+            let mut xn = vec![0; x.len()];
+            to_nhwc(&x, [c, hw[0], hw[1]], &mut xn);
+            let mut padded = Vec::new();
+            pad(&xn, &g, -1, &mut padded);
+            let taps = Taps::new(&g);
+            for p in 0..g.pixels() {
+                // The NHWC reduction = the NCHW im2col row read in (ky, kx, c) order.
+                let want = conv_weight(&col[p * k..(p + 1) * k], 1, &g, taps.seg_len);
+                let got: Vec<i32> = taps
+                    .offsets
+                    .iter()
+                    .flat_map(|o| {
+                        let s = taps.base(p) + o;
+                        padded[s..s + taps.seg_len].to_vec()
+                    })
+                    .collect();
+                assert_eq!(got, want, "c={c} pixel {p}");
+            }
+        }
+    }
+
+    #[test]
+    fn weight_rows_are_zero_padded_to_the_segment() {
+        let g = geom(1, [4, 4], 1, 1);
+        let w: Vec<i32> = (1..=9).collect();
+        assert_eq!(
+            conv_weight(&w, 1, &g, 4),
+            [1, 2, 3, 0, 4, 5, 6, 0, 7, 8, 9, 0]
+        );
+    }
+
+    #[test]
+    fn layout_round_trip_and_pool() {
+        let x: Vec<u8> = (0..2 * 4 * 4).map(|v| (v * 7 % 31) as u8).collect();
+        let mut n = vec![0; x.len()];
+        to_nhwc(&x, [2, 4, 4], &mut n);
+        let mut back = vec![0; x.len()];
+        to_nchw(&n, [2, 4, 4], &mut back);
+        assert_eq!(back, x);
+        let g = PoolGeom {
+            channels: 2,
+            in_hw: [4, 4],
+            kernel: [2, 2],
+            stride: [2, 2],
+            out_hw: [2, 2],
+        };
+        let mut pooled = vec![0; 8];
+        maxpool(&n, 1, &g, &mut pooled);
+        // Channel 1, output (1, 0): max of NCHW plane 1 rows 2-3, columns 0-1.
+        let plane = &x[16..];
+        let want = [plane[8], plane[9], plane[12], plane[13]]
+            .into_iter()
+            .max()
+            .unwrap();
+        // NHWC index of (y 1, x 0, channel 1): (1 * 2 + 0) * 2 + 1.
+        assert_eq!(pooled[5], want);
+    }
+
+    #[test]
+    fn flatten_columns_follow_the_nhwc_order() {
+        let w: Vec<i32> = (0..2 * 12).collect();
+        let p = flatten_columns(&w, 2, [3, 2, 2]);
+        // Column (y, x, c) = (0, 1, 2) of output 1 is NCHW index 2 * 4 + 1.
+        assert_eq!(p[12 + 3 + 2], w[12 + 2 * 4 + 1]);
+    }
+}

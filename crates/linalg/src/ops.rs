@@ -1,0 +1,265 @@
+//! One table of operations per kernel path, filled once from the CPU's features: the engine
+//! asks its path's [`Ops`] for every kernel and never names an instruction set. A path that
+//! has no fast form of an operation says so (`None` from [`Ops::requantizer`]), and the
+//! caller takes the general route, which every path has.
+
+use std::sync::OnceLock;
+
+use crate::cpu::CpuFeatures;
+use crate::frame::epilogue::Epilogue;
+use crate::frame::pack::{Packed, Packed16};
+use crate::frame::requant::Requant;
+use crate::frame::rows::{PoolShape, Rows, gather};
+use crate::frame::sgemm::{self, PackedF32};
+use crate::frame::weights::{I8Layout, PackedI8, QWeights};
+use crate::frame::{quantize, scalar};
+use crate::path::KernelPath;
+
+/// `(zero point, lower clamp, upper clamp)` of a requantized output.
+pub type Clamp = (i32, i32, i32);
+
+type QgemmFn = fn(usize, &[u8], usize, &PackedI8, &mut Epilogue);
+type QgemmRowsFn = fn(&Rows<u8>, &PackedI8, &mut Epilogue);
+type SgemmFn = fn(&Rows<f32>, &PackedF32, bool, &mut [f32]);
+
+/// A path's GEMMs with the requantization done in registers, from constants prepared once.
+#[derive(Clone, Copy)]
+struct FusedOps {
+    prepare: fn(&[i32], &[Requant], &PackedI8) -> Option<Requantizer>,
+    gemm: fn(&Rows<u8>, &PackedI8, &Requantizer, Clamp, &mut [u8]),
+    conv_pool: fn(&Rows<u8>, &PackedI8, &Requantizer, Clamp, PoolShape, &mut Vec<i32>, &mut [u8]),
+}
+
+/// The kernels of one path.
+pub struct Ops {
+    path: KernelPath,
+    f32_name: &'static str,
+    layout: fn(&QWeights) -> I8Layout,
+    qgemm: QgemmFn,
+    /// The GEMM reading a convolution's rows where they lie (segments in whole groups of
+    /// 4); `None` where the rows are gathered into a matrix first.
+    qgemm_rows: Option<QgemmRowsFn>,
+    fused: Option<FusedOps>,
+    sgemm: SgemmFn,
+}
+
+impl std::fmt::Debug for Ops {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ops")
+            .field("path", &self.path)
+            .field("f32", &self.f32_name)
+            .field("reads_rows_in_place", &self.qgemm_rows.is_some())
+            .field("fused_requant", &self.fused.is_some())
+            .finish()
+    }
+}
+
+/// A layer's requantization constants laid out for one path's fused epilogue, built once
+/// per prepared model (see [`Ops::requantizer`]).
+#[derive(Debug, Clone)]
+pub struct Requantizer {
+    path: KernelPath,
+    #[allow(dead_code)] // read by the x86-64 kernels only
+    inner: RequantImpl,
+}
+
+#[derive(Debug, Clone)]
+enum RequantImpl {
+    #[cfg(target_arch = "x86_64")]
+    Vnni(crate::x86_64::avx512::Requantizer),
+}
+
+impl Ops {
+    /// The path these kernels belong to.
+    pub fn path(&self) -> KernelPath {
+        self.path
+    }
+
+    /// Name of the float kernels (`avx512f`, `avx2-fma`, `scalar`).
+    pub fn f32_name(&self) -> &'static str {
+        self.f32_name
+    }
+
+    /// `w` in the layout this path's kernels read.
+    pub fn pack(&self, w: &QWeights) -> PackedI8 {
+        PackedI8::new(w, (self.layout)(w))
+    }
+
+    /// `u8 [m, k] x i8 [n, k]^T -> i32` over a matrix (row stride `lda >= k`), fed to `epi`
+    /// in row blocks.
+    pub fn qgemm(&self, m: usize, a: &[u8], lda: usize, w: &PackedI8, epi: &mut Epilogue) {
+        assert!(
+            m == 0 || a.len() >= (m - 1) * lda + w.k,
+            "activation buffer too short"
+        );
+        (self.qgemm)(m, a, lda, w, epi)
+    }
+
+    /// The GEMM over any [`Rows`] (a convolution read tap by tap, segments in whole groups
+    /// of 4): in place where the path can, otherwise gathered into `scratch` first.
+    pub fn qgemm_rows(
+        &self,
+        rows: &Rows<u8>,
+        w: &PackedI8,
+        epi: &mut Epilogue,
+        scratch: &mut Vec<u8>,
+    ) {
+        match self.qgemm_rows {
+            Some(f) => f(rows, w, epi),
+            None => {
+                scratch.resize(rows.m * w.k, 0);
+                gather(rows, scratch);
+                self.qgemm(rows.m, scratch, w.k, w, epi);
+            }
+        }
+    }
+
+    /// Constants for [`Self::qgemm_requant`] and [`Self::conv_pool`]; `None` where this path
+    /// has no fused epilogue or a multiplier needs the general one (the saturating case).
+    pub fn requantizer(&self, offset: &[i32], requant: &[Requant], w: &PackedI8) -> Option<Requantizer> {
+        (self.fused?.prepare)(offset, requant, w)
+    }
+
+    fn fused(&self, rq: &Requantizer) -> FusedOps {
+        assert_eq!(rq.path, self.path, "requantizer built for another path");
+        self.fused.expect("a requantizer exists only for a path with fused kernels")
+    }
+
+    /// The static GEMM requantized in registers, `out` row-major `[rows, n]`.
+    pub fn qgemm_requant(&self, rows: &Rows<u8>, w: &PackedI8, rq: &Requantizer, c: Clamp, out: &mut [u8]) {
+        (self.fused(rq).gemm)(rows, w, rq, c, out)
+    }
+
+    /// A static convolution and the non-overlapping max pool after it in one pass: the i32
+    /// accumulators are max-reduced per pooled pixel and only the pooled pixels are
+    /// requantized. Exact: requantization (`acc + offset`, a positive multiplier, the ReLU
+    /// clamp) is monotonic, so it commutes with max. `out` is `[pooled pixels, n]`.
+    #[allow(clippy::too_many_arguments)] // a GEMM, its requantization, the pool and buffers
+    pub fn conv_pool(
+        &self,
+        rows: &Rows<u8>,
+        w: &PackedI8,
+        rq: &Requantizer,
+        c: Clamp,
+        pool: PoolShape,
+        buf: &mut Vec<i32>,
+        out: &mut [u8],
+    ) {
+        (self.fused(rq).conv_pool)(rows, w, rq, c, pool, buf, out)
+    }
+
+    /// The float layer `out = act(bias + rows x w^T)`, row-major.
+    pub fn sgemm(&self, rows: &Rows<f32>, w: &PackedF32, relu: bool, out: &mut [f32]) {
+        (self.sgemm)(rows, w, relu, out)
+    }
+}
+
+/// `out[i] = clamp(round_half_even(x[i] / scale) + zp, lo, hi)` given `inv = 1 / scale`, on
+/// the fastest quantizer this CPU has (all bit-identical to the scalar rule).
+pub fn quantize_u8(x: &[f32], inv: f32, zp: i32, lo: i32, hi: i32, out: &mut [u8]) {
+    assert_eq!(x.len(), out.len(), "quantize: input and output lengths differ");
+    #[cfg(target_arch = "x86_64")]
+    if CpuFeatures::get().avx512_f32() {
+        return crate::x86_64::quantize::quantize_avx512(x, inv, zp, lo, hi, out);
+    }
+    quantize::quantize_slice(x, inv, zp, lo, hi, out)
+}
+
+fn scalar_sgemm(rows: &Rows<f32>, w: &PackedF32, relu: bool, out: &mut [f32]) {
+    sgemm::check(rows, w, out);
+    sgemm::scalar(rows, w, relu, out)
+}
+
+/// The table for `path` (built on first use; the caller has checked availability).
+fn table(path: KernelPath) -> &'static Ops {
+    static TABLE: OnceLock<[Ops; 3]> = OnceLock::new();
+    let t = TABLE.get_or_init(|| KernelPath::ALL.map(build));
+    &t[KernelPath::ALL.iter().position(|p| *p == path).expect("every path has a table")]
+}
+
+fn build(path: KernelPath) -> Ops {
+    let scalar_ops = Ops {
+        path,
+        f32_name: "scalar",
+        layout: |w| I8Layout::RowMajor(w.w.clone()),
+        qgemm: scalar::qgemm,
+        qgemm_rows: None,
+        fused: None,
+        sgemm: scalar_sgemm,
+    };
+    match path {
+        KernelPath::Scalar => scalar_ops,
+        #[cfg(target_arch = "x86_64")]
+        KernelPath::Avx2 | KernelPath::Avx512Vnni => x86_64_ops(path, scalar_ops),
+        #[cfg(not(target_arch = "x86_64"))]
+        _ => scalar_ops,
+    }
+}
+
+/// An x86-64 table: the scalar one with what the path has replaced. The float kernels are
+/// the widest this CPU runs (AVX-512F on the VNNI path, else AVX2 + FMA, else scalar).
+#[cfg(target_arch = "x86_64")]
+fn x86_64_ops(path: KernelPath, base: Ops) -> Ops {
+    use crate::x86_64::{avx2, avx512, sgemm as x86_sgemm};
+    let cpu = CpuFeatures::get();
+    let (f32_name, sgemm): (&'static str, SgemmFn) =
+        if cpu.avx512f && path == KernelPath::Avx512Vnni {
+            ("avx512f", x86_sgemm::sgemm_avx512)
+        } else if cpu.avx2_fma() {
+            ("avx2-fma", x86_sgemm::sgemm_avx2_fma)
+        } else {
+            ("scalar", scalar_sgemm)
+        };
+    match path {
+        KernelPath::Avx512Vnni => Ops {
+            f32_name,
+            sgemm,
+            layout: |w| I8Layout::Quads(Packed::new(&w.w, w.n, w.k)),
+            qgemm: avx512::qgemm,
+            qgemm_rows: Some(avx512::qgemm_rows),
+            fused: Some(FusedOps {
+                prepare: |offset, requant, w| {
+                    avx512::Requantizer::new(offset, requant, w).map(|r| Requantizer {
+                        path: KernelPath::Avx512Vnni,
+                        inner: RequantImpl::Vnni(r),
+                    })
+                },
+                gemm: |rows, w, rq, c, out| {
+                    let RequantImpl::Vnni(r) = &rq.inner;
+                    avx512::qgemm_requant(rows, w, r, c, out)
+                },
+                conv_pool: |rows, w, rq, c, pool, buf, out| {
+                    let RequantImpl::Vnni(r) = &rq.inner;
+                    avx512::conv_pool_rows(rows, w, r, c, pool, buf, out)
+                },
+            }),
+            ..base
+        },
+        _ => Ops {
+            f32_name,
+            sgemm,
+            layout: |w| I8Layout::Pairs(Packed16::new(&w.w, w.n, w.k)),
+            qgemm: avx2::qgemm,
+            ..base
+        },
+    }
+}
+
+impl KernelPath {
+    /// This path's operations. Panics if the CPU cannot run it (check
+    /// [`KernelPath::available`], or get the path from [`KernelPath::detect`] or parsing,
+    /// which do).
+    pub fn ops(self) -> &'static Ops {
+        assert!(
+            self.available(),
+            "{} kernels called on a CPU without them",
+            self.as_str()
+        );
+        table(self)
+    }
+
+    /// The float kernels that run alongside this path on this CPU (see [`Ops::sgemm`]).
+    pub fn f32_name(self) -> &'static str {
+        self.ops().f32_name()
+    }
+}

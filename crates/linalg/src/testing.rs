@@ -1,0 +1,234 @@
+//! The self-test every kernel path runs against the scalar reference: `self_test!(module,
+//! path)` (invoked at the end of this file, once per path) expands to a test module
+//! checking, for that path, the raw int8 GEMM on random and
+//! odd shapes, the requantizing epilogue, the extremes that would saturate a 16-bit
+//! intermediate, rows read in place against the same rows gathered, the fused
+//! requantization where the path has it, and the float GEMM against an f64 reference. On a
+//! CPU without the path the tests say so on one line and check nothing else.
+
+use quantlab_data::rng::Rng;
+
+use crate::frame::epilogue::{Epilogue, OutLayout};
+use crate::frame::requant::Requant;
+use crate::frame::rows::{RowMap, Rows};
+use crate::frame::sgemm::PackedF32;
+use crate::frame::weights::QWeights;
+use crate::{KernelPath, Ops};
+
+/// Largest K the models use (the CNN's first linear layer: 32 * 7 * 7).
+pub const LARGEST_K: usize = 1568;
+
+/// Largest difference allowed between a float path and the f64 reference (FMA against
+/// separate multiply and add, over at most 90 products of values below 0.5).
+pub const F32_TOLERANCE: f32 = 1e-4;
+
+/// The path's operations, or `None` (after saying so) where this CPU lacks it.
+pub fn ops_or_skip(path: KernelPath, test: &str) -> Option<&'static Ops> {
+    if path.available() {
+        Some(path.ops())
+    } else {
+        println!("{test}: skipped, this CPU cannot run the {} kernels", path.as_str());
+        None
+    }
+}
+
+fn reference() -> &'static Ops {
+    KernelPath::Scalar.ops()
+}
+
+fn random_weights(rng: &mut Rng, n: usize, k: usize) -> QWeights {
+    QWeights::new(
+        (0..n * k)
+            .map(|_| (rng.below(255) as i32 - 127) as i8)
+            .collect(),
+        n,
+        k,
+    )
+}
+
+fn raw(ops: &Ops, m: usize, a: &[u8], lda: usize, w: &QWeights) -> Vec<i32> {
+    let mut out = vec![0i32; m * w.n];
+    ops.qgemm(m, a, lda, &ops.pack(w), &mut Epilogue::Raw { out: &mut out });
+    out
+}
+
+/// The raw GEMM on random and odd shapes equals the reference's.
+pub fn raw_gemm(ops: &Ops) {
+    let mut rng = Rng::new(21);
+    let mut shapes = vec![(512, 64, 64), (64, 50, 784), (1, 10, 30), (3, 17, 5), (67, 67, 67)];
+    for _ in 0..60 {
+        shapes.push((1 + rng.below(67), 1 + rng.below(67), 1 + rng.below(200)));
+    }
+    for (m, n, k) in shapes {
+        let lda = k + rng.below(3);
+        let a: Vec<u8> = (0..m * lda).map(|_| rng.below(256) as u8).collect();
+        let qw = random_weights(&mut rng, n, k);
+        let want = raw(reference(), m, &a, lda, &qw);
+        assert_eq!(raw(ops, m, &a, lda, &qw), want, "{:?} m={m} n={n} k={k}", ops.path());
+    }
+}
+
+/// The requantizing epilogue (both layouts, per-tensor and per-channel) equals the
+/// reference's; so does the fused requantization where the path has one.
+pub fn requant_epilogue(ops: &Ops) {
+    let mut rng = Rng::new(33);
+    for case in 0..40 {
+        let (m, n, k) = (1 + rng.below(40), 1 + rng.below(70), 1 + rng.below(150));
+        let a: Vec<u8> = (0..m * k).map(|_| rng.below(256) as u8).collect();
+        let qw = random_weights(&mut rng, n, k);
+        let offset: Vec<i32> = (0..n).map(|_| rng.below(20_001) as i32 - 10_000).collect();
+        let per_channel = case % 2 == 0;
+        let requant: Vec<Requant> = (0..if per_channel { n } else { 1 })
+            .map(|_| Requant::new(10f64.powf(-6.0 + 5.0 * rng.uniform())))
+            .collect();
+        let pixels = [1, 3, 7][case % 3].min(m);
+        let layout = if m % pixels == 0 && pixels > 1 {
+            OutLayout::Nchw { pixels }
+        } else {
+            OutLayout::RowMajor
+        };
+        let clamp @ (zo, lo, hi) = (rng.below(256) as i32, if case % 3 == 0 { 17 } else { 0 }, 255);
+        let run = |ops: &Ops, layout| {
+            let mut out = vec![0u8; m * n];
+            let mut epi = Epilogue::Requant {
+                offset: &offset,
+                requant: &requant,
+                zo,
+                lo,
+                hi,
+                layout,
+                out: &mut out,
+            };
+            ops.qgemm(m, &a, k, &ops.pack(&qw), &mut epi);
+            out
+        };
+        let want = run(reference(), layout);
+        assert!(run(ops, layout) == want, "{:?} case {case}: m={m} n={n} k={k} {layout:?}", ops.path());
+        let packed = ops.pack(&qw);
+        if let Some(rq) = ops.requantizer(&offset, &requant, &packed) {
+            let row_major = run(reference(), OutLayout::RowMajor);
+            let mut out = vec![0u8; m * n];
+            ops.qgemm_requant(&Rows::matrix(&a, m, k, k), &packed, &rq, clamp, &mut out);
+            assert!(out == row_major, "{:?} fused case {case}: m={m} n={n} k={k}", ops.path());
+        }
+    }
+}
+
+/// All-255 activations against all -127 (and -128) weights at the largest K: an i16
+/// intermediate would saturate; the exact sum is `255 * w * K`.
+pub fn extremes(ops: &Ops) {
+    for wv in [-128i8, -127, 127] {
+        let (m, n, k) = (3, 19, LARGEST_K);
+        let a = vec![255u8; m * k];
+        let qw = QWeights::new(vec![wv; n * k], n, k);
+        let want = vec![255 * wv as i32 * k as i32; m * n];
+        assert_eq!(raw(ops, m, &a, k, &qw), want, "{:?} w={wv}", ops.path());
+    }
+}
+
+/// Rows read where they lie (segments of whole groups of 4, as a convolution's) give the
+/// same result as the same rows gathered into a matrix.
+pub fn rows_in_place(ops: &Ops) {
+    let mut rng = Rng::new(8);
+    for _ in 0..20 {
+        let (m, n, segs_n, seg_len) = (1 + rng.below(30), 1 + rng.below(40), 1 + rng.below(4), 4 * (1 + rng.below(5)));
+        let stride = segs_n * seg_len + rng.below(9);
+        let segs: Vec<usize> = (0..segs_n).map(|s| s * (seg_len + 3)).collect();
+        let a: Vec<u8> = (0..m * stride + segs_n * (seg_len + 3) + 8).map(|_| rng.below(256) as u8).collect();
+        let rows = Rows { a: &a, m, segs: &segs, seg_len, map: RowMap::Strided { lda: stride } };
+        let qw = random_weights(&mut rng, n, rows.k());
+        let mut flat = vec![0u8; m * rows.k()];
+        crate::frame::rows::gather(&rows, &mut flat);
+        let want = raw(reference(), m, &flat, rows.k(), &qw);
+        let mut got = vec![0i32; m * n];
+        ops.qgemm_rows(&rows, &ops.pack(&qw), &mut Epilogue::Raw { out: &mut got }, &mut Vec::new());
+        assert_eq!(got, want, "{:?} m={m} n={n} segs={segs_n}x{seg_len}", ops.path());
+    }
+}
+
+fn f64_reference(x: &[f32], m: usize, k: usize, w: &[f32], b: &[f32], relu: bool) -> Vec<f32> {
+    let n = b.len();
+    let mut y = vec![0f32; m * n];
+    for r in 0..m {
+        for j in 0..n {
+            let s: f64 = (0..k).map(|t| x[r * k + t] as f64 * w[j * k + t] as f64).sum();
+            let v = s as f32 + b[j];
+            y[r * n + j] = if relu { v.max(0.0) } else { v };
+        }
+    }
+    y
+}
+
+/// The float GEMM on odd shapes, plain and segmented rows, within [`F32_TOLERANCE`] of f64.
+pub fn float_gemm(ops: &Ops) {
+    let mut rng = Rng::new(5);
+    for case in 0..40 {
+        let (m, n, k) = (1 + rng.below(30), 1 + rng.below(70), 1 + rng.below(90));
+        let x: Vec<f32> = (0..m * k).map(|_| rng.uniform() as f32 - 0.5).collect();
+        let w: Vec<f32> = (0..n * k).map(|_| rng.uniform() as f32 - 0.5).collect();
+        let b: Vec<f32> = (0..n).map(|_| rng.uniform() as f32 - 0.5).collect();
+        let relu = case % 2 == 0;
+        let want = f64_reference(&x, m, k, &w, &b, relu);
+        let p = PackedF32::new(&w, &b, n, k);
+        let mut y = vec![f32::NAN; m * n];
+        ops.sgemm(&Rows::matrix(&x, m, k, k), &p, relu, &mut y);
+        for (i, (a, e)) in y.iter().zip(&want).enumerate() {
+            assert!((a - e).abs() < F32_TOLERANCE, "{:?} m={m} n={n} k={k} at {i}: {a} vs {e}", ops.path());
+        }
+    }
+    // Two segments of 3 values, rows 4 apart: the same as the explicit [5, 6] matrix.
+    let a: Vec<f32> = (0..40).map(|v| v as f32 * 0.25).collect();
+    let segs = [0, 10];
+    let rows = Rows { a: &a, m: 5, segs: &segs, seg_len: 3, map: RowMap::Strided { lda: 4 } };
+    let flat: Vec<f32> = (0..5).flat_map(|r| [0, 1, 2, 10, 11, 12].map(|o| a[r * 4 + o])).collect();
+    let w: Vec<f32> = (0..7 * 6).map(|v| (v % 5) as f32 - 2.0).collect();
+    let p = PackedF32::new(&w, &[0.5; 7], 7, 6);
+    let want = f64_reference(&flat, 5, 6, &w, &[0.5; 7], false);
+    let mut y = vec![0f32; 35];
+    ops.sgemm(&rows, &p, false, &mut y);
+    assert!(y.iter().zip(&want).all(|(a, e)| (a - e).abs() < F32_TOLERANCE), "{:?} segmented", ops.path());
+}
+
+/// Tests of one path against the scalar reference (see the module doc).
+macro_rules! self_test {
+    ($module:ident, $path:expr) => {
+        mod $module {
+            use crate::testing as t;
+
+            fn run(test: &str, f: fn(&crate::Ops)) {
+                if let Some(ops) = t::ops_or_skip($path, test) {
+                    f(ops);
+                }
+            }
+
+            #[test]
+            fn raw_gemm_matches_the_reference() {
+                run("raw_gemm_matches_the_reference", t::raw_gemm);
+            }
+
+            #[test]
+            fn requantizing_epilogues_match_the_reference() {
+                run("requantizing_epilogues_match_the_reference", t::requant_epilogue);
+            }
+
+            #[test]
+            fn extremes_do_not_saturate() {
+                run("extremes_do_not_saturate", t::extremes);
+            }
+
+            #[test]
+            fn rows_read_in_place_match_gathered_rows() {
+                run("rows_read_in_place_match_gathered_rows", t::rows_in_place);
+            }
+
+            #[test]
+            fn float_gemm_matches_the_f64_reference() {
+                run("float_gemm_matches_the_f64_reference", t::float_gemm);
+            }
+        }
+    };
+}
+
+self_test!(scalar, crate::KernelPath::Scalar);
+self_test!(avx2, crate::KernelPath::Avx2);
+self_test!(avx512vnni, crate::KernelPath::Avx512Vnni);

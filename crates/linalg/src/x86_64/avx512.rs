@@ -1,0 +1,529 @@
+//! AVX-512 VNNI GEMM: `vpdpbusd` multiplies 4 u8 activations by 4 i8 weights and adds the
+//! four products into an i32 lane, 16 lanes per instruction, with no intermediate
+//! saturation, so the result is exactly the scalar reference's.
+//!
+//! Register blocking: up to [`MR`] rows x 2 panels of 16 outputs = 16 accumulators; each
+//! step loads 2 x 64 bytes of packed weights and broadcasts 4 activation bytes per row.
+//! Accumulators for a row block go to a small stack-resident tile and straight into the
+//! epilogue, so no i32 tensor is written to memory.
+
+use std::arch::x86_64::*;
+
+use crate::frame::epilogue::{Epilogue, OutLayout};
+use crate::frame::pack::{NR, Packed};
+use crate::frame::requant::Requant;
+use crate::frame::rows::{PoolShape, Rows};
+use crate::frame::weights::PackedI8;
+
+/// Rows per block.
+pub const MR: usize = 8;
+
+/// The four activation bytes of group `g` of a row (zero-filled past `k`) as one u32.
+#[inline(always)]
+fn quad(row: &[u8], g: usize, k: usize) -> i32 {
+    let o = 4 * g;
+    if o + 4 <= k {
+        i32::from_le_bytes([row[o], row[o + 1], row[o + 2], row[o + 3]])
+    } else {
+        let mut b = [0u8; 4];
+        for (t, v) in b.iter_mut().enumerate() {
+            if o + t < k {
+                *v = row[o + t];
+            }
+        }
+        i32::from_le_bytes(b)
+    }
+}
+
+/// Per-output requantization constants, padded to whole panels, for the fused epilogue.
+#[derive(Debug, Clone)]
+struct Fused {
+    offset: Vec<i32>,
+    /// Multipliers as i32, one per output.
+    mult: Vec<i32>,
+    /// Shifts and rounding terms as i64, per panel: the 8 even outputs then the 8 odd ones
+    /// (the lane order of `vpmuldq` on even and odd i32 lanes).
+    shift: Vec<i64>,
+    round: Vec<i64>,
+}
+
+impl Fused {
+    /// `None` when a multiplier needs the saturating `shift == 0` case (kept scalar).
+    fn new(
+        offset: &[i32],
+        requant: &[Requant],
+        n: usize,
+        panels: usize,
+    ) -> Option<Self> {
+        let len = panels * NR;
+        let (mut o, mut m, mut sh, mut rd) = (
+            vec![0i32; len],
+            vec![0i32; len],
+            vec![1i64; len],
+            vec![0i64; len],
+        );
+        for j in 0..n {
+            let rq = requant[if requant.len() == 1 { 0 } else { j }];
+            if rq.shift == 0 && rq.multiplier != 0 {
+                return None;
+            }
+            o[j] = offset[j];
+            m[j] = rq.multiplier;
+            // Even outputs of a panel fill its first 8 i64 slots, odd ones the next 8.
+            let slot = (j / NR) * NR + (j % NR) % 2 * 8 + (j % NR) / 2;
+            sh[slot] = rq.shift.max(1) as i64;
+            rd[slot] = if rq.shift == 0 {
+                0
+            } else {
+                1i64 << (rq.shift - 1)
+            };
+        }
+        Some(Self {
+            offset: o,
+            mult: m,
+            shift: sh,
+            round: rd,
+        })
+    }
+}
+
+/// Runs the GEMM over `m` rows of `a` (row stride `lda >= k`) and feeds the epilogue.
+pub fn qgemm(m: usize, a: &[u8], lda: usize, w: &PackedI8, epi: &mut Epilogue) {
+    assert!(
+        m == 0 || a.len() >= (m - 1) * lda + w.k,
+        "activation buffer too short"
+    );
+    qgemm_rows(&Rows::matrix(a, m, w.k, lda), w, epi);
+}
+
+/// The GEMM over any [`Rows`]: a matrix, or a channels-last convolution read tap by tap
+/// (segments must then be whole groups of 4, so no group straddles two taps).
+pub fn qgemm_rows(rows: &Rows<u8>, w: &PackedI8, epi: &mut Epilogue) {
+    check(rows, w, None);
+    // SAFETY: the CPU features were checked above; `rows.check()` bounds every activation
+    // read, and weight reads stay within the packed buffer (panels * k4 * 64 bytes).
+    unsafe { qgemm_vnni(rows, w, epi) }
+}
+
+/// What every entry point checks before its unsafe kernel: the CPU has the instructions,
+/// the rows fit the weights and their buffer, a requantizer was built for these weights.
+fn check(rows: &Rows<u8>, w: &PackedI8, rq: Option<&Requantizer>) {
+    assert!(
+        crate::CpuFeatures::get().vnni(),
+        "AVX-512 VNNI kernel called on a CPU without it"
+    );
+    assert_eq!(rows.k(), w.k, "row length must match the weights");
+    assert!(
+        rows.segs.len() == 1 || rows.seg_len.is_multiple_of(4),
+        "segments must hold whole groups of 4"
+    );
+    if let Some(rq) = rq {
+        assert_eq!(
+            rq.0.mult.len(),
+            w.quads().panels * NR,
+            "requantizer built for other weights"
+        );
+    }
+    rows.check();
+}
+
+/// A layer's requantization constants laid out for the VNNI epilogue, built once per model
+/// (with its prepared weights) rather than per call.
+#[derive(Debug, Clone)]
+pub struct Requantizer(Fused);
+
+impl Requantizer {
+    /// `None` when a multiplier needs the saturating `shift == 0` case (the general
+    /// epilogue handles it).
+    pub fn new(offset: &[i32], requant: &[Requant], w: &PackedI8) -> Option<Self> {
+        Fused::new(offset, requant, w.n, w.quads().panels).map(Self)
+    }
+}
+
+/// A static convolution fused with the 2D max pool that follows it: the i32 accumulators
+/// are max-reduced per pooled pixel and only the pooled pixels are requantized. Exact:
+/// requantization (`acc + offset`, a positive multiplier, the ReLU clamp) is monotonic, so
+/// it commutes with max. `out` receives the pooled map, `[pooled pixels, n]`.
+pub fn conv_pool_rows(
+    rows: &Rows<u8>,
+    w: &PackedI8,
+    rq: &Requantizer,
+    (zo, lo, hi): (i32, i32, i32),
+    pool: PoolShape,
+    buf: &mut Vec<i32>,
+    out: &mut [u8],
+) {
+    let pooled = pool.out_hw[0] * pool.out_hw[1];
+    assert!(out.len() >= pooled * w.n, "output buffer too short");
+    check(rows, w, Some(rq));
+    let stride = w.quads().panels * NR;
+    buf.clear();
+    buf.resize(pooled * stride, i32::MIN);
+    // SAFETY: features checked above; reads bounded by `rows.check()`, writes by the sizes.
+    unsafe {
+        conv_pool_vnni(
+            rows,
+            w.quads(),
+            &rq.0,
+            (zo, lo, hi),
+            pool,
+            buf,
+            stride,
+            w.n,
+            out,
+        )
+    };
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512dq,avx512vl")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn conv_pool_vnni(
+    rows: &Rows<u8>,
+    p: &Packed,
+    f: &Fused,
+    c: (i32, i32, i32),
+    pool: PoolShape,
+    buf: &mut [i32],
+    stride: usize,
+    n: usize,
+    out: &mut [u8],
+) {
+    {
+        let mut sink = Sink::PoolMax {
+            buf: &mut *buf,
+            stride,
+            pool,
+        };
+        let mut row0 = 0;
+        while row0 < rows.m {
+            let r = MR.min(rows.m - row0);
+            // SAFETY: same target features.
+            unsafe { rows_block(r, rows, row0, p, &mut sink) };
+            row0 += r;
+        }
+    }
+    let layout = OutLayout::RowMajor;
+    let rows_out = buf.len() / stride;
+    for panel in 0..stride / NR {
+        let load = |t: usize| {
+            // SAFETY: 16 i32 of pooled row t, inside `buf`.
+            unsafe { _mm512_loadu_si512(buf[t * stride + panel * NR..].as_ptr().cast()) }
+        };
+        let mut t = 0;
+        while t + MR <= rows_out {
+            let acc: [__m512i; MR] = std::array::from_fn(|r| load(t + r));
+            // SAFETY: same target features; stores bounded by `out`'s size check.
+            unsafe { requant_panel(&acc, panel, t, f, c, layout, n, out) };
+            t += MR;
+        }
+        for t in t..rows_out {
+            // SAFETY: as above.
+            unsafe { requant_panel(&[load(t)], panel, t, f, c, layout, n, out) };
+        }
+    }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512dq,avx512vl")]
+unsafe fn qgemm_vnni(rows: &Rows<u8>, w: &PackedI8, epi: &mut Epilogue) {
+    let (m, n) = (rows.m, w.n);
+    let p = w.quads();
+    if let Epilogue::Requant {
+        offset,
+        requant,
+        zo,
+        lo,
+        hi,
+        layout,
+        out,
+    } = epi
+        && let Some(f) = Fused::new(offset, requant, n, p.panels)
+    {
+        // SAFETY: same target features.
+        unsafe { requant_vnni(rows, p, &f, (*zo, *lo, *hi), *layout, n, out) };
+        return;
+    }
+    let stride = p.panels * NR;
+    let mut tile = vec![0i32; MR * stride];
+    let mut row0 = 0;
+    while row0 < m {
+        let r = MR.min(m - row0);
+        // SAFETY: the caller enabled the target features this function is compiled for.
+        unsafe {
+            rows_block(
+                r,
+                rows,
+                row0,
+                p,
+                &mut Sink::Tile {
+                    tile: &mut tile,
+                    stride,
+                },
+            )
+        };
+        epi.apply_block(row0, r, n, &tile, stride);
+        row0 += r;
+    }
+}
+
+/// The static GEMM requantized straight from the registers: no i32 tile at all.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512dq,avx512vl")]
+unsafe fn requant_vnni(
+    rows: &Rows<u8>,
+    p: &Packed,
+    f: &Fused,
+    (zo, lo, hi): (i32, i32, i32),
+    layout: OutLayout,
+    n: usize,
+    out: &mut [u8],
+) {
+    let mut sink = Sink::Requant {
+        f,
+        zo,
+        lo,
+        hi,
+        layout,
+        n,
+        out,
+    };
+    let mut row0 = 0;
+    while row0 < rows.m {
+        let r = MR.min(rows.m - row0);
+        // SAFETY: the caller enabled the target features this function is compiled for.
+        unsafe { rows_block(r, rows, row0, p, &mut sink) };
+        row0 += r;
+    }
+}
+
+/// The static GEMM with requantization constants built once (a [`Requantizer`] kept with
+/// the model's prepared weights), `out` row-major `[rows, n]`.
+pub fn qgemm_requant(
+    rows: &Rows<u8>,
+    w: &PackedI8,
+    rq: &Requantizer,
+    c: (i32, i32, i32),
+    out: &mut [u8],
+) {
+    assert!(out.len() >= rows.m * w.n, "output buffer too short");
+    check(rows, w, Some(rq));
+    let layout = OutLayout::RowMajor;
+    // SAFETY: features checked above; reads bounded by `rows.check()`, writes by the sizes.
+    unsafe { requant_vnni(rows, w.quads(), &rq.0, c, layout, w.n, out) };
+}
+
+/// Where a block's accumulators go.
+enum Sink<'a> {
+    /// Max-reduced into the pooled pixel's i32 row of `stride` (fused conv + max pool).
+    PoolMax {
+        buf: &'a mut [i32],
+        stride: usize,
+        pool: PoolShape,
+    },
+    /// Stored as i32 rows of `stride` for a general epilogue.
+    Tile { tile: &'a mut [i32], stride: usize },
+    /// Requantized to u8 in registers (the static epilogue).
+    Requant {
+        f: &'a Fused,
+        zo: i32,
+        lo: i32,
+        hi: i32,
+        layout: OutLayout,
+        n: usize,
+        out: &'a mut [u8],
+    },
+}
+
+/// The static epilogue on one panel of `R` rows: `clamp(zo + ((acc + offset) * m + round)
+/// shifted right by shift, lo, hi)` in 64-bit lanes, exactly
+/// [`Requant::apply`]; the panel's constants are loaded once for all rows.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512dq,avx512vl")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn requant_panel<const R: usize>(
+    acc: &[__m512i; R],
+    panel: usize,
+    row0: usize,
+    f: &Fused,
+    (zo, lo, hi): (i32, i32, i32),
+    layout: OutLayout,
+    n: usize,
+    out: &mut [u8],
+) {
+    let c0 = panel * NR;
+    // SAFETY: 16 i32 / 2 x 8 i64 at the panel's offset, inside the padded vectors.
+    let (off, m, sh_e, sh_o, rd_e, rd_o) = unsafe {
+        (
+            _mm512_loadu_si512(f.offset[c0..].as_ptr().cast()),
+            _mm512_loadu_si512(f.mult[c0..].as_ptr().cast()),
+            _mm512_loadu_si512(f.shift[c0..].as_ptr().cast()),
+            _mm512_loadu_si512(f.shift[c0 + 8..].as_ptr().cast()),
+            _mm512_loadu_si512(f.round[c0..].as_ptr().cast()),
+            _mm512_loadu_si512(f.round[c0 + 8..].as_ptr().cast()),
+        )
+    };
+    let m_odd = _mm512_srli_epi64::<32>(m);
+    let (vzo, vlo, vhi) = (
+        _mm512_set1_epi32(zo),
+        _mm512_set1_epi32(lo),
+        _mm512_set1_epi32(hi),
+    );
+    let valid = (n - c0).min(NR);
+    let mask = if valid == NR {
+        u16::MAX
+    } else {
+        (1u16 << valid) - 1
+    };
+    for (r, a) in acc.iter().enumerate() {
+        let x = _mm512_add_epi32(*a, off);
+        // Exact 32x32->64 products of the even and the odd lanes (`vpmuldq`), rounded and
+        // shifted per output, then the two halves interleaved back into 16 i32.
+        let even = _mm512_srav_epi64(_mm512_add_epi64(_mm512_mul_epi32(x, m), rd_e), sh_e);
+        let odd = _mm512_mul_epi32(_mm512_srli_epi64::<32>(x), m_odd);
+        let odd = _mm512_srav_epi64(_mm512_add_epi64(odd, rd_o), sh_o);
+        let q = _mm512_mask_blend_epi32(0xAAAA, even, _mm512_slli_epi64::<32>(odd));
+        let q = _mm512_min_epi32(_mm512_max_epi32(_mm512_add_epi32(q, vzo), vlo), vhi);
+        let bytes = _mm512_cvtepi32_epi8(q);
+        let (base, step) = layout.row_base(row0 + r, n);
+        if step == 1 {
+            // SAFETY: writes `valid` bytes at base + c0 .. base + c0 + valid <= out.len().
+            unsafe { _mm_mask_storeu_epi8(out[base + c0..].as_mut_ptr().cast(), mask, bytes) };
+        } else {
+            let mut b = [0u8; 16];
+            // SAFETY: 16 bytes into a 16-byte array.
+            unsafe { _mm_storeu_si128(b.as_mut_ptr().cast(), bytes) };
+            for (j, v) in b.iter().enumerate().take(valid) {
+                out[base + (c0 + j) * step] = *v;
+            }
+        }
+    }
+}
+
+/// [`block`] for a run-time row count `1..=MR`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl")]
+unsafe fn rows_block(
+    r: usize,
+    rows: &Rows<u8>,
+    row0: usize,
+    p: &Packed,
+    sink: &mut Sink,
+) {
+    // SAFETY: same target features as the caller.
+    unsafe {
+        match r {
+            8 => block::<8>(rows, row0, p, sink),
+            7 => block::<7>(rows, row0, p, sink),
+            6 => block::<6>(rows, row0, p, sink),
+            5 => block::<5>(rows, row0, p, sink),
+            4 => block::<4>(rows, row0, p, sink),
+            3 => block::<3>(rows, row0, p, sink),
+            2 => block::<2>(rows, row0, p, sink),
+            _ => block::<1>(rows, row0, p, sink),
+        }
+    }
+}
+
+/// Computes rows `row0..row0+R` against every panel into `tile` (`R x stride` i32). Group
+/// `g` of the packed weights pairs with the `g`-th 4 bytes of the row's segments in order.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl")]
+unsafe fn block<const R: usize>(
+    rows: &Rows<u8>,
+    row0: usize,
+    p: &Packed,
+    sink: &mut Sink,
+) {
+    let bases: [usize; R] = rows.bases(row0);
+    let a = rows.a.as_ptr();
+    let (full, tail) = (rows.seg_len / 4, !rows.seg_len.is_multiple_of(4));
+    let mut panel = 0;
+    while panel < p.panels {
+        let two = panel + 1 < p.panels;
+        let b0 = p.panel(panel).as_ptr();
+        let b1 = if two { p.panel(panel + 1).as_ptr() } else { b0 };
+        let mut acc0 = [_mm512_setzero_si512(); R];
+        let mut acc1 = [_mm512_setzero_si512(); R];
+        let mut step = |g: usize, quads: [i32; R]| {
+            // SAFETY: group g < k4 lies inside each panel (k4 * 64 bytes).
+            let w0 = unsafe { _mm512_loadu_si512(b0.add(g * 64).cast()) };
+            let w1 = unsafe { _mm512_loadu_si512(b1.add(g * 64).cast()) };
+            for r in 0..R {
+                let x = _mm512_set1_epi32(quads[r]);
+                acc0[r] = _mm512_dpbusd_epi32(acc0[r], x, w0);
+                if two {
+                    acc1[r] = _mm512_dpbusd_epi32(acc1[r], x, w1);
+                }
+            }
+        };
+        let mut g = 0;
+        for &s in rows.segs {
+            for q in 0..full {
+                // SAFETY: base + s + 4q + 4 <= base + s + seg_len, inside `a` by `rows.check()`.
+                step(
+                    g,
+                    std::array::from_fn(|r| unsafe {
+                        a.add(bases[r] + s + 4 * q).cast::<i32>().read_unaligned()
+                    }),
+                );
+                g += 1;
+            }
+        }
+        if tail {
+            // Only a single-segment (matrix) row has a ragged end.
+            let s = rows.segs[0];
+            step(
+                g,
+                std::array::from_fn(|r| quad(&rows.a[bases[r] + s..], full, rows.seg_len)),
+            );
+        }
+        match sink {
+            Sink::Tile { tile, stride } => {
+                for r in 0..R {
+                    let dst = &mut tile[r * *stride + panel * NR..];
+                    // SAFETY: each store writes 16 i32 inside the row's `stride` slots.
+                    unsafe { _mm512_storeu_si512(dst.as_mut_ptr().cast(), acc0[r]) };
+                    if two {
+                        unsafe { _mm512_storeu_si512(dst[NR..].as_mut_ptr().cast(), acc1[r]) };
+                    }
+                }
+            }
+            Sink::PoolMax { buf, stride, pool } => {
+                let targets = pool.targets::<R>(row0);
+                for r in 0..R {
+                    let t = targets[r];
+                    if t == usize::MAX {
+                        continue;
+                    }
+                    let dst = &mut buf[t * *stride + panel * NR..];
+                    // SAFETY: 16 (or 32 with `two`) i32 inside the pooled row's `stride` slots.
+                    unsafe {
+                        let p0 = dst.as_mut_ptr().cast();
+                        _mm512_storeu_si512(p0, _mm512_max_epi32(_mm512_loadu_si512(p0), acc0[r]));
+                        if two {
+                            let p1 = dst[NR..].as_mut_ptr().cast();
+                            _mm512_storeu_si512(
+                                p1,
+                                _mm512_max_epi32(_mm512_loadu_si512(p1), acc1[r]),
+                            );
+                        }
+                    }
+                }
+            }
+            Sink::Requant {
+                f,
+                zo,
+                lo,
+                hi,
+                layout,
+                n,
+                out,
+            } => {
+                let c = (*zo, *lo, *hi);
+                // SAFETY: same target features; stores bounded as documented there.
+                unsafe {
+                    requant_panel(&acc0, panel, row0, f, c, *layout, *n, out);
+                    if two {
+                        requant_panel(&acc1, panel + 1, row0, f, c, *layout, *n, out);
+                    }
+                }
+            }
+        }
+        panel += if two { 2 } else { 1 };
+    }
+}

@@ -1,0 +1,287 @@
+//! What [`super::Engine::prepare`] decides once per model and path: every dense layer's
+//! weights in the order and packing its kernels read, the layout of every point, and the
+//! steps a run executes, fusion included.
+//!
+//! The engine runs feature maps channels-last (`[h, w, c]`), so a convolution's weights are
+//! permuted to the `(ky, kx, c)` reduction order and the first linear layer after a feature
+//! map has its columns permuted from NCHW-flatten order to `(y, x, c)`; the network's input
+//! is transposed once on entry (a no-op for one channel). Integer results are unchanged by
+//! the permutation (the same products, summed exactly), so int8 logits stay bit-identical
+//! to the NCHW reference, and a model's file and ONNX export keep PyTorch's order.
+//!
+//! Fusion is decided here, as explicit steps, not while running: a convolution followed by
+//! a non-overlapping max pool over its whole output runs as one step (the float path pools
+//! each sample's map while it is in cache; the int8 path max-reduces accumulators where the
+//! kernel path has a fused requantizer), and a static first layer quantizes the caller's
+//! input directly. A traced run ([`Plan::traced`]) has no fusion, so every node's output
+//! can be seen.
+
+use quantlab_linalg::frame::nhwc::{self, Taps};
+use quantlab_linalg::{ConvGeom, Ops, PackedF32, PackedI8, PoolGeom, Requantizer};
+
+use crate::model::{LayerImpl, QuantModel};
+use crate::network::{Dense, Node};
+use crate::qparams::QParams;
+
+/// A dense layer's weights as its kernels read them.
+#[derive(Debug, Clone)]
+pub enum Weights {
+    /// Float weights and bias packed in panels.
+    F32(PackedF32),
+    /// Int8 weights (static or dynamic layer) in the engine's reduction order, packed for
+    /// the path, with the fused requantizer where the path has one (static layers).
+    Int8 {
+        /// The packed weights.
+        w: PackedI8,
+        /// Constants for requantizing in registers.
+        rq: Option<Requantizer>,
+    },
+}
+
+/// A model's feature-map layout at one point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// A vector per sample.
+    Flat,
+    /// A feature map `[c, h, w]` stored channels-last.
+    Map([usize; 3]),
+}
+
+/// How a run turns the caller's f32 input into the first node's activation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Entry {
+    /// Transpose each `[c, h, w]` sample to channels-last.
+    ToNhwc([usize; 3]),
+    /// Quantize straight from the caller's slice (a static first layer).
+    Quantize(QParams),
+    /// Copy as is.
+    Copy,
+}
+
+/// One step of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Dense node `node` in f32; with `pool`, the max pool node after it in the same pass.
+    DenseF32 {
+        /// Node index.
+        node: usize,
+        /// The fused pool's node index.
+        pool: Option<usize>,
+    },
+    /// Dense node `node` integer end to end; with `pool`, the max pool after it fused into
+    /// the accumulators (a path with a fused requantizer only).
+    DenseStatic {
+        /// Node index.
+        node: usize,
+        /// The fused pool's node index.
+        pool: Option<usize>,
+    },
+    /// Dense node `node` with int8 weights, input quantized per batch, f32 output.
+    DenseDynamic {
+        /// Node index.
+        node: usize,
+    },
+    /// A max pool on its own.
+    MaxPool {
+        /// Node index.
+        node: usize,
+    },
+    /// A ReLU on its own.
+    Relu {
+        /// Node index.
+        node: usize,
+    },
+    /// A flatten (no data moves).
+    Flatten {
+        /// Node index.
+        node: usize,
+    },
+}
+
+impl Step {
+    /// The last node this step completes (a trace point follows it).
+    pub fn last_node(&self) -> usize {
+        match *self {
+            Step::DenseF32 { node, pool } | Step::DenseStatic { node, pool } => pool.unwrap_or(node),
+            Step::DenseDynamic { node }
+            | Step::MaxPool { node }
+            | Step::Relu { node }
+            | Step::Flatten { node } => node,
+        }
+    }
+}
+
+/// Everything an engine precomputes for one model on one kernel path.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Prepared weights, one entry per node (`None` where not dense).
+    pub weights: Vec<Option<Weights>>,
+    /// Layout of every point (`nodes + 1`; point 0 is the input).
+    pub layouts: Vec<Layout>,
+    /// For each convolution, its taps over a padded input of its own channel count.
+    pub taps: Vec<Option<Taps>>,
+    /// The run's entry and steps, fused.
+    pub entry: Entry,
+    /// The steps of an untraced run.
+    pub steps: Vec<Step>,
+    /// The entry and steps of a traced run: one step per node, nothing fused, the input as
+    /// given.
+    pub traced: (Entry, Vec<Step>),
+}
+
+impl Plan {
+    /// Prepares `model` for the kernels of `ops`.
+    pub fn new(model: &QuantModel, ops: &Ops) -> Self {
+        let net = &model.network;
+        let mut layout = match net.input_shape[..] {
+            [c, h, w] => Layout::Map([c, h, w]),
+            _ => Layout::Flat,
+        };
+        let mut layouts = vec![layout];
+        let mut weights = Vec::with_capacity(net.nodes.len());
+        for (node, layer) in net.nodes.iter().zip(&model.layers) {
+            let prepared = match node {
+                Node::Dense(d) => {
+                    let (prepared, next) = prepare_dense(d, layer.as_ref(), layout, ops);
+                    layout = next;
+                    Some(prepared)
+                }
+                Node::MaxPool(g) => {
+                    layout = Layout::Map([g.channels, g.out_hw[0], g.out_hw[1]]);
+                    None
+                }
+                Node::Relu | Node::Flatten => None,
+            };
+            weights.push(prepared);
+            layouts.push(layout);
+        }
+        let taps = net
+            .nodes
+            .iter()
+            .map(|n| match n {
+                Node::Dense(Dense { conv: Some(g), .. }) => Some(Taps::new(g)),
+                _ => None,
+            })
+            .collect();
+        let traced = (entry(model, layouts[0], true), steps(model, &weights, false));
+        Self {
+            entry: entry(model, layouts[0], false),
+            steps: steps(model, &weights, true),
+            weights,
+            layouts,
+            taps,
+            traced,
+        }
+    }
+}
+
+/// The entry: channels-last for a multi-channel image, else quantize once for a static
+/// first layer (untraced: a trace wants the input as given), else a copy.
+fn entry(model: &QuantModel, input: Layout, traced: bool) -> Entry {
+    let first = model
+        .network
+        .nodes
+        .iter()
+        .position(|n| !matches!(n, Node::Flatten))
+        .and_then(|i| model.layers[i].as_ref());
+    match (input, first) {
+        (Layout::Map(chw), _) if chw[0] > 1 => Entry::ToNhwc(chw),
+        (_, Some(LayerImpl::Static(l))) if !traced => Entry::Quantize(l.in_q),
+        _ => Entry::Copy,
+    }
+}
+
+/// A conv's whole output pooled by a non-overlapping window: the pool that can run fused.
+fn fusable_pool(conv: &ConvGeom, n: usize, pool: &PoolGeom) -> bool {
+    pool.kernel == pool.stride && pool.channels == n && pool.in_hw == conv.out_hw
+}
+
+fn steps(model: &QuantModel, weights: &[Option<Weights>], fuse: bool) -> Vec<Step> {
+    let nodes = &model.network.nodes;
+    let mut steps = Vec::with_capacity(nodes.len());
+    let mut i = 0;
+    while i < nodes.len() {
+        let pool_after = |d: &Dense| match (d.conv.as_ref(), nodes.get(i + 1)) {
+            (Some(g), Some(Node::MaxPool(pg))) if fuse && fusable_pool(g, d.n, pg) => Some(i + 1),
+            _ => None,
+        };
+        let step = match (&nodes[i], &model.layers[i], &weights[i]) {
+            (Node::Dense(d), Some(LayerImpl::F32), _) => Step::DenseF32 {
+                node: i,
+                pool: pool_after(d),
+            },
+            (Node::Dense(d), Some(LayerImpl::Static(_)), Some(Weights::Int8 { rq, .. })) => {
+                Step::DenseStatic {
+                    node: i,
+                    pool: rq.as_ref().and_then(|_| pool_after(d)),
+                }
+            }
+            (Node::Dense(_), Some(LayerImpl::Dynamic(_)), _) => Step::DenseDynamic { node: i },
+            (Node::Dense(_), _, _) => Step::DenseF32 { node: i, pool: None },
+            (Node::MaxPool(_), _, _) => Step::MaxPool { node: i },
+            (Node::Relu, _, _) => Step::Relu { node: i },
+            (Node::Flatten, _, _) => Step::Flatten { node: i },
+        };
+        i = step.last_node() + 1;
+        steps.push(step);
+    }
+    steps
+}
+
+/// How a dense layer's `[n, k]` weight columns are reordered for its NHWC input.
+#[derive(Debug, Clone, Copy)]
+enum Order {
+    /// Conv: `(c, ky, kx)` -> `(ky, kx, c)`, each kernel row zero-padded to this length.
+    Conv(ConvGeom, usize),
+    /// Linear reading a flattened map: `(c, y, x)` -> `(y, x, c)`.
+    Flatten([usize; 3]),
+    /// Already in order.
+    Keep,
+}
+
+impl Order {
+    fn apply<T: Copy + Default>(self, w: &[T], n: usize) -> Vec<T> {
+        match self {
+            Order::Conv(g, seg) => nhwc::conv_weight(w, n, &g, seg),
+            Order::Flatten(chw) => nhwc::flatten_columns(w, n, chw),
+            Order::Keep => w.to_vec(),
+        }
+    }
+}
+
+/// A dense layer's weights in the order the input `layout` needs, and the output layout.
+fn prepare_dense(d: &Dense, layer: Option<&LayerImpl>, layout: Layout, ops: &Ops) -> (Weights, Layout) {
+    // Int8 kernel rows are rounded up to whole groups of 4 (see `Taps::seg_len4`).
+    let (order, order8, next) = match (&d.conv, layout) {
+        (Some(g), _) => {
+            let t = Taps::new(g);
+            (
+                Order::Conv(*g, t.seg_len),
+                Order::Conv(*g, t.seg_len4()),
+                Layout::Map([d.n, g.out_hw[0], g.out_hw[1]]),
+            )
+        }
+        // One channel or one pixel: NHWC and NCHW flatten to the same order.
+        (None, Layout::Map(chw)) if chw[0] > 1 && chw[1] * chw[2] > 1 => {
+            (Order::Flatten(chw), Order::Flatten(chw), Layout::Flat)
+        }
+        (None, _) => (Order::Keep, Order::Keep, Layout::Flat),
+    };
+    let int8 = |w: &quantlab_linalg::QWeights| {
+        let wk = order8.apply(&w.w, w.n);
+        let k = wk.len() / w.n.max(1);
+        ops.pack(&quantlab_linalg::QWeights::new(wk, w.n, k))
+    };
+    let prepared = match layer {
+        Some(LayerImpl::F32) | None => {
+            Weights::F32(PackedF32::new(&order.apply(&d.weight, d.n), &d.bias, d.n, d.k))
+        }
+        Some(LayerImpl::Static(l)) => {
+            let w = int8(&l.w);
+            let rq = ops.requantizer(&l.offset, &l.requant, &w);
+            Weights::Int8 { w, rq }
+        }
+        Some(LayerImpl::Dynamic(l)) => Weights::Int8 { w: int8(&l.w), rq: None },
+    };
+    (prepared, next)
+}
