@@ -211,12 +211,18 @@ mod tests {
         ] {
             assert_eq!(wgsl_fields(wgsl, name), fields, "{name}");
         }
-        assert_eq!(DenseShape::default().bytes().len(), 4 * DenseShape::FIELDS.len());
+        assert_eq!(
+            DenseShape::default().bytes().len(),
+            4 * DenseShape::FIELDS.len()
+        );
     }
 
     #[test]
     fn a_linear_layer_is_a_one_by_one_convolution_of_one_pixel() {
         let s = DenseShape::linear(12, 200, 785);
-        assert_eq!((s.c, s.h, s.w, s.kh, s.kw, s.oh, s.ow, s.seg4), (785, 1, 1, 1, 1, 1, 1, 788));
+        assert_eq!(
+            (s.c, s.h, s.w, s.kh, s.kw, s.oh, s.ow, s.seg4),
+            (785, 1, 1, 1, 1, 1, 1, 788)
+        );
     }
 }

@@ -8,9 +8,9 @@
 mod common;
 
 use quantlab_data::rng::Rng;
-use quantlab_models::ModelKind;
 use quantlab_gpu::{GpuLayer, GpuModel};
 use quantlab_linalg::{Epilogue, KernelPath, OutLayout, QWeights, Requant};
+use quantlab_models::ModelKind;
 use quantlab_quant::{Engine, Granularity, MethodKind, QuantizeOptions, quantize};
 
 /// Whether a wgpu device answers (lavapipe counts); without one, skipped except under CI.
@@ -52,7 +52,11 @@ fn static_models_on_the_gpu_give_the_cpu_engines_logits_bit_for_bit() {
                 };
             for &batch in batches {
                 let x = &s.test.features[..batch * s.test.dim()];
-                let want = Engine::default().prepare(&q).unwrap().run(x, batch).unwrap();
+                let want = Engine::default()
+                    .prepare(&q)
+                    .unwrap()
+                    .run(x, batch)
+                    .unwrap();
                 let got = gpu.run(x, batch).unwrap();
                 assert_eq!(got.len(), want.len());
                 assert!(

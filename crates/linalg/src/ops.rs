@@ -116,17 +116,30 @@ impl Ops {
 
     /// Constants for [`Self::qgemm_requant`] and [`Self::conv_pool`]; `None` where this path
     /// has no fused epilogue or a multiplier needs the general one (the saturating case).
-    pub fn requantizer(&self, offset: &[i32], requant: &[Requant], w: &PackedI8) -> Option<Requantizer> {
+    pub fn requantizer(
+        &self,
+        offset: &[i32],
+        requant: &[Requant],
+        w: &PackedI8,
+    ) -> Option<Requantizer> {
         (self.fused?.prepare)(offset, requant, w)
     }
 
     fn fused(&self, rq: &Requantizer) -> FusedOps {
         assert_eq!(rq.path, self.path, "requantizer built for another path");
-        self.fused.expect("a requantizer exists only for a path with fused kernels")
+        self.fused
+            .expect("a requantizer exists only for a path with fused kernels")
     }
 
     /// The static GEMM requantized in registers, `out` row-major `[rows, n]`.
-    pub fn qgemm_requant(&self, rows: &Rows<u8>, w: &PackedI8, rq: &Requantizer, c: Clamp, out: &mut [u8]) {
+    pub fn qgemm_requant(
+        &self,
+        rows: &Rows<u8>,
+        w: &PackedI8,
+        rq: &Requantizer,
+        c: Clamp,
+        out: &mut [u8],
+    ) {
         (self.fused(rq).gemm)(rows, w, rq, c, out)
     }
 
@@ -157,7 +170,11 @@ impl Ops {
 /// `out[i] = clamp(round_half_even(x[i] / scale) + zp, lo, hi)` given `inv = 1 / scale`, on
 /// the fastest quantizer this CPU has (all bit-identical to the scalar rule).
 pub fn quantize_u8(x: &[f32], inv: f32, zp: i32, lo: i32, hi: i32, out: &mut [u8]) {
-    assert_eq!(x.len(), out.len(), "quantize: input and output lengths differ");
+    assert_eq!(
+        x.len(),
+        out.len(),
+        "quantize: input and output lengths differ"
+    );
     #[cfg(target_arch = "x86_64")]
     if CpuFeatures::get().avx512_f32() {
         return crate::x86_64::quantize::quantize_avx512(x, inv, zp, lo, hi, out);
@@ -174,7 +191,10 @@ fn scalar_sgemm(rows: &Rows<f32>, w: &PackedF32, relu: bool, out: &mut [f32]) {
 fn table(path: KernelPath) -> &'static Ops {
     static TABLE: OnceLock<[Ops; 3]> = OnceLock::new();
     let t = TABLE.get_or_init(|| KernelPath::ALL.map(build));
-    &t[KernelPath::ALL.iter().position(|p| *p == path).expect("every path has a table")]
+    &t[KernelPath::ALL
+        .iter()
+        .position(|p| *p == path)
+        .expect("every path has a table")]
 }
 
 fn build(path: KernelPath) -> Ops {

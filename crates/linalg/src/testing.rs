@@ -27,7 +27,10 @@ pub fn ops_or_skip(path: KernelPath, test: &str) -> Option<&'static Ops> {
     if path.available() {
         Some(path.ops())
     } else {
-        println!("{test}: skipped, this CPU cannot run the {} kernels", path.as_str());
+        println!(
+            "{test}: skipped, this CPU cannot run the {} kernels",
+            path.as_str()
+        );
         None
     }
 }
@@ -48,14 +51,26 @@ fn random_weights(rng: &mut Rng, n: usize, k: usize) -> QWeights {
 
 fn raw(ops: &Ops, m: usize, a: &[u8], lda: usize, w: &QWeights) -> Vec<i32> {
     let mut out = vec![0i32; m * w.n];
-    ops.qgemm(m, a, lda, &ops.pack(w), &mut Epilogue::Raw { out: &mut out });
+    ops.qgemm(
+        m,
+        a,
+        lda,
+        &ops.pack(w),
+        &mut Epilogue::Raw { out: &mut out },
+    );
     out
 }
 
 /// The raw GEMM on random and odd shapes equals the reference's.
 pub fn raw_gemm(ops: &Ops) {
     let mut rng = Rng::new(21);
-    let mut shapes = vec![(512, 64, 64), (64, 50, 784), (1, 10, 30), (3, 17, 5), (67, 67, 67)];
+    let mut shapes = vec![
+        (512, 64, 64),
+        (64, 50, 784),
+        (1, 10, 30),
+        (3, 17, 5),
+        (67, 67, 67),
+    ];
     for _ in 0..60 {
         shapes.push((1 + rng.below(67), 1 + rng.below(67), 1 + rng.below(200)));
     }
@@ -64,7 +79,12 @@ pub fn raw_gemm(ops: &Ops) {
         let a: Vec<u8> = (0..m * lda).map(|_| rng.below(256) as u8).collect();
         let qw = random_weights(&mut rng, n, k);
         let want = raw(reference(), m, &a, lda, &qw);
-        assert_eq!(raw(ops, m, &a, lda, &qw), want, "{:?} m={m} n={n} k={k}", ops.path());
+        assert_eq!(
+            raw(ops, m, &a, lda, &qw),
+            want,
+            "{:?} m={m} n={n} k={k}",
+            ops.path()
+        );
     }
 }
 
@@ -87,7 +107,11 @@ pub fn requant_epilogue(ops: &Ops) {
         } else {
             OutLayout::RowMajor
         };
-        let clamp @ (zo, lo, hi) = (rng.below(256) as i32, if case % 3 == 0 { 17 } else { 0 }, 255);
+        let clamp @ (zo, lo, hi) = (
+            rng.below(256) as i32,
+            if case % 3 == 0 { 17 } else { 0 },
+            255,
+        );
         let run = |ops: &Ops, layout| {
             let mut out = vec![0u8; m * n];
             let mut epi = Epilogue::Requant {
@@ -103,13 +127,21 @@ pub fn requant_epilogue(ops: &Ops) {
             out
         };
         let want = run(reference(), layout);
-        assert!(run(ops, layout) == want, "{:?} case {case}: m={m} n={n} k={k} {layout:?}", ops.path());
+        assert!(
+            run(ops, layout) == want,
+            "{:?} case {case}: m={m} n={n} k={k} {layout:?}",
+            ops.path()
+        );
         let packed = ops.pack(&qw);
         if let Some(rq) = ops.requantizer(&offset, &requant, &packed) {
             let row_major = run(reference(), OutLayout::RowMajor);
             let mut out = vec![0u8; m * n];
             ops.qgemm_requant(&Rows::matrix(&a, m, k, k), &packed, &rq, clamp, &mut out);
-            assert!(out == row_major, "{:?} fused case {case}: m={m} n={n} k={k}", ops.path());
+            assert!(
+                out == row_major,
+                "{:?} fused case {case}: m={m} n={n} k={k}",
+                ops.path()
+            );
         }
     }
 }
@@ -131,18 +163,41 @@ pub fn extremes(ops: &Ops) {
 pub fn rows_in_place(ops: &Ops) {
     let mut rng = Rng::new(8);
     for _ in 0..20 {
-        let (m, n, segs_n, seg_len) = (1 + rng.below(30), 1 + rng.below(40), 1 + rng.below(4), 4 * (1 + rng.below(5)));
+        let (m, n, segs_n, seg_len) = (
+            1 + rng.below(30),
+            1 + rng.below(40),
+            1 + rng.below(4),
+            4 * (1 + rng.below(5)),
+        );
         let stride = segs_n * seg_len + rng.below(9);
         let segs: Vec<usize> = (0..segs_n).map(|s| s * (seg_len + 3)).collect();
-        let a: Vec<u8> = (0..m * stride + segs_n * (seg_len + 3) + 8).map(|_| rng.below(256) as u8).collect();
-        let rows = Rows { a: &a, m, segs: &segs, seg_len, map: RowMap::Strided { lda: stride } };
+        let a: Vec<u8> = (0..m * stride + segs_n * (seg_len + 3) + 8)
+            .map(|_| rng.below(256) as u8)
+            .collect();
+        let rows = Rows {
+            a: &a,
+            m,
+            segs: &segs,
+            seg_len,
+            map: RowMap::Strided { lda: stride },
+        };
         let qw = random_weights(&mut rng, n, rows.k());
         let mut flat = vec![0u8; m * rows.k()];
         crate::frame::rows::gather(&rows, &mut flat);
         let want = raw(reference(), m, &flat, rows.k(), &qw);
         let mut got = vec![0i32; m * n];
-        ops.qgemm_rows(&rows, &ops.pack(&qw), &mut Epilogue::Raw { out: &mut got }, &mut Vec::new());
-        assert_eq!(got, want, "{:?} m={m} n={n} segs={segs_n}x{seg_len}", ops.path());
+        ops.qgemm_rows(
+            &rows,
+            &ops.pack(&qw),
+            &mut Epilogue::Raw { out: &mut got },
+            &mut Vec::new(),
+        );
+        assert_eq!(
+            got,
+            want,
+            "{:?} m={m} n={n} segs={segs_n}x{seg_len}",
+            ops.path()
+        );
     }
 }
 
@@ -151,7 +206,9 @@ fn f64_reference(x: &[f32], m: usize, k: usize, w: &[f32], b: &[f32], relu: bool
     let mut y = vec![0f32; m * n];
     for r in 0..m {
         for j in 0..n {
-            let s: f64 = (0..k).map(|t| x[r * k + t] as f64 * w[j * k + t] as f64).sum();
+            let s: f64 = (0..k)
+                .map(|t| x[r * k + t] as f64 * w[j * k + t] as f64)
+                .sum();
             let v = s as f32 + b[j];
             y[r * n + j] = if relu { v.max(0.0) } else { v };
         }
@@ -173,20 +230,38 @@ pub fn float_gemm(ops: &Ops) {
         let mut y = vec![f32::NAN; m * n];
         ops.sgemm(&Rows::matrix(&x, m, k, k), &p, relu, &mut y);
         for (i, (a, e)) in y.iter().zip(&want).enumerate() {
-            assert!((a - e).abs() < F32_TOLERANCE, "{:?} m={m} n={n} k={k} at {i}: {a} vs {e}", ops.path());
+            assert!(
+                (a - e).abs() < F32_TOLERANCE,
+                "{:?} m={m} n={n} k={k} at {i}: {a} vs {e}",
+                ops.path()
+            );
         }
     }
     // Two segments of 3 values, rows 4 apart: the same as the explicit [5, 6] matrix.
     let a: Vec<f32> = (0..40).map(|v| v as f32 * 0.25).collect();
     let segs = [0, 10];
-    let rows = Rows { a: &a, m: 5, segs: &segs, seg_len: 3, map: RowMap::Strided { lda: 4 } };
-    let flat: Vec<f32> = (0..5).flat_map(|r| [0, 1, 2, 10, 11, 12].map(|o| a[r * 4 + o])).collect();
+    let rows = Rows {
+        a: &a,
+        m: 5,
+        segs: &segs,
+        seg_len: 3,
+        map: RowMap::Strided { lda: 4 },
+    };
+    let flat: Vec<f32> = (0..5)
+        .flat_map(|r| [0, 1, 2, 10, 11, 12].map(|o| a[r * 4 + o]))
+        .collect();
     let w: Vec<f32> = (0..7 * 6).map(|v| (v % 5) as f32 - 2.0).collect();
     let p = PackedF32::new(&w, &[0.5; 7], 7, 6);
     let want = f64_reference(&flat, 5, 6, &w, &[0.5; 7], false);
     let mut y = vec![0f32; 35];
     ops.sgemm(&rows, &p, false, &mut y);
-    assert!(y.iter().zip(&want).all(|(a, e)| (a - e).abs() < F32_TOLERANCE), "{:?} segmented", ops.path());
+    assert!(
+        y.iter()
+            .zip(&want)
+            .all(|(a, e)| (a - e).abs() < F32_TOLERANCE),
+        "{:?} segmented",
+        ops.path()
+    );
 }
 
 /// Tests of one path against the scalar reference (see the module doc).
@@ -208,7 +283,10 @@ macro_rules! self_test {
 
             #[test]
             fn requantizing_epilogues_match_the_reference() {
-                run("requantizing_epilogues_match_the_reference", t::requant_epilogue);
+                run(
+                    "requantizing_epilogues_match_the_reference",
+                    t::requant_epilogue,
+                );
             }
 
             #[test]

@@ -306,12 +306,8 @@ impl Builder {
 
     fn float_dense(&mut self, i: usize, d: &Dense, x: &str) -> Result<String> {
         let (w, b) = (format!("n{i}_weight"), format!("n{i}_bias"));
-        self.g
-            .initializer(&w, &Self::weight_dims(d), &d.weight)
-            ?;
-        self.g
-            .initializer(&b, &[d.n as i64], &d.bias)
-            ?;
+        self.g.initializer(&w, &Self::weight_dims(d), &d.weight)?;
+        self.g.initializer(&b, &[d.n as i64], &d.bias)?;
         Ok(self.op(i, d, x, &w, &b))
     }
 
@@ -331,15 +327,10 @@ impl Builder {
             format!("n{i}_weight_zp"),
             format!("n{i}_weight"),
         );
+        self.g.initializer(&wq, &Self::weight_dims(d), &l.w.w)?;
+        self.g.initializer(&ws, sdims, &l.w_scales)?;
         self.g
-            .initializer(&wq, &Self::weight_dims(d), &l.w.w)
-            ?;
-        self.g
-            .initializer(&ws, sdims, &l.w_scales)
-            ?;
-        self.g
-            .initializer(&wz, sdims, &vec![0i8; l.w_scales.len()])
-            ?;
+            .initializer(&wz, sdims, &vec![0i8; l.w_scales.len()])?;
         self.g
             .node(&w, "DequantizeLinear", &[&wq, &ws, &wz], &[&w], axis);
         // Bias: int32 at s_in * s_w (QDQ), or its float value (TensorRT).
@@ -364,12 +355,9 @@ impl Builder {
                 format!("n{i}_bias_zp"),
             );
             self.g.initializer(&bq, &[n], &l.bias)?;
+            self.g.initializer(&bs, sdims, &bias_scale)?;
             self.g
-                .initializer(&bs, sdims, &bias_scale)
-                ?;
-            self.g
-                .initializer(&bz, sdims, &vec![0i32; bias_scale.len()])
-                ?;
+                .initializer(&bz, sdims, &vec![0i32; bias_scale.len()])?;
             self.g.node(
                 &b,
                 "DequantizeLinear",

@@ -53,19 +53,15 @@ pub fn calibrate(
     let pass = |stats: &mut Vec<Stats>, second: bool| -> Result<()> {
         for start in (0..samples).step_by(CALIB_BATCH) {
             let n = CALIB_BATCH.min(samples - start);
-            float.run_traced(
-                &x[start * d..(start + n) * d],
-                n,
-                &mut |p, act: &Act| {
-                    if let (true, Act::F32(v)) = (observed(net, p), act) {
-                        if second {
-                            stats[p].observe_histogram(v)
-                        } else {
-                            stats[p].observe_range(v)
-                        }
+            float.run_traced(&x[start * d..(start + n) * d], n, &mut |p, act: &Act| {
+                if let (true, Act::F32(v)) = (observed(net, p), act) {
+                    if second {
+                        stats[p].observe_histogram(v)
+                    } else {
+                        stats[p].observe_range(v)
                     }
-                },
-            )?;
+                }
+            })?;
         }
         Ok(())
     };

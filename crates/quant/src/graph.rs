@@ -76,6 +76,35 @@ impl Op {
         }
     }
 
+    /// A convolution's geometry on a per-sample input `shape` (`[c, h, w]`); `None` for
+    /// another op, another rank, or a kernel that does not fit.
+    pub fn conv_geom(&self, shape: &[usize]) -> Option<ConvGeom> {
+        match (self, shape) {
+            (
+                Op::Conv2d {
+                    in_channels,
+                    kernel,
+                    stride,
+                    padding,
+                    ..
+                },
+                &[_, h, w],
+            ) => ConvGeom::new(*in_channels, [h, w], *kernel, *stride, *padding),
+            _ => None,
+        }
+    }
+
+    /// A max pool's geometry on a per-sample input `shape` (`[c, h, w]`); `None` for
+    /// another op, another rank, or a window that does not fit.
+    pub fn pool_geom(&self, shape: &[usize]) -> Option<PoolGeom> {
+        match (self, shape) {
+            (Op::MaxPool2d { kernel, stride }, &[c, h, w]) => {
+                PoolGeom::new(c, [h, w], *kernel, *stride)
+            }
+            _ => None,
+        }
+    }
+
     /// Shape of this op's output for a per-sample input `shape`, or an error if they do not fit.
     pub fn output_shape(&self, index: usize, shape: &[usize]) -> Result<Vec<usize>> {
         let bad = |expected: String| QuantError::GraphShape {
@@ -104,9 +133,9 @@ impl Op {
                 out_channels,
                 kernel,
                 stride,
-                padding,
                 weight,
                 bias,
+                ..
             } => {
                 if shape.len() != 3 || shape[0] != *in_channels {
                     return Err(bad(format!("[{in_channels}, h, w]")));
@@ -117,20 +146,15 @@ impl Op {
                 {
                     return Err(bad("weights matching channels and kernel".into()));
                 }
-                match ConvGeom::new(*in_channels, [shape[1], shape[2]], *kernel, *stride, *padding) {
+                match self.conv_geom(shape) {
                     Some(g) => Ok(vec![*out_channels, g.out_hw[0], g.out_hw[1]]),
                     None => Err(bad(format!("an image at least {kernel:?} after padding"))),
                 }
             }
-            Op::MaxPool2d { kernel, stride } => {
-                let pool = (shape.len() == 3)
-                    .then(|| PoolGeom::new(shape[0], [shape[1], shape[2]], *kernel, *stride))
-                    .flatten();
-                match pool {
-                    Some(g) => Ok(vec![shape[0], g.out_hw[0], g.out_hw[1]]),
-                    None => Err(bad(format!("[c, h, w] with h, w >= {kernel:?}"))),
-                }
-            }
+            Op::MaxPool2d { kernel, .. } => match self.pool_geom(shape) {
+                Some(g) => Ok(vec![shape[0], g.out_hw[0], g.out_hw[1]]),
+                None => Err(bad(format!("[c, h, w] with h, w >= {kernel:?}"))),
+            },
             Op::Relu => Ok(shape.to_vec()),
             Op::Flatten => Ok(vec![shape.iter().product()]),
         }

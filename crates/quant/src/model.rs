@@ -6,10 +6,10 @@
 
 use serde::{Deserialize, Serialize};
 
-pub use quantlab_linalg::QWeights;
 use crate::network::{Dense, Network, Node};
 use crate::observer::ObserverKind;
 use crate::qparams::{ActDtype, QParams, Requant};
+pub use quantlab_linalg::QWeights;
 
 /// Weight quantization granularity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -89,11 +89,13 @@ impl Network {
     /// Builds the network from a model graph, fusing `Linear`/`Conv2d` + `ReLU`.
     pub fn from_graph(g: &Graph) -> Result<Self> {
         let shapes = g.shapes()?;
+        let misfit =
+            |i: usize| QuantError::Graph(format!("op {i}: its window does not fit its input"));
         let mut nodes = Vec::new();
         let mut out_lens = Vec::new();
         let mut i = 0;
         while i < g.ops.len() {
-            let (sin, sout) = (&shapes[i], &shapes[i + 1]);
+            let sin = &shapes[i];
             let fuse = matches!(g.ops.get(i + 1), Some(Op::Relu));
             let node = match &g.ops[i] {
                 Op::Linear {
@@ -109,36 +111,24 @@ impl Network {
                     bias: bias.clone(),
                     relu: fuse,
                 }),
-                Op::Conv2d {
+                op @ Op::Conv2d {
                     in_channels,
                     out_channels,
                     kernel,
-                    stride,
-                    padding,
                     weight,
                     bias,
+                    ..
                 } => Node::Dense(Dense {
-                    conv: Some(ConvGeom {
-                        in_channels: *in_channels,
-                        in_hw: [sin[1], sin[2]],
-                        kernel: *kernel,
-                        stride: *stride,
-                        padding: *padding,
-                        out_hw: [sout[1], sout[2]],
-                    }),
+                    conv: Some(op.conv_geom(sin).ok_or_else(|| misfit(i))?),
                     k: in_channels * kernel[0] * kernel[1],
                     n: *out_channels,
                     weight: weight.clone(),
                     bias: bias.clone(),
                     relu: fuse,
                 }),
-                Op::MaxPool2d { kernel, stride } => Node::MaxPool(PoolGeom {
-                    channels: sin[0],
-                    in_hw: [sin[1], sin[2]],
-                    kernel: *kernel,
-                    stride: *stride,
-                    out_hw: [sout[1], sout[2]],
-                }),
+                op @ Op::MaxPool2d { .. } => {
+                    Node::MaxPool(op.pool_geom(sin).ok_or_else(|| misfit(i))?)
+                }
                 Op::Relu => Node::Relu,
                 Op::Flatten => Node::Flatten,
             };

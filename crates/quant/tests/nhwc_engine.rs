@@ -194,7 +194,11 @@ fn float_engine_matches_the_nchw_reference_on_every_path() {
     let want = reference(&model, &x, 9);
     for path in paths() {
         for threads in [1, 3] {
-            let got = Engine { path, threads }.prepare(&model).unwrap().run(&x, 9).unwrap();
+            let got = Engine { path, threads }
+                .prepare(&model)
+                .unwrap()
+                .run(&x, 9)
+                .unwrap();
             for (i, (a, b)) in got.iter().zip(&want).enumerate() {
                 assert!(
                     (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
@@ -224,7 +228,11 @@ fn static_int8_is_bit_identical_to_the_nchw_reference_on_every_path_and_thread_c
         let want = reference(&q, &x, 13);
         for path in paths() {
             for threads in [1, 2, 4] {
-                let got = Engine { path, threads }.prepare(&q).unwrap().run(&x, 13).unwrap();
+                let got = Engine { path, threads }
+                    .prepare(&q)
+                    .unwrap()
+                    .run(&x, 13)
+                    .unwrap();
                 assert_eq!(got, want, "{path:?} x{threads} {granularity:?}");
             }
         }
@@ -249,7 +257,10 @@ fn a_session_keeps_its_model_and_a_changed_model_needs_its_own() {
     let before = session.run(&x, 4).unwrap();
     let mixed = quantlab_quant::with_fallback(&q, &[0]);
     assert_ne!(mixed, q, "the fallback changed a layer");
-    assert_eq!(e.prepare(&mixed).unwrap().run(&x, 4).unwrap(), reference(&mixed, &x, 4));
+    assert_eq!(
+        e.prepare(&mixed).unwrap().run(&x, 4).unwrap(),
+        reference(&mixed, &x, 4)
+    );
     assert_eq!(session.run(&x, 4).unwrap(), before);
     assert_eq!(before, reference(&q, &x, 4));
 }

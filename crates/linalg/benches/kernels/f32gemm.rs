@@ -65,7 +65,10 @@ pub fn check() {
     for r in 0..m {
         for c in 0..n {
             let want: f32 = (0..k).map(|t| x[r * 13 + t] * w[c * k + t]).sum();
-            assert!((y[r * n + c] - want).abs() < 1e-4, "gemm crate baseline is wrong");
+            assert!(
+                (y[r * n + c] - want).abs() < 1e-4,
+                "gemm crate baseline is wrong"
+            );
         }
     }
 }

@@ -124,9 +124,20 @@ mod tests {
         let c = ConvGeom::new(1, [28, 28], [3, 3], [1, 1], [1, 1]).unwrap();
         assert_eq!(c.out_hw, [28, 28]);
         assert!(c.is_consistent());
-        assert_eq!(PoolGeom::new(16, [28, 28], [2, 2], [2, 2]).unwrap().out_hw, [14, 14]);
-        assert_eq!(PoolGeom::new(1, [7, 7], [2, 2], [2, 2]).unwrap().out_hw, [3, 3]);
-        assert_eq!(ConvGeom::new(1, [5, 9], [3, 3], [2, 3], [0, 1]).unwrap().out_hw, [2, 3]);
+        assert_eq!(
+            PoolGeom::new(16, [28, 28], [2, 2], [2, 2]).unwrap().out_hw,
+            [14, 14]
+        );
+        assert_eq!(
+            PoolGeom::new(1, [7, 7], [2, 2], [2, 2]).unwrap().out_hw,
+            [3, 3]
+        );
+        assert_eq!(
+            ConvGeom::new(1, [5, 9], [3, 3], [2, 3], [0, 1])
+                .unwrap()
+                .out_hw,
+            [2, 3]
+        );
         assert!(ConvGeom::new(1, [2, 2], [5, 5], [1, 1], [1, 1]).is_none());
         assert!(ConvGeom::new(1, [8, 8], [3, 3], [0, 1], [0, 0]).is_none());
         assert!(PoolGeom::new(1, [1, 1], [2, 2], [2, 2]).is_none());

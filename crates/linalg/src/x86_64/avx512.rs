@@ -49,12 +49,7 @@ struct Fused {
 
 impl Fused {
     /// `None` when a multiplier needs the saturating `shift == 0` case (kept scalar).
-    fn new(
-        offset: &[i32],
-        requant: &[Requant],
-        n: usize,
-        panels: usize,
-    ) -> Option<Self> {
+    fn new(offset: &[i32], requant: &[Requant], n: usize, panels: usize) -> Option<Self> {
         let len = panels * NR;
         let (mut o, mut m, mut sh, mut rd) = (
             vec![0i32; len],
@@ -398,13 +393,7 @@ unsafe fn requant_panel<const R: usize>(
 
 /// [`block`] for a run-time row count `1..=MR`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl")]
-unsafe fn rows_block(
-    r: usize,
-    rows: &Rows<u8>,
-    row0: usize,
-    p: &Packed,
-    sink: &mut Sink,
-) {
+unsafe fn rows_block(r: usize, rows: &Rows<u8>, row0: usize, p: &Packed, sink: &mut Sink) {
     // SAFETY: same target features as the caller.
     unsafe {
         match r {
@@ -423,12 +412,7 @@ unsafe fn rows_block(
 /// Computes rows `row0..row0+R` against every panel into `tile` (`R x stride` i32). Group
 /// `g` of the packed weights pairs with the `g`-th 4 bytes of the row's segments in order.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl")]
-unsafe fn block<const R: usize>(
-    rows: &Rows<u8>,
-    row0: usize,
-    p: &Packed,
-    sink: &mut Sink,
-) {
+unsafe fn block<const R: usize>(rows: &Rows<u8>, row0: usize, p: &Packed, sink: &mut Sink) {
     let bases: [usize; R] = rows.bases(row0);
     let a = rows.a.as_ptr();
     let (full, tail) = (rows.seg_len / 4, !rows.seg_len.is_multiple_of(4));

@@ -9,7 +9,10 @@ use crate::frame::sgemm::{NR, PackedF32, check};
 
 /// The layer on AVX-512F.
 pub fn sgemm_avx512(rows: &Rows<f32>, w: &PackedF32, relu: bool, out: &mut [f32]) {
-    assert!(CpuFeatures::get().avx512f, "AVX-512 kernel called on a CPU without it");
+    assert!(
+        CpuFeatures::get().avx512f,
+        "AVX-512 kernel called on a CPU without it"
+    );
     check(rows, w, out);
     // SAFETY: features checked; `check` bounds every activation read, the packed buffers
     // hold panels * k * NR values and the stores are masked to `n`.
@@ -18,7 +21,10 @@ pub fn sgemm_avx512(rows: &Rows<f32>, w: &PackedF32, relu: bool, out: &mut [f32]
 
 /// The layer on AVX2 + FMA.
 pub fn sgemm_avx2_fma(rows: &Rows<f32>, w: &PackedF32, relu: bool, out: &mut [f32]) {
-    assert!(CpuFeatures::get().avx2_fma(), "AVX2 + FMA kernel called on a CPU without it");
+    assert!(
+        CpuFeatures::get().avx2_fma(),
+        "AVX2 + FMA kernel called on a CPU without it"
+    );
     check(rows, w, out);
     // SAFETY: as above.
     unsafe { avx2_rows(rows, w, relu, out) }

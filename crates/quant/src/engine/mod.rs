@@ -105,9 +105,11 @@ impl Engine {
     /// path cannot run on this CPU.
     pub fn prepare(&self, model: &QuantModel) -> Result<Session> {
         if !self.path.available() {
-            return Err(QuantError::Kernel(quantlab_linalg::LinalgError::Unavailable {
-                name: self.path.as_str(),
-            }));
+            return Err(QuantError::Kernel(
+                quantlab_linalg::LinalgError::Unavailable {
+                    name: self.path.as_str(),
+                },
+            ));
         }
         let nodes = &model.network.nodes;
         if model.layers.len() != nodes.len() {
@@ -331,7 +333,15 @@ impl Session {
             Step::DenseF32 { node, pool } => {
                 let (d, w) = (self.dense(node), self.f32_weights(node));
                 let x = act.into_f32();
-                let y = self.dense_f32(d, w, self.plan.taps[node].as_ref(), pool_of(pool), &x, batch, bufs);
+                let y = self.dense_f32(
+                    d,
+                    w,
+                    self.plan.taps[node].as_ref(),
+                    pool_of(pool),
+                    &x,
+                    batch,
+                    bufs,
+                );
                 bufs.give(x);
                 Act::F32(y)
             }
@@ -361,8 +371,16 @@ impl Session {
                     unreachable!("the plan made a pool step of a pool node")
                 };
                 match act {
-                    Act::F32(v) => Act::F32(maxpool(&v, batch, g, bufs)),
-                    Act::U8(v, q) => Act::U8(maxpool(&v, batch, g, bufs), q),
+                    Act::F32(v) => {
+                        let y = maxpool(&v, batch, g, bufs);
+                        bufs.give(v);
+                        Act::F32(y)
+                    }
+                    Act::U8(v, q) => {
+                        let y = maxpool(&v, batch, g, bufs);
+                        bufs.give(v);
+                        Act::U8(y, q)
+                    }
                 }
             }
             Step::Relu { .. } => match act {
@@ -469,9 +487,17 @@ impl Session {
                 window: pg.stride,
             };
             let mut out = bufs.take(batch * pooled_len);
-            conv_samples(d, g, taps, input, zp, &mut out, pooled_len, bufs, |rows, b, os| {
-                ops.conv_pool(rows, w, rq, c, shape, &mut b.acc, os)
-            });
+            conv_samples(
+                d,
+                g,
+                taps,
+                input,
+                zp,
+                &mut out,
+                pooled_len,
+                bufs,
+                |rows, b, os| ops.conv_pool(rows, w, rq, c, shape, &mut b.acc, os),
+            );
             return out;
         }
         let mut out = bufs.take(batch * d.out_len());
@@ -490,9 +516,17 @@ impl Session {
             }
             (Some(g), Some(taps), Some(rq)) => {
                 let out_len = d.out_len();
-                conv_samples(d, g, taps, input, zp, &mut out, out_len, bufs, |rows, _, os| {
-                    ops.qgemm_requant(rows, w, rq, c, os)
-                })
+                conv_samples(
+                    d,
+                    g,
+                    taps,
+                    input,
+                    zp,
+                    &mut out,
+                    out_len,
+                    bufs,
+                    |rows, _, os| ops.qgemm_requant(rows, w, rq, c, os),
+                )
             }
             (Some(g), Some(taps), None) => {
                 self.conv_int8(d, g, taps, w, input, zp, &mut out, epilogue, bufs);
@@ -535,7 +569,9 @@ impl Session {
                 let zp = q.zero_point as u8;
                 self.conv_int8(d, g, taps, w, &input, zp, &mut out, epilogue, bufs);
             }
-            _ => self.ops.qgemm(batch, &input, d.k, w, &mut epilogue(&mut out)),
+            _ => self
+                .ops
+                .qgemm(batch, &input, d.k, w, &mut epilogue(&mut out)),
         }
         bufs.give(input);
         out
@@ -565,7 +601,12 @@ impl Session {
 }
 
 /// Max pooling into a fresh buffer.
-fn maxpool<T: Pooled + PartialOrd>(v: &[T], batch: usize, g: &PoolGeom, bufs: &mut Buffers) -> Vec<T>
+fn maxpool<T: Pooled + PartialOrd>(
+    v: &[T],
+    batch: usize,
+    g: &PoolGeom,
+    bufs: &mut Buffers,
+) -> Vec<T>
 where
     Vec<T>: Sized,
 {

@@ -102,7 +102,9 @@ impl Step {
     /// The last node this step completes (a trace point follows it).
     pub fn last_node(&self) -> usize {
         match *self {
-            Step::DenseF32 { node, pool } | Step::DenseStatic { node, pool } => pool.unwrap_or(node),
+            Step::DenseF32 { node, pool } | Step::DenseStatic { node, pool } => {
+                pool.unwrap_or(node)
+            }
             Step::DenseDynamic { node }
             | Step::MaxPool { node }
             | Step::Relu { node }
@@ -163,7 +165,10 @@ impl Plan {
                 _ => None,
             })
             .collect();
-        let traced = (entry(model, layouts[0], true), steps(model, &weights, false));
+        let traced = (
+            entry(model, layouts[0], true),
+            steps(model, &weights, false),
+        );
         Self {
             entry: entry(model, layouts[0], false),
             steps: steps(model, &weights, true),
@@ -217,7 +222,10 @@ fn steps(model: &QuantModel, weights: &[Option<Weights>], fuse: bool) -> Vec<Ste
                 }
             }
             (Node::Dense(_), Some(LayerImpl::Dynamic(_)), _) => Step::DenseDynamic { node: i },
-            (Node::Dense(_), _, _) => Step::DenseF32 { node: i, pool: None },
+            (Node::Dense(_), _, _) => Step::DenseF32 {
+                node: i,
+                pool: None,
+            },
             (Node::MaxPool(_), _, _) => Step::MaxPool { node: i },
             (Node::Relu, _, _) => Step::Relu { node: i },
             (Node::Flatten, _, _) => Step::Flatten { node: i },
@@ -250,7 +258,12 @@ impl Order {
 }
 
 /// A dense layer's weights in the order the input `layout` needs, and the output layout.
-fn prepare_dense(d: &Dense, layer: Option<&LayerImpl>, layout: Layout, ops: &Ops) -> (Weights, Layout) {
+fn prepare_dense(
+    d: &Dense,
+    layer: Option<&LayerImpl>,
+    layout: Layout,
+    ops: &Ops,
+) -> (Weights, Layout) {
     // Int8 kernel rows are rounded up to whole groups of 4 (see `Taps::seg_len4`).
     let (order, order8, next) = match (&d.conv, layout) {
         (Some(g), _) => {
@@ -273,15 +286,21 @@ fn prepare_dense(d: &Dense, layer: Option<&LayerImpl>, layout: Layout, ops: &Ops
         ops.pack(&quantlab_linalg::QWeights::new(wk, w.n, k))
     };
     let prepared = match layer {
-        Some(LayerImpl::F32) | None => {
-            Weights::F32(PackedF32::new(&order.apply(&d.weight, d.n), &d.bias, d.n, d.k))
-        }
+        Some(LayerImpl::F32) | None => Weights::F32(PackedF32::new(
+            &order.apply(&d.weight, d.n),
+            &d.bias,
+            d.n,
+            d.k,
+        )),
         Some(LayerImpl::Static(l)) => {
             let w = int8(&l.w);
             let rq = ops.requantizer(&l.offset, &l.requant, &w);
             Weights::Int8 { w, rq }
         }
-        Some(LayerImpl::Dynamic(l)) => Weights::Int8 { w: int8(&l.w), rq: None },
+        Some(LayerImpl::Dynamic(l)) => Weights::Int8 {
+            w: int8(&l.w),
+            rq: None,
+        },
     };
     (prepared, next)
 }
