@@ -125,7 +125,7 @@ pub fn run(opts: &BenchOptions) -> Result<(PathBuf, Results)> {
             eprintln!("{line}");
         }
     }
-    let path = KernelPath::from_env()?;
+    let path = KernelPath::from_env().map_err(quantlab_quant::QuantError::from)?;
     let engine = Engine { path, threads: 1 };
     let timing = Timing {
         warmup: cfg.warmup,

@@ -75,7 +75,10 @@ fn reload_is_bit_identical_for_every_method() {
             );
             assert_eq!(meta.provenance["dataset"], "digits");
             let x = &s.test.features[..32 * s.test.dim()];
-            let (a, b) = (e.run_once(&q, x, 32).unwrap(), e.run_once(&back, x, 32).unwrap());
+            let (a, b) = (
+                e.run_once(&q, x, 32).unwrap(),
+                e.run_once(&back, x, 32).unwrap(),
+            );
             assert!(
                 a.iter().zip(&b).all(|(u, v)| u.to_bits() == v.to_bits()),
                 "{kind} {method:?}"
@@ -237,5 +240,8 @@ fn dynamic_and_f32_layers_round_trip_too() {
     assert_eq!(back.scheme.fallback, vec![0]);
     assert_eq!(back.layers, mixed.layers);
     let x = &s.test.features[..8 * s.test.dim()];
-    assert_eq!(e.run_once(&back, x, 8).unwrap(), e.run_once(&mixed, x, 8).unwrap());
+    assert_eq!(
+        e.run_once(&back, x, 8).unwrap(),
+        e.run_once(&mixed, x, 8).unwrap()
+    );
 }

@@ -45,8 +45,8 @@ fn float_engine_matches_the_graph_reference() {
 }
 
 fn reference_logits(net: &quantlab_quant::Network, x: &[f32], batch: usize) -> Vec<f32> {
-    use quantlab_quant::{Graph, Op};
     use quantlab_quant::Node;
+    use quantlab_quant::{Graph, Op};
     let mut ops = Vec::new();
     for node in &net.nodes {
         match node {

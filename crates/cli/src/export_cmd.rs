@@ -6,8 +6,8 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use quantlab_quant::export;
 use quantlab_onnx::export::{OnnxTarget, to_onnx};
+use quantlab_quant::export;
 
 /// Arguments of `quantlab export`.
 #[derive(Debug, Args)]

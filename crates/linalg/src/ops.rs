@@ -20,6 +20,8 @@ pub type Clamp = (i32, i32, i32);
 
 type QgemmFn = fn(usize, &[u8], usize, &PackedI8, &mut Epilogue);
 type QgemmRowsFn = fn(&Rows<u8>, &PackedI8, &mut Epilogue);
+type ConvPoolFn =
+    fn(&Rows<u8>, &PackedI8, &Requantizer, Clamp, PoolShape, &mut Vec<i32>, &mut [u8]);
 type SgemmFn = fn(&Rows<f32>, &PackedF32, bool, &mut [f32]);
 
 /// A path's GEMMs with the requantization done in registers, from constants prepared once.
@@ -27,7 +29,7 @@ type SgemmFn = fn(&Rows<f32>, &PackedF32, bool, &mut [f32]);
 struct FusedOps {
     prepare: fn(&[i32], &[Requant], &PackedI8) -> Option<Requantizer>,
     gemm: fn(&Rows<u8>, &PackedI8, &Requantizer, Clamp, &mut [u8]),
-    conv_pool: fn(&Rows<u8>, &PackedI8, &Requantizer, Clamp, PoolShape, &mut Vec<i32>, &mut [u8]),
+    conv_pool: ConvPoolFn,
 }
 
 /// The kernels of one path.

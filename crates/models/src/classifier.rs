@@ -7,9 +7,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::cnn::{Cnn, CnnConfig};
 use crate::error::{ModelError, Result};
-use quantlab_quant::graph::Graph;
 use crate::logreg::{LogReg, LogRegConfig};
 use crate::mlp::{Mlp, MlpConfig};
+use quantlab_quant::graph::Graph;
 
 /// Which model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -12,8 +12,8 @@ use quantlab_data::rng::Rng;
 
 use crate::error::ModelError;
 use crate::export::{conv_op, linear_op};
-use quantlab_quant::graph::{Graph, Op};
 use crate::init;
+use quantlab_quant::graph::{Graph, Op};
 
 /// CNN configuration.
 #[derive(Config, Debug)]

@@ -20,6 +20,6 @@ pub mod mlp;
 pub use classifier::{Classifier, ModelKind, ModelSpec};
 pub use cnn::{Cnn, CnnConfig};
 pub use error::{ModelError, Result};
-pub use quantlab_quant::graph::{Graph, Op};
 pub use logreg::{LogReg, LogRegConfig};
 pub use mlp::{Mlp, MlpConfig};
+pub use quantlab_quant::graph::{Graph, Op};

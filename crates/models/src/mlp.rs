@@ -8,8 +8,8 @@ use burn::tensor::{Device, Tensor};
 use quantlab_data::rng::Rng;
 
 use crate::export::linear_op;
-use quantlab_quant::graph::{Graph, Op};
 use crate::init;
+use quantlab_quant::graph::{Graph, Op};
 
 /// MLP configuration.
 #[derive(Config, Debug)]
