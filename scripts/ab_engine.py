@@ -11,7 +11,7 @@ by the binaries themselves, and the B/A ratio of the medians is taken per round,
 burst lands on one round, not on one binary. Prints one line per file and path, and the
 median ratio with its min-max over rounds.
 
-usage: ab_engine.py OLD_BIN NEW_BIN RUN_DIR [--rounds R] [--reps K] [--paths scalar,avx2]
+usage: ab_engine.py OLD_BIN NEW_BIN RUN_DIR [--rounds R] [--reps K] [--paths P,Q] [--only S]
 """
 
 import argparse
@@ -30,6 +30,14 @@ def run_json(exe, args, env):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def known_paths(exe, model, env):
+    """The kernel path names `exe` knows: its error for an unknown one lists them."""
+    out = subprocess.run([exe, "eval", "--model", str(model), "--json"], capture_output=True,
+                         text=True, env=dict(env, QUANTLAB_KERNEL="?"))
+    known = out.stderr.split("known:")[-1].strip().splitlines()[0]
+    return [p.strip() for p in known.split(",") if p.strip()]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("old")
@@ -37,7 +45,9 @@ def main():
     ap.add_argument("run_dir")
     ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--reps", type=int, default=40)
-    ap.add_argument("--paths", default="scalar,avx2,avx512vnni")
+    ap.add_argument("--paths", default="",
+                    help="kernel paths (QUANTLAB_KERNEL names); default: every one the new "
+                         "binary lists in its error for an unknown name")
     ap.add_argument("--batches", default="1,64")
     ap.add_argument("--only", default="", help="substring a file name must contain")
     a = ap.parse_args()
@@ -45,8 +55,9 @@ def main():
     if not files:
         sys.exit(f"no .safetensors files under {a.run_dir}/models")
     base = dict(os.environ)
+    names = a.paths.split(",") if a.paths else known_paths(a.new, files[0], base)
     paths = []
-    for p in a.paths.split(","):
+    for p in names:
         env = dict(base, QUANTLAB_KERNEL=p)
         probe = subprocess.run([a.new, "eval", "--model", str(files[0]), "--json"],
                                capture_output=True, text=True, env=env)

@@ -20,7 +20,7 @@ pub struct Row {
     pub device: String,
     /// What ran it: `quantlab` (its engine), `burn-flex`, `burn-ndarray`, `burn-wgpu`.
     pub backend: String,
-    /// Integer GEMM path for quantlab int8 rows (`avx512vnni`, ...), else `-`.
+    /// Integer GEMM path for quantlab int8 rows (a `KernelPath` name), else `-`.
     pub kernel: String,
     /// Threads the latencies were measured with: 1, or every core (quantlab's engine splits
     /// a batch across them; burn rows use burn's own thread pool, this many threads).

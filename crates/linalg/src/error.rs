@@ -16,6 +16,8 @@ pub enum LinalgError {
         /// The path's name.
         name: &'static str,
     },
+    /// `QUANTLAB_KERNEL` holds a path that cannot be used.
+    Env(Box<LinalgError>),
 }
 
 impl std::fmt::Display for LinalgError {
@@ -25,6 +27,7 @@ impl std::fmt::Display for LinalgError {
                 write!(f, "unknown kernel {name:?}; known: {known}")
             }
             LinalgError::Unavailable { name } => write!(f, "{name} is not supported by this CPU"),
+            LinalgError::Env(e) => write!(f, "invalid {}: {e}", crate::KERNEL_ENV),
         }
     }
 }

@@ -78,7 +78,7 @@ impl KernelPath {
     /// `QUANTLAB_KERNEL` if set (an error if unknown or unavailable here), else [`Self::detect`].
     pub fn from_env() -> Result<Self, LinalgError> {
         match std::env::var(KERNEL_ENV) {
-            Ok(v) if !v.is_empty() => v.parse(),
+            Ok(v) if !v.is_empty() => v.parse().map_err(|e| LinalgError::Env(Box::new(e))),
             _ => Ok(Self::detect()),
         }
     }
@@ -108,10 +108,17 @@ mod tests {
     #[test]
     fn kernel_names_parse_and_unknown_is_an_error() {
         assert_eq!("scalar".parse::<KernelPath>().unwrap(), KernelPath::Scalar);
-        let err = "sse9".parse::<KernelPath>().unwrap_err().to_string();
+        let err = "sse9".parse::<KernelPath>().unwrap_err();
+        let text = err.to_string();
         assert!(
-            err.contains("unknown kernel") && err.contains("avx512vnni"),
-            "{err}"
+            text.contains("unknown kernel") && text.contains("avx512vnni"),
+            "{text}"
+        );
+        // What `from_env` returns names the variable, as the CLI prints it.
+        let env = LinalgError::Env(Box::new(err)).to_string();
+        assert!(
+            env.starts_with("invalid QUANTLAB_KERNEL: unknown kernel \"sse9\""),
+            "{env}"
         );
         assert!(KernelPath::detect().available());
     }

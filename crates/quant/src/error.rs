@@ -21,7 +21,7 @@ pub enum QuantError {
     #[error("graph: {0}")]
     Graph(String),
     /// A kernel path asked for that is unknown or that this CPU cannot run.
-    #[error("{env}: {0}", env = quantlab_linalg::KERNEL_ENV)]
+    #[error(transparent)]
     Kernel(#[from] quantlab_linalg::LinalgError),
     /// Input data does not fit the network.
     #[error("input has {found} values, expected {expected} ({batch} samples)")]

@@ -78,7 +78,8 @@ impl Act {
 pub const PARALLEL_MIN_BATCH: usize = 8;
 
 /// Least multiply-accumulates (model MACs x batch) worth splitting across threads: about
-/// 25 us of VNNI work, well above what handing work to another thread costs.
+/// 25 us of work on the fastest int8 path, well above what handing work to another thread
+/// costs.
 pub const PARALLEL_MIN_MACS: usize = 4_000_000;
 
 /// The kernel path and thread count models are prepared for.
