@@ -142,20 +142,21 @@ impl DenseShape {
 
     /// A convolution of geometry `g` with `n` outputs and `k4` weight words per output.
     pub(crate) fn conv(n: usize, k4: usize, g: &quantlab_linalg::ConvGeom) -> Self {
+        let [h, w, kh, kw, sy, sx, oh, ow] = window(g.in_hw, g.kernel, g.stride, g.out_hw);
         Self {
             n: n as i32,
             k4: k4 as i32,
             c: g.in_channels as i32,
-            h: g.in_hw[0] as i32,
-            w: g.in_hw[1] as i32,
-            kh: g.kernel[0] as i32,
-            kw: g.kernel[1] as i32,
-            sy: g.stride[0] as i32,
-            sx: g.stride[1] as i32,
+            h,
+            w,
+            kh,
+            kw,
+            sy,
+            sx,
             py: g.padding[0] as i32,
             px: g.padding[1] as i32,
-            oh: g.out_hw[0] as i32,
-            ow: g.out_hw[1] as i32,
+            oh,
+            ow,
             seg4: ((g.kernel[1] * g.in_channels).div_ceil(4) * 4) as i32,
             ..Self::default()
         }
@@ -165,19 +166,33 @@ impl DenseShape {
 impl PoolShape {
     /// The pooling of geometry `g`.
     pub(crate) fn of(g: &quantlab_linalg::PoolGeom) -> Self {
+        let [h, w, kh, kw, sy, sx, oh, ow] = window(g.in_hw, g.kernel, g.stride, g.out_hw);
         Self {
             c: g.channels as i32,
-            h: g.in_hw[0] as i32,
-            w: g.in_hw[1] as i32,
-            kh: g.kernel[0] as i32,
-            kw: g.kernel[1] as i32,
-            sy: g.stride[0] as i32,
-            sx: g.stride[1] as i32,
-            oh: g.out_hw[0] as i32,
-            ow: g.out_hw[1] as i32,
+            h,
+            w,
+            kh,
+            kw,
+            sy,
+            sx,
+            oh,
+            ow,
             batch: 0,
         }
     }
+}
+
+/// A sliding window's `[h, w, kh, kw, sy, sx, oh, ow]` as the kernels' i32 fields.
+fn window(
+    in_hw: [usize; 2],
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    out_hw: [usize; 2],
+) -> [i32; 8] {
+    [
+        in_hw[0], in_hw[1], kernel[0], kernel[1], stride[0], stride[1], out_hw[0], out_hw[1],
+    ]
+    .map(|v| v as i32)
 }
 
 #[cfg(test)]
