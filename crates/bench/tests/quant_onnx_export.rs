@@ -24,6 +24,20 @@ const MIN_AGREEMENT: f64 = 0.999;
 const MAX_ACC_DIFF_PP: f64 = 0.05;
 /// Batch tract runs at.
 const BATCH: usize = 500;
+/// ONNX Runtime on an x86 CPU with no 8-bit dot product (no VNNI) multiplies u8 x s8 pairs
+/// with `vpmaddubsw`, which saturates at 16 bits (the "saturation issue" its quantization
+/// guide names for U8S8 on AVX2 and AVX-512 without VNNI): its int8 logits are then close
+/// to the exact ones, not equal. Measured on an AMD EPYC with AVX2 only (2026-11-29): 99.2%
+/// and 98.9% top-1 agreement, 0.26 and 0.12 pp of accuracy, logits off by up to 2.6 where
+/// tract, exact, agreed on 100%. On such a CPU ORT is held to these bounds instead.
+const SATURATING_MIN_AGREEMENT: f64 = 0.98;
+/// Largest accuracy difference (pp) from quantlab's int8 row for a saturating ORT.
+const SATURATING_MAX_ACC_DIFF_PP: f64 = 0.5;
+
+/// Whether ONNX Runtime's int8 GEMM saturates on this CPU (see [`SATURATING_MIN_AGREEMENT`]).
+fn ort_saturates() -> bool {
+    cfg!(target_arch = "x86_64") && !quantlab_linalg::CpuFeatures::get().int8_dot()
+}
 
 fn mnist(kind: ModelKind, train_limit: Option<usize>, batch_size: usize) -> (Splits, Network) {
     let cfg = TrainConfig {
@@ -265,6 +279,23 @@ fn check_cases(kind: ModelKind, splits: &Splits, net: &Network) {
                 assert!(
                     worst < FLOAT_TOL as f64,
                     "{kind} f32: ORT logits off by {worst}"
+                );
+            } else if ort_saturates() {
+                eprintln!(
+                    "{kind} {}: this CPU has no VNNI, so ONNX Runtime's u8 x s8 GEMM saturates; \
+                     held to {SATURATING_MIN_AGREEMENT} agreement and \
+                     {SATURATING_MAX_ACC_DIFF_PP} pp (tract above is held to the exact bounds)",
+                    c.name
+                );
+                assert!(
+                    agree >= SATURATING_MIN_AGREEMENT,
+                    "{kind} {}: ORT agrees on {agree}",
+                    c.name
+                );
+                assert!(
+                    (acc - q_acc).abs() * 100.0 <= SATURATING_MAX_ACC_DIFF_PP,
+                    "{kind} {}: ORT {acc} vs {q_acc}",
+                    c.name
                 );
             } else {
                 assert!(

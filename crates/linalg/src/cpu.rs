@@ -20,6 +20,8 @@ pub struct CpuFeatures {
     pub avx512vl: bool,
     /// AVX-512 VNNI (`vpdpbusd`).
     pub avx512vnni: bool,
+    /// AVX-VNNI (the 256-bit `vpdpbusd`; no kernel here uses it yet, other runtimes do).
+    pub avx_vnni: bool,
 }
 
 impl CpuFeatures {
@@ -39,6 +41,7 @@ impl CpuFeatures {
             avx512dq: is_x86_feature_detected!("avx512dq"),
             avx512vl: is_x86_feature_detected!("avx512vl"),
             avx512vnni: is_x86_feature_detected!("avx512vnni"),
+            avx_vnni: is_x86_feature_detected!("avxvnni"),
         }
     }
 
@@ -48,7 +51,7 @@ impl CpuFeatures {
     }
 
     /// `(name, present)` for every feature, in a fixed order (reports, bench metadata).
-    pub fn list(&self) -> [(&'static str, bool); 7] {
+    pub fn list(&self) -> [(&'static str, bool); 8] {
         [
             ("avx2", self.avx2),
             ("fma", self.fma),
@@ -57,12 +60,20 @@ impl CpuFeatures {
             ("avx512dq", self.avx512dq),
             ("avx512vl", self.avx512vl),
             ("avx512vnni", self.avx512vnni),
+            ("avx-vnni", self.avx_vnni),
         ]
     }
 
     /// What the VNNI GEMM needs.
     pub fn vnni(&self) -> bool {
         self.avx512f && self.avx512bw && self.avx512dq && self.avx512vl && self.avx512vnni
+    }
+
+    /// Whether the CPU has an 8-bit dot product with 32-bit accumulation (AVX-512 VNNI or
+    /// AVX-VNNI): without one, int8 GEMMs either widen to 16 bits (quantlab's AVX2 path,
+    /// exact) or saturate at 16 bits (`vpmaddubsw`, as ONNX Runtime's u8 x s8 GEMM does).
+    pub fn int8_dot(&self) -> bool {
+        self.avx512vnni || self.avx_vnni
     }
 
     /// What the AVX-512 f32 kernels and the SIMD quantizer need.
