@@ -24,10 +24,10 @@ const MIN_AGREEMENT: f64 = 0.999;
 const MAX_ACC_DIFF_PP: f64 = 0.05;
 /// Batch tract runs at.
 const BATCH: usize = 500;
-/// ONNX Runtime on an x86 CPU with no 8-bit dot product (no VNNI) multiplies u8 x s8 pairs
-/// with `vpmaddubsw`, which saturates at 16 bits (the "saturation issue" its quantization
-/// guide names for U8S8 on AVX2 and AVX-512 without VNNI): its int8 logits are then close
-/// to the exact ones, not equal. Measured on an AMD EPYC with AVX2 only (2026-11-29): 99.2%
+/// ONNX Runtime on an x86 CPU with no 8-bit dot product (`CpuFeatures::int8_dot`) sums u8 x
+/// s8 pairs in 16 bits, which saturates (the "saturation issue" its quantization guide names
+/// for U8S8 on such CPUs): its int8 logits are then close to the exact ones, not equal.
+/// Measured on an AMD EPYC without an 8-bit dot product (2026-11-29): 99.2%
 /// and 98.9% top-1 agreement, 0.26 and 0.12 pp of accuracy, logits off by up to 2.6 where
 /// tract, exact, agreed on 100%. On such a CPU ORT is held to these bounds instead.
 const SATURATING_MIN_AGREEMENT: f64 = 0.98;
@@ -282,7 +282,7 @@ fn check_cases(kind: ModelKind, splits: &Splits, net: &Network) {
                 );
             } else if ort_saturates() {
                 eprintln!(
-                    "{kind} {}: this CPU has no VNNI, so ONNX Runtime's u8 x s8 GEMM saturates; \
+                    "{kind} {}: this CPU has no 8-bit dot product, so ONNX Runtime's u8 x s8 GEMM saturates; \
                      held to {SATURATING_MIN_AGREEMENT} agreement and \
                      {SATURATING_MAX_ACC_DIFF_PP} pp (tract above is held to the exact bounds)",
                     c.name
