@@ -11,6 +11,7 @@ use quantlab_quant::{Engine, KernelPath, LayerImpl, Node, QuantModel};
 use crate::{GpuError, Result};
 
 /// One step of a network on the device.
+#[allow(clippy::large_enum_variant)] // a few steps per model, built once: size is no matter
 enum Step {
     Dense {
         weights: Weights,
