@@ -58,11 +58,11 @@ def main():
         check(p is not None, f"model run {c['dataset']}/{c['model']}")
         if p is None:
             continue
-        hist = client.get_metric_history(p.info.run_id, "test_loss")
+        hist = client.get_metric_history(p.info.run_id, "val_loss")
         got = {m.step: m.value for m in hist}
         for e in c["history"]["epochs"]:
-            check(close(got.get(e["epoch"], math.nan), e["test_loss"]),
-                  f"{c['dataset']}/{c['model']} test_loss epoch {e['epoch']}")
+            check(close(got.get(e["epoch"], math.nan), e["val_loss"]),
+                  f"{c['dataset']}/{c['model']} val_loss epoch {e['epoch']}")
     children = [r for r in mine if r.data.tags.get("mlflow.parentRunId") in
                 {p.info.run_id for p in parents.values()}]
     for row in bench["rows"]:

@@ -1,7 +1,9 @@
 //! `cargo xtask`: the project's chores, kept quick to compile (std + anyhow only).
 //!
-//! - `cargo xtask bench [ARGS]`: the main job, `quantlab bench ARGS` (configs/bench.toml on
-//!   the shipped data; `--quick`, `--only mnist/mlp`, `--device cpu|gpu|all`, `--retrain`).
+//! - `cargo xtask bench [--features F] [ARGS]`: the main job, `quantlab bench ARGS`
+//!   (configs/bench.toml on the shipped data; `--quick`, `--only mnist/mlp`,
+//!   `--device cpu|gpu|all`, `--retrain`). `--features ndarray` builds the binary with burn's
+//!   opt-in ndarray backend (the `x ndarray` column).
 //! - `cargo xtask plots RUN`: redraw the plots of a saved run.
 //! - `cargo xtask peers [--run DIR] [--rounds R] [--reps K]`: quantlab against ONNX Runtime
 //!   on the same weights (`scripts/peers.py` in a venv this task makes from the registry).
@@ -23,13 +25,20 @@ fn main() -> Result<()> {
     let task = args.next().unwrap_or_default();
     let rest: Vec<String> = args.collect();
     match task.as_str() {
-        "bench" => quantlab(&["bench"], &rest),
-        "plots" => quantlab(&["plots"], &rest),
+        "bench" | "plots" => {
+            // `--features F` (first) is cargo's, for the build; the rest is quantlab's.
+            let (features, rest) = match rest.as_slice() {
+                [flag, f, tail @ ..] if flag == "--features" => (Some(f.as_str()), tail),
+                _ => (None, rest.as_slice()),
+            };
+            let exe = build_quantlab(features)?;
+            run(Command::new(exe).arg(&task).args(rest))
+        }
         "peers" => peers(&rest),
         "ci" => run(Command::new("bash").arg(".ci/run")),
         "" | "help" | "-h" | "--help" => {
             println!(
-                "usage: cargo xtask <bench [ARGS] | plots RUN | peers [--run DIR] [--rounds R] [--reps K] | ci>"
+                "usage: cargo xtask <bench [--features ndarray] [ARGS] | plots RUN | peers [--run DIR] [--rounds R] [--reps K] | ci>"
             );
             Ok(())
         }
@@ -66,8 +75,10 @@ fn target_dir() -> Result<PathBuf> {
     Ok(PathBuf::from(text[start..end].replace("\\\\", "\\")))
 }
 
-/// Builds the binary (as [`quantlab`] does) and returns its path.
-fn build_quantlab() -> Result<PathBuf> {
+/// Builds the binary (only what it needs), with cargo `features` if given, and returns its
+/// path. The build shows cargo's own progress (crate lines and the progress bar): a silent
+/// first build of a quarter of an hour looks like a hang. A warm build prints one line.
+fn build_quantlab(features: Option<&str>) -> Result<PathBuf> {
     let exe = target_dir()?
         .join("debug")
         .join(format!("quantlab{}", std::env::consts::EXE_SUFFIX));
@@ -77,7 +88,12 @@ fn build_quantlab() -> Result<PathBuf> {
              for how long it takes on 2 cores; later runs reuse it"
         );
     }
-    run(Command::new(cargo()).args(["build", "-p", "quantlab", "--bin", "quantlab"]))?;
+    let mut build = Command::new(cargo());
+    build.args(["build", "-p", "quantlab", "--bin", "quantlab"]);
+    if let Some(f) = features {
+        build.args(["--features", f]);
+    }
+    run(&mut build)?;
     if !exe.is_file() {
         bail!("{} was not built by cargo build -p quantlab", exe.display());
     }
@@ -140,7 +156,7 @@ fn peers(rest: &[String]) -> Result<()> {
             ),
         }
     }
-    let exe = build_quantlab()?;
+    let exe = build_quantlab(None)?;
     let Some(py) = peers_python()? else {
         return Ok(());
     };
@@ -189,15 +205,6 @@ fn peers(rest: &[String]) -> Result<()> {
         run_dir.join("REPORT.md").display()
     );
     Ok(())
-}
-
-/// Builds (only what the binary needs) and runs the `quantlab` binary.
-///
-/// The build shows cargo's own progress (crate lines and the progress bar): a silent first
-/// build of a quarter of an hour looks like a hang. A warm build prints one `Finished` line.
-fn quantlab(sub: &[&str], rest: &[String]) -> Result<()> {
-    let exe = build_quantlab()?;
-    run(Command::new(exe).args(sub).args(rest))
 }
 
 fn run(cmd: &mut Command) -> Result<()> {

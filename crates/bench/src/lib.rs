@@ -19,6 +19,7 @@ pub mod measure;
 pub mod plots;
 pub mod row;
 pub mod run;
+pub mod summary;
 pub mod sweep;
 pub mod tracking;
 pub mod write;

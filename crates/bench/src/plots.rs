@@ -233,7 +233,8 @@ fn accuracy_vs_size<DB: DrawingBackend>(
     Ok(())
 }
 
-/// Bars per model: quantlab f32, quantlab static int8 (best accuracy), burn flex, burn ndarray.
+/// Bars per model: quantlab f32, quantlab static int8 (best accuracy), burn flex, burn ndarray
+/// (when built).
 fn latency<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     ds: &str,
@@ -335,6 +336,11 @@ fn latency<DB: DrawingBackend>(
                 Rectangle::new([(x0, vmin * 0.5), (x0 + w * 0.9, v)], c.filled())
             })
             .collect();
+        // A series with no bar (burn ndarray not built, or timed only at other thread
+        // counts) stays out of the legend.
+        if bars.is_empty() {
+            continue;
+        }
         chart
             .draw_series(bars)
             .map_err(e)?
@@ -453,13 +459,13 @@ fn curves<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, r: &Results) -> Dra
             c.history
                 .epochs
                 .iter()
-                .flat_map(|h| [h.train_loss, h.test_loss])
+                .flat_map(|h| [h.train_loss, h.val_loss])
         })
         .fold(0f64, f64::max);
     let min_acc = r
         .curves
         .iter()
-        .flat_map(|c| c.history.epochs.iter().map(|h| h.test_accuracy * 100.0))
+        .flat_map(|c| c.history.epochs.iter().map(|h| h.val_accuracy * 100.0))
         .fold(100f64, f64::min);
     for (panel, is_loss) in [(&left, true), (&right, false)] {
         let y = if is_loss {
@@ -470,9 +476,9 @@ fn curves<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, r: &Results) -> Dra
         let mut chart = ChartBuilder::on(panel)
             .caption(
                 if is_loss {
-                    "test loss per epoch"
+                    "validation loss per epoch"
                 } else {
-                    "test accuracy per epoch"
+                    "validation accuracy per epoch"
                 },
                 ("sans-serif", 20),
             )
@@ -501,9 +507,9 @@ fn curves<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, r: &Results) -> Dra
                     (
                         h.epoch as f64,
                         if is_loss {
-                            h.test_loss
+                            h.val_loss
                         } else {
-                            h.test_accuracy * 100.0
+                            h.val_accuracy * 100.0
                         },
                     )
                 })

@@ -195,6 +195,17 @@ pub fn run(opts: &BenchOptions) -> Result<(PathBuf, Results)> {
                 dir: &dir,
             };
             let (mut r, curve, mut sw) = pair.measure(&methods)?;
+            if opts.progress {
+                // This pair's figures now; the whole table again at the end.
+                let mut mine = r.clone();
+                derive_ratios(&mut mine);
+                if rows.is_empty() {
+                    println!("{}", crate::summary::header());
+                }
+                if let Some(l) = crate::summary::line(&mine, ds.as_str(), kind.as_str()) {
+                    println!("{l}");
+                }
+            }
             rows.append(&mut r);
             curves.push(curve);
             sweep_points.append(&mut sw);
@@ -202,8 +213,16 @@ pub fn run(opts: &BenchOptions) -> Result<(PathBuf, Results)> {
     }
     derive_ratios(&mut rows);
     let mut notes = vec![
+        format!(
+            "splits: every float model is the epoch with the lowest loss on a validation split ({:.0}% of each dataset's training data, stratified, seeded); calibration draws from the rest of the training data; every accuracy in the rows is on the test split, which nothing was selected or tuned on",
+            quantlab_data::DEFAULT_VAL_FRACTION * 100.0
+        ),
         format!("quantlab rows (f32 and int8) run on the CPU with quantlab's engine, at 1 thread and (a second row) at every core; int8 GEMM path: {}, f32 kernels: {}", path.as_str(), path.f32_name()),
-        "burn-flex / burn-ndarray rows: burn's own forward pass of the same float model (host tensor in, host logits out)".into(),
+        format!(
+            "burn-flex{} rows: burn's own forward pass of the same float model (host tensor in, host logits out){}",
+            if Backend::Ndarray.built() { " / burn-ndarray" } else { "" },
+            if Backend::Ndarray.built() { "" } else { "; burn's ndarray backend is not in this build (opt-in: `cargo xtask bench --features ndarray`)" }
+        ),
         "burn-weights: burn quantize_weights (MinMax, Q8S per tensor, weights only); burn dequantizes before computing".into(),
     ];
     if devices.contains(&DeviceKind::Gpu) {
@@ -310,7 +329,7 @@ impl Pair<'_> {
         let out = quantlab_train::fit(
             &tc,
             self.splits,
-            &backend.device(),
+            &backend.device()?,
             &FitOptions {
                 out: Some(&ck_dir),
                 progress: false,
@@ -348,20 +367,23 @@ impl Pair<'_> {
         let (ds, kind) = (self.ds.as_str(), self.kind.as_str());
         let mut rows = Vec::new();
 
-        // Float rows: quantlab's engine, burn flex, burn ndarray (and wgpu).
+        // Float rows: quantlab's engine, burn flex, burn ndarray (when built) and wgpu.
         bar.set_message(format!("{ds}/{kind}: f32"));
         let float = QuantModel::float(net.clone());
         let f32_row = self.quantlab_row(&float, "f32", "-", &test, &batch_x, &ck, None, calib_x)?;
         rows.extend(self.all_cores_row(&float, &f32_row, &batch_x)?);
         rows.push(f32_row);
         bar.inc(1);
-        let mut backends = vec![Backend::Cpu, Backend::Ndarray];
+        let mut backends: Vec<Backend> = [Backend::Cpu, Backend::Ndarray]
+            .into_iter()
+            .filter(|b| b.built())
+            .collect();
         if self.devices.contains(&DeviceKind::Gpu) {
             backends.push(Backend::Gpu);
         }
         for b in &backends {
             bar.set_message(format!("{ds}/{kind}: f32 on burn {}", b.burn_name()));
-            let (_, m) = checkpoint::load(&ck_dir, &b.device())?;
+            let (_, m) = checkpoint::load(&ck_dir, &b.device()?)?;
             rows.push(self.burn_row(&m, "f32", *b, &test, &batch_x, ck.meta.model_bytes)?);
         }
         bar.inc(2);
@@ -633,7 +655,7 @@ impl Pair<'_> {
         batch_x: &[Vec<f32>],
         size: u64,
     ) -> Result<Row> {
-        let device = b.device();
+        let device = b.device()?;
         let dev = if b == Backend::Gpu { "gpu" } else { "cpu" };
         let mut row = Row::new(
             self.ds.as_str(),
@@ -670,7 +692,7 @@ impl Pair<'_> {
         test: &LabeledSet,
         batch_x: &[Vec<f32>],
     ) -> Result<Row> {
-        let device = b.device();
+        let device = b.device()?;
         let (ck, model) = checkpoint::load(ck_dir, &device)?;
         let graph = model.to_graph(&ck.meta.input_shape)?;
         if b == Backend::Gpu {

@@ -3,8 +3,9 @@
 //!
 //! - one experiment per bench matrix (`quantlab bench: <config stem>`, `--quick` apart), one
 //!   for ad-hoc `quantlab train` runs and one for `quantlab quantize`;
-//! - a run per trained model: the training config as params, train/test loss, test accuracy
-//!   and seconds per epoch (`step` = epoch), the best epoch, the float model's metrics, the
+//! - a run per trained model: the training config as params, train loss, validation loss
+//!   and accuracy and seconds per epoch (`step` = epoch), the best epoch (lowest validation
+//!   loss), the float model's metrics, the
 //!   calibration sweep (`step` = calibration images), REPORT.md, the plots and `train.toml`;
 //! - a child run per measured row (`mlflow.parentRunId`): method, observer, granularity,
 //!   activation dtype, calibration size as params; accuracy, loss, drop, size, size ratio,
@@ -70,6 +71,10 @@ pub fn base_tags(
         ("model".to_string(), model.to_string()),
         ("backend".to_string(), backend.to_string()),
         ("mlflow.source.name".to_string(), "quantlab".to_string()),
+        // Which split each figure comes from: `val_*` metrics and the best epoch from the
+        // validation split, `accuracy`/`loss` (and drops) from the test split.
+        ("selection_split".to_string(), "validation".to_string()),
+        ("accuracy_split".to_string(), "test".to_string()),
     ];
     if let Some(c) = commit {
         t.push(("mlflow.source.git.commit".into(), c.to_string()));
@@ -115,19 +120,21 @@ fn flatten(prefix: &str, v: &serde_json::Value, out: &mut Vec<(String, String)>)
     }
 }
 
-/// Per-epoch curves (`step` = epoch) and the best epoch by test loss.
+/// Per-epoch curves (`step` = epoch), on the validation split, and the best epoch (lowest
+/// validation loss). The test split is never logged per epoch: it is scored once, on the
+/// selected model, and logged as the f32 row's accuracy.
 pub fn log_history(run: &Run, h: &History) -> Result<(), quantlab_track::Error> {
     for e in &h.epochs {
         let step = e.epoch as i64;
         run.log_metric("train_loss", e.train_loss, step)?;
-        run.log_metric("test_loss", e.test_loss, step)?;
-        run.log_metric("test_accuracy", e.test_accuracy, step)?;
+        run.log_metric("val_loss", e.val_loss, step)?;
+        run.log_metric("val_accuracy", e.val_accuracy, step)?;
         run.log_metric("epoch_seconds", e.seconds, step)?;
     }
     if let Some(b) = h.best() {
         run.log_metric("best_epoch", b.epoch as f64, 0)?;
-        run.log_metric("best_test_loss", b.test_loss, 0)?;
-        run.log_metric("best_test_accuracy", b.test_accuracy, 0)?;
+        run.log_metric("best_val_loss", b.val_loss, 0)?;
+        run.log_metric("best_val_accuracy", b.val_accuracy, 0)?;
     }
     Ok(())
 }

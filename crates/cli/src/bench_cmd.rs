@@ -117,50 +117,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
 
 /// One line per dataset/model: float vs the best static int8 row.
 fn summary(rows: &[Row]) {
-    println!(
-        "\n{:<22} {:>8} {:>8} {:>8} {:>7} {:>9} {:>9} {:>9}  best int8 method",
-        "dataset/model",
-        "f32 acc",
-        "int8 acc",
-        "chg pp",
-        "size x",
-        "b64 x f32",
-        "x flex",
-        "x ndarray"
-    );
-    let mut pairs: Vec<(&str, &str)> = rows
-        .iter()
-        .map(|r| (r.dataset.as_str(), r.model.as_str()))
-        .collect();
-    pairs.dedup();
-    for (ds, m) in pairs {
-        let of = |r: &&Row| r.dataset == ds && r.model == m;
-        let Some(f) = rows.iter().filter(of).find(|r| r.is_reference()) else {
-            continue;
-        };
-        let q = rows
-            .iter()
-            .filter(of)
-            .filter(|r| {
-                r.method.starts_with("static-") && r.threads == 1 && r.backend == "quantlab"
-            })
-            .max_by(|a, b| a.accuracy.total_cmp(&b.accuracy));
-        let x = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.2}x"));
-        match q {
-            Some(q) => println!(
-                "{:<22} {:>7.2}% {:>7.2}% {:>+8.2} {:>7} {:>9} {:>9} {:>9}  {}",
-                format!("{ds}/{m}"),
-                f.accuracy * 100.0,
-                q.accuracy * 100.0,
-                -(q.accuracy_drop_pp.unwrap_or(0.0)),
-                x(q.size_ratio),
-                x(q.speedup_b64),
-                x(q.speedup_b64_vs_burn_flex),
-                x(q.speedup_b64_vs_burn_ndarray),
-                q.method
-            ),
-            None => println!("{:<22} {:>7.2}%", format!("{ds}/{m}"), f.accuracy * 100.0),
-        }
+    println!();
+    for l in quantlab_bench::summary::table(rows) {
+        println!("{l}");
     }
 }
 

@@ -50,7 +50,7 @@ fn print_summary(s: &Splits) {
             p.display().to_string()
         });
     println!("{:<14} from {from}", s.name.as_str());
-    for (side, set) in [("train", &s.train), ("test", &s.test)] {
+    for (side, set) in [("train", &s.train), ("val", &s.val), ("test", &s.test)] {
         let counts: Vec<String> = set.class_counts().iter().map(|c| c.to_string()).collect();
         println!(
             "  {side:<5} {:>6} samples of {:?}, {} classes: {}",
@@ -68,7 +68,7 @@ fn print_summary(s: &Splits) {
         }
     };
     println!(
-        "  normalisation (training split): mean {}, std {}",
+        "  normalisation (all training data, validation included): mean {}, std {}",
         stat(&s.normalization.mean),
         stat(&s.normalization.std)
     );

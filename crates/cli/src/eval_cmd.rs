@@ -71,7 +71,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
 }
 
 fn eval_checkpoint(args: &EvalArgs) -> Result<Outcome> {
-    let device = args.device.device();
+    let device = args.device.device()?;
     let (ck, model) = checkpoint::load(&args.model, &device)?;
     let dataset = args.dataset.unwrap_or(ck.meta.dataset);
     let splits = load(dataset, &ck.config.data_options(args.data_dir.as_deref()))?;

@@ -46,11 +46,11 @@ pub struct QuantizeArgs {
     /// Activation storage (static): u8 affine or i8 symmetric.
     #[arg(long, value_enum, default_value_t = ActDtype::U8Affine)]
     act_dtype: ActDtype,
-    /// Calibration samples, taken from the training split.
+    /// Calibration samples, taken from the training split (never the validation or test split).
     #[arg(long, default_value_t = quantlab_quant::methods::DEFAULT_CALIB)]
     calib: usize,
     /// Accuracy budget in percentage points: keep the most sensitive layers in f32 until the
-    /// drop on a held-out slice of the training split fits.
+    /// drop on the validation split (held out from the training data) fits.
     #[arg(long)]
     max_drop: Option<f64>,
     /// Output: a .safetensors file (a folder for burn-weights).
@@ -63,15 +63,14 @@ pub struct QuantizeArgs {
     mlflow: crate::mlflow_args::MlflowArgs,
 }
 
-/// Training samples held out for sensitivities and the accuracy budget (the last ones of
-/// the training split; calibration uses the first ones).
+/// Validation samples used for sensitivities and the accuracy budget: the first ones of
+/// the validation split (held out from the training data; calibration draws from the rest
+/// of the training data, and nothing is tuned on the test set).
 pub const VALIDATION_SAMPLES: usize = 2000;
 
-/// The held-out slice of the training split.
-pub fn validation_slice(train: &LabeledSet) -> LabeledSet {
-    let n = VALIDATION_SAMPLES.min(train.len() / 4).max(1);
-    let idx: Vec<usize> = (train.len() - n..train.len()).collect();
-    train.select(&idx)
+/// The slice of the validation split the sensitivities and the accuracy budget use.
+pub fn validation_slice(val: &LabeledSet) -> LabeledSet {
+    val.take(VALIDATION_SAMPLES)
 }
 
 /// Dataset of a checkpoint, with its shape checked against the model.
@@ -145,12 +144,12 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
     };
     let float = QuantModel::float(net.clone());
     let mut quant = quantize(&net, &opts, calib_x, &engine)?;
-    let val = validation_slice(&splits.train);
+    let val = validation_slice(&splits.val);
     let report = layer_report(&engine, &float, &quant, calib_x, Some(&val))?;
     if let Some(budget) = args.max_drop {
         let (m, fb) = fit_budget(&engine, &float, &quant, &report, &val, budget)?;
         println!(
-            "accuracy budget {budget} pp on {} held-out training samples: {} layer(s) back in f32 {:?}, drop {:.2} pp{}",
+            "accuracy budget {budget} pp on {} validation samples: {} layer(s) back in f32 {:?}, drop {:.2} pp{}",
             val.len(),
             fb.layers.len(),
             fb.layers,

@@ -129,7 +129,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
             eprintln!("{line}");
         }
     }
-    let device = args.device.device();
+    let device = args.device.device()?;
     let has_checkpoint = args.out.join(checkpoint::META_FILE).is_file();
     if args.resume && !has_checkpoint {
         bail!("--resume: no checkpoint in {}", args.out.display());
@@ -167,11 +167,13 @@ pub fn run(args: TrainArgs) -> Result<()> {
         eprintln!("warning: {w}");
     }
     println!(
-        "training {} on {} ({} train / {} test samples) on {} ({}), {} epoch(s), batch {}, {:?} lr {}",
+        "training {} on {} ({} train / {} validation / {} test samples) on {} ({}), {} epoch(s), batch {}, {:?} lr {}",
         cfg.model.kind,
         cfg.dataset,
         cfg.train_limit
             .map_or(splits.train.len(), |n| n.min(splits.train.len())),
+        cfg.test_limit
+            .map_or(splits.val.len(), |n| n.min(splits.val.len())),
         cfg.test_limit
             .map_or(splits.test.len(), |n| n.min(splits.test.len())),
         args.device,
@@ -216,10 +218,12 @@ pub fn run(args: TrainArgs) -> Result<()> {
         _ => format!("{total:.1} s/epoch"),
     };
     println!(
-        "best epoch {}: test accuracy {:.2}%, test loss {:.4}; training time {:.1} s ({per_epoch}); saved to {}",
+        "best epoch {} (lowest validation loss {:.4}, validation accuracy {:.2}%): test accuracy {:.2}%, test loss {:.4}; training time {:.1} s ({per_epoch}); saved to {}",
         out.best.epoch,
-        out.best.test_accuracy * 100.0,
-        out.best.test_loss,
+        out.best.val_loss,
+        out.best.val_accuracy * 100.0,
+        out.test.accuracy * 100.0,
+        out.test.loss,
         total,
         args.out.display()
     );

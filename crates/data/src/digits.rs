@@ -14,8 +14,12 @@ pub const MAX_PIXEL: f32 = 16.0;
 
 /// Reads the digits CSV (gzip'd or plain). Pixels are returned as raw values `0..=16`.
 pub fn read_digits_csv(path: &Path) -> Result<LabeledSet> {
-    let bytes = read_maybe_gz(path)?;
-    let text = std::str::from_utf8(&bytes).map_err(|e| DataError::Csv {
+    digits_from_bytes(&read_maybe_gz(path)?, path)
+}
+
+/// The digits CSV's (decompressed) bytes as a set; `path` names them in errors.
+pub fn digits_from_bytes(bytes: &[u8], path: &Path) -> Result<LabeledSet> {
+    let text = std::str::from_utf8(bytes).map_err(|e| DataError::Csv {
         path: path.to_path_buf(),
         line: 0,
         problem: format!("not UTF-8 text ({e})"),

@@ -122,6 +122,16 @@ pub enum DataError {
         /// What is wrong with it.
         problem: String,
     },
+    /// The file would make quantlab hold more than a reader's limit.
+    #[error("{path}: {what} is over quantlab's limit of {limit} bytes")]
+    TooLarge {
+        /// File that failed.
+        path: PathBuf,
+        /// What is too large.
+        what: &'static str,
+        /// The limit, in bytes.
+        limit: u64,
+    },
     /// The dataset name is not one quantlab knows.
     #[error("unknown dataset {0:?}; known: mnist, fashion-mnist, digits, synthetic")]
     UnknownDataset(String),

@@ -82,7 +82,11 @@ fn parse(path: &Path, bytes: &[u8], magic: u32, ndims: usize) -> Result<(Vec<usi
 
 /// Reads an IDX image file (gzip'd or raw).
 pub fn read_images(path: &Path) -> Result<IdxImages> {
-    let bytes = read_maybe_gz(path)?;
+    images_from_bytes(read_maybe_gz(path)?, path)
+}
+
+/// An IDX image file's (decompressed) bytes as images; `path` names them in errors.
+pub fn images_from_bytes(bytes: Vec<u8>, path: &Path) -> Result<IdxImages> {
     let (dims, header) = parse(path, &bytes, IMAGES_MAGIC, 3)?;
     if dims[1] == 0 || dims[2] == 0 {
         return Err(DataError::BadDims {
@@ -103,7 +107,11 @@ pub fn read_images(path: &Path) -> Result<IdxImages> {
 
 /// Reads an IDX label file (gzip'd or raw) and checks every label is below `num_classes`.
 pub fn read_labels(path: &Path, num_classes: usize) -> Result<Vec<u8>> {
-    let bytes = read_maybe_gz(path)?;
+    labels_from_bytes(read_maybe_gz(path)?, path, num_classes)
+}
+
+/// An IDX label file's (decompressed) bytes as labels below `num_classes`.
+pub fn labels_from_bytes(bytes: Vec<u8>, path: &Path, num_classes: usize) -> Result<Vec<u8>> {
     let (_, header) = parse(path, &bytes, LABELS_MAGIC, 1)?;
     let mut labels = bytes;
     labels.drain(..header);

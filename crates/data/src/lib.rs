@@ -15,7 +15,7 @@
 
 #[cfg(feature = "burn")]
 pub mod batcher;
-mod bytes;
+pub mod bytes;
 pub mod digits;
 pub mod error;
 pub mod idx;
@@ -31,7 +31,7 @@ pub mod synthetic;
 #[cfg(feature = "burn")]
 pub use batcher::{Batch, ClassBatcher, Item};
 pub use error::{DataError, Result};
-pub use load::{DataOptions, DatasetName, Splits, load, locate};
+pub use load::{DEFAULT_VAL_FRACTION, DataOptions, DatasetName, Splits, load, locate};
 pub use score::{Score, ScoreAccumulator};
 pub use set::{LabeledSet, Normalization};
 pub use synthetic::SyntheticConfig;

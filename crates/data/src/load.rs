@@ -1,5 +1,11 @@
-//! One entry point: load a named dataset as normalised train/test splits, with where it came
-//! from and any checksum warnings, ready for training, calibration and evaluation.
+//! One entry point: load a named dataset as normalised train, validation and test splits,
+//! with where it came from and any checksum warnings, ready for training, calibration and
+//! evaluation.
+//!
+//! The validation split is carved from the training data (stratified, seeded), so that
+//! model selection (the best epoch) and anything tuned on held-out data (the accuracy
+//! budget, sensitivities) never look at the test set, which is scored once for the report.
+//! Calibration reads `train`, which no longer holds the validation samples.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -82,6 +88,13 @@ impl FromStr for DatasetName {
     }
 }
 
+/// The validation split's default share of the training data (MNIST: 6,000 of 60,000).
+pub const DEFAULT_VAL_FRACTION: f64 = 0.1;
+
+/// Seed offset of the validation split, so that it is not the same cut as the test split
+/// of the sets split with the same seed.
+const VAL_SEED: u64 = 0x7a11_da7e;
+
 /// How to load: where to look, how to split and what to generate.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DataOptions {
@@ -91,6 +104,8 @@ pub struct DataOptions {
     pub split_seed: u64,
     /// Test fraction for the sets without an official split.
     pub test_fraction: f64,
+    /// Fraction of the training data held out as the validation split (0 < f < 1).
+    pub val_fraction: f64,
     /// Parameters of the synthetic set.
     pub synthetic: SyntheticConfig,
 }
@@ -101,19 +116,23 @@ impl Default for DataOptions {
             data_dir: None,
             split_seed: 0,
             test_fraction: 0.2,
+            val_fraction: DEFAULT_VAL_FRACTION,
             synthetic: SyntheticConfig::default(),
         }
     }
 }
 
-/// A loaded dataset: normalised train and test splits plus provenance.
+/// A loaded dataset: normalised train, validation and test splits plus provenance.
 #[derive(Debug, Clone)]
 pub struct Splits {
     /// Which dataset.
     pub name: DatasetName,
-    /// Training split (normalised with its own statistics).
+    /// Training split without the validation samples (normalised with the statistics of
+    /// all training data).
     pub train: LabeledSet,
-    /// Test split (normalised with the training statistics).
+    /// Validation split: held out from the training data, for model selection.
+    pub val: LabeledSet,
+    /// Test split (normalised with the training statistics), for the report only.
     pub test: LabeledSet,
     /// The statistics used.
     pub normalization: Normalization,
@@ -123,20 +142,47 @@ pub struct Splits {
     pub warnings: Vec<String>,
 }
 
-/// Loads `name` as normalised train/test splits.
+/// Loads `name` as normalised train/validation/test splits.
 pub fn load(name: DatasetName, opts: &DataOptions) -> Result<Splits> {
+    let mut splits = load_train_test(name, opts)?;
+    let (train, val) = stratified_split(
+        &splits.train,
+        opts.val_fraction,
+        opts.split_seed ^ VAL_SEED,
+        "val_fraction",
+    )?;
+    if val.is_empty() || train.is_empty() {
+        return Err(DataError::Invalid {
+            param: "val_fraction",
+            problem: format!(
+                "{} leaves {} training and {} validation samples of {} (need at least one each)",
+                opts.val_fraction,
+                train.len(),
+                val.len(),
+                splits.train.len()
+            ),
+        });
+    }
+    splits.train = train;
+    splits.val = val;
+    Ok(splits)
+}
+
+/// The dataset's train/test splits, `val` still empty.
+fn load_train_test(name: DatasetName, opts: &DataOptions) -> Result<Splits> {
     match name {
         DatasetName::Mnist | DatasetName::FashionMnist => load_idx(name, opts),
         DatasetName::Digits => load_digits(opts),
         DatasetName::Synthetic => {
             let all = make_classification(&opts.synthetic)?;
             let (mut train, mut test) =
-                stratified_split(&all, opts.test_fraction, opts.split_seed)?;
+                stratified_split(&all, opts.test_fraction, opts.split_seed, "test_fraction")?;
             let normalization = Normalization::per_feature(&train);
             normalization.apply(&mut train);
             normalization.apply(&mut test);
             Ok(Splits {
                 name,
+                val: train.take(0),
                 train,
                 test,
                 normalization,
@@ -213,6 +259,7 @@ fn load_idx(name: DatasetName, opts: &DataOptions) -> Result<Splits> {
     normalization.apply(&mut test);
     Ok(Splits {
         name,
+        val: train.take(0),
         train,
         test,
         normalization,
@@ -232,12 +279,14 @@ fn load_digits(opts: &DataOptions) -> Result<Splits> {
     let warnings: Vec<String> = md5_warning("digits", &path).into_iter().collect();
     let mut all = read_digits_csv(&path)?;
     all.features.iter_mut().for_each(|x| *x /= MAX_PIXEL);
-    let (mut train, mut test) = stratified_split(&all, opts.test_fraction, opts.split_seed)?;
+    let (mut train, mut test) =
+        stratified_split(&all, opts.test_fraction, opts.split_seed, "test_fraction")?;
     let normalization = Normalization::global(&train);
     normalization.apply(&mut train);
     normalization.apply(&mut test);
     Ok(Splits {
         name: DatasetName::Digits,
+        val: train.take(0),
         train,
         test,
         normalization,

@@ -2,14 +2,15 @@
 //! in `../shared/data/` (facts from its README). The shipped copies are the ground truth of
 //! every clone, so a missing shipped file fails. Data that is not shipped (Fashion-MNIST, the
 //! reference copies beside the clone) exists only on CI and developer machines: a test that
-//! needs it says so on one line and returns on a fresh clone, but fails under CI (`CI` set),
-//! where the data is always present, so a broken path there cannot hide as a skip.
+//! needs it follows the project's skip rule (`quantlab_testkit::skip`): one line and a return on
+//! a fresh clone, a failure under CI (`CI` set), where the data is always present.
 
 use std::path::{Path, PathBuf};
 
 use quantlab_data::idx::{read_images, read_labels};
 use quantlab_data::locate::{md5_warning, shipped_data_dir};
 use quantlab_data::{DataOptions, DatasetName, load};
+use quantlab_testkit::skip::existing_dir as present_or_skip;
 
 const MNIST_TRAIN_FIRST: [u8; 10] = [5, 0, 4, 1, 9, 2, 1, 3, 1, 4];
 const MNIST_TEST_FIRST: [u8; 10] = [7, 2, 1, 0, 4, 1, 4, 9, 5, 9];
@@ -25,21 +26,6 @@ const STAT_TOL: f32 = 1e-4;
 /// `../shared/data` beside the clone, where CI and developers have the verified copies.
 fn shared_data() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data")
-}
-
-/// `Some(dir)` when `dir` exists; otherwise a one-line skip note, or a panic under CI.
-fn present_or_skip(test: &str, candidates: &[PathBuf], what: &str) -> Option<PathBuf> {
-    if let Some(d) = candidates.iter().find(|d| d.is_dir()) {
-        return Some(d.clone());
-    }
-    let looked: Vec<String> = candidates.iter().map(|d| d.display().to_string()).collect();
-    let msg = format!(
-        "{test}: skipped, {what} not found (looked in {})",
-        looked.join(", ")
-    );
-    assert!(std::env::var_os("CI").is_none(), "{msg}; CI must have it");
-    eprintln!("{msg}");
-    None
 }
 
 /// A folder holding `fashion-mnist/`: `$QUANTLAB_DATA_DIR`, the shared copy, or Debian's
@@ -145,7 +131,11 @@ fn fashion_mnist_facts_and_md5() {
 #[test]
 fn mnist_loads_normalised_with_training_statistics() {
     let s = load(DatasetName::Mnist, &DataOptions::default()).unwrap();
-    assert_eq!((s.train.len(), s.test.len()), (60_000, 10_000));
+    // The validation split is 10% of every class of the 60,000 training images.
+    assert_eq!(
+        (s.train.len(), s.val.len(), s.test.len()),
+        (54_000, 6_000, 10_000)
+    );
     assert_eq!(s.train.sample_shape, vec![1, 28, 28]);
     assert!(
         (s.normalization.mean[0] - 0.1307).abs() < STAT_TOL,
@@ -165,7 +155,74 @@ fn mnist_loads_normalised_with_training_statistics() {
         .copied()
         .fold(f32::INFINITY, f32::min);
     assert!((min - (-0.1307 / 0.3081)).abs() < 1e-3, "{min}");
-    assert_eq!(s.train.class_counts(), MNIST_TRAIN_COUNTS);
+    let both: Vec<usize> = s
+        .train
+        .class_counts()
+        .iter()
+        .zip(s.val.class_counts())
+        .map(|(a, b)| a + b)
+        .collect();
+    assert_eq!(both, MNIST_TRAIN_COUNTS);
+    for (v, all) in s.val.class_counts().iter().zip(MNIST_TRAIN_COUNTS) {
+        assert_eq!(*v, (all as f64 * 0.1).round() as usize, "stratified");
+    }
+}
+
+#[test]
+fn validation_split_is_seeded_disjoint_and_configurable() {
+    let a = load(DatasetName::Digits, &DataOptions::default()).unwrap();
+    let b = load(DatasetName::Digits, &DataOptions::default()).unwrap();
+    assert_eq!(a.val, b.val, "same seed, same split");
+    // No validation sample is also a training sample (digits has duplicate-free rows).
+    let d = a.train.dim();
+    let train: std::collections::HashSet<Vec<u32>> = (0..a.train.len())
+        .map(|i| a.train.sample(i).iter().map(|x| x.to_bits()).collect())
+        .collect();
+    let overlap = (0..a.val.len())
+        .filter(|&i| {
+            train.contains(
+                &a.val
+                    .sample(i)
+                    .iter()
+                    .map(|x| x.to_bits())
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .count();
+    assert!(
+        overlap <= 2,
+        "{overlap} of {} validation samples (dim {d}) also train",
+        a.val.len()
+    );
+    let other = load(
+        DatasetName::Digits,
+        &DataOptions {
+            split_seed: 5,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_ne!(a.val, other.val);
+    let quarter = load(
+        DatasetName::Digits,
+        &DataOptions {
+            val_fraction: 0.25,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(quarter.val.len() > a.val.len() * 2);
+    for bad in [0.0, 1.0, -0.1, f64::NAN] {
+        let e = load(
+            DatasetName::Digits,
+            &DataOptions {
+                val_fraction: bad,
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("val_fraction"), "{e}");
+    }
 }
 
 #[test]
@@ -185,13 +242,14 @@ fn fashion_mnist_loads_from_an_explicit_data_dir() {
 #[test]
 fn digits_facts_and_split() {
     let s = load(DatasetName::Digits, &DataOptions::default()).unwrap();
-    assert_eq!(s.train.len() + s.test.len(), 1797);
+    assert_eq!(s.train.len() + s.val.len() + s.test.len(), 1797);
     let total: Vec<usize> = s
         .train
         .class_counts()
         .iter()
+        .zip(s.val.class_counts())
         .zip(s.test.class_counts())
-        .map(|(a, b)| a + b)
+        .map(|((a, v), b)| a + v + b)
         .collect();
     assert_eq!(total, DIGITS_COUNTS);
     assert_eq!(s.train.sample_shape, vec![1, 8, 8]);
@@ -200,8 +258,16 @@ fn digits_facts_and_split() {
         "{}",
         s.test.len()
     );
-    let mean = s.train.features.iter().sum::<f32>() / s.train.features.len() as f32;
-    assert!(mean.abs() < 1e-4, "train split is not centred: {mean}");
+    // Normalised with the statistics of all training data (validation included).
+    let all: Vec<f32> = s
+        .train
+        .features
+        .iter()
+        .chain(&s.val.features)
+        .copied()
+        .collect();
+    let mean = all.iter().sum::<f32>() / all.len() as f32;
+    assert!(mean.abs() < 1e-4, "training data is not centred: {mean}");
 }
 
 #[test]

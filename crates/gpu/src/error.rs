@@ -3,7 +3,10 @@
 /// What can go wrong putting a model on the GPU or running it there.
 #[derive(Debug, thiserror::Error)]
 pub enum GpuError {
-    /// No device, or a model or setting the GPU path does not take.
+    /// wgpu found no adapter on this machine (the one condition a test may skip on).
+    #[error("no wgpu device on this machine")]
+    NoDevice,
+    /// A model or setting the GPU path does not take.
     #[error("invalid {key}: {reason}")]
     Invalid {
         /// What.

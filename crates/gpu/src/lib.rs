@@ -60,12 +60,8 @@ fn dense_source() -> &'static str {
 /// The CubeCL client of burn's default wgpu device (the runtime burn itself uses); an
 /// error, not a panic, where the machine has no wgpu device.
 fn client() -> Result<burn::cubecl::client::Client> {
-    std::panic::catch_unwind(|| burn::cubecl::Device::Wgpu(WgpuDevice::default()).client()).map_err(
-        |_| GpuError::Invalid {
-            key: "gpu",
-            reason: "no wgpu device on this machine".into(),
-        },
-    )
+    std::panic::catch_unwind(|| burn::cubecl::Device::Wgpu(WgpuDevice::default()).client())
+        .map_err(|_| GpuError::NoDevice)
 }
 
 /// A layer's int8 weights on the device, packed 4 to a word (`[n][k4]`, zero-filled), and

@@ -307,6 +307,29 @@ macro_rules! self_test {
     };
 }
 
-self_test!(scalar, crate::KernelPath::Scalar);
-self_test!(avx2, crate::KernelPath::Avx2);
-self_test!(avx512vnni, crate::KernelPath::Avx512Vnni);
+/// Self-tests for every path, and one test that every path has them: it names the paths
+/// this CPU compared and the ones it cannot run, and fails when a path of
+/// [`KernelPath::ALL`] has no line here (a new path must be compared before it ships).
+macro_rules! self_tests {
+    ($($module:ident => $path:ident),+ $(,)?) => {
+        $(self_test!($module, crate::KernelPath::$path);)+
+
+        #[test]
+        fn every_kernel_path_is_self_tested() {
+            let tested = [$(crate::KernelPath::$path),+];
+            for p in KernelPath::ALL {
+                assert!(tested.contains(&p), "no self_tests! line for the {} path", p.as_str());
+            }
+            let (here, not_here): (Vec<KernelPath>, Vec<KernelPath>) =
+                tested.iter().partition(|p| p.available());
+            let names = |v: &[KernelPath]| v.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", ");
+            println!(
+                "kernel self-tests: compared {} against the scalar reference; this CPU cannot run: {}",
+                names(&here),
+                if not_here.is_empty() { "-".to_string() } else { names(&not_here) }
+            );
+        }
+    };
+}
+
+self_tests!(scalar => Scalar, avx2 => Avx2, avx512vnni => Avx512Vnni);

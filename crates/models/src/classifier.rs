@@ -66,7 +66,48 @@ impl Default for ModelSpec {
     }
 }
 
+/// The most parameters a model may have (64 Mi: 256 MB of f32), so that a config or a
+/// checkpoint's metadata cannot make quantlab allocate without bound before it reads a
+/// weight.
+pub const MAX_PARAMS: usize = 1 << 26;
+
 impl ModelSpec {
+    /// Parameters (weights and biases) of this architecture for `input_shape` and `classes`;
+    /// `None` when the count overflows. Matches what [`ModelSpec::build`] creates.
+    pub fn param_count(&self, input_shape: &[usize], classes: usize) -> Option<usize> {
+        let dense = |k: usize, n: usize| k.checked_mul(n)?.checked_add(n);
+        let inputs = input_shape
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))?;
+        match self.kind {
+            ModelKind::Logreg => dense(inputs, classes),
+            ModelKind::Mlp => {
+                let widths = std::iter::once(inputs)
+                    .chain(self.hidden.iter().copied())
+                    .chain(std::iter::once(classes))
+                    .collect::<Vec<_>>();
+                widths
+                    .windows(2)
+                    .try_fold(0usize, |acc, w| acc.checked_add(dense(w[0], w[1])?))
+            }
+            ModelKind::Cnn => {
+                let &[c, h, w] = input_shape else {
+                    return Some(0);
+                };
+                let [c1, c2] = self.cnn_channels;
+                let flat = c2.checked_mul(h / 4)?.checked_mul(w / 4)?;
+                [
+                    dense(c.checked_mul(9)?, c1)?,
+                    dense(c1.checked_mul(9)?, c2)?,
+                    dense(flat, self.cnn_hidden)?,
+                    dense(self.cnn_hidden, classes)?,
+                ]
+                .into_iter()
+                .try_fold(0usize, |a, x| a.checked_add(x))
+            }
+        }
+    }
+
     /// The default architecture of `kind`.
     pub fn of(kind: ModelKind) -> Self {
         Self {
@@ -88,6 +129,15 @@ impl ModelSpec {
             shape: input_shape.to_vec(),
             reason,
         };
+        match self.param_count(input_shape, classes) {
+            Some(n) if n <= MAX_PARAMS => {}
+            _ => {
+                return Err(unsupported(format!(
+                    "more than quantlab's limit of {MAX_PARAMS} parameters (hidden {:?}, CNN channels {:?}, CNN hidden {}, {classes} classes)",
+                    self.hidden, self.cnn_channels, self.cnn_hidden
+                )));
+            }
+        }
         let inputs: usize = input_shape.iter().product();
         if inputs == 0 || classes < 2 {
             return Err(unsupported(format!(

@@ -85,6 +85,24 @@ pub struct Network {
     pub out_lens: Vec<usize>,
 }
 
+/// The most values one sample may have at any point of a network, and the largest weight
+/// matrix (64 Mi values: 256 MB of f32 activations per sample, far above any classifier
+/// this tool targets). Files and imported graphs beyond it are refused with this number.
+pub const MAX_SAMPLE_VALUES: usize = 1 << 26;
+
+/// The product of `dims`, refused (naming `what` and the limit) when it overflows or is over
+/// [`MAX_SAMPLE_VALUES`].
+fn bounded(what: &str, dims: &[usize]) -> Result<usize> {
+    dims.iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .filter(|&v| v <= MAX_SAMPLE_VALUES)
+        .ok_or_else(|| {
+            QuantError::Graph(format!(
+                "{what}: sizes {dims:?} give more than quantlab's limit of {MAX_SAMPLE_VALUES} values"
+            ))
+        })
+}
+
 impl Network {
     /// Builds the network from a model graph, fusing `Linear`/`Conv2d` + `ReLU`.
     pub fn from_graph(g: &Graph) -> Result<Self> {
@@ -151,10 +169,37 @@ impl Network {
 
     /// Builds a network from nodes (e.g. read from a file), recomputing every node's output
     /// length and checking that consecutive nodes fit.
+    /// Every size is checked against [`MAX_SAMPLE_VALUES`] before any is multiplied, so a
+    /// file cannot make the engine size its buffers from an overflowed product.
     pub fn from_nodes(input_shape: Vec<usize>, nodes: Vec<Node>) -> Result<Self> {
-        let mut len: usize = input_shape.iter().product();
+        let mut len = bounded("the input", &input_shape)?;
         let mut out_lens = Vec::new();
         for (i, node) in nodes.iter().enumerate() {
+            let what = format!("node {i}");
+            match node {
+                Node::Dense(d) => {
+                    bounded(&what, &[d.k])?;
+                    bounded(&what, &[d.n])?;
+                    bounded(&what, &[d.n, d.k])?;
+                    if let Some(g) = &d.conv {
+                        let dims = [g.in_hw, g.kernel, g.stride, g.padding, g.out_hw];
+                        for v in dims.iter().flatten().chain([&g.in_channels]) {
+                            bounded(&what, &[*v])?;
+                        }
+                        bounded(&what, &[g.in_channels, g.in_hw[0], g.in_hw[1]])?;
+                        bounded(&what, &[d.n, g.out_hw[0], g.out_hw[1]])?;
+                        bounded(&what, &[d.k, g.out_hw[0], g.out_hw[1]])?;
+                    }
+                }
+                Node::MaxPool(g) => {
+                    let dims = [g.in_hw, g.kernel, g.stride, g.out_hw];
+                    for v in dims.iter().flatten().chain([&g.channels]) {
+                        bounded(&what, &[*v])?;
+                    }
+                    bounded(&what, &[g.channels, g.in_hw[0], g.in_hw[1]])?;
+                }
+                Node::Relu | Node::Flatten => {}
+            }
             let mismatch = |want: usize| {
                 QuantError::Graph(format!(
                     "node {i} expects {want} inputs per sample, the previous node gives {len}"

@@ -6,6 +6,9 @@ use std::sync::OnceLock;
 use burn::tensor::{Device, DeviceKind};
 use serde::{Deserialize, Serialize};
 
+use crate::error::Result;
+#[cfg(not(feature = "ndarray"))]
+use crate::error::TrainError;
 use crate::int8_dot::{Int8Dot, int8_dot};
 
 /// A burn backend.
@@ -15,7 +18,8 @@ use crate::int8_dot::{Int8Dot, int8_dot};
 pub enum Backend {
     /// burn's flex CPU backend (0.22's recommended CPU backend).
     Cpu,
-    /// burn's ndarray CPU backend (deprecated upstream, kept as a benchmark row).
+    /// burn's ndarray CPU backend (deprecated upstream, kept as a benchmark row; built only
+    /// with the `ndarray` feature).
     Ndarray,
     /// wgpu (a real GPU, or a software Vulkan device such as lavapipe).
     Gpu,
@@ -40,17 +44,34 @@ impl Backend {
         }
     }
 
+    /// Whether this build has the backend: ndarray only with the `ndarray` feature.
+    pub fn built(self) -> bool {
+        self != Backend::Ndarray || cfg!(feature = "ndarray")
+    }
+
     /// The (inference) device. Created explicitly: `Device::default()` would prefer wgpu.
-    pub fn device(self) -> Device {
+    /// ndarray in a build without it is an error that says how to get it.
+    pub fn device(self) -> Result<Device> {
         match self {
-            Backend::Cpu => Device::flex(),
-            #[allow(deprecated)] // ndarray is deprecated upstream; it stays a comparison row.
-            Backend::Ndarray => Device::ndarray(),
-            Backend::Gpu => match gpu() {
+            Backend::Cpu => Ok(Device::flex()),
+            #[cfg(feature = "ndarray")]
+            #[allow(deprecated)]
+            // ndarray is deprecated upstream; it stays a comparison row.
+            Backend::Ndarray => Ok(Device::ndarray()),
+            #[cfg(not(feature = "ndarray"))]
+            Backend::Ndarray => Err(TrainError::Invalid {
+                key: "device",
+                value: "ndarray".into(),
+                reason: "this build has no burn ndarray backend (it is opt-in): build with \
+                         `cargo build -p quantlab --features ndarray`, or run \
+                         `cargo xtask bench --features ndarray`"
+                    .into(),
+            }),
+            Backend::Gpu => Ok(match gpu() {
                 Ok((device, _)) => device.clone(),
                 // No adapter: the lazily created device reports the same error on first use.
                 Err(_) => Device::wgpu(DeviceKind::DefaultDevice),
-            },
+            }),
         }
     }
 }
@@ -187,10 +208,12 @@ mod tests {
     /// lavapipe (Vulkan 1.3) it is `OpSDot`. Without any wgpu device there is nothing to read.
     #[test]
     fn the_int8_dot_path_is_read_on_vulkan() {
-        let Ok((_, adapter)) = gpu() else {
-            assert!(std::env::var_os("CI").is_none(), "CI installs lavapipe");
-            eprintln!("skipped: no wgpu device here");
-            return;
+        let (_, adapter) = match gpu() {
+            Ok(g) => g,
+            Err(e) => {
+                let test = "the_int8_dot_path_is_read_on_vulkan";
+                return quantlab_testkit::missing(test, &quantlab_testkit::Missing::gpu(e));
+            }
         };
         eprintln!("{}: {}", adapter.summary(), adapter.int8_dot.describe());
         if adapter.backend == "Vulkan" {

@@ -42,10 +42,14 @@ pub struct CheckpointMeta {
     pub classes: usize,
     /// Input normalisation (training-split statistics).
     pub normalization: Normalization,
-    /// Epoch this record comes from (lowest test loss).
+    /// Epoch this record comes from (lowest validation loss).
     pub best_epoch: usize,
-    /// Test score of that epoch.
+    /// Test score of that epoch's model, measured once after training.
     pub score: Score,
+    /// Validation score of that epoch (what selected it); absent in checkpoints written
+    /// before the validation split, which were selected on the test set.
+    #[serde(default)]
+    pub validation: Option<Score>,
     /// Backend it was trained on (`cpu`, `ndarray`, `gpu`).
     pub backend: String,
     /// Size of `model.bpk` in bytes.
@@ -164,6 +168,22 @@ pub fn load(dir: &Path, device: &Device) -> Result<(Checkpoint, Classifier)> {
             "MD5 {md5} differs from the {} recorded at save time: the file is corrupt",
             ck.meta.model_md5
         )));
+    }
+    // The record holds every parameter in at least one byte (int8 for burn-weights, f32
+    // otherwise): metadata that declares more cannot match it, and building it first would
+    // let a damaged checkpoint.json size the allocation.
+    let params = ck
+        .meta
+        .model
+        .param_count(&ck.meta.input_shape, ck.meta.classes);
+    if params.is_none_or(|p| p as u64 > ck.meta.model_bytes) {
+        return Err(TrainError::Checkpoint {
+            path: ck.dir.join(META_FILE),
+            reason: format!(
+                "its architecture ({:?} on input {:?}, {} classes) has more parameters than the {} bytes of {MODEL_FILE} can hold",
+                ck.meta.model, ck.meta.input_shape, ck.meta.classes, ck.meta.model_bytes
+            ),
+        });
     }
     let model = ck
         .meta

@@ -42,10 +42,12 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Train on only the first N training samples (quick runs).
     pub train_limit: Option<usize>,
-    /// Evaluate on only the first N test samples (quick runs).
+    /// Evaluate on only the first N validation and test samples (quick runs).
     pub test_limit: Option<usize>,
-    /// Seed of the train/test split of digits and synthetic.
+    /// Seed of the train/test split of digits and synthetic, and of the validation split.
     pub split_seed: u64,
+    /// Share of the training data held out for validation (selecting the best epoch).
+    pub val_fraction: f64,
     /// Parameters of the synthetic dataset.
     pub synthetic: SyntheticConfig,
 }
@@ -64,6 +66,7 @@ impl Default for TrainConfig {
             train_limit: None,
             test_limit: None,
             split_seed: 0,
+            val_fraction: quantlab_data::DEFAULT_VAL_FRACTION,
             synthetic: SyntheticConfig::default(),
         }
     }
@@ -152,6 +155,13 @@ impl TrainConfig {
         if self.train_limit == Some(0) {
             return invalid("train_limit", "0".into(), "need at least 1 sample");
         }
+        if !(self.val_fraction > 0.0 && self.val_fraction < 1.0) {
+            return invalid(
+                "val_fraction",
+                self.val_fraction.to_string(),
+                "need 0 < val_fraction < 1 (the best epoch is chosen on this split, never on the test set)",
+            );
+        }
         if self.test_limit == Some(0) {
             return invalid("test_limit", "0".into(), "need at least 1 sample");
         }
@@ -163,6 +173,7 @@ impl TrainConfig {
         DataOptions {
             data_dir: data_dir.map(Path::to_path_buf),
             split_seed: self.split_seed,
+            val_fraction: self.val_fraction,
             synthetic: self.synthetic.clone(),
             ..DataOptions::default()
         }

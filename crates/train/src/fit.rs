@@ -1,6 +1,9 @@
 //! The training loop: one loop for any autodiff device. Cross-entropy, Adam or SGD
-//! (optionally with momentum), a seeded shuffle every epoch, test loss and accuracy after
-//! every epoch, and the best epoch (lowest test loss) kept and, with an output folder, saved.
+//! (optionally with momentum), a seeded shuffle every epoch, validation loss and accuracy
+//! after every epoch, and the best epoch (lowest validation loss) kept and, with an output
+//! folder, saved. The test set is scored once, on the selected model, after the last epoch:
+//! nothing is chosen on it, so the float accuracy every quantized model is compared against
+//! is not flattered by selection.
 
 use std::path::Path;
 use std::time::Instant;
@@ -31,8 +34,10 @@ pub struct TrainOutcome {
     pub model: Classifier,
     /// Per-epoch history.
     pub history: History,
-    /// Score of the best epoch.
+    /// Validation figures of the best epoch.
     pub best: EpochStats,
+    /// The best epoch's model scored on the test split, once.
+    pub test: Score,
     /// Checkpoint metadata, when saved.
     pub meta: Option<CheckpointMeta>,
 }
@@ -74,10 +79,11 @@ pub fn fit(
         Some(n) => splits.train.take(n),
         None => splits.train.clone(),
     };
-    let test = match cfg.test_limit {
-        Some(n) => splits.test.take(n),
-        None => splits.test.clone(),
+    let limit = |set: &quantlab_data::LabeledSet| match cfg.test_limit {
+        Some(n) => set.take(n),
+        None => set.clone(),
     };
+    let (val, test) = (limit(&splits.val), limit(&splits.test));
     let ad = device.clone().autodiff();
     let mut model = cfg
         .model
@@ -123,25 +129,26 @@ pub fn fit(
             });
         }
         let eval_model = model.valid();
-        let Score { accuracy, loss, .. } = evaluate(&eval_model, &test, device)?;
+        let Score { accuracy, loss, .. } = evaluate(&eval_model, &val, device)?;
         let stats = EpochStats {
             epoch,
             train_loss,
-            test_loss: loss,
-            test_accuracy: accuracy,
+            val_loss: loss,
+            val_accuracy: accuracy,
             seconds,
         };
         history.epochs.push(stats);
         bar.println(format!(
-            "epoch {epoch}: train loss {train_loss:.4}, test loss {loss:.4}, test accuracy {:.2}%, {seconds:.1} s",
+            "epoch {epoch}: train loss {train_loss:.4}, validation loss {loss:.4}, validation accuracy {:.2}%, {seconds:.1} s",
             accuracy * 100.0
         ));
-        if best.as_ref().is_none_or(|(b, _)| loss < b.test_loss) {
+        if best.as_ref().is_none_or(|(b, _)| loss < b.val_loss) {
             best = Some((stats, eval_model));
         }
     }
     bar.finish_and_clear();
     let (best, model) = best.expect("at least one epoch ran");
+    let test_score = evaluate(&model, &test, device)?;
     let meta = match opts.out {
         Some(dir) => {
             let meta = CheckpointMeta {
@@ -152,11 +159,12 @@ pub fn fit(
                 classes: train.num_classes,
                 normalization: splits.normalization.clone(),
                 best_epoch: best.epoch,
-                score: Score {
-                    accuracy: best.test_accuracy,
-                    loss: best.test_loss,
-                    samples: test.len(),
-                },
+                score: test_score,
+                validation: Some(Score {
+                    accuracy: best.val_accuracy,
+                    loss: best.val_loss,
+                    samples: val.len(),
+                }),
                 backend: opts.backend.to_string(),
                 model_bytes: 0,
                 model_md5: String::new(),
@@ -172,6 +180,7 @@ pub fn fit(
         model,
         history,
         best,
+        test: test_score,
         meta,
     })
 }

@@ -14,10 +14,10 @@ pub struct EpochStats {
     pub epoch: usize,
     /// Mean training loss over the epoch's steps.
     pub train_loss: f64,
-    /// Test loss after the epoch.
-    pub test_loss: f64,
-    /// Test accuracy after the epoch (0..1).
-    pub test_accuracy: f64,
+    /// Validation loss after the epoch (the split held out from the training data).
+    pub val_loss: f64,
+    /// Validation accuracy after the epoch (0..1).
+    pub val_accuracy: f64,
     /// Wall time of the epoch's training steps, seconds (evaluation excluded).
     pub seconds: f64,
 }
@@ -30,20 +30,20 @@ pub struct History {
 }
 
 impl History {
-    /// The epoch with the lowest test loss.
+    /// The epoch with the lowest validation loss.
     pub fn best(&self) -> Option<&EpochStats> {
         self.epochs
             .iter()
-            .min_by(|a, b| a.test_loss.total_cmp(&b.test_loss))
+            .min_by(|a, b| a.val_loss.total_cmp(&b.val_loss))
     }
 
     /// CSV with a header line.
     pub fn to_csv(&self) -> String {
-        let mut s = String::from("epoch,train_loss,test_loss,test_accuracy,seconds\n");
+        let mut s = String::from("epoch,train_loss,val_loss,val_accuracy,seconds\n");
         for e in &self.epochs {
             s.push_str(&format!(
                 "{},{:.6},{:.6},{:.6},{:.3}\n",
-                e.epoch, e.train_loss, e.test_loss, e.test_accuracy, e.seconds
+                e.epoch, e.train_loss, e.val_loss, e.val_accuracy, e.seconds
             ));
         }
         s

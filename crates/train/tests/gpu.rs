@@ -12,6 +12,11 @@ const CPU_GPU_TOL: f32 = 1e-3;
 
 #[test]
 fn a_few_steps_on_wgpu_agree_with_flex() {
+    // Skips only where wgpu finds no adapter (CI has lavapipe, so there it fails).
+    if let Err(e) = quantlab_train::gpu() {
+        let test = "a_few_steps_on_wgpu_agree_with_flex";
+        return quantlab_testkit::missing(test, &quantlab_testkit::Missing::gpu(e));
+    }
     let c = TrainConfig {
         dataset: DatasetName::Digits,
         model: ModelSpec {
@@ -27,7 +32,7 @@ fn a_few_steps_on_wgpu_agree_with_flex() {
     };
     let s = load(DatasetName::Digits, &c.data_options(None)).unwrap();
     let cpu = Device::flex();
-    let gpu = Backend::Gpu.device();
+    let gpu = Backend::Gpu.device().unwrap();
     let a = fit(&c, &s, &cpu, &FitOptions::default()).unwrap();
     let b = fit(&c, &s, &gpu, &FitOptions::default()).unwrap();
     let idx: Vec<usize> = (0..64).collect();
@@ -42,5 +47,5 @@ fn a_few_steps_on_wgpu_agree_with_flex() {
         worst < CPU_GPU_TOL,
         "max |gpu - cpu| logit difference {worst}"
     );
-    assert!((a.best.test_loss - b.best.test_loss).abs() < 1e-3);
+    assert!((a.best.val_loss - b.best.val_loss).abs() < 1e-3);
 }

@@ -39,16 +39,63 @@ fn a_few_epochs_lower_the_loss_for_every_model() {
         assert_eq!(h.len(), 3);
         assert!(h[2].train_loss < h[0].train_loss, "{kind} on {ds}: {h:?}");
         assert!(
-            h[2].test_loss < h[0].test_loss * 1.05,
+            h[2].val_loss < h[0].val_loss * 1.05,
             "{kind} on {ds}: {h:?}"
         );
         // Chance is 50% (synthetic) or 10% (digits).
         assert!(
-            out.best.test_accuracy > 0.7,
-            "{kind} on {ds}: {:?}",
-            out.best
+            out.best.val_accuracy > 0.7 && out.test.accuracy > 0.7,
+            "{kind} on {ds}: {:?} {:?}",
+            out.best,
+            out.test
         );
     }
+}
+
+/// The best epoch is the one with the lowest validation loss, whatever the test set says;
+/// the test split is scored once, on that epoch's model, and recorded beside the
+/// validation score that selected it.
+#[test]
+fn the_best_epoch_is_chosen_on_validation_data_and_the_test_set_is_scored_once() {
+    let device = Device::flex();
+    let dir = tempfile::tempdir().unwrap();
+    let c = TrainConfig {
+        lr: 3e-2,
+        ..cfg(DatasetName::Digits, ModelKind::Mlp, 4)
+    };
+    let s = splits(DatasetName::Digits, &c);
+    let out = fit(
+        &c,
+        &s,
+        &device,
+        &FitOptions {
+            out: Some(dir.path()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let by_val = out
+        .history
+        .epochs
+        .iter()
+        .min_by(|a, b| a.val_loss.total_cmp(&b.val_loss))
+        .unwrap();
+    assert_eq!(out.best.epoch, by_val.epoch, "{:?}", out.history);
+    let (ck, model) = checkpoint::load(dir.path(), &device).unwrap();
+    assert_eq!(ck.meta.best_epoch, by_val.epoch);
+    let v = ck.meta.validation.expect("validation score recorded");
+    assert_eq!((v.samples, v.loss), (s.val.len(), by_val.val_loss));
+    assert_eq!(ck.meta.score.samples, s.test.len());
+    // JSON keeps the score to its last digit or so.
+    assert_eq!(ck.meta.score.accuracy, out.test.accuracy);
+    assert!((ck.meta.score.loss - out.test.loss).abs() < 1e-12);
+    // The recorded test score is that of the saved model, on the test split.
+    let again = quantlab_train::evaluate(&model, &s.test, &device).unwrap();
+    assert!(
+        (again.accuracy - out.test.accuracy).abs() < 1e-12,
+        "{again:?} vs {:?}",
+        out.test
+    );
 }
 
 #[test]
@@ -141,6 +188,8 @@ fn checkpoint_round_trip_gives_identical_logits_and_damage_is_an_error() {
     assert!(err.contains("not a quantlab checkpoint"), "{err}");
 }
 
+/// Only in builds with burn's ndarray backend (`--features ndarray`), which is opt-in.
+#[cfg(feature = "ndarray")]
 #[test]
 fn ndarray_and_flex_train_alike() {
     #[allow(deprecated)]
@@ -155,7 +204,7 @@ fn ndarray_and_flex_train_alike() {
     let a = fit(&c, &s, &Device::flex(), &FitOptions::default()).unwrap();
     let b = fit(&c, &s, &nd, &FitOptions::default()).unwrap();
     assert!(
-        (a.best.test_loss - b.best.test_loss).abs() < 1e-3,
+        (a.best.val_loss - b.best.val_loss).abs() < 1e-3,
         "{:?} vs {:?}",
         a.best,
         b.best
