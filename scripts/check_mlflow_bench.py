@@ -71,8 +71,11 @@ def main():
                  and r.data.tags["mlflow.parentRunId"] == parent.info.run_id
                  and r.data.params.get("method") == row["method"]
                  and r.data.params.get("backend") == row["backend"]
-                 and r.data.params.get("device") == row["device"]]
-        what = f"{row['dataset']}/{row['model']}/{row['method']}/{row['backend']}/{row['device']}"
+                 and r.data.params.get("device") == row["device"]
+                 # quantlab rows come at 1 thread and at every core (the `threads` param).
+                 and r.data.params.get("threads") == str(row["threads"])]
+        what = (f"{row['dataset']}/{row['model']}/{row['method']}/{row['backend']}/{row['device']}"
+                f"/{row['threads']} threads")
         check(len(match) == 1, f"one run for {what} (found {len(match)})")
         if len(match) != 1 or not row["supported"]:
             continue
