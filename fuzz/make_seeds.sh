@@ -38,5 +38,5 @@ for m in mlp cnn; do
   "$q" export "$c/int8_file/seed-digits-$m" --out "$c/onnx/seed-digits-$m-qdq" >/dev/null
 done
 "$q" train --dataset digits --model logreg --epochs 1 --mlflow-dir "$tmp/mlruns" --out "$tmp/lr" >/dev/null
-cp "$(grep -l "name: quantlab train" "$tmp"/mlruns/*/meta.yaml | head -1)" "$c/mlflow_meta/seed-experiment"
+cp "$(grep -l "quantlab train" "$tmp"/mlruns/*/meta.yaml | head -1)" "$c/mlflow_meta/seed-experiment"
 ls -l $c/*/

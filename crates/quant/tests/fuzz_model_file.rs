@@ -118,6 +118,23 @@ fn static_cnn_files_never_panic_or_balloon() {
     );
 }
 
+/// Inputs that once crashed a reader or the engine (`fuzz/`), kept as regression cases.
+#[test]
+fn former_fuzz_crashes_are_refused_or_run() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz_regressions");
+    let cases: Vec<Vec<u8>> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| std::fs::read(e.unwrap().path()).unwrap())
+        .collect();
+    assert!(!cases.is_empty());
+    check_reader(
+        "int8 file (former crashes)",
+        &cases,
+        FIXED,
+        read_prepare_run,
+    );
+}
+
 #[test]
 fn dynamic_mlp_files_never_panic_or_balloon() {
     check(

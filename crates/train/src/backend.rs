@@ -160,17 +160,16 @@ pub fn gpu() -> std::result::Result<&'static (Device, GpuAdapter), String> {
     GPU.get_or_init(|| {
         // Without Vulkan, wgpu may fall back to OpenGL/EGL and panic while probing for an
         // adapter ("Could not lock adapter context"): that too means no usable device.
-        let (device, setup) =
-            std::panic::catch_unwind(|| Device::wgpu_options().init_with_setup())
-                .map_err(|p| {
-                    let why = p
-                        .downcast_ref::<String>()
-                        .map(String::as_str)
-                        .or_else(|| p.downcast_ref::<&str>().copied())
-                        .unwrap_or("a panic while probing for an adapter");
-                    format!("no wgpu device: {why}")
-                })?
-                .map_err(|e| format!("no wgpu device: {e}"))?;
+        let (device, setup) = std::panic::catch_unwind(|| Device::wgpu_options().init_with_setup())
+            .map_err(|p| {
+                let why = p
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| p.downcast_ref::<&str>().copied())
+                    .unwrap_or("a panic while probing for an adapter");
+                format!("no wgpu device: {why}")
+            })?
+            .map_err(|e| format!("no wgpu device: {e}"))?;
         let info = setup.adapter.get_info();
         let adapter = GpuAdapter {
             name: info.name,

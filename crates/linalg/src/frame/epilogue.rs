@@ -99,7 +99,10 @@ impl Epilogue<'_> {
                     let (base, step) = layout.row_base(row0 + r, n);
                     let a = &acc[r * stride..r * stride + n];
                     let q = |j: usize, rq: &Requant| {
-                        (zo + rq.apply(a[j].wrapping_add(offset[j]))).clamp(lo, hi) as u8
+                        // Saturating: a damaged file's requantizer can reach i32::MAX
+                        // (found by fuzzing); the clamp gives the same byte either way.
+                        zo.saturating_add(rq.apply(a[j].wrapping_add(offset[j])))
+                            .clamp(lo, hi) as u8
                     };
                     match (requant.len() == 1, step == 1) {
                         (true, true) => out[base..base + n]
