@@ -19,7 +19,7 @@ use burn::cubecl::ir::settings::{Dim3, KernelSettings};
 use burn::cubecl::ir::{AddressType, ElemType, Scope, UIntKind};
 use burn::cubecl::prelude::*;
 use burn::cubecl::server::{Handle, KernelArguments};
-use burn::cubecl::wgpu::WgpuDevice;
+use burn::cubecl::wgpu::{WgpuBackend, WgpuDevice};
 use burn::cubecl::{CubeKernel, PrecompiledSource};
 
 use std::sync::OnceLock;
@@ -57,11 +57,23 @@ fn dense_source() -> &'static str {
     with_requant(&TEXT, include_str!("dense.wgsl"))
 }
 
-/// The CubeCL client of burn's default wgpu device (the runtime burn itself uses); an
-/// error, not a panic, where the machine has no wgpu device.
+/// The graphics API the kernels run on: the same as `quantlab_train::WGPU_API` (Vulkan on
+/// Linux, where wgpu's OpenGL fallback hangs; wgpu's choice elsewhere), so that they share
+/// the runtime burn's GPU device was brought up on. This crate does not depend on the
+/// training crate; the CLI's tests check that the two agree.
+pub const WGPU_API: WgpuBackend = if cfg!(target_os = "linux") {
+    WgpuBackend::Vulkan
+} else {
+    WgpuBackend::Auto
+};
+
+/// The CubeCL client of quantlab's wgpu device (the runtime burn itself uses); an error,
+/// not a panic, where the machine has no wgpu device.
 fn client() -> Result<burn::cubecl::client::Client> {
-    std::panic::catch_unwind(|| burn::cubecl::Device::Wgpu(WgpuDevice::default()).client())
-        .map_err(|_| GpuError::NoDevice)
+    std::panic::catch_unwind(|| {
+        burn::cubecl::Device::Wgpu(WgpuDevice::default().on(WGPU_API)).client()
+    })
+    .map_err(|_| GpuError::NoDevice)
 }
 
 /// A layer's int8 weights on the device, packed 4 to a word (`[n][k4]`, zero-filled), and

@@ -3,11 +3,11 @@
 
 use std::sync::OnceLock;
 
-use burn::tensor::{Device, DeviceKind};
+use burn::tensor::Device;
+use burn::tensor::wgpu::WgpuBackend;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-#[cfg(not(feature = "ndarray"))]
 use crate::error::TrainError;
 use crate::int8_dot::{Int8Dot, int8_dot};
 
@@ -67,11 +67,11 @@ impl Backend {
                          `cargo xtask bench --features ndarray`"
                     .into(),
             }),
-            Backend::Gpu => Ok(match gpu() {
-                Ok((device, _)) => device.clone(),
-                // No adapter: the lazily created device reports the same error on first use.
-                Err(_) => Device::wgpu(DeviceKind::DefaultDevice),
-            }),
+            // No adapter is an error here, not a lazily created device: that one would
+            // bring wgpu up on its automatic API choice, the one that hangs without Vulkan.
+            Backend::Gpu => gpu()
+                .map(|(device, _)| device.clone())
+                .map_err(TrainError::Backend),
         }
     }
 }
@@ -153,6 +153,18 @@ pub fn autotune_level() -> String {
     format!("{:?}", CubeClRuntimeConfig::get().autotune.level).to_lowercase()
 }
 
+/// The graphics API quantlab's wgpu device runs on. On Linux it is pinned to Vulkan: wgpu's
+/// automatic choice falls back to OpenGL/EGL where there is no Vulkan driver, and there its
+/// background poll panics ("Could not lock adapter context") while the caller waits forever,
+/// so a machine without Vulkan hung instead of reporting "no wgpu device". Elsewhere wgpu
+/// chooses (Metal on macOS, Vulkan or DirectX 12 on Windows). `quantlab_gpu` brings its
+/// kernels up on the same API, so both share one runtime (a test in the CLI checks it).
+pub const WGPU_API: WgpuBackend = if cfg!(target_os = "linux") {
+    WgpuBackend::Vulkan
+} else {
+    WgpuBackend::Auto
+};
+
 /// The GPU device and its adapter, initialised once per process (burn's wgpu runtime can
 /// only be set up once, so this is the one place that does it).
 pub fn gpu() -> std::result::Result<&'static (Device, GpuAdapter), String> {
@@ -160,16 +172,20 @@ pub fn gpu() -> std::result::Result<&'static (Device, GpuAdapter), String> {
     GPU.get_or_init(|| {
         // Without Vulkan, wgpu may fall back to OpenGL/EGL and panic while probing for an
         // adapter ("Could not lock adapter context"): that too means no usable device.
-        let (device, setup) = std::panic::catch_unwind(|| Device::wgpu_options().init_with_setup())
-            .map_err(|p| {
-                let why = p
-                    .downcast_ref::<String>()
-                    .map(String::as_str)
-                    .or_else(|| p.downcast_ref::<&str>().copied())
-                    .unwrap_or("a panic while probing for an adapter");
-                format!("no wgpu device: {why}")
-            })?
-            .map_err(|e| format!("no wgpu device: {e}"))?;
+        let (device, setup) = std::panic::catch_unwind(|| {
+            Device::wgpu_options()
+                .graphics_api(WGPU_API)
+                .init_with_setup()
+        })
+        .map_err(|p| {
+            let why = p
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| p.downcast_ref::<&str>().copied())
+                .unwrap_or("a panic while probing for an adapter");
+            format!("no wgpu device: {why}")
+        })?
+        .map_err(|e| format!("no wgpu device: {e}"))?;
         let info = setup.adapter.get_info();
         let adapter = GpuAdapter {
             name: info.name,

@@ -16,7 +16,7 @@ mod fit;
 mod history;
 mod int8_dot;
 
-pub use backend::{Backend, GpuAdapter, autotune_level, gpu};
+pub use backend::{Backend, GpuAdapter, WGPU_API, autotune_level, gpu};
 pub use checkpoint::{Checkpoint, CheckpointMeta};
 pub use config::{OptimizerKind, TrainConfig};
 pub use error::{Result, TrainError};
