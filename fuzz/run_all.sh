@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs="${1:-1000000}"
-targets="idx_images idx_labels digits_csv int8_file onnx mlflow_meta"
+targets="idx_images idx_labels digits_csv npy int8_file onnx mlflow_meta"
 cargo fuzz build -s none
 for t in $targets; do
   mkdir -p "fuzz/corpus/$t" "fuzz/artifacts/$t"

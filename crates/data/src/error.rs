@@ -132,6 +132,14 @@ pub enum DataError {
         /// The limit, in bytes.
         limit: u64,
     },
+    /// A `.npy` file is not one quantlab can read (header, dtype or values).
+    #[error("{path}: {problem}")]
+    Npy {
+        /// File that failed.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: String,
+    },
     /// The dataset name is not one quantlab knows.
     #[error("unknown dataset {0:?}; known: mnist, fashion-mnist, digits, synthetic")]
     UnknownDataset(String),

@@ -1,5 +1,5 @@
 //! The data readers under structure-aware mutation (`quantlab_testkit::mutate`): IDX images
-//! and labels, raw and gzip'd, and the digits CSV. Seeds are cut from the shipped files (the
+//! and labels, raw and gzip'd, the digits CSV and NumPy `.npy`. Seeds are cut from the shipped files (the
 //! first samples, with the header's count set to match). No input may panic a reader or make
 //! it allocate more than ten times its size plus a fixed bound; every refusal must say
 //! something. The `fuzz/` crate runs the same readers under libFuzzer for longer.
@@ -10,8 +10,9 @@ use std::path::{Path, PathBuf};
 use quantlab_data::bytes::decode_maybe_gz;
 use quantlab_data::digits::digits_from_bytes;
 use quantlab_data::idx::{images_from_bytes, labels_from_bytes};
+use quantlab_data::npy::{Npy, encode};
 use quantlab_testkit::check_reader;
-use quantlab_testkit::mutate::{Field, cases};
+use quantlab_testkit::mutate::{Field, cases, json_number_cases};
 
 #[global_allocator]
 static ALLOC: quantlab_testkit::PeakAlloc = quantlab_testkit::PeakAlloc;
@@ -116,6 +117,38 @@ fn digits_csv_never_panics_or_balloons() {
         digits_from_bytes(&decode_maybe_gz(b.to_vec(), p)?, p)
     });
     assert!(o.accepted >= 1 && o.refused > 0, "{o:?}");
+}
+
+/// `.npy` features (u8 images as NumPy saves them, f32 as quantlab writes them) and int64
+/// labels: the header's version byte and length field, every number in its shape, and
+/// random mutations; whatever parses is converted as the commands convert it.
+#[test]
+fn npy_never_panics_or_balloons() {
+    let images = idx_prefix(&shipped("mnist/t10k-images-idx3-ubyte.gz"), 3, 2)[16..].to_vec();
+    let floats: Vec<f32> = images.iter().map(|&v| v as f32 / 255.0).collect();
+    let labels: Vec<i64> = (0..32).map(|i| i % 10).collect();
+    let seeds = [
+        encode(&[2, 1, 28, 28], &images),
+        encode(&[2, 784], &floats),
+        encode(&[32], &labels),
+    ];
+    let p = Path::new("x.npy");
+    let fields = [Field::le(6, 1), Field::le(8, 2)];
+    for (i, seed) in seeds.iter().enumerate() {
+        let hlen = u16::from_le_bytes([seed[8], seed[9]]) as usize;
+        let mut all = cases(seed, &fields, RANDOM, 10 + i as u64);
+        all.extend(json_number_cases(seed, 10..10 + hlen));
+        let o = check_reader("npy", &all, FIXED, |b| {
+            let n = Npy::from_bytes(b.to_vec(), p)?;
+            n.to_f32(p)?;
+            // The last seed holds labels.
+            if i == 2 {
+                n.to_labels(p, 10)?;
+            }
+            Ok::<_, quantlab_data::DataError>(())
+        });
+        assert!(o.accepted >= 1 && o.refused > o.cases / 2, "{o:?}");
+    }
 }
 
 /// A gzip member that expands past the limit is refused, naming the limit, without holding

@@ -55,6 +55,7 @@ mod yaml;
 pub use error::Error;
 pub use ids::{ExperimentId, RunId};
 pub use location::{DEFAULT_DIR, ENV_VAR, resolve_store_dir, resolve_store_dir_from};
+pub use meta::experiment_meta_from_bytes;
 pub use run::Run;
 pub use status::Status;
 pub use store::Store;

@@ -84,6 +84,17 @@ impl ExperimentMeta {
     }
 }
 
+/// Parses the bytes of an experiment meta.yaml (`path` names it in errors) as
+/// [`crate::Store`] reads one from disk, returning the experiment's id and name: the reader
+/// without the file system, for the fuzz target that runs it a million times.
+pub fn experiment_meta_from_bytes(
+    path: &Path,
+    bytes: &[u8],
+) -> Result<(ExperimentId, String), Error> {
+    let text = std::str::from_utf8(bytes).map_err(|_| malformed(path, "not UTF-8"))?;
+    ExperimentMeta::from_yaml(path, text).map(|m| (m.id, m.name))
+}
+
 /// A run's meta.yaml.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct RunMeta {
