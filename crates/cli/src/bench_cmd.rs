@@ -102,13 +102,18 @@ pub fn run(args: BenchArgs) -> Result<()> {
     );
     if let Some((store, root)) = args.mlflow.open() {
         match quantlab_bench::tracking::record_bench(&store, &args.config, &dir, &results) {
-            Ok(r) => println!(
-                "MLflow: {} runs in experiment \"{}\" of {}; open them with\n  {}",
-                r.runs,
-                r.experiment,
-                root.display(),
-                quantlab_bench::tracking::ui_command(&root)
-            ),
+            Ok(r) => {
+                println!(
+                    "MLflow: {} runs in experiment \"{}\" of {}; open them with\n  {}",
+                    r.runs,
+                    r.experiment,
+                    root.display(),
+                    quantlab_bench::tracking::ui_command(&root)
+                );
+                if let Some(server) = args.mlflow.server() {
+                    crate::mlflow_args::send(&server, &store, &root, &r.experiment);
+                }
+            }
             Err(e) => crate::mlflow_args::warn(&e),
         }
     }

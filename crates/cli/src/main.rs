@@ -10,6 +10,7 @@ mod mlflow_args;
 mod model_file;
 mod quantize_cmd;
 mod time_cmd;
+mod track_cmd;
 mod train_cmd;
 
 use std::path::PathBuf;
@@ -49,7 +50,7 @@ enum Command {
         #[arg(long, default_value_t = 1000)]
         npy_train: usize,
     },
-    /// Train a model and save its best checkpoint (lowest test loss).
+    /// Train a model and save its best checkpoint (lowest validation loss).
     Train(train_cmd::TrainArgs),
     /// Quantize a trained checkpoint (naive, naive-fixed, burn-weights, dynamic, static).
     Quantize(quantize_cmd::QuantizeArgs),
@@ -66,6 +67,11 @@ enum Command {
     Time(time_cmd::TimeArgs),
     /// Export a model file (f32 or static int8) as ONNX (QDQ, or TensorRT's form).
     Export(export_cmd::ExportArgs),
+    /// MLflow: send the file store's runs to a tracking server (`track push`).
+    Track {
+        #[command(subcommand)]
+        cmd: track_cmd::TrackCmd,
+    },
     /// Print the layers, dtypes, shapes, scales and size of an int8 file, or the graph of
     /// an .onnx file.
     Inspect {
@@ -94,6 +100,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench_cmd::run(args),
         Command::Time(args) => time_cmd::run(args),
         Command::Plots { run } => bench_cmd::plots_run(run),
+        Command::Track { cmd } => track_cmd::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

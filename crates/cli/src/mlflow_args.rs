@@ -1,12 +1,17 @@
-//! `--mlflow-dir` / `--no-mlflow`, shared by `train`, `quantize` and `bench`: every run is
-//! also recorded in an MLflow file store unless switched off, and a store that cannot be
-//! written is one warning line, never a failed run.
+//! `--mlflow-dir` / `--mlflow-uri` / `--no-mlflow`, shared by `train`, `quantize` and
+//! `bench`: every run is also recorded in an MLflow file store unless switched off, and
+//! sent to a tracking server when one is named (`--mlflow-uri` or `MLFLOW_TRACKING_URI`).
+//! A store that cannot be written or a server that cannot be reached is one warning line,
+//! never a failed run; runs a server did not get stay in the store for `quantlab track push`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 use quantlab_bench::tracking;
-use quantlab_track::{Run, Status, Store, resolve_store_dir};
+use quantlab_track::{Run, Server, Status, Store, is_server_uri, resolve_store_dir};
+
+/// MLflow's variable naming the tracking server (or store) its clients log to.
+pub const TRACKING_URI_VAR: &str = "MLFLOW_TRACKING_URI";
 
 /// Where (and whether) runs are recorded in MLflow.
 #[derive(Debug, Clone, Args)]
@@ -14,12 +19,68 @@ pub struct MlflowArgs {
     /// MLflow file store to record the run in (default: $QUANTLAB_MLFLOW_DIR, else ./mlruns).
     #[arg(long)]
     mlflow_dir: Option<PathBuf>,
+    /// MLflow tracking server to send the runs to, http(s)://host:port (default:
+    /// $MLFLOW_TRACKING_URI when it is one). Runs are recorded in the file store first and
+    /// sent when the command ends; credentials come from MLFLOW_TRACKING_USERNAME/_PASSWORD
+    /// or MLFLOW_TRACKING_TOKEN.
+    #[arg(long)]
+    mlflow_uri: Option<String>,
     /// Do not record the run in MLflow.
-    #[arg(long, conflicts_with = "mlflow_dir")]
+    #[arg(long, conflicts_with_all = ["mlflow_dir", "mlflow_uri"])]
     no_mlflow: bool,
 }
 
+/// The tracking server named by `flag`, else by `MLFLOW_TRACKING_URI` when that is an
+/// http(s) URI (MLflow's other forms, a path or `file:`, name a file store: use
+/// `--mlflow-dir`). `None` when there is none; a bad URI is a warning and `None`.
+pub fn server(flag: Option<&str>) -> Option<Server> {
+    let uri = match flag {
+        Some(u) => u.to_owned(),
+        None => std::env::var(TRACKING_URI_VAR)
+            .ok()
+            .filter(|u| is_server_uri(u))?,
+    };
+    match Server::new(&uri) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            eprintln!("warning: MLflow server not used: {e}");
+            None
+        }
+    }
+}
+
+/// Sends `experiment`'s runs that `server` does not have yet, printing one line either way.
+pub fn send(server: &Server, store: &Store, root: &Path, experiment: &str) {
+    let t = std::time::Instant::now();
+    match store.push(server, Some(experiment)) {
+        Ok(r) => println!(
+            "MLflow: {} runs ({} metric values, {} artifacts) sent to {} in {:.1} s, \
+             experiment \"{experiment}\"",
+            r.sent,
+            r.metrics,
+            r.artifacts,
+            server.uri(),
+            t.elapsed().as_secs_f64()
+        ),
+        Err(e) => eprintln!(
+            "warning: {e}; the runs are kept in {}: send them later with \
+             `quantlab track push --uri {} --mlflow-dir {}`",
+            root.display(),
+            server.uri(),
+            root.display()
+        ),
+    }
+}
+
 impl MlflowArgs {
+    /// The tracking server to send runs to, if any (see [`server`]).
+    pub fn server(&self) -> Option<Server> {
+        if self.no_mlflow {
+            return None;
+        }
+        server(self.mlflow_uri.as_deref())
+    }
+
     /// The open store and its folder, or `None` when switched off or unwritable (warned).
     pub fn open(&self) -> Option<(Store, PathBuf)> {
         if self.no_mlflow {
@@ -69,10 +130,15 @@ pub fn record(
         Ok(id)
     };
     match go() {
-        Ok(id) => println!(
-            "MLflow: run {id} in experiment \"{experiment}\" of {}",
-            root.display()
-        ),
+        Ok(id) => {
+            println!(
+                "MLflow: run {id} in experiment \"{experiment}\" of {}",
+                root.display()
+            );
+            if let Some(server) = args.server() {
+                send(&server, &store, &root, experiment);
+            }
+        }
         Err(e) => warn(&e),
     }
 }

@@ -176,12 +176,20 @@ mod tests {
         if ci() {
             // Under CI the rule panics; that branch is what `missing` asserts.
             let r = std::panic::catch_unwind(|| {
-                existing_dir("t", &[PathBuf::from("/nonexistent/q")], "a folder")
+                existing_dir(
+                    "testkit self-test",
+                    &[PathBuf::from("/nonexistent/q")],
+                    "a folder",
+                )
             });
             assert!(r.is_err());
         } else {
             assert_eq!(
-                existing_dir("t", &[PathBuf::from("/nonexistent/q")], "a folder"),
+                existing_dir(
+                    "testkit self-test",
+                    &[PathBuf::from("/nonexistent/q")],
+                    "a folder"
+                ),
                 None
             );
         }

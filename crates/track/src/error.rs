@@ -96,6 +96,27 @@ pub enum Error {
         reason: String,
     },
 
+    /// A tracking server could not be reached (connection, timeout, 429/5xx after the
+    /// retries, or an answer that is not MLflow's).
+    #[error("MLflow server {uri} unreachable: {reason}")]
+    Unreachable {
+        /// Server URI, without credentials.
+        uri: String,
+        /// What happened.
+        reason: String,
+    },
+    /// A tracking server refused a call (4xx), with MLflow's error code and message.
+    #[error("MLflow server {uri} refused: {message} (HTTP {status} {code})")]
+    Server {
+        /// Server URI, without credentials.
+        uri: String,
+        /// HTTP status (0 when refused before any request).
+        status: u16,
+        /// MLflow's `error_code`, e.g. `INVALID_PARAMETER_VALUE`.
+        code: String,
+        /// MLflow's message.
+        message: String,
+    },
     /// A caller-supplied argument conflicts with another one.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),

@@ -130,7 +130,6 @@ impl RunMeta {
     }
 
     /// Reads a run meta.yaml at `path` (for errors), as MLflow's `_read_persisted_run_info_dict`.
-    #[cfg(test)]
     pub(crate) fn from_yaml(path: &Path, text: &str) -> Result<RunMeta, Error> {
         #[derive(Deserialize)]
         struct Fields {
