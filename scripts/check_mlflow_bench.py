@@ -1,19 +1,23 @@
 #!/usr/bin/env python3
-"""Open quantlab's MLflow file store with MLflow itself and compare it with bench.json.
+"""Open quantlab's MLflow records with MLflow itself and compare them with bench.json.
 
-usage: check_mlflow_bench.py MLRUNS_DIR RUN_DIR
+usage: check_mlflow_bench.py MLRUNS_DIR|http://HOST:PORT RUN_DIR
+
+The first argument is quantlab's file store or a tracking server it sent the runs to.
 
 Every row of RUN_DIR/bench.json must be a run of the bench's experiment (found with
 mlflow.search_runs), child of its model's run, with every measured metric equal to the
 row's value, the per-layer SQNR history equal to the row's layers, and the model runs'
 per-epoch curves equal to the training history. Prints 'N passed, N failed' and exits 1 on
-any failure. Needs `mlflow` (MLflow 3.13+ opens a file store only with
+any failure. Each model run's REPORT.md artifact must download with the bytes of
+RUN_DIR/REPORT.md and each int8 row's model file must be listed. Needs `mlflow` (MLflow 3.13+ opens a file store only with
 MLFLOW_ALLOW_FILE_STORE=true, which this script sets).
 """
 import json
 import math
 import os
 import sys
+import tempfile
 
 os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
 import mlflow  # noqa: E402
@@ -32,7 +36,7 @@ def close(a, b):
 def main():
     store, run_dir = sys.argv[1:3]
     bench = json.load(open(os.path.join(run_dir, "bench.json")))
-    uri = "file://" + os.path.abspath(store)
+    uri = store if store.startswith(("http://", "https://")) else "file://" + os.path.abspath(store)
     mlflow.set_tracking_uri(uri)
     client = MlflowClient(uri)
     stem = "bench"
@@ -53,11 +57,19 @@ def main():
             bad += 1
             print(f"FAIL {what}")
 
+    report = open(os.path.join(run_dir, "REPORT.md"), "rb").read()
     for c in bench["curves"]:
         p = parents.get((c["dataset"], c["model"]))
         check(p is not None, f"model run {c['dataset']}/{c['model']}")
         if p is None:
             continue
+        names = [a.path for a in client.list_artifacts(p.info.run_id)]
+        check("REPORT.md" in names, f"{c['dataset']}/{c['model']} REPORT.md artifact ({names})")
+        if "REPORT.md" in names:
+            with tempfile.TemporaryDirectory() as d:
+                got = client.download_artifacts(p.info.run_id, "REPORT.md", d)
+                check(open(got, "rb").read() == report,
+                      f"{c['dataset']}/{c['model']} REPORT.md downloads as written")
         hist = client.get_metric_history(p.info.run_id, "val_loss")
         got = {m.step: m.value for m in hist}
         for e in c["history"]["epochs"]:
@@ -80,6 +92,9 @@ def main():
         if len(match) != 1 or not row["supported"]:
             continue
         r = match[0]
+        if row["backend"] == "quantlab" and row["method"] != "f32":
+            models = [a.path for a in client.list_artifacts(r.info.run_id, "model")]
+            check(any(m.endswith(".safetensors") for m in models), f"{what} model artifact")
         for k in METRICS:
             if row.get(k) is None:
                 continue
