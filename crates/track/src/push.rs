@@ -94,10 +94,17 @@ fn append(path: &Path, e: &Entry) -> Result<(), Error> {
     fsio::append(path, line.as_bytes())
 }
 
-/// Concurrent requests while pushing: a tracking server answers several at once (its
-/// artifact uploads are file writes), and one request at a time made a quick bench's push
-/// take half as long as the bench.
+/// Runs sent at once by default: a remote server answers several requests at once (its
+/// artifact uploads are file writes), and network latency adds up one request at a time.
+/// `QUANTLAB_MLFLOW_WORKERS` overrides it (1 to 64).
 const WORKERS: usize = 4;
+
+fn workers() -> usize {
+    std::env::var("QUANTLAB_MLFLOW_WORKERS")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .map_or(WORKERS, |n| n.clamp(1, 64))
+}
 
 /// What the workers share.
 struct Shared<'a> {
@@ -188,12 +195,12 @@ impl Shared<'_> {
         Ok(())
     }
 
-    /// `runs` on [`WORKERS`] threads; the first error stops them all.
+    /// `runs` on [`workers`] threads; the first error stops them all.
     fn push_all(&self, runs: &[LocalRun]) -> Result<(), Error> {
         let next = AtomicUsize::new(0);
         let first_error: Mutex<Option<Error>> = Mutex::new(None);
         std::thread::scope(|s| {
-            for _ in 0..WORKERS.min(runs.len()) {
+            for _ in 0..workers().min(runs.len()) {
                 s.spawn(|| {
                     while !self.failed.load(Ordering::Relaxed) {
                         let i = next.fetch_add(1, Ordering::Relaxed);
