@@ -29,6 +29,11 @@
 //! # Ok(()) }
 //! ```
 //!
+//! A team's **tracking server** gets the same runs afterwards: [`Store::push`] sends every
+//! run of the store that a [`Server`] (MLflow's REST API) does not have yet, idempotently
+//! (`quantlab-push.jsonl` in the store remembers what each server got), so a server that
+//! was down loses nothing.
+//!
 //! Tracking is usually optional to the program doing the work: every error names the path
 //! or the name it concerns on one line, so a caller can print it as a warning and go on.
 //! Several threads and processes may write to one store at once (see [`Store::experiment`]
