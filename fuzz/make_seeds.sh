@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 q="${CARGO_TARGET_DIR:-target}/debug/quantlab"
 c=fuzz/corpus
-mkdir -p $c/idx_images $c/idx_labels $c/digits_csv $c/int8_file $c/onnx $c/mlflow_meta
+mkdir -p $c/idx_images $c/idx_labels $c/digits_csv $c/npy $c/int8_file $c/onnx $c/mlflow_meta
 python3 - <<'PY'
 import gzip, struct
 c = "fuzz/corpus"
@@ -26,6 +26,17 @@ for name, raw in [("idx_images", prefix("data/mnist/t10k-images-idx3-ubyte.gz", 
 rows = gzip.open("data/digits/digits.csv.gz").read().split(b"\n")[:10]
 open(f"{c}/digits_csv/seed-rows", "wb").write(b"\n".join(rows) + b"\n")
 open(f"{c}/digits_csv/seed-gz", "wb").write(gzip.compress(b"\n".join(rows), mtime=0))
+def npy(descr, shape, body, version=1):
+    dims = ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else "")
+    h = "{'descr': '%s', 'fortran_order': False, 'shape': (%s), }" % (descr, dims)
+    h += " " * ((64 - (10 + len(h) + 1) % 64) % 64) + "\n"
+    size = struct.pack("<H", len(h)) if version == 1 else struct.pack("<I", len(h))
+    return b"\x93NUMPY" + bytes([version, 0]) + size + h.encode() + body
+imgs = gzip.open("data/mnist/t10k-images-idx3-ubyte.gz").read()[16:16 + 2 * 784]
+open(f"{c}/npy/seed-u8-images", "wb").write(npy("|u1", (2, 1, 28, 28), imgs))
+open(f"{c}/npy/seed-f4-images", "wb").write(npy("<f4", (2, 784), struct.pack("<1568f", *[b / 255 for b in imgs])))
+open(f"{c}/npy/seed-i8-labels", "wb").write(npy("<i8", (32,), struct.pack("<32q", *[i % 10 for i in range(32)])))
+open(f"{c}/npy/seed-be-v2", "wb").write(npy(">i2", (3,), struct.pack(">3h", -2, 5, 0), version=2))
 fix = open("crates/onnx/src/fixture_onnx_helper.in").read()
 body = fix[fix.index("[") + 1: fix.rindex("]")]
 open(f"{c}/onnx/seed-onnx-helper", "wb").write(bytes(int(x, 16) for x in body.replace("\n", " ").split(",") if x.strip()))
