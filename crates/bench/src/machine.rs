@@ -25,6 +25,13 @@ pub struct Machine {
     /// Peak int8 multiply-accumulates per cycle and core on the int8 path in use.
     #[serde(default)]
     pub int8_macs_per_cycle: f64,
+    /// Measured f32 GMAC/s of one core (the f32 kernels' FMA loop, pinned; 0 where not
+    /// measured): what the report's "% of peak" divides by.
+    #[serde(default)]
+    pub f32_peak_gmacs: f64,
+    /// Measured int8 GMAC/s of one core on the int8 path in use (0 where not measured).
+    #[serde(default)]
+    pub int8_peak_gmacs: f64,
 }
 
 impl Machine {
@@ -57,6 +64,7 @@ impl Machine {
             .map_or(0.0, |mhz| mhz / 1000.0);
         let (f32_macs_per_cycle, int8_macs_per_cycle) =
             kernel.nominal_macs_per_cycle(cpu.contains("AMD"));
+        let peak = crate::measure::pinned(|| quantlab_linalg::peak::measure(kernel));
         Self {
             cpu,
             cpus,
@@ -65,7 +73,25 @@ impl Machine {
             clock_ghz,
             f32_macs_per_cycle,
             int8_macs_per_cycle,
+            f32_peak_gmacs: peak.f32_gmacs.unwrap_or(0.0),
+            int8_peak_gmacs: peak.int8_gmacs.unwrap_or(0.0),
         }
+    }
+
+    /// The `(f32, int8)` GMAC/s a layer's rate is a share of: measured where it was, else
+    /// the nominal clock times the nominal MACs per cycle (0 when unknown).
+    pub fn peaks_gmacs(&self) -> (f64, f64) {
+        let or_nominal = |measured: f64, per_cycle: f64| {
+            if measured > 0.0 {
+                measured
+            } else {
+                self.clock_ghz * per_cycle
+            }
+        };
+        (
+            or_nominal(self.f32_peak_gmacs, self.f32_macs_per_cycle),
+            or_nominal(self.int8_peak_gmacs, self.int8_macs_per_cycle),
+        )
     }
 }
 

@@ -95,6 +95,20 @@ pub fn csv(rows: &[Row]) -> String {
     s
 }
 
+/// A layer's rate `g` and its share of `peak` (GMAC/s): never above 100%, a rate at or over
+/// the peak marked `*`.
+fn share(g: f64, peak: f64) -> String {
+    if !(peak > 0.0 && g.is_finite()) {
+        return format!("{g:.1}");
+    }
+    let pct = 100.0 * g / peak;
+    if pct >= 100.0 {
+        format!("{g:.1} (100%*)")
+    } else {
+        format!("{g:.1} ({pct:.0}%)")
+    }
+}
+
 fn times(v: Option<f64>) -> String {
     // Two decimals, or four where that would print a slow-down as 0.00x.
     v.map_or("-".into(), |v| {
@@ -244,19 +258,27 @@ pub fn markdown(r: &Results) -> String {
             );
             if !q.layers.is_empty() {
                 let mc = &m.machine;
+                let (f32_peak, int8_peak) = mc.peaks_gmacs();
+                let source = |measured: f64| {
+                    if measured > 0.0 {
+                        "measured"
+                    } else {
+                        "nominal"
+                    }
+                };
                 let _ = writeln!(
                     s,
-                    "\nPer layer ({}), error and speed at batch 64, one thread, each layer on its own (convolutions unfused from their pooling); GMAC/s and the share of this core's peak at its nominal clock ({:.2} GHz x {} f32 / {} int8 MACs per cycle, see machine.rs; boost clocks run above it, so a layer at the limit shows over 100%):\n\n| node | layer | SQNR dB | cosine | MMAC | f32 us | f32 GMAC/s (% peak) | int8 us | int8 GMAC/s (% peak) |\n|---|---|---|---|---|---|---|---|---|",
-                    q.method, mc.clock_ghz, mc.f32_macs_per_cycle, mc.int8_macs_per_cycle
+                    "\nPer layer ({}), error and speed at batch 64, one thread, each layer on its own (convolutions unfused from their pooling); GMAC/s and the share of one core's peak: f32 {:.1} GMAC/s ({}), int8 {:.1} GMAC/s ({}); measured peaks come from the kernels' inner instructions in a throughput loop on this core, nominal ones from the clock ({:.2} GHz) and the instruction set. A share at 100% marked `*` ran at or above the measured peak (timing noise):\n\n| node | layer | SQNR dB | cosine | MMAC | f32 us | f32 GMAC/s (% peak) | int8 us | int8 GMAC/s (% peak) |\n|---|---|---|---|---|---|---|---|---|",
+                    q.method,
+                    f32_peak,
+                    source(mc.f32_peak_gmacs),
+                    int8_peak,
+                    source(mc.int8_peak_gmacs),
+                    mc.clock_ghz
                 );
-                let rate = |macs: usize, us: f64, per_cycle: f64| {
+                let rate = |macs: usize, us: f64, peak: f64| {
                     let g = (macs * quantlab_quant::report::TIMING_BATCH) as f64 / us / 1e3;
-                    let peak = mc.clock_ghz * per_cycle;
-                    if peak > 0.0 && us > 0.0 {
-                        format!("{g:.1} ({:.0}%)", 100.0 * g / peak)
-                    } else {
-                        format!("{g:.1}")
-                    }
+                    share(g, peak)
                 };
                 for l in &q.layers {
                     let _ = writeln!(
@@ -268,9 +290,9 @@ pub fn markdown(r: &Results) -> String {
                         l.cosine,
                         l.macs as f64 / 1e6,
                         l.f32_us,
-                        rate(l.macs, l.f32_us, mc.f32_macs_per_cycle),
+                        rate(l.macs, l.f32_us, f32_peak),
                         l.int8_us,
-                        rate(l.macs, l.int8_us, mc.int8_macs_per_cycle)
+                        rate(l.macs, l.int8_us, int8_peak)
                     );
                 }
             }
@@ -458,4 +480,17 @@ pub fn sweep_markdown(points: &[SweepPoint]) -> String {
         }
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_share_of_the_peak_never_reads_above_100_percent() {
+        assert_eq!(share(25.0, 50.0), "25.0 (50%)");
+        assert_eq!(share(50.0, 50.0), "50.0 (100%*)");
+        assert_eq!(share(61.0, 50.0), "61.0 (100%*)");
+        assert_eq!(share(3.0, 0.0), "3.0");
+    }
 }

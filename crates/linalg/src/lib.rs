@@ -23,6 +23,7 @@ pub mod error;
 pub mod frame;
 pub mod ops;
 pub mod path;
+pub mod peak;
 #[cfg(test)]
 mod testing;
 #[cfg(target_arch = "x86_64")]
@@ -38,3 +39,4 @@ pub use frame::sgemm::PackedF32;
 pub use frame::weights::{PackedI8, QWeights};
 pub use ops::{Clamp, Ops, Requantizer, quantize_u8};
 pub use path::{KERNEL_ENV, KernelPath};
+pub use peak::Peak;

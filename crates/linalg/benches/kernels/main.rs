@@ -131,28 +131,26 @@ fn median_secs(mut f: impl FnMut()) -> f64 {
     v[v.len() / 2]
 }
 
-/// Nominal clock from /proc/cpuinfo (GHz), if readable.
-fn clock_ghz() -> Option<f64> {
-    let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
-    let mhz: f64 = info
-        .lines()
-        .find(|l| l.starts_with("cpu MHz"))?
-        .split(':')
-        .nth(1)?
-        .trim()
-        .parse()
-        .ok()?;
-    Some(mhz / 1000.0)
-}
-
 fn summary() {
-    let ghz = clock_ghz();
-    let peak_gmacs = ghz.map(|g| 64.0 * g);
-    println!(
-        "\nsummary (single thread; peak = 64 int8 MACs/cycle x {:.2} GHz = {} GMAC/s)",
-        ghz.unwrap_or(0.0),
-        peak_gmacs.map_or("?".into(), |p| format!("{p:.0}"))
-    );
+    // Each path's own peak, measured on this core (quantlab_linalg::peak).
+    let peaks: Vec<(KernelPath, quantlab_linalg::Peak)> = paths()
+        .into_iter()
+        .map(|p| (p, quantlab_linalg::peak::measure(p)))
+        .collect();
+    println!("\nsummary (single thread; \"of peak\": of the path's measured peak on this core)");
+    for (p, pk) in &peaks {
+        let g = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.1}"));
+        println!(
+            "peak {}: f32 {} GMAC/s, int8 {} GMAC/s",
+            p.as_str(),
+            g(pk.f32_gmacs),
+            g(pk.int8_gmacs)
+        );
+    }
+    let peak_of = |p: KernelPath| peaks.iter().find(|(q, _)| *q == p).map(|(_, pk)| *pk);
+    let pct = |gmacs: f64, peak: Option<f64>| {
+        peak.map_or("-".into(), |pk| format!("{:.1}%", 100.0 * gmacs / pk))
+    };
     println!(
         "{:<20} {:<12} {:>10} {:>9} {:>10} {:>9}",
         "shape", "path", "time us", "GOPS", "vs f32", "of peak"
@@ -183,7 +181,7 @@ fn summary() {
                 t * 1e6,
                 2.0 * macs / t / 1e9,
                 tf / t,
-                "-"
+                pct(macs / t / 1e9, peak_of(p).and_then(|pk| pk.f32_gmacs))
             );
         }
         let mut yq = vec![0u8; c.m * c.n];
@@ -198,7 +196,7 @@ fn summary() {
                 t * 1e6,
                 2.0 * gmacs,
                 tf / t,
-                peak_gmacs.map_or("?".into(), |pk| format!("{:.1}%", 100.0 * gmacs / pk))
+                pct(gmacs, peak_of(p).and_then(|pk| pk.int8_gmacs))
             );
         }
     }
