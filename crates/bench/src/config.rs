@@ -107,6 +107,16 @@ pub struct QuickSettings {
     pub max_reps: usize,
     /// Time budget per latency measurement.
     pub time_budget_s: f64,
+    /// Timing rounds.
+    #[serde(default = "default_rounds")]
+    pub rounds: usize,
+}
+
+/// The most timing rounds a config may ask for.
+pub const MAX_ROUNDS: usize = 100;
+
+fn default_rounds() -> usize {
+    5
 }
 
 /// The calibration sweep (`[calib_sweep]`): how much calibration data is enough.
@@ -156,8 +166,13 @@ pub struct BenchConfig {
     pub min_reps: usize,
     /// Most timed runs.
     pub max_reps: usize,
-    /// Time budget per latency measurement (seconds).
+    /// Time budget per latency measurement (seconds), spread over the rounds.
     pub time_budget_s: f64,
+    /// Timing rounds: the rows of one model are timed interleaved, each round running every
+    /// row once in a rotating order; latencies are the median over rounds, speed-ups the
+    /// median of per-round ratios with their min-max spread.
+    #[serde(default = "default_rounds")]
+    pub rounds: usize,
     /// Training per dataset (`mnist`), or per dataset and model (`"mnist/mlp"`, which wins).
     pub train: BTreeMap<String, TrainSettings>,
     /// `--quick` overrides.
@@ -201,14 +216,16 @@ impl BenchConfig {
             }
         }
         if cfg.calib == 0
+            || !(1..=MAX_ROUNDS).contains(&cfg.rounds)
+            || !(1..=MAX_ROUNDS).contains(&cfg.quick.rounds)
             || cfg.min_reps == 0
             || cfg.max_reps < cfg.min_reps
             || cfg.time_budget_s.is_nan()
             || cfg.time_budget_s <= 0.0
         {
-            return Err(bad(
-                "calib and min_reps must be >= 1, max_reps >= min_reps, time_budget_s > 0".into(),
-            ));
+            return Err(bad(format!(
+                "calib and min_reps must be >= 1, rounds 1 to {MAX_ROUNDS}, max_reps >= min_reps, time_budget_s > 0"
+            )));
         }
         if let Some(sw) = &cfg.calib_sweep {
             for key in &sw.pairs {
@@ -280,6 +297,7 @@ impl BenchConfig {
         self.min_reps = q.min_reps;
         self.max_reps = q.max_reps;
         self.time_budget_s = q.time_budget_s;
+        self.rounds = q.rounds;
         for t in self.train.values_mut() {
             t.epochs = q.epochs;
         }

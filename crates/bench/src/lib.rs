@@ -17,6 +17,7 @@ pub mod error;
 pub mod machine;
 pub mod measure;
 pub mod plots;
+pub mod rounds;
 pub mod row;
 pub mod run;
 pub mod summary;

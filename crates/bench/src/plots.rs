@@ -85,10 +85,16 @@ pub fn draw_all(dir: &Path, r: &Results) -> Result<Vec<PathBuf>> {
             &out.join(format!("accuracy_vs_size-{ds}")),
             |a: &DrawingArea<_, Shift>| accuracy_vs_size(a, ds, &rows)
         )?);
+        // Every thread count: burn runs at rayon's, quantlab's bars pick one thread.
+        let timed: Vec<&Row> = r
+            .rows
+            .iter()
+            .filter(|x| &x.dataset == ds && x.supported)
+            .collect();
         for (batch, idx) in [(1, 0), (64, 1)] {
             files.extend(render!(
                 &out.join(format!("latency_b{batch}-{ds}")),
-                |a: &DrawingArea<_, Shift>| latency(a, ds, &rows, batch, idx)
+                |a: &DrawingArea<_, Shift>| latency(a, ds, &timed, batch, idx)
             )?);
         }
         let mut models: Vec<String> = rows.iter().map(|x| x.model.clone()).collect();
@@ -233,8 +239,9 @@ fn accuracy_vs_size<DB: DrawingBackend>(
     Ok(())
 }
 
-/// Bars per model: quantlab f32, quantlab static int8 (best accuracy), burn flex, burn ndarray
-/// (when built).
+/// Bars per model: quantlab f32, quantlab static int8 (best accuracy), both at one thread,
+/// burn flex, burn ndarray (when built), at the thread count burn ran with (in the legend);
+/// error bars span the row's min-max over the timing rounds.
 fn latency<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     ds: &str,
@@ -252,41 +259,55 @@ fn latency<DB: DrawingBackend>(
             x.latency_b64_us
         }
     };
+    let rounds = |x: &Row| -> Option<(f64, f64)> {
+        let r = if idx == 0 {
+            &x.latency_b1_rounds_us
+        } else {
+            &x.latency_b64_rounds_us
+        };
+        (r.len() > 1).then(|| {
+            r.iter()
+                .fold((f64::INFINITY, 0f64), |(lo, hi), &v| (lo.min(v), hi.max(v)))
+        })
+    };
     let series = [
         "quantlab f32",
         "quantlab int8 (static)",
         "burn flex f32",
         "burn ndarray f32",
     ];
-    let pick = |m: &str, s: usize| -> Option<f64> {
+    let pick_row = |m: &str, s: usize| -> Option<&Row> {
         let f = |x: &&&Row| x.model == m;
-        match s {
-            0 => rows
-                .iter()
-                .filter(f)
-                .find(|x| x.is_reference())
-                .map(|x| lat(x)),
+        let found = match s {
+            0 => rows.iter().filter(f).find(|x| x.is_reference()),
             1 => rows
                 .iter()
                 .filter(f)
-                .filter(|x| x.method.starts_with("static-") && x.device == "cpu")
-                .max_by(|a, b| a.accuracy.total_cmp(&b.accuracy))
-                .map(|x| lat(x)),
+                .filter(|x| {
+                    x.method.starts_with("static-") && x.backend == "quantlab" && x.threads == 1
+                })
+                .max_by(|a, b| a.accuracy.total_cmp(&b.accuracy)),
             2 => rows
                 .iter()
                 .filter(f)
-                .find(|x| x.method == "f32" && x.backend == "burn-flex")
-                .map(|x| lat(x)),
+                .find(|x| x.method == "f32" && x.backend == "burn-flex" && x.device == "cpu"),
             _ => rows
                 .iter()
                 .filter(f)
-                .find(|x| x.method == "f32" && x.backend == "burn-ndarray")
-                .map(|x| lat(x)),
-        }
+                .find(|x| x.method == "f32" && x.backend == "burn-ndarray"),
+        };
+        found.map(|x| &**x)
     };
+    let pick = |m: &str, s: usize| pick_row(m, s).map(lat);
     let vals: Vec<f64> = models
         .iter()
-        .flat_map(|m| (0..4).filter_map(move |s| pick(m, s)))
+        .flat_map(|m| {
+            (0..4).flat_map(move |s| {
+                let r = pick_row(m, s);
+                [r.map(lat), r.and_then(rounds).map(|(_, hi)| hi)]
+            })
+        })
+        .flatten()
         .collect();
     if vals.is_empty() {
         return Ok(());
@@ -296,7 +317,9 @@ fn latency<DB: DrawingBackend>(
         .fold((f64::MAX, 0f64), |(a, b), v| (a.min(*v), b.max(*v)));
     let mut chart = ChartBuilder::on(area)
         .caption(
-            format!("{ds}: inference latency at batch {batch} (median, lower is better)"),
+            format!(
+                "{ds}: inference latency at batch {batch} (median over rounds, bars: min-max; lower is better)"
+            ),
             ("sans-serif", 22),
         )
         .margin(15)
@@ -341,11 +364,30 @@ fn latency<DB: DrawingBackend>(
         if bars.is_empty() {
             continue;
         }
+        let threads = models
+            .iter()
+            .find_map(|m| pick_row(m, s))
+            .map_or(1, |r| r.threads);
+        let label = format!(
+            "{name} ({threads} thread{})",
+            if threads == 1 { "" } else { "s" }
+        );
         chart
             .draw_series(bars)
             .map_err(e)?
-            .label(*name)
+            .label(label)
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], c.filled()));
+        // Min-max over the timing rounds.
+        let whiskers: Vec<PathElement<(f64, f64)>> = models
+            .iter()
+            .enumerate()
+            .filter_map(|(i, m)| pick_row(m, s).and_then(rounds).map(|r| (i, r)))
+            .map(|(i, (lo, hi))| {
+                let xc = i as f64 + 0.1 + s as f64 * w + w * 0.45;
+                PathElement::new(vec![(xc, lo), (xc, hi)], BLACK.stroke_width(2))
+            })
+            .collect();
+        chart.draw_series(whiskers).map_err(e)?;
     }
     chart
         .configure_series_labels()

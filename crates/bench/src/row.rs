@@ -74,6 +74,20 @@ pub struct Row {
     /// Per-layer error and speed (static and dynamic rows).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub layers: Vec<LayerReport>,
+    /// The median latency at batch 1 of each timing round (the rows of one model are timed
+    /// interleaved, in rounds of a rotating order; `latency_b1_us` is their median).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub latency_b1_rounds_us: Vec<f64>,
+    /// Same at batch 64.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub latency_b64_rounds_us: Vec<f64>,
+    /// Lowest and highest per-round `speedup_b64` (the reference's round latency over this
+    /// row's, round by round): a spread that contains 1.0 is not a significant speed-up.
+    #[serde(default)]
+    pub speedup_b64_min: Option<f64>,
+    /// See `speedup_b64_min`.
+    #[serde(default)]
+    pub speedup_b64_max: Option<f64>,
 }
 
 impl Row {
@@ -110,12 +124,47 @@ impl Row {
             latency_b4096_us: None,
             speedup_b4096: None,
             layers: Vec::new(),
+            latency_b1_rounds_us: Vec::new(),
+            latency_b64_rounds_us: Vec::new(),
+            speedup_b64_min: None,
+            speedup_b64_max: None,
         }
+    }
+
+    /// Whether the batch-64 speed-up's spread over rounds contains 1.0: faster in some
+    /// rounds, slower in others, so "faster" or "slower" cannot be claimed.
+    pub fn speedup_b64_uncertain(&self) -> bool {
+        matches!((self.speedup_b64_min, self.speedup_b64_max), (Some(lo), Some(hi)) if lo <= 1.0 && hi >= 1.0)
+    }
+
+    /// The spread of the batch-64 latency over rounds, as a fraction of its median
+    /// (`(max - min) / median`); 0 with fewer than two rounds.
+    pub fn latency_b64_spread(&self) -> f64 {
+        let r = &self.latency_b64_rounds_us;
+        if r.len() < 2 || self.latency_b64_us <= 0.0 {
+            return 0.0;
+        }
+        let (lo, hi) = r
+            .iter()
+            .fold((f64::INFINITY, 0f64), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+        (hi - lo) / self.latency_b64_us
     }
 
     /// Whether this is the float row of quantlab's engine (the reference for ratios).
     pub fn is_reference(&self) -> bool {
         self.method == "f32" && self.backend == "quantlab" && self.threads == 1
+    }
+}
+
+/// The median of sorted values (the mean of the middle two for an even count; 0 for none).
+pub fn median_sorted(v: &[f64]) -> f64 {
+    let n = v.len();
+    if n == 0 {
+        0.0
+    } else if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
     }
 }
 
@@ -158,6 +207,15 @@ pub fn derive_ratios(rows: &mut [Row]) {
         r.accuracy_drop_pp = Some((f.accuracy - r.accuracy) * 100.0);
         r.size_ratio = ratio(f.size_bytes as f64, r.size_bytes as f64);
         r.speedup_b64 = ratio(f.latency_b64_us, r.latency_b64_us);
+        // Timed in the same rounds: the speed-up of each round, then their median.
+        let (a, b) = (&f.latency_b64_rounds_us, &r.latency_b64_rounds_us);
+        if a.len() == b.len() && !a.is_empty() && b.iter().all(|&v| v > 0.0) {
+            let mut per: Vec<f64> = a.iter().zip(b).map(|(x, y)| x / y).collect();
+            per.sort_by(f64::total_cmp);
+            r.speedup_b64 = Some(median_sorted(&per));
+            r.speedup_b64_min = per.first().copied();
+            r.speedup_b64_max = per.last().copied();
+        }
         r.speedup_b1 = ratio(f.latency_b1_us, r.latency_b1_us);
         r.speedup_b64_vs_burn_flex = flex.and_then(|x| ratio(x.latency_b64_us, r.latency_b64_us));
         r.speedup_b64_vs_burn_ndarray = nd.and_then(|x| ratio(x.latency_b64_us, r.latency_b64_us));
@@ -165,5 +223,64 @@ pub fn derive_ratios(rows: &mut [Row]) {
             .latency_b4096_us
             .zip(r.latency_b4096_us)
             .and_then(|(a, b)| ratio(a, b));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn timed(method: &str, rounds: &[f64]) -> Row {
+        let mut r = Row::new("d", "m", method, "cpu", "quantlab");
+        r.latency_b64_rounds_us = rounds.to_vec();
+        let mut s = rounds.to_vec();
+        s.sort_by(f64::total_cmp);
+        r.latency_b64_us = median_sorted(&s);
+        r.latency_b1_us = 1.0;
+        r
+    }
+
+    /// A burst in one round lands on both rows of that round: the speed-up is taken round
+    /// by round, so it does not swing the median, and the spread shows it.
+    #[test]
+    fn speed_ups_are_taken_round_by_round() {
+        let mut rows = vec![
+            timed("f32", &[100.0, 100.0, 300.0, 100.0, 100.0]),
+            timed("static", &[50.0, 50.0, 150.0, 50.0, 55.0]),
+        ];
+        derive_ratios(&mut rows);
+        let q = &rows[1];
+        assert_eq!(q.speedup_b64, Some(2.0));
+        assert_eq!(q.speedup_b64_max, Some(2.0));
+        assert!((q.speedup_b64_min.unwrap() - 100.0 / 55.0).abs() < 1e-12);
+        assert!(!q.speedup_b64_uncertain());
+        assert!((rows[0].latency_b64_spread() - 2.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_spread_across_one_is_uncertain() {
+        let mut rows = vec![
+            timed("f32", &[100.0, 100.0, 100.0]),
+            timed("static", &[90.0, 105.0, 98.0]),
+        ];
+        derive_ratios(&mut rows);
+        assert!(
+            rows[1].speedup_b64_uncertain(),
+            "{:?}",
+            rows[1].speedup_b64_min
+        );
+        // Rows without rounds (older results) keep the ratio of medians and no spread.
+        let mut old = vec![timed("f32", &[]), timed("static", &[])];
+        old[0].latency_b64_us = 100.0;
+        old[1].latency_b64_us = 50.0;
+        derive_ratios(&mut old);
+        assert_eq!(old[1].speedup_b64, Some(2.0));
+        assert!(old[1].speedup_b64_min.is_none() && !old[1].speedup_b64_uncertain());
+    }
+
+    #[test]
+    fn medians_of_odd_and_even_counts() {
+        assert_eq!(median_sorted(&[1.0, 2.0, 9.0]), 2.0);
+        assert_eq!(median_sorted(&[1.0, 2.0, 4.0, 9.0]), 3.0);
     }
 }

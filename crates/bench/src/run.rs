@@ -21,7 +21,8 @@ use crate::burn_weights;
 use crate::config::{BenchConfig, DeviceKind, Method};
 use crate::error::{BenchError, Result, io};
 use crate::machine::{Machine, stamp};
-use crate::measure::{Timing, latency, peak_during, pinned};
+use crate::measure::{Timing, latency, peak_during};
+use crate::rounds::{Runner, time_in_rounds};
 use crate::row::{Row, derive_ratios};
 use crate::sweep::{SweepPoint, sweep};
 
@@ -214,6 +215,10 @@ pub fn run(opts: &BenchOptions) -> Result<(PathBuf, Results)> {
     derive_ratios(&mut rows);
     let mut notes = vec![
         format!(
+            "timing: the rows of each dataset/model are timed interleaved in {} rounds (each round runs every row once, in a rotating order); latencies are medians over rounds, speed-ups medians of per-round ratios, shown with their min-max over rounds; ~ marks a speed-up whose min-max contains 1.00x (not significant)",
+            cfg.rounds
+        ),
+        format!(
             "splits: every float model is the epoch with the lowest loss on a validation split ({:.0}% of each dataset's training data, stratified, seeded); calibration draws from the rest of the training data; every accuracy in the rows is on the test split, which nothing was selected or tuned on",
             quantlab_data::DEFAULT_VAL_FRACTION * 100.0
         ),
@@ -225,6 +230,7 @@ pub fn run(opts: &BenchOptions) -> Result<(PathBuf, Results)> {
         ),
         "burn-weights: burn quantize_weights (MinMax, Q8S per tensor, weights only); burn dequantizes before computing".into(),
     ];
+    notes.extend(crate::summary::noise(&rows));
     if devices.contains(&DeviceKind::Gpu) {
         notes.push("gpu rows: burn on wgpu (float forward, and burn-weights where burn's packed int8 storage allows), timed with host transfers included: the host batch is uploaded and the logits read back before the clock stops, which also synchronises the device; quantlab-gpu rows: quantlab's static int8 on the GPU (WGSL kernels, bit-identical to the CPU engine), same timing rules, speed-ups against burn-wgpu's f32".into());
         // Initialised (or refused) before the first row, so always there by now.
@@ -366,13 +372,24 @@ impl Pair<'_> {
         let batch_x: Vec<Vec<f32>> = BATCHES.iter().map(|&b| cyclic(&test, b)).collect();
         let (ds, kind) = (self.ds.as_str(), self.kind.as_str());
         let mut rows = Vec::new();
+        // What each row runs, with its row's index: timed together, in rounds, at the end.
+        let mut runners: Vec<(usize, Runner)> = Vec::new();
+        let mut add = |rows: &mut Vec<Row>, row: Row, runner: Option<Runner>| {
+            if let Some(r) = runner {
+                runners.push((rows.len(), r));
+            }
+            rows.push(row);
+        };
 
         // Float rows: quantlab's engine, burn flex, burn ndarray (when built) and wgpu.
         bar.set_message(format!("{ds}/{kind}: f32"));
         let float = QuantModel::float(net.clone());
-        let f32_row = self.quantlab_row(&float, "f32", "-", &test, &batch_x, &ck, None, calib_x)?;
-        rows.extend(self.all_cores_row(&float, &f32_row, &batch_x)?);
-        rows.push(f32_row);
+        let (f32_row, f32_run) =
+            self.quantlab_row(&float, "f32", "-", &test, &batch_x, &ck, None, calib_x)?;
+        if let Some((row, run)) = self.all_cores_row(&float, &f32_row, &batch_x)? {
+            add(&mut rows, row, Some(run));
+        }
+        add(&mut rows, f32_row, Some(f32_run));
         bar.inc(1);
         let mut backends: Vec<Backend> = [Backend::Cpu, Backend::Ndarray]
             .into_iter()
@@ -384,7 +401,8 @@ impl Pair<'_> {
         for b in &backends {
             bar.set_message(format!("{ds}/{kind}: f32 on burn {}", b.burn_name()));
             let (_, m) = checkpoint::load(&ck_dir, &b.device()?)?;
-            rows.push(self.burn_row(&m, "f32", *b, &test, &batch_x, ck.meta.model_bytes)?);
+            let (row, run) = self.burn_row(m, "f32", *b, &test, &batch_x, ck.meta.model_bytes)?;
+            add(&mut rows, row, Some(run));
         }
         bar.inc(2);
         for &method in &methods[1..] {
@@ -392,7 +410,8 @@ impl Pair<'_> {
             match method {
                 Method::BurnWeights => {
                     for b in backends.iter().filter(|b| **b != Backend::Ndarray) {
-                        rows.push(self.burn_weights_row(&ck_dir, *b, &test, &batch_x)?);
+                        let (row, run) = self.burn_weights_row(&ck_dir, *b, &test, &batch_x)?;
+                        add(&mut rows, row, run);
                     }
                 }
                 Method::F32 => {}
@@ -423,7 +442,7 @@ impl Pair<'_> {
                     let gran = granularity.map_or("-", |g| g.as_str());
                     let with_layers =
                         matches!(mk, MethodKind::Static | MethodKind::Dynamic).then_some(&float);
-                    let mut row = self.quantlab_row(
+                    let (mut row, run) = self.quantlab_row(
                         &q,
                         &method.name(),
                         gran,
@@ -440,15 +459,34 @@ impl Pair<'_> {
                     }
                     let all = self.all_cores_row(&q, &row, &batch_x)?;
                     let gpu = (mk == MethodKind::Static && self.devices.contains(&DeviceKind::Gpu))
-                        .then(|| self.gpu_int8_row(&q, &row, &test, &batch_x))
+                        .then(|| self.gpu_int8_row(&q, &row, &test))
                         .transpose()?;
-                    rows.push(row);
-                    rows.extend(all);
-                    rows.extend(gpu);
+                    add(&mut rows, row, Some(run));
+                    if let Some((row, run)) = all {
+                        add(&mut rows, row, Some(run));
+                    }
+                    if let Some((row, run)) = gpu {
+                        add(&mut rows, row, run);
+                    }
                 }
             }
             bar.inc(1);
         }
+        bar.set_message(format!(
+            "{ds}/{kind}: timing {} rows in {} rounds",
+            runners.len(),
+            self.cfg.rounds
+        ));
+        time_in_rounds(
+            &mut rows,
+            &runners,
+            &batch_x,
+            BATCHES,
+            &self.timing,
+            self.cfg.rounds,
+        )?;
+        drop(runners);
+        gpu_notes(&mut rows);
         let mut points = Vec::new();
         if let Some(sw) = sweep_cfg {
             // Bit-identical at any thread count, so the sweep may use every core.
@@ -490,7 +528,7 @@ impl Pair<'_> {
         ck: &quantlab_train::Checkpoint,
         float_for_layers: Option<&QuantModel>,
         calib_x: &[f32],
-    ) -> Result<Row> {
+    ) -> Result<(Row, Runner)> {
         let mut row = Row::new(
             self.ds.as_str(),
             self.kind.as_str(),
@@ -515,13 +553,6 @@ impl Pair<'_> {
         row.size_bytes = export::save(m, prov, &file)?;
         let b = BATCHES;
         let session = self.engine.prepare(m)?;
-        // One thread: pinned to one core, as `taskset -c 0` would.
-        pinned(|| {
-            self.fill_latency(&mut row, batch_x, |x, n| {
-                session.run(x, n)?;
-                Ok(())
-            })
-        })?;
         // The working set of a cold call (the session otherwise reuses its buffers).
         session.release_buffers();
         let (out, peak) = peak_during(|| session.run(&batch_x[1], b[1]));
@@ -530,26 +561,14 @@ impl Pair<'_> {
         if let Some(float) = float_for_layers {
             row.layers = layer_report(&self.engine, float, m, calib_x, None)?;
         }
-        Ok(row)
-    }
-
-    /// Times `run(inputs, batch)` at [`BATCHES`] on the bench's inputs and fills the row's
-    /// latency and throughput fields.
-    fn fill_latency(
-        &self,
-        row: &mut Row,
-        batch_x: &[Vec<f32>],
-        mut run: impl FnMut(&[f32], usize) -> Result<()>,
-    ) -> Result<()> {
-        let [b1, b64] = BATCHES;
-        let l1 = latency(&self.timing, || run(&batch_x[0], b1))?;
-        let l64 = latency(&self.timing, || run(&batch_x[1], b64))?;
-        row.latency_b1_us = l1.median_us;
-        row.latency_b1_p90_us = l1.p90_us;
-        row.latency_b64_us = l64.median_us;
-        row.latency_b64_p90_us = l64.p90_us;
-        row.throughput_sps = b64 as f64 / (l64.median_us / 1e6);
-        Ok(())
+        // One thread: timed pinned to one core, as `taskset -c 0` would.
+        Ok((
+            row,
+            Runner::Engine {
+                session: Box::new(session),
+                pinned: true,
+            },
+        ))
     }
 
     /// The static model `m` on the GPU (quantlab's WGSL int8 kernels), from its CPU row
@@ -561,8 +580,7 @@ impl Pair<'_> {
         m: &QuantModel,
         cpu: &Row,
         test: &LabeledSet,
-        batch_x: &[Vec<f32>],
-    ) -> Result<Row> {
+    ) -> Result<(Row, Option<Runner>)> {
         let mut row = Row {
             device: "gpu".into(),
             backend: "quantlab-gpu".into(),
@@ -576,24 +594,16 @@ impl Pair<'_> {
             Err(e) => {
                 row.supported = false;
                 row.note = e.to_string();
-                return Ok(row);
+                return Ok((row, None));
             }
         };
         let s = quantlab_quant::score::score_with(test, |x, n| gpu.run(x, n))?;
         (row.accuracy, row.loss, row.samples) = (s.accuracy, s.loss, s.samples);
-        self.fill_latency(&mut row, batch_x, |x, n| {
-            gpu.run(x, n)?;
-            Ok(())
-        })?;
-        row.note = format!(
-            "host transfers included; b64 {:.3}x the CPU int8 row (1 thread)",
-            cpu.latency_b64_us / row.latency_b64_us
-        );
         row.latency_b4096_us = large_batch_latency(test, |x, n| {
             gpu.run(x, n)?;
             Ok(())
         })?;
-        Ok(row)
+        Ok((row, Some(Runner::Gpu(gpu))))
     }
 
     /// `row` measured again with every core (the engine splits the batch across them),
@@ -603,7 +613,7 @@ impl Pair<'_> {
         m: &QuantModel,
         row: &Row,
         batch_x: &[Vec<f32>],
-    ) -> Result<Option<Row>> {
+    ) -> Result<Option<(Row, Runner)>> {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let engine = Engine {
             threads: cores,
@@ -619,42 +629,28 @@ impl Pair<'_> {
             ..row.clone()
         };
         let b = BATCHES;
-        self.fill_latency(&mut r, batch_x, |x, n| {
-            session.run(x, n)?;
-            Ok(())
-        })?;
         session.release_buffers();
         let (out, peak) = peak_during(|| session.run(&batch_x[1], b[1]));
         out?;
         r.peak_mem_bytes = peak.unwrap_or(0) as u64;
-        Ok(Some(r))
-    }
-
-    fn burn_forward(
-        model: &Classifier,
-        x: &[f32],
-        batch: usize,
-        device: &Device,
-    ) -> std::result::Result<(), TrainError> {
-        let d = x.len() / batch;
-        let t = Tensor::<2>::from_data(TensorData::new(x.to_vec(), [batch, d]), device);
-        model
-            .forward(t)
-            .into_data()
-            .try_to_vec::<f32>()
-            .map_err(|e| TrainError::Backend(format!("{e:?}")))?;
-        Ok(())
+        Ok(Some((
+            r,
+            Runner::Engine {
+                session: Box::new(session),
+                pinned: false,
+            },
+        )))
     }
 
     fn burn_row(
         &self,
-        model: &Classifier,
+        model: Classifier,
         method: &str,
         b: Backend,
         test: &LabeledSet,
         batch_x: &[Vec<f32>],
         size: u64,
-    ) -> Result<Row> {
+    ) -> Result<(Row, Runner)> {
         let device = b.device()?;
         let dev = if b == Backend::Gpu { "gpu" } else { "cpu" };
         let mut row = Row::new(
@@ -665,24 +661,27 @@ impl Pair<'_> {
             &format!("burn-{}", b.burn_name()),
         );
         row.threads = rayon::current_num_threads();
-        let s = evaluate(model, test, &device)?;
+        let s = evaluate(&model, test, &device)?;
         (row.accuracy, row.loss, row.samples) = (s.accuracy, s.loss, s.samples);
         use burn::module::Module;
         row.params = model.num_params();
         row.size_bytes = size;
-        self.fill_latency(&mut row, batch_x, |x, n| {
-            Ok(Self::burn_forward(model, x, n, &device)?)
-        })?;
         if b == Backend::Gpu {
             row.latency_b4096_us =
-                large_batch_latency(test, |x, n| Ok(Self::burn_forward(model, x, n, &device)?))?;
+                large_batch_latency(test, |x, n| Ok(burn_forward(&model, x, n, &device)?))?;
         } else {
             let (out, peak) =
-                peak_during(|| Self::burn_forward(model, &batch_x[1], BATCHES[1], &device));
+                peak_during(|| burn_forward(&model, &batch_x[1], BATCHES[1], &device));
             out?;
             row.peak_mem_bytes = peak.unwrap_or(0) as u64;
         }
-        Ok(row)
+        Ok((
+            row,
+            Runner::Burn {
+                model: Box::new(model),
+                device,
+            },
+        ))
     }
 
     fn burn_weights_row(
@@ -691,7 +690,7 @@ impl Pair<'_> {
         b: Backend,
         test: &LabeledSet,
         batch_x: &[Vec<f32>],
-    ) -> Result<Row> {
+    ) -> Result<(Row, Option<Runner>)> {
         let device = b.device()?;
         let (ck, model) = checkpoint::load(ck_dir, &device)?;
         let graph = model.to_graph(&ck.meta.input_shape)?;
@@ -723,7 +722,7 @@ impl Pair<'_> {
                 row.note = format!(
                     "unsupported: burn's wgpu int8 store (PackedU32) needs a last dimension divisible by 4; this model has {bad:?}"
                 );
-                return Ok(row);
+                return Ok((row, None));
             }
         }
         let q = burn_weights::quantize_weights(model, &device);
@@ -737,10 +736,48 @@ impl Pair<'_> {
                 reason: e.to_string(),
             })?
             .len() as u64;
-        let mut row = self.burn_row(&q, "burn-weights", b, test, batch_x, size)?;
+        let (mut row, run) = self.burn_row(q, "burn-weights", b, test, batch_x, size)?;
         row.granularity = "per-tensor".into();
         row.note = "int8 storage, float compute (burn dequantizes before each op)".into();
-        Ok(row)
+        Ok((row, Some(run)))
+    }
+}
+
+/// burn's forward pass of `x` (`batch` samples) on `device`, logits read back to the host.
+pub(crate) fn burn_forward(
+    model: &Classifier,
+    x: &[f32],
+    batch: usize,
+    device: &Device,
+) -> std::result::Result<(), TrainError> {
+    let d = x.len() / batch;
+    let t = Tensor::<2>::from_data(TensorData::new(x.to_vec(), [batch, d]), device);
+    model
+        .forward(t)
+        .into_data()
+        .try_to_vec::<f32>()
+        .map_err(|e| TrainError::Backend(format!("{e:?}")))?;
+    Ok(())
+}
+
+/// The GPU int8 rows' note, once every row is timed: how they compare with the CPU int8
+/// row of the same method (one thread).
+fn gpu_notes(rows: &mut [Row]) {
+    let cpu: Vec<(String, f64)> = rows
+        .iter()
+        .filter(|r| r.backend == "quantlab" && r.threads == 1)
+        .map(|r| (r.method.clone(), r.latency_b64_us))
+        .collect();
+    for r in rows
+        .iter_mut()
+        .filter(|r| r.backend == "quantlab-gpu" && r.supported)
+    {
+        if let Some((_, us)) = cpu.iter().find(|(m, _)| *m == r.method) {
+            r.note = format!(
+                "host transfers included; b64 {:.3}x the CPU int8 row (1 thread)",
+                us / r.latency_b64_us
+            );
+        }
     }
 }
 

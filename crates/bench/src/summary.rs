@@ -30,6 +30,11 @@ pub fn line(rows: &[Row], ds: &str, model: &str) -> Option<String> {
         .filter(|r| r.method.starts_with("static-") && r.threads == 1 && r.backend == "quantlab")
         .max_by(|a, b| a.accuracy.total_cmp(&b.accuracy));
     let x = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.2}x"));
+    // `~`: faster in some timing rounds and slower in others.
+    let b64 = |q: &Row| {
+        let mark = if q.speedup_b64_uncertain() { "~" } else { "" };
+        format!("{}{mark}", x(q.speedup_b64))
+    };
     let name = format!("{ds}/{model}");
     Some(match q {
         Some(q) => format!(
@@ -39,13 +44,53 @@ pub fn line(rows: &[Row], ds: &str, model: &str) -> Option<String> {
             q.accuracy * 100.0,
             -(q.accuracy_drop_pp.unwrap_or(0.0)),
             x(q.size_ratio),
-            x(q.speedup_b64),
+            b64(q),
             x(q.speedup_b64_vs_burn_flex),
             x(q.speedup_b64_vs_burn_ndarray),
             q.method
         ),
         None => format!("{:<22} {:>7.2}%", name, f.accuracy * 100.0),
     })
+}
+
+/// Where a row's batch-64 latency rose above this fraction of its median in some round
+/// (`(max - min) / median` over the rounds), the run says the machine was noisy.
+pub const NOISY_SPREAD: f64 = 0.25;
+
+/// The legend of `~`, when a line carries one.
+pub fn legend(rows: &[Row]) -> Option<String> {
+    rows.iter().any(Row::speedup_b64_uncertain).then(|| {
+        "~: the speed-up's min-max over the timing rounds contains 1.00x: not significant".into()
+    })
+}
+
+/// One line when the timing rounds disagreed by more than [`NOISY_SPREAD`] on some row.
+pub fn noise(rows: &[Row]) -> Option<String> {
+    let timed: Vec<&Row> = rows
+        .iter()
+        .filter(|r| r.latency_b64_rounds_us.len() > 1)
+        .collect();
+    let worst = timed
+        .iter()
+        .max_by(|a, b| a.latency_b64_spread().total_cmp(&b.latency_b64_spread()))?;
+    if worst.latency_b64_spread() <= NOISY_SPREAD {
+        return None;
+    }
+    let mut spreads: Vec<f64> = timed.iter().map(|r| r.latency_b64_spread()).collect();
+    spreads.sort_by(f64::total_cmp);
+    let noisy = spreads.iter().filter(|&&s| s > NOISY_SPREAD).count();
+    Some(format!(
+        "noisy machine: {noisy} of {} rows varied by more than {:.0}% across timing rounds (worst: {}/{} {} on {}, {} thread(s), {:.0}%; median row {:.0}%); compare speed-ups with their min-max",
+        timed.len(),
+        NOISY_SPREAD * 100.0,
+        worst.dataset,
+        worst.model,
+        worst.method,
+        worst.backend,
+        worst.threads,
+        worst.latency_b64_spread() * 100.0,
+        crate::row::median_sorted(&spreads) * 100.0
+    ))
 }
 
 /// Every pair's line, in the order the rows list them, after the header.
@@ -57,5 +102,7 @@ pub fn table(rows: &[Row]) -> Vec<String> {
     pairs.dedup();
     std::iter::once(header())
         .chain(pairs.into_iter().filter_map(|(d, m)| line(rows, d, m)))
+        .chain(legend(rows))
+        .chain(noise(rows))
         .collect()
 }

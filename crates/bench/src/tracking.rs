@@ -171,10 +171,16 @@ fn log_row_metrics(run: &Run, r: &Row) -> Result<(), quantlab_track::Error> {
     for (k, v) in plain {
         run.log_metric(k, v, 0)?;
     }
+    // The batch-64 latency of each timing round, step = round.
+    for (i, &v) in r.latency_b64_rounds_us.iter().enumerate() {
+        run.log_metric("latency_b64_round_us", v, i as i64)?;
+    }
     let derived = [
         ("accuracy_drop_pp", r.accuracy_drop_pp),
         ("size_ratio", r.size_ratio),
         ("speedup_b64", r.speedup_b64),
+        ("speedup_b64_min", r.speedup_b64_min),
+        ("speedup_b64_max", r.speedup_b64_max),
         ("speedup_b1", r.speedup_b1),
         ("speedup_b64_vs_burn_flex", r.speedup_b64_vs_burn_flex),
         ("speedup_b64_vs_burn_ndarray", r.speedup_b64_vs_burn_ndarray),

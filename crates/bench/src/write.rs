@@ -109,6 +109,16 @@ fn share(g: f64, peak: f64) -> String {
     }
 }
 
+/// A row's batch-64 speed-up with its min-max over the timing rounds, marked `~` where
+/// that spread contains 1.0 (not significant).
+fn speedup_cell(r: &Row) -> String {
+    let mark = if r.speedup_b64_uncertain() { " ~" } else { "" };
+    match (r.speedup_b64_min, r.speedup_b64_max) {
+        (Some(lo), Some(hi)) => format!("{} [{:.2}-{:.2}]{mark}", times(r.speedup_b64), lo, hi),
+        _ => times(r.speedup_b64),
+    }
+}
+
 fn times(v: Option<f64>) -> String {
     // Two decimals, or four where that would print a slow-down as 0.00x.
     v.map_or("-".into(), |v| {
@@ -163,7 +173,7 @@ pub fn markdown(r: &Results) -> String {
         let _ = writeln!(s, "\n## {ds} / {model}\n");
         let _ = writeln!(
             s,
-            "| method | backend | threads | device | accuracy | drop pp | size B | size ratio | b1 us | b64 us (p90) | speed-up b64 | vs burn flex | vs burn ndarray | peak heap B | note |"
+            "| method | backend | threads | device | accuracy | drop pp | size B | size ratio | b1 us | b64 us (p90) | speed-up b64 [min-max over rounds] | vs burn flex | vs burn ndarray | peak heap B | note |"
         );
         let _ = writeln!(
             s,
@@ -193,7 +203,7 @@ pub fn markdown(r: &Results) -> String {
                 x.latency_b1_us,
                 x.latency_b64_us,
                 x.latency_b64_p90_us,
-                times(x.speedup_b64),
+                speedup_cell(x),
                 times(x.speedup_b64_vs_burn_flex),
                 times(x.speedup_b64_vs_burn_ndarray),
                 x.peak_mem_bytes,
@@ -249,7 +259,7 @@ pub fn markdown(r: &Results) -> String {
                 "| latency b64 | {:.1} us | {:.1} us | {} faster |",
                 f.latency_b64_us,
                 q.latency_b64_us,
-                times(q.speedup_b64)
+                speedup_cell(q)
             );
             let _ = writeln!(
                 s,

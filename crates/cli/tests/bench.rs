@@ -114,6 +114,22 @@ fn quick_matrix_writes_complete_results_and_plots() {
                     "{ds}/{model}/{m}: {key} missing"
                 );
             }
+            // Timed in the quick config's rounds; the speed-up is the median of per-round
+            // ratios, inside their min-max.
+            let rounds = json["meta"]["config"]["rounds"].as_u64().unwrap() as usize;
+            for key in ["latency_b1_rounds_us", "latency_b64_rounds_us"] {
+                assert_eq!(
+                    r[key].as_array().map_or(0, Vec::len),
+                    rounds,
+                    "{ds}/{model}/{m}: {key}"
+                );
+            }
+            let (lo, x, hi) = (
+                r["speedup_b64_min"].as_f64().unwrap(),
+                r["speedup_b64"].as_f64().unwrap(),
+                r["speedup_b64_max"].as_f64().unwrap(),
+            );
+            assert!(lo <= x && x <= hi, "{ds}/{model}/{m}: {lo} {x} {hi}");
             assert!(r["granularity"].is_string() && r["device"] == "cpu");
             if m.starts_with("static-") {
                 let drop = r["accuracy_drop_pp"].as_f64().unwrap();
