@@ -57,9 +57,9 @@ pub fn line(rows: &[Row], ds: &str, model: &str) -> Option<String> {
 /// (`(max - min) / median` over the rounds), the run says the machine was noisy.
 pub const NOISY_SPREAD: f64 = 0.25;
 
-/// The legend of `~`, when a line carries one.
-pub fn legend(rows: &[Row]) -> Option<String> {
-    rows.iter().any(Row::speedup_b64_uncertain).then(|| {
+/// The legend of `~`, for a table whose `lines` carry one.
+pub fn legend(lines: &[String]) -> Option<String> {
+    lines.iter().any(|l| l.contains("x~")).then(|| {
         "~: the speed-up's min-max over the timing rounds contains 1.00x: not significant".into()
     })
 }
@@ -100,9 +100,57 @@ pub fn table(rows: &[Row]) -> Vec<String> {
         .map(|r| (r.dataset.as_str(), r.model.as_str()))
         .collect();
     pairs.dedup();
+    let lines: Vec<String> = pairs
+        .into_iter()
+        .filter_map(|(d, m)| line(rows, d, m))
+        .collect();
+    let legend = legend(&lines);
     std::iter::once(header())
-        .chain(pairs.into_iter().filter_map(|(d, m)| line(rows, d, m)))
-        .chain(legend(rows))
+        .chain(lines)
+        .chain(legend)
         .chain(noise(rows))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn timed(method: &str, rounds: &[f64], threads: usize) -> Row {
+        let mut r = Row::new("d", "m", method, "cpu", "quantlab");
+        r.threads = threads;
+        r.latency_b64_rounds_us = rounds.to_vec();
+        let mut s = rounds.to_vec();
+        s.sort_by(f64::total_cmp);
+        r.latency_b64_us = crate::row::median_sorted(&s);
+        r.accuracy = 0.9;
+        r
+    }
+
+    #[test]
+    fn an_uncertain_speed_up_is_marked_and_explained() {
+        let mut rows = vec![
+            timed("f32", &[100.0, 100.0, 100.0], 1),
+            timed("static-minmax-per-channel", &[90.0, 105.0, 98.0], 1),
+        ];
+        crate::row::derive_ratios(&mut rows);
+        let t = table(&rows);
+        assert!(t[1].contains("x~"), "{t:?}");
+        assert!(t[2].starts_with("~:"), "{t:?}");
+        assert_eq!(t.len(), 3, "quiet rounds: no noise line: {t:?}");
+    }
+
+    #[test]
+    fn rounds_that_disagree_say_the_machine_was_noisy() {
+        let mut rows = vec![
+            timed("f32", &[100.0, 100.0, 200.0], 1),
+            timed("static-minmax-per-channel", &[50.0, 50.0, 100.0], 1),
+        ];
+        crate::row::derive_ratios(&mut rows);
+        let t = table(&rows);
+        // Both rows slowed in the same round: the speed-up holds, the noise is reported.
+        assert!(t[1].contains("2.00x") && !t[1].contains('~'), "{t:?}");
+        let last = t.last().unwrap();
+        assert!(last.starts_with("noisy machine: 2 of 2 rows"), "{last}");
+    }
 }
