@@ -89,6 +89,13 @@ impl Server {
                 "a tracking server URI is http://host[:port] or https://...",
             ));
         }
+        if scheme == "https" && !cfg!(feature = "https") {
+            return Err(bad(
+                "this quantlab was built without TLS (it is opt-in): rebuild with \
+                 `cargo build -p quantlab --features https` (or `cargo xtask bench --features \
+                 https`), or use the server's http:// address",
+            ));
+        }
         let user = std::env::var("MLFLOW_TRACKING_USERNAME").ok();
         let pass = std::env::var("MLFLOW_TRACKING_PASSWORD").ok();
         let token = std::env::var("MLFLOW_TRACKING_TOKEN").ok();
@@ -448,6 +455,12 @@ mod tests {
         assert!(!is_server_uri("file:///tmp/mlruns") && !is_server_uri("./mlruns"));
         for bad in ["ftp://h", "http://", "not a uri"] {
             assert!(Server::new(bad).is_err(), "{bad}");
+        }
+        // https needs the opt-in TLS feature, and says so.
+        let https = Server::new("https://h:443");
+        assert_eq!(https.is_ok(), cfg!(feature = "https"));
+        if let Err(e) = https {
+            assert!(e.to_string().contains("--features https"), "{e}");
         }
     }
 
