@@ -23,9 +23,9 @@ const DIGITS_COUNTS: [usize; 10] = [178, 182, 177, 183, 181, 182, 181, 179, 174,
 /// Tolerance on the MNIST normalisation statistics (published to 4 decimals).
 const STAT_TOL: f32 = 1e-4;
 
-/// `../shared/data` beside the clone, where CI and developers have the verified copies.
+/// `../shared/data` beside the clone (may be absent: the tests using it skip then).
 fn shared_data() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data")
+    quantlab_testkit::shared_data_dir()
 }
 
 /// A folder holding `fashion-mnist/`: `$QUANTLAB_DATA_DIR`, the shared copy, or Debian's

@@ -14,4 +14,4 @@ pub mod mutate;
 pub mod skip;
 
 pub use fuzz::{Outcome, PeakAlloc, check_reader};
-pub use skip::{Missing, ci, missing, python_with, shared_data};
+pub use skip::{Missing, ci, missing, python_with, shared_data, shared_data_dir};

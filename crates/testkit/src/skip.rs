@@ -120,11 +120,19 @@ pub fn probe_python(py: &Path, modules: &[&str]) -> Result<PathBuf, Missing> {
     }
 }
 
-/// `../shared/data` beside the clone (the verified copies CI and developers have), when
-/// it exists; otherwise the rule is applied for `test`.
+/// Where `../shared/data` would be beside the clone (the verified copies CI and developers
+/// have); the one place a test names it. It may not exist: a fresh clone has none.
+pub fn shared_data_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data")
+}
+
+/// [`shared_data_dir`] when it exists; otherwise the rule is applied for `test`.
 pub fn shared_data(test: &str) -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data");
-    existing_dir(test, &[dir], "the shared data folder ../shared/data")
+    existing_dir(
+        test,
+        &[shared_data_dir()],
+        "the shared data folder ../shared/data",
+    )
 }
 
 /// The first folder of `candidates` that exists; otherwise the rule is applied for `test`
