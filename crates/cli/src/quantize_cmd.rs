@@ -8,8 +8,8 @@ use clap::{Args, ValueEnum};
 use quantlab_data::{LabeledSet, Splits, load};
 use quantlab_quant::report::{LayerReport, fit_budget, layer_report};
 use quantlab_quant::{
-    ActDtype, Engine, Granularity, MethodKind, Network, ObserverKind, QuantModel, QuantizeOptions,
-    export, quantize, score,
+    ActDtype, BitWidths, Engine, Granularity, MethodKind, Network, ObserverKind, QuantModel,
+    QuantizeOptions, export, quantize, score,
 };
 use quantlab_train::{Checkpoint, checkpoint, evaluate};
 
@@ -49,6 +49,15 @@ pub struct QuantizeArgs {
     /// Calibration samples, taken from the training split (never the validation or test split).
     #[arg(long, default_value_t = quantlab_quant::methods::DEFAULT_CALIB)]
     calib: usize,
+    /// Weight bit width, 2..=8 (static, qat; dynamic too): symmetric, -(2^(b-1)-1)..=2^(b-1)-1.
+    #[arg(long, default_value_t = 8)]
+    wbits: u8,
+    /// Activation bit width, 2..=8 (static, qat): the points between layers.
+    #[arg(long, default_value_t = 8)]
+    abits: u8,
+    /// Bit width of the network's input and logits, 2..=8 (static, qat).
+    #[arg(long, default_value_t = 8)]
+    edge_bits: u8,
     /// Accuracy budget in percentage points: keep the most sensitive layers in f32 until the
     /// drop on the validation split (held out from the training data) fits.
     #[arg(long)]
@@ -141,6 +150,12 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
         granularity: args.granularity,
         act_dtype: args.act_dtype,
         calib,
+        bits: BitWidths {
+            weights: args.wbits,
+            acts: args.abits,
+            edges: args.edge_bits,
+        }
+        .check()?,
     };
     let float = QuantModel::float(net.clone());
     let mut quant = quantize(&net, &opts, calib_x, &engine)?;

@@ -64,7 +64,7 @@ pub fn to_onnx(model: &QuantModel, target: OnnxTarget) -> Result<Exported> {
     let name = model.scheme.name();
     let act = model.scheme.act_dtype;
     match model.scheme.method {
-        MethodKind::F32 | MethodKind::Naive | MethodKind::Static => {}
+        MethodKind::F32 | MethodKind::Naive | MethodKind::Static | MethodKind::Qat => {}
         MethodKind::NaiveFixed => {
             return Err(refuse(
                 "naive-fixed saturates its uncalibrated 2^-7 activations at -127..127 in \
@@ -83,8 +83,20 @@ pub fn to_onnx(model: &QuantModel, target: OnnxTarget) -> Result<Exported> {
             ));
         }
     }
+    let widths = model.scheme.widths;
+    if !widths.is_int8() {
+        return Err(refuse(format!(
+            "{} ({}-bit weights, {}-bit activations): the ONNX export writes 8-bit \
+             QuantizeLinear/DequantizeLinear only, and an 8-bit QuantizeLinear saturates at \
+             other bounds than this model's narrower range, so the file would compute a \
+             different model. Export an 8-bit model",
+            widths.tag(),
+            widths.weights,
+            widths.acts
+        )));
+    }
     if target == OnnxTarget::Tensorrt
-        && model.scheme.method == MethodKind::Static
+        && model.scheme.method.is_static()
         && act != Some(ActDtype::I8Symmetric)
     {
         return Err(refuse(
@@ -121,7 +133,7 @@ pub fn to_onnx(model: &QuantModel, target: OnnxTarget) -> Result<Exported> {
                 state = Some(l.out_q);
             }
             (Node::Dense(d), Some(LayerImpl::F32)) => {
-                if model.scheme.method == MethodKind::Static {
+                if model.scheme.method.is_static() {
                     notes.push(format!("node {i} ({}) stays f32", d.kind()));
                 }
                 cur = b.float_dense(i, d, &cur)?;
@@ -168,7 +180,7 @@ pub fn to_onnx(model: &QuantModel, target: OnnxTarget) -> Result<Exported> {
     onnx.producer_version = Some(env!("CARGO_PKG_VERSION").into());
     onnx.doc_string = Some(format!("quantlab {name} ({target:?})"));
     crate::check(&onnx)?;
-    if model.scheme.method == MethodKind::Static && act == Some(ActDtype::U8Affine) {
+    if model.scheme.method.is_static() && act == Some(ActDtype::U8Affine) {
         notes.push(
             "u8-affine activations: ONNX Runtime, OpenVINO and tract run this file; TensorRT \
              takes only zero points of 0 (quantize with --act-dtype i8-symmetric and export \

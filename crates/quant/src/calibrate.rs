@@ -7,7 +7,7 @@ use crate::error::{QuantError, Result};
 use crate::model::QuantModel;
 use crate::network::{Network, Node};
 use crate::observer::{ObserverKind, Stats};
-use crate::qparams::{ActDtype, QParams};
+use crate::qparams::{ActDtype, BitWidths, QParams};
 
 /// Samples per calibration batch (also the unit of the moving-average observer).
 pub const CALIB_BATCH: usize = 32;
@@ -79,11 +79,32 @@ pub fn calibrate(
 }
 
 impl Calibration {
-    /// Quantization parameters of every point for `observer` and `dtype`.
+    /// Quantization parameters of every point for `observer` and `dtype` at 8 bits.
     pub fn qparams(&self, observer: ObserverKind, dtype: ActDtype) -> Vec<QParams> {
+        self.qparams_bits(observer, dtype, BitWidths::default())
+    }
+
+    /// Quantization parameters of every point for `observer` and `dtype`: the first point
+    /// (the network input) and the last (the logits) at `bits.edges`, the others at
+    /// `bits.acts`.
+    pub fn qparams_bits(
+        &self,
+        observer: ObserverKind,
+        dtype: ActDtype,
+        bits: BitWidths,
+    ) -> Vec<QParams> {
+        let last = self.stats.len().saturating_sub(1);
         self.stats
             .iter()
-            .map(|s| s.qparams(observer, dtype))
+            .enumerate()
+            .map(|(p, s)| {
+                let b = if p == 0 || p == last {
+                    bits.edges
+                } else {
+                    bits.acts
+                };
+                s.qparams_bits(observer, dtype, b)
+            })
             .collect()
     }
 }

@@ -17,10 +17,30 @@ use crate::error::{QuantError, Result};
 use crate::model::QWeights;
 use crate::model::{DynamicLayer, LayerImpl, QuantModel, Scheme, StaticLayer};
 use crate::network::{ConvGeom, Dense, Network, Node, PoolGeom};
-use crate::qparams::QParams;
+use crate::pack::{pack, row_bytes, storage_bits, unpack};
+use crate::qparams::{QParams, check_bits, symmetric_qmax};
 
 fn is_zero(v: &usize) -> bool {
     *v == 0
+}
+
+fn eight() -> u8 {
+    8
+}
+
+fn is_eight(v: &u8) -> bool {
+    *v == 8
+}
+
+/// The width a layer's integer weights were made at: the scheme's, checked against the
+/// weights themselves (a fallback or hand-built layer may be wider than the scheme says).
+fn weight_bits_of(w: &[i8], scheme_bits: u8) -> u8 {
+    let amax = w.iter().map(|v| (*v as i32).abs()).max().unwrap_or(0);
+    if amax <= symmetric_qmax(scheme_bits) {
+        scheme_bits
+    } else {
+        8
+    }
 }
 
 /// Shared tensor of every int8 layer's weight scales, in node order.
@@ -61,6 +81,12 @@ pub enum NodeSpec {
         /// Number of weight scales (1 or n) this int8 layer takes from `w_scale`.
         #[serde(default, skip_serializing_if = "is_zero")]
         scales: usize,
+        /// Width of the integer weights (2..=8); below 5 they are packed (see [`crate::pack`]).
+        #[serde(default = "eight", skip_serializing_if = "is_eight")]
+        weight_bits: u8,
+        /// Weights per row (`k`) of a packed weight tensor, whose shape cannot say it.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        k: usize,
     },
     /// Max pooling.
     MaxPool(PoolGeom),
@@ -112,23 +138,36 @@ pub fn to_bytes(model: &QuantModel, provenance: serde_json::Value) -> Result<Vec
             (Node::Dense(d), Some(layer)) => {
                 let (w_name, b_name, shape) =
                     (format!("n{i}.weight"), format!("n{i}.bias"), vec![d.n, d.k]);
-                let (precision, n_scales) = match layer {
+                let mut int_weights = |w: &[i8]| {
+                    let bits = weight_bits_of(w, model.scheme.widths.weights);
+                    let sb = storage_bits(bits);
+                    if sb == 8 {
+                        tensors.push((w_name.clone(), Dtype::I8, shape.clone(), bytes_of(w)));
+                        (bits, 0)
+                    } else {
+                        let packed = pack(w, d.k, sb);
+                        let packed_shape = vec![d.n, row_bytes(d.k, sb)];
+                        tensors.push((w_name.clone(), Dtype::U8, packed_shape, packed));
+                        (bits, d.k)
+                    }
+                };
+                let (precision, n_scales, (weight_bits, k)) = match layer {
                     LayerImpl::F32 => {
                         tensors.push((w_name, Dtype::F32, shape, bytes_of(&d.weight)));
                         tensors.push((b_name, Dtype::F32, vec![d.n], bytes_of(&d.bias)));
-                        (Precision::F32, 0)
+                        (Precision::F32, 0, (8, 0))
                     }
                     LayerImpl::Static(l) => {
-                        tensors.push((w_name, Dtype::I8, shape, bytes_of(&l.w.w)));
+                        let wb = int_weights(&l.w.w);
                         scales.extend(&l.w_scales);
                         biases.extend(&l.bias);
-                        (Precision::Static, l.w_scales.len())
+                        (Precision::Static, l.w_scales.len(), wb)
                     }
                     LayerImpl::Dynamic(l) => {
-                        tensors.push((w_name, Dtype::I8, shape, bytes_of(&l.w.w)));
+                        let wb = int_weights(&l.w.w);
                         tensors.push((b_name, Dtype::F32, vec![d.n], bytes_of(&d.bias)));
                         scales.extend(&l.w_scales);
-                        (Precision::Dynamic, l.w_scales.len())
+                        (Precision::Dynamic, l.w_scales.len(), wb)
                     }
                 };
                 NodeSpec::Dense {
@@ -136,6 +175,8 @@ pub fn to_bytes(model: &QuantModel, provenance: serde_json::Value) -> Result<Vec
                     relu: d.relu,
                     precision,
                     scales: n_scales,
+                    weight_bits,
+                    k,
                 }
             }
             (Node::Dense(_), None) => {
@@ -276,9 +317,25 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<(QuantModel, FileMeta)> {
                 relu,
                 precision,
                 scales,
+                weight_bits,
+                k: packed_k,
             } => {
                 let w_name = format!("n{i}.weight");
-                let [n, k] = reader.matrix_shape(&w_name)?;
+                let [n, k_or_bytes] = reader.matrix_shape(&w_name)?;
+                if check_bits("weight_bits", *weight_bits).is_err() {
+                    return Err(bad(format!(
+                        "node {i}: weight_bits {weight_bits} is not a width quantlab writes (2..=8)"
+                    )));
+                }
+                let sb = storage_bits(*weight_bits);
+                let packed = *precision != Precision::F32 && sb < 8;
+                let k = if packed { *packed_k } else { k_or_bytes };
+                if packed && row_bytes(k, sb) != k_or_bytes {
+                    return Err(bad(format!(
+                        "tensor {w_name}: {k_or_bytes} bytes per row, {k} weights at {weight_bits} bits pack into {}",
+                        row_bytes(k, sb)
+                    )));
+                }
                 if k == 0
                     || n == 0
                     || conv.is_some_and(|g| g.in_channels * g.kernel[0] * g.kernel[1] != k)
@@ -307,7 +364,13 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<(QuantModel, FileMeta)> {
                                 "node {i}: {scales} weight scales for {n} outputs"
                             )));
                         }
-                        let w = QWeights::new(reader.i8s(&w_name, &[n, k])?, n, k);
+                        let qmax = symmetric_qmax(*weight_bits);
+                        let ints = if packed {
+                            reader.packed(&w_name, n, k, sb, qmax)?
+                        } else {
+                            reader.i8s_within(&w_name, &[n, k], qmax)?
+                        };
+                        let w = QWeights::new(ints, n, k);
                         let w_scales = take(&all_scales, &mut next_scale, *scales)
                             .ok_or_else(|| {
                                 bad(format!("node {i}: tensor {SCALES_TENSOR} is too short"))
@@ -461,8 +524,18 @@ impl Reader<'_> {
         self.words(name, Dtype::I32, shape, i32::from_le_bytes)
     }
 
-    fn i8s(&self, name: &str, shape: &[usize]) -> Result<Vec<i8>> {
+    /// An I8 tensor whose values must lie in `-qmax..=qmax` (their width's grid).
+    fn i8s_within(&self, name: &str, shape: &[usize], qmax: i32) -> Result<Vec<i8>> {
         let t = self.view(name, Dtype::I8, shape)?;
-        Ok(t.data().iter().map(|&b| b as i8).collect())
+        let k = shape.last().copied().unwrap_or(1).max(1);
+        unpack(t.data(), t.data().len() / k, k, 8, qmax)
+            .map_err(|why| self.bad(format!("tensor {name}: {why}")))
+    }
+
+    /// A packed U8 weight tensor `[n, row_bytes]` unpacked to `n * k` checked values.
+    fn packed(&self, name: &str, n: usize, k: usize, storage: u8, qmax: i32) -> Result<Vec<i8>> {
+        let t = self.view(name, Dtype::U8, &[n, row_bytes(k, storage)])?;
+        unpack(t.data(), n, k, storage, qmax)
+            .map_err(|why| self.bad(format!("tensor {name}: {why}")))
     }
 }

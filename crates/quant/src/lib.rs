@@ -26,6 +26,7 @@ pub mod methods;
 pub mod model;
 pub mod network;
 pub mod observer;
+pub mod pack;
 pub mod qparams;
 pub mod report;
 pub mod score;
@@ -38,6 +39,6 @@ pub use methods::{QuantizeOptions, only_layer, quantize, static_from_calibration
 pub use model::{Granularity, LayerImpl, MethodKind, QuantModel, Scheme};
 pub use network::{Dense, Network, Node};
 pub use observer::ObserverKind;
-pub use qparams::{ActDtype, QParams, Requant};
+pub use qparams::{ActDtype, BitWidths, QParams, Requant};
 pub use quantlab_linalg::KernelPath;
 pub use score::score;

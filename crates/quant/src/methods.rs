@@ -21,7 +21,9 @@ use crate::model::{
 };
 use crate::network::{Dense, Network, Node};
 use crate::observer::ObserverKind;
-use crate::qparams::{ActDtype, QParams, quantize_weight, weight_scale};
+use crate::qparams::{
+    ActDtype, BitWidths, QParams, quantize_weight, quantize_weight_bits, weight_scale_bits,
+};
 
 /// Fractional bits of the naive methods (int8 holds `[-1, 1)` at `2^-7`).
 pub const NAIVE_BITS: u32 = 7;
@@ -41,6 +43,9 @@ pub struct QuantizeOptions {
     pub act_dtype: ActDtype,
     /// Calibration samples (static).
     pub calib: usize,
+    /// Bit widths (static; dynamic honours the weights' width).
+    #[serde(default)]
+    pub bits: BitWidths,
 }
 
 impl Default for QuantizeOptions {
@@ -51,28 +56,41 @@ impl Default for QuantizeOptions {
             granularity: Granularity::PerChannel,
             act_dtype: ActDtype::U8Affine,
             calib: DEFAULT_CALIB,
+            bits: BitWidths::default(),
         }
     }
 }
 
 /// Symmetric int8 weights of a dense layer: `(w_q [n, k], scales)`.
 pub fn quantize_weights(d: &Dense, gran: Granularity) -> (Vec<i8>, Vec<f32>) {
+    quantize_weights_bits(d, gran, 8)
+}
+
+/// Symmetric `bits`-bit weights of a dense layer (MinMax scales): `(w_q [n, k], scales)`.
+pub fn quantize_weights_bits(d: &Dense, gran: Granularity, bits: u8) -> (Vec<i8>, Vec<f32>) {
     let amax = |w: &[f32]| w.iter().fold(0f32, |m, v| m.max(v.abs()));
     let scales: Vec<f32> = match gran {
-        Granularity::PerTensor => vec![weight_scale(amax(&d.weight))],
+        Granularity::PerTensor => vec![weight_scale_bits(amax(&d.weight), bits)],
         Granularity::PerChannel => d
             .weight
             .chunks_exact(d.k)
-            .map(|r| weight_scale(amax(r)))
+            .map(|r| weight_scale_bits(amax(r), bits))
             .collect(),
     };
-    let wq = d
-        .weight
+    let wq = weights_at_scales(d, &scales, bits);
+    (wq, scales)
+}
+
+/// `d`'s weights on the `bits`-bit grid of `scales` (one, or one per output): how the
+/// scales a method chose (MinMax, or learned by QAT) become integers.
+pub fn weights_at_scales(d: &Dense, scales: &[f32], bits: u8) -> Vec<i8> {
+    d.weight
         .iter()
         .enumerate()
-        .map(|(i, &w)| quantize_weight(w, scales[if scales.len() == 1 { 0 } else { i / d.k }]))
-        .collect();
-    (wq, scales)
+        .map(|(i, &w)| {
+            quantize_weight_bits(w, scales[if scales.len() == 1 { 0 } else { i / d.k }], bits)
+        })
+        .collect()
 }
 
 /// Int32 bias at scale `s_in * s_w[n]`.
@@ -91,7 +109,30 @@ fn quantize_bias(d: &Dense, s_in: f32, w_scales: &[f32]) -> Vec<i32> {
 
 /// A static layer for node `d` between points `in_q` and `out_q`.
 pub fn static_layer(d: &Dense, gran: Granularity, in_q: QParams, out_q: QParams) -> StaticLayer {
-    let (wq, scales) = quantize_weights(d, gran);
+    static_layer_bits(d, gran, 8, in_q, out_q)
+}
+
+/// A static layer for node `d` with `wbits`-bit MinMax weights between `in_q` and `out_q`.
+pub fn static_layer_bits(
+    d: &Dense,
+    gran: Granularity,
+    wbits: u8,
+    in_q: QParams,
+    out_q: QParams,
+) -> StaticLayer {
+    let (_, scales) = quantize_weights_bits(d, gran, wbits);
+    static_layer_at_scales(d, scales, wbits, in_q, out_q)
+}
+
+/// A static layer for node `d` whose weight scales were chosen elsewhere (QAT learns them).
+pub fn static_layer_at_scales(
+    d: &Dense,
+    scales: Vec<f32>,
+    wbits: u8,
+    in_q: QParams,
+    out_q: QParams,
+) -> StaticLayer {
+    let wq = weights_at_scales(d, &scales, wbits);
     let bias = quantize_bias(d, in_q.scale, &scales);
     StaticLayer::new(QWeights::new(wq, d.n, d.k), scales, bias, in_q, out_q)
 }
@@ -101,16 +142,27 @@ fn scheme(opts: &QuantizeOptions, calib: usize) -> Scheme {
     Scheme {
         method: m,
         observer: (m == MethodKind::Static).then_some(opts.observer),
-        granularity: matches!(m, MethodKind::Static | MethodKind::Dynamic)
-            .then_some(opts.granularity),
+        granularity: matches!(
+            m,
+            MethodKind::Static | MethodKind::Qat | MethodKind::Dynamic
+        )
+        .then_some(opts.granularity),
         act_dtype: match m {
-            MethodKind::Static => Some(opts.act_dtype),
+            MethodKind::Static | MethodKind::Qat => Some(opts.act_dtype),
             MethodKind::NaiveFixed => Some(ActDtype::I8Symmetric),
             _ => None,
         },
         calib_samples: calib,
         bits: matches!(m, MethodKind::Naive | MethodKind::NaiveFixed).then_some(NAIVE_BITS),
         fallback: Vec::new(),
+        widths: match m {
+            MethodKind::Static | MethodKind::Qat => opts.bits,
+            MethodKind::Dynamic => BitWidths {
+                weights: opts.bits.weights,
+                ..BitWidths::default()
+            },
+            _ => BitWidths::default(),
+        },
     }
 }
 
@@ -122,6 +174,23 @@ pub fn quantize(
     calib_x: &[f32],
     engine: &Engine,
 ) -> Result<QuantModel> {
+    opts.bits.check()?;
+    let narrow = !opts.bits.is_int8();
+    let narrow_ok = match opts.method {
+        MethodKind::Static => true,
+        MethodKind::Dynamic => opts.bits.acts == 8 && opts.bits.edges == 8,
+        _ => false,
+    };
+    if narrow && !narrow_ok {
+        return Err(QuantError::Invalid {
+            key: "bits",
+            reason: format!(
+                "{}: {:?} supports 8 bits only (static takes any width, dynamic a weight width)",
+                opts.bits.tag(),
+                opts.method
+            ),
+        });
+    }
     let mut model = QuantModel::float(net.clone());
     let dense = |i: usize| match &net.nodes[i] {
         Node::Dense(d) => Some(d),
@@ -158,14 +227,23 @@ pub fn quantize(
         }
         MethodKind::Dynamic => {
             for i in net.dense_indices() {
-                let (wq, w_scales) =
-                    quantize_weights(dense(i).expect("dense index"), opts.granularity);
+                let (wq, w_scales) = quantize_weights_bits(
+                    dense(i).expect("dense index"),
+                    opts.granularity,
+                    opts.bits.weights,
+                );
                 let d = dense(i).expect("dense index");
                 model.layers[i] = Some(LayerImpl::Dynamic(DynamicLayer {
                     w: QWeights::new(wq, d.n, d.k),
                     w_scales,
                 }));
             }
+        }
+        MethodKind::Qat => {
+            return Err(QuantError::Invalid {
+                key: "method",
+                reason: "qat trains: it is run by quantlab-train's qat, not by quantize()".into(),
+            });
         }
         MethodKind::Static => {
             let samples = opts.calib.min(calib_x.len() / net.in_len().max(1));
@@ -198,12 +276,13 @@ pub fn static_from_calibration(
     cal: &Calibration,
 ) -> QuantModel {
     let mut model = QuantModel::float(net.clone());
-    let points = cal.qparams(opts.observer, opts.act_dtype);
+    let points = cal.qparams_bits(opts.observer, opts.act_dtype, opts.bits);
     for i in net.dense_indices() {
         if let Node::Dense(d) = &net.nodes[i] {
-            model.layers[i] = Some(LayerImpl::Static(static_layer(
+            model.layers[i] = Some(LayerImpl::Static(static_layer_bits(
                 d,
                 opts.granularity,
+                opts.bits.weights,
                 points[i],
                 points[i + 1],
             )));

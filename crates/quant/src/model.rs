@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::network::{Dense, Network, Node};
 use crate::observer::ObserverKind;
-use crate::qparams::{ActDtype, QParams, Requant};
+use crate::qparams::{ActDtype, BitWidths, QParams, Requant};
 pub use quantlab_linalg::QWeights;
 
 /// Weight quantization granularity.
@@ -140,6 +140,17 @@ pub enum MethodKind {
     Dynamic,
     /// Int8 weights and calibrated activations, integer end to end.
     Static,
+    /// Quantization-aware training: weights, weight scales and activation ranges learned
+    /// through fake quantization, converted to the same integer model as `Static`.
+    Qat,
+}
+
+impl MethodKind {
+    /// True for the methods whose model is integer end to end with calibrated points
+    /// (`static` and `qat`): the engine, the GPU path and the exports treat them alike.
+    pub fn is_static(self) -> bool {
+        matches!(self, MethodKind::Static | MethodKind::Qat)
+    }
 }
 
 /// Everything that says how a model was quantized.
@@ -165,6 +176,9 @@ pub struct Scheme {
     /// Dense layers kept in f32 by the accuracy budget (node indices).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fallback: Vec<usize>,
+    /// Bit widths of weights and activations (static, qat; 8/8/8 unless asked).
+    #[serde(default, skip_serializing_if = "BitWidths::is_int8")]
+    pub widths: BitWidths,
 }
 
 impl Scheme {
@@ -176,11 +190,19 @@ impl Scheme {
             MethodKind::Naive => "naive".into(),
             MethodKind::NaiveFixed => "naive-fixed".into(),
             MethodKind::Dynamic => "dynamic".into(),
-            MethodKind::Static => format!(
-                "static-{}-{}",
-                self.observer.map_or("minmax", ObserverKind::as_str),
-                self.granularity.map_or("per-channel", Granularity::as_str)
-            ),
+            MethodKind::Static => {
+                let mut name = format!(
+                    "static-{}-{}",
+                    self.observer.map_or("minmax", ObserverKind::as_str),
+                    self.granularity.map_or("per-channel", Granularity::as_str)
+                );
+                if !self.widths.is_int8() {
+                    name.push('-');
+                    name.push_str(&self.widths.tag());
+                }
+                name
+            }
+            MethodKind::Qat => format!("qat-{}", self.widths.tag()),
         }
     }
 }
@@ -215,6 +237,7 @@ impl QuantModel {
             calib_samples: 0,
             bits: None,
             fallback: Vec::new(),
+            widths: BitWidths::default(),
         };
         Self {
             network,

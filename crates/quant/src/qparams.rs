@@ -57,32 +57,52 @@ fn u8_max() -> i32 {
 pub const MIN_SCALE: f32 = 1e-8;
 
 impl QParams {
-    /// Parameters covering `[min, max]` (widened to include 0, as real 0 must be exact so
-    /// that zero padding and ReLU are exact).
+    /// Parameters covering `[min, max]` at 8 bits (see [`QParams::from_range_bits`]).
     pub fn from_range(min: f32, max: f32, dtype: ActDtype) -> Self {
+        Self::from_range_bits(min, max, dtype, 8)
+    }
+
+    /// Parameters covering `[min, max]` (widened to include 0, as real 0 must be exact so
+    /// that zero padding and ReLU are exact) with `bits` (2..=8, checked by the callers
+    /// through [`check_bits`]) of levels: uint affine uses `0..=2^bits-1`, int symmetric
+    /// `-(2^(bits-1)-1)..=2^(bits-1)-1` stored around 128. Storage stays one byte; only
+    /// the range narrows, so every kernel, clamp and pooling runs unchanged.
+    pub fn from_range_bits(min: f32, max: f32, dtype: ActDtype, bits: u8) -> Self {
         let (min, max) = (min.min(0.0), max.max(0.0));
         match dtype {
             ActDtype::U8Affine => {
-                let scale = ((max - min) / 255.0).max(MIN_SCALE);
-                let zero_point = (-min / scale).round().clamp(0.0, 255.0) as i32;
+                let top = ((1u32 << bits) - 1) as f32;
+                let scale = ((max - min) / top).max(MIN_SCALE);
+                let zero_point = (-min / scale).round().clamp(0.0, top) as i32;
                 Self {
                     scale,
                     zero_point,
                     qmin: 0,
-                    qmax: 255,
+                    qmax: top as i32,
                 }
             }
             ActDtype::I8Symmetric => {
+                let half = symmetric_qmax(bits);
                 let amax = max.abs().max(min.abs());
-                let scale = (amax / 127.0).max(MIN_SCALE);
+                let scale = (amax / half as f32).max(MIN_SCALE);
                 Self {
                     scale,
                     zero_point: 128,
-                    qmin: 1,
-                    qmax: 255,
+                    qmin: 128 - half,
+                    qmax: 128 + half,
                 }
             }
         }
+    }
+
+    /// Levels this point uses (`qmax - qmin + 1`).
+    pub fn levels(&self) -> u32 {
+        (self.qmax - self.qmin + 1).max(1) as u32
+    }
+
+    /// The bit width whose range this is (the smallest `b` with `levels <= 2^b`).
+    pub fn bits(&self) -> u8 {
+        (u32::BITS - (self.levels() - 1).leading_zeros()).max(1) as u8
     }
 
     /// Fixed-point parameters: `scale = 2^-bits`, symmetric int8 (the uncalibrated shortcut).
@@ -143,7 +163,97 @@ pub fn quantize_into(x: &[f32], q: &QParams, out: &mut [u8]) {
 
 /// Scale for symmetric int8 weights whose largest magnitude is `amax`.
 pub fn weight_scale(amax: f32) -> f32 {
-    (amax / 127.0).max(MIN_SCALE)
+    weight_scale_bits(amax, 8)
+}
+
+/// Scale for symmetric `bits`-bit weights whose largest magnitude is `amax`.
+pub fn weight_scale_bits(amax: f32, bits: u8) -> f32 {
+    (amax / symmetric_qmax(bits) as f32).max(MIN_SCALE)
+}
+
+/// A weight at `scale` on the symmetric `bits`-bit grid `-qmax..=qmax` (round half away,
+/// the same rule as [`quantize_weight`], which is this at 8 bits).
+pub fn quantize_weight_bits(w: f32, scale: f32, bits: u8) -> i8 {
+    let q = symmetric_qmax(bits) as f32;
+    round_half_away(w / scale).clamp(-q, q) as i8
+}
+
+/// Largest level of a symmetric `bits`-bit grid: 127 at 8 bits, 7 at 4, 1 at 2 (the
+/// narrow range, as PyTorch's and ONNX Runtime's symmetric weights use, so that `-qmax`
+/// and `qmax` are both there and zero is exact).
+pub fn symmetric_qmax(bits: u8) -> i32 {
+    (1i32 << (bits.clamp(2, 8) - 1)) - 1
+}
+
+/// Smallest and largest bit width quantlab quantizes to.
+pub const BITS_RANGE: std::ops::RangeInclusive<u8> = 2..=8;
+
+/// `bits` if it is in [`BITS_RANGE`], else an error naming `what` (`wbits`, `abits`, ...).
+pub fn check_bits(what: &'static str, bits: u8) -> crate::Result<u8> {
+    if BITS_RANGE.contains(&bits) {
+        Ok(bits)
+    } else {
+        Err(crate::QuantError::Invalid {
+            key: what,
+            reason: format!("{bits} bits: quantlab quantizes to 2..=8 bits"),
+        })
+    }
+}
+
+/// Bit widths of a model: weights, the activations between layers, and the network's
+/// input and logits (the edges, 8 bits by default as in PyTorch's and Brevitas' recipes:
+/// the first and last layers are the most sensitive and the cheapest to keep wide).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct BitWidths {
+    /// Weights (symmetric).
+    pub weights: u8,
+    /// Activations inside the network.
+    pub acts: u8,
+    /// The network input and the logits.
+    pub edges: u8,
+}
+
+impl Default for BitWidths {
+    fn default() -> Self {
+        Self {
+            weights: 8,
+            acts: 8,
+            edges: 8,
+        }
+    }
+}
+
+impl BitWidths {
+    /// Weights `w`, activations `a`, edges at 8 bits.
+    pub fn wa(w: u8, a: u8) -> Self {
+        Self {
+            weights: w,
+            acts: a,
+            edges: 8,
+        }
+    }
+
+    /// Every width in range, else an error naming the first that is not.
+    pub fn check(self) -> crate::Result<Self> {
+        check_bits("wbits", self.weights)?;
+        check_bits("abits", self.acts)?;
+        check_bits("edge bits", self.edges)?;
+        Ok(self)
+    }
+
+    /// True for the 8/8/8 default.
+    pub fn is_int8(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// `w4a4` (with `-e6` when the edges are not 8 bits): the suffix of method names.
+    pub fn tag(&self) -> String {
+        let mut t = format!("w{}a{}", self.weights, self.acts);
+        if self.edges != 8 {
+            t.push_str(&format!("-e{}", self.edges));
+        }
+        t
+    }
 }
 
 #[cfg(test)]
@@ -229,6 +339,32 @@ mod tests {
             QParams::from_range(-1.0, 0.0, ActDtype::U8Affine).zero_point,
             255
         );
+    }
+
+    #[test]
+    fn narrow_ranges_use_exactly_their_levels() {
+        for bits in 2..=8u8 {
+            let q = QParams::from_range_bits(-1.0, 3.0, ActDtype::U8Affine, bits);
+            assert_eq!((q.qmin, q.qmax), (0, (1 << bits) - 1));
+            assert_eq!(q.bits(), bits);
+            assert_eq!(q.dequantize(q.quantize(0.0)), 0.0);
+            assert_eq!(q.quantize(100.0) as i32, q.qmax);
+            let s = QParams::from_range_bits(-1.0, 3.0, ActDtype::I8Symmetric, bits);
+            let half = symmetric_qmax(bits);
+            assert_eq!(
+                (s.qmin, s.qmax, s.zero_point),
+                (128 - half, 128 + half, 128)
+            );
+            assert!(s.is_valid());
+            assert_eq!(s.quantize(-100.0) as i32, s.qmin);
+            let ws = weight_scale_bits(2.0, bits);
+            assert_eq!(quantize_weight_bits(2.0, ws, bits) as i32, half);
+            assert_eq!(quantize_weight_bits(-9.0, ws, bits) as i32, -half);
+        }
+        assert_eq!(QParams::from_range(0.0, 1.0, ActDtype::U8Affine).bits(), 8);
+        assert_eq!(symmetric_qmax(2), 1);
+        assert!(check_bits("wbits", 1).is_err() && check_bits("abits", 9).is_err());
+        assert_eq!(BitWidths::wa(4, 4).tag(), "w4a4");
     }
 
     #[test]

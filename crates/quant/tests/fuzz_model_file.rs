@@ -11,7 +11,8 @@ use quantlab_data::rng::Rng;
 use quantlab_linalg::{ConvGeom, PoolGeom};
 use quantlab_quant::export::{from_bytes, to_bytes};
 use quantlab_quant::{
-    Dense, Engine, Granularity, KernelPath, MethodKind, Network, Node, QuantizeOptions, quantize,
+    BitWidths, Dense, Engine, Granularity, KernelPath, MethodKind, Network, Node, QuantizeOptions,
+    quantize,
 };
 use quantlab_testkit::check_reader;
 use quantlab_testkit::mutate::{Field, cases, json_number_cases};
@@ -66,6 +67,15 @@ fn mlp() -> Network {
 }
 
 fn file(net: &Network, method: MethodKind, granularity: Granularity) -> Vec<u8> {
+    file_bits(net, method, granularity, BitWidths::default())
+}
+
+fn file_bits(
+    net: &Network,
+    method: MethodKind,
+    granularity: Granularity,
+    bits: BitWidths,
+) -> Vec<u8> {
     let mut rng = Rng::new(9);
     let calib: Vec<f32> = (0..32 * net.in_len())
         .map(|_| rng.normal() as f32)
@@ -77,6 +87,7 @@ fn file(net: &Network, method: MethodKind, granularity: Granularity) -> Vec<u8> 
     let opts = QuantizeOptions {
         method,
         granularity,
+        bits,
         ..Default::default()
     };
     let q = quantize(net, &opts, &calib, &engine).unwrap();
@@ -141,5 +152,29 @@ fn dynamic_mlp_files_never_panic_or_balloon() {
         "int8 file (dynamic MLP)",
         &file(&mlp(), MethodKind::Dynamic, Granularity::PerTensor),
         12,
+    );
+}
+
+#[test]
+fn packed_low_bit_files_never_panic_or_balloon() {
+    check(
+        "int8 file (static CNN, 4-bit packed weights, 4-bit activations)",
+        &file_bits(
+            &cnn(),
+            MethodKind::Static,
+            Granularity::PerChannel,
+            BitWidths::wa(4, 4),
+        ),
+        13,
+    );
+    check(
+        "int8 file (static MLP, 2-bit packed weights)",
+        &file_bits(
+            &mlp(),
+            MethodKind::Static,
+            Granularity::PerChannel,
+            BitWidths::wa(2, 2),
+        ),
+        14,
     );
 }

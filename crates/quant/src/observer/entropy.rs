@@ -15,7 +15,7 @@ const EPS: f64 = 1e-4;
 /// normalised images, with most of their mass at a negative floor) keep MinMax: a KL
 /// threshold there either clips the background (symmetric search: -28 pp on MNIST logreg)
 /// or the strokes (one-sided search: -3 pp on the CNN), both measured by this project.
-pub fn range(s: &Stats, dtype: ActDtype) -> Option<(f32, f32)> {
+pub fn range(s: &Stats, dtype: ActDtype, bits: u8) -> Option<(f32, f32)> {
     if s.min < 0.0 && dtype == ActDtype::U8Affine {
         return None;
     }
@@ -24,11 +24,11 @@ pub fn range(s: &Stats, dtype: ActDtype) -> Option<(f32, f32)> {
         return None;
     }
     let nonneg = s.min >= 0.0;
-    // Levels available on |x|: a one-sided u8 range uses all 256, anything else half.
+    // Levels available on |x|: a one-sided unsigned range uses all 2^bits, anything else half.
     let levels = if nonneg && dtype == ActDtype::U8Affine {
-        256
+        1usize << bits
     } else {
-        128
+        1usize << (bits - 1)
     };
     let (counts, last_spike) = flatten_spikes(&h.counts);
     let best = best_bin(&counts, levels).max(last_spike.map_or(0, |b| b + 1));

@@ -138,8 +138,15 @@ impl Stats {
         self.min > self.max
     }
 
-    /// The range `kind` chooses for `dtype` (always containing 0).
+    /// The range `kind` chooses for `dtype` at 8 bits (always containing 0).
     pub fn range(&self, kind: ObserverKind, dtype: ActDtype) -> (f32, f32) {
+        self.range_bits(kind, dtype, 8)
+    }
+
+    /// The range `kind` chooses for `dtype` at `bits`: MinMax, moving average and
+    /// percentile do not depend on the width; entropy and MSE search for the clipping that
+    /// suits the levels there are (fewer levels, more clipping).
+    pub fn range_bits(&self, kind: ObserverKind, dtype: ActDtype, bits: u8) -> (f32, f32) {
         if self.is_empty() {
             return (0.0, 0.0);
         }
@@ -151,15 +158,20 @@ impl Stats {
             ObserverKind::Percentile => {
                 hist_or_minmax(&|| percentile::range(self.hist.as_ref()?, PERCENTILE))
             }
-            ObserverKind::Entropy => hist_or_minmax(&|| entropy::range(self, dtype)),
-            ObserverKind::Mse => hist_or_minmax(&|| mse::range(self.hist.as_ref()?, dtype)),
+            ObserverKind::Entropy => hist_or_minmax(&|| entropy::range(self, dtype, bits)),
+            ObserverKind::Mse => hist_or_minmax(&|| mse::range(self.hist.as_ref()?, dtype, bits)),
         }
     }
 
-    /// Quantization parameters for `kind` and `dtype`.
+    /// Quantization parameters for `kind` and `dtype` at 8 bits.
     pub fn qparams(&self, kind: ObserverKind, dtype: ActDtype) -> QParams {
-        let (lo, hi) = self.range(kind, dtype);
-        QParams::from_range(lo, hi, dtype)
+        self.qparams_bits(kind, dtype, 8)
+    }
+
+    /// Quantization parameters for `kind` and `dtype` at `bits`.
+    pub fn qparams_bits(&self, kind: ObserverKind, dtype: ActDtype, bits: u8) -> QParams {
+        let (lo, hi) = self.range_bits(kind, dtype, bits);
+        QParams::from_range_bits(lo, hi, dtype, bits)
     }
 }
 

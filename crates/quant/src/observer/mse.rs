@@ -1,14 +1,15 @@
-//! MSE-optimal clipping: among ranges `[a*min, a*max]`, `a` in 0.30..=1.00, the one whose
-//! quantize-dequantize round trip has the smallest squared error over the histogram.
+//! MSE-optimal clipping: among ranges `[a*min, a*max]`, `a` in 0.10..=1.00, the one whose
+//! quantize-dequantize round trip at the point's bit width has the smallest squared error
+//! over the histogram.
 
 use super::Histogram;
 use crate::qparams::{ActDtype, QParams};
 
 /// Smallest shrink factor tried.
-const MIN_SHRINK: usize = 30;
+const MIN_SHRINK: usize = 10;
 
 /// `(lo, hi)` with least expected squared error, or `None` on an empty histogram.
-pub fn range(h: &Histogram, dtype: ActDtype) -> Option<(f32, f32)> {
+pub fn range(h: &Histogram, dtype: ActDtype, bits: u8) -> Option<(f32, f32)> {
     if h.total() == 0 {
         return None;
     }
@@ -16,7 +17,7 @@ pub fn range(h: &Histogram, dtype: ActDtype) -> Option<(f32, f32)> {
     for pct in MIN_SHRINK..=100 {
         let a = pct as f32 / 100.0;
         let (lo, hi) = (h.lo * a, h.hi * a);
-        let q = QParams::from_range(lo, hi, dtype);
+        let q = QParams::from_range_bits(lo, hi, dtype, bits);
         let err: f64 = h
             .counts
             .iter()
