@@ -11,7 +11,8 @@ use quantlab_quant::{
     ActDtype, BitWidths, Engine, Granularity, MethodKind, Network, ObserverKind, QuantModel,
     QuantizeOptions, export, quantize, score,
 };
-use quantlab_train::{Checkpoint, checkpoint, evaluate};
+use quantlab_train::qat::{ActRanges, QatConfig, fit_qat};
+use quantlab_train::{Backend, Checkpoint, checkpoint, evaluate};
 
 /// Method names as the command line takes them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -26,6 +27,9 @@ pub enum MethodArg {
     Dynamic,
     /// Int8 weights and calibrated activations, integer end to end.
     Static,
+    /// Quantization-aware training from the checkpoint (configs/qat.toml), then the same
+    /// integer model as static.
+    Qat,
 }
 
 /// Arguments of `quantlab quantize`.
@@ -68,8 +72,51 @@ pub struct QuantizeArgs {
     /// Folder holding one sub-folder per dataset.
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// QAT settings (default: configs/qat.toml); the flags below override it.
+    #[arg(long)]
+    qat_config: Option<PathBuf>,
+    /// QAT epochs.
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// QAT learning rate.
+    #[arg(long)]
+    lr: Option<f64>,
+    /// QAT activation ranges: moving averages frozen after an epoch, or learned steps (LSQ).
+    #[arg(long, value_enum)]
+    act_ranges: Option<ActRanges>,
+    /// QAT on the first N training samples only.
+    #[arg(long)]
+    train_limit: Option<usize>,
+    /// QAT backend: cpu (burn's flex), ndarray, or gpu (wgpu).
+    #[arg(long, value_enum, default_value_t = Backend::Cpu)]
+    device: Backend,
     #[command(flatten)]
     mlflow: crate::mlflow_args::MlflowArgs,
+}
+
+impl QuantizeArgs {
+    /// The QAT config: `--qat-config` or the checked-in preset, the flags on top.
+    fn qat_config(&self) -> Result<QatConfig> {
+        let mut c = match &self.qat_config {
+            Some(p) => QatConfig::from_toml_file(p)?,
+            None => QatConfig::preset()?,
+        };
+        if let Some(v) = self.epochs {
+            c.epochs = v;
+        }
+        if let Some(v) = self.lr {
+            c.lr = v;
+        }
+        if let Some(v) = self.act_ranges {
+            c.act_ranges = v;
+        }
+        if self.train_limit.is_some() {
+            c.train_limit = self.train_limit;
+        }
+        c.calib = self.calib;
+        c.validate()?;
+        Ok(c)
+    }
 }
 
 /// Validation samples used for sensitivities and the accuracy budget: the first ones of
@@ -128,6 +175,7 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
         MethodArg::NaiveFixed => MethodKind::NaiveFixed,
         MethodArg::Dynamic => MethodKind::Dynamic,
         MethodArg::Static => MethodKind::Static,
+        MethodArg::Qat => MethodKind::Qat,
         MethodArg::BurnWeights => unreachable!("handled above"),
     };
     if args.calib == 0 {
@@ -158,7 +206,39 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
         .check()?,
     };
     let float = QuantModel::float(net.clone());
-    let mut quant = quantize(&net, &opts, calib_x, &engine)?;
+    let mut qat_history = None;
+    let mut quant = if method == MethodKind::Qat {
+        let cfg = args.qat_config()?;
+        println!(
+            "qat {} from {}: {} epoch(s), batch {}, {:?} lr {}, activation ranges {:?}{} on {}",
+            opts.bits.tag(),
+            ck.dir.display(),
+            cfg.epochs,
+            cfg.batch_size,
+            cfg.optimizer,
+            cfg.lr,
+            cfg.act_ranges,
+            if cfg.act_ranges == ActRanges::MovingAverage {
+                format!(" (frozen after epoch {})", cfg.freeze_ranges_after)
+            } else {
+                String::new()
+            },
+            args.device.burn_name()
+        );
+        let out = fit_qat(&net, &cfg, opts.bits, &splits, &args.device.device()?, true)?;
+        let total: f64 = out.history.epochs.iter().map(|e| e.seconds).sum();
+        println!(
+            "qat: best epoch {} (validation loss {:.4}, accuracy {:.2}%), fake-quantized test accuracy {:.2}%, {total:.1} s training",
+            out.best.epoch,
+            out.best.val_loss,
+            out.best.val_accuracy * 100.0,
+            out.test.accuracy * 100.0
+        );
+        qat_history = Some((cfg, out.history));
+        out.model
+    } else {
+        quantize(&net, &opts, calib_x, &engine)?
+    };
     let val = validation_slice(&splits.val);
     let report = layer_report(&engine, &float, &quant, calib_x, Some(&val))?;
     if let Some(budget) = args.max_drop {
@@ -251,6 +331,14 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
                 run.log_metric(k, v, 0)?;
             }
             quantlab_bench::tracking::log_layers(run, &report)?;
+            run.log_param("wbits", quant.scheme.widths.weights)?;
+            run.log_param("abits", quant.scheme.widths.acts)?;
+            if let Some((cfg, history)) = &qat_history {
+                run.log_param("qat_epochs", cfg.epochs)?;
+                run.log_param("qat_lr", cfg.lr)?;
+                run.log_param("qat_act_ranges", format!("{:?}", cfg.act_ranges))?;
+                quantlab_bench::tracking::log_history(run, history)?;
+            }
             run.log_artifact(&args.out, Some("model"))?;
             Ok(())
         },

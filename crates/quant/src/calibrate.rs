@@ -93,18 +93,11 @@ impl Calibration {
         dtype: ActDtype,
         bits: BitWidths,
     ) -> Vec<QParams> {
-        let last = self.stats.len().saturating_sub(1);
+        let points = self.stats.len();
         self.stats
             .iter()
             .enumerate()
-            .map(|(p, s)| {
-                let b = if p == 0 || p == last {
-                    bits.edges
-                } else {
-                    bits.acts
-                };
-                s.qparams_bits(observer, dtype, b)
-            })
+            .map(|(p, s)| s.qparams_bits(observer, dtype, bits.at_point(p, points)))
             .collect()
     }
 }

@@ -241,6 +241,16 @@ impl BitWidths {
         Ok(self)
     }
 
+    /// The width of activation point `p` of `points`: the first (the input) and the last
+    /// (the logits) are edges, the others activations.
+    pub fn at_point(&self, p: usize, points: usize) -> u8 {
+        if p == 0 || p + 1 >= points {
+            self.edges
+        } else {
+            self.acts
+        }
+    }
+
     /// True for the 8/8/8 default.
     pub fn is_int8(&self) -> bool {
         *self == Self::default()

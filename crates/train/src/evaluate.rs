@@ -3,7 +3,7 @@
 //! the same arithmetic.
 
 use burn::module::Module;
-use burn::tensor::Device;
+use burn::tensor::{Device, Tensor};
 use quantlab_data::LabeledSet;
 pub use quantlab_data::score::{Score, ScoreAccumulator};
 use quantlab_models::Classifier;
@@ -21,25 +21,37 @@ pub fn logits(
     device: &Device,
 ) -> Result<Vec<f32>> {
     let batch = set.batch(indices, device);
-    model
-        .forward(batch.images)
-        .into_data()
-        .convert::<f32>()
-        .try_to_vec::<f32>()
-        .map_err(|e| TrainError::Backend(format!("{e:?}")))
+    host_logits(model.forward(batch.images))
 }
 
 /// Scores `model` (evaluation mode) on all of `set`.
 pub fn evaluate(model: &Classifier, set: &LabeledSet, device: &Device) -> Result<Score> {
     let model = model.valid();
+    evaluate_with(set, device, |x| model.forward(x))
+}
+
+/// Scores any forward pass (`[batch, features]` -> logits) on all of `set`, batch by batch.
+pub fn evaluate_with(
+    set: &LabeledSet,
+    device: &Device,
+    forward: impl Fn(Tensor<2>) -> Tensor<2>,
+) -> Result<Score> {
     let mut acc = ScoreAccumulator::default();
     let all: Vec<usize> = (0..set.len()).collect();
     for chunk in all.chunks(EVAL_BATCH) {
-        let out = logits(&model, set, chunk, device)?;
+        let out = host_logits(forward(set.batch(chunk, device).images))?;
         let labels: Vec<u8> = chunk.iter().map(|&i| set.labels[i]).collect();
         acc.add(&out, &labels);
     }
     Ok(acc.score())
+}
+
+/// Logits on the host.
+pub fn host_logits(t: Tensor<2>) -> Result<Vec<f32>> {
+    t.into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .map_err(|e| TrainError::Backend(format!("{e:?}")))
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ use crate::evaluate::{Score, evaluate};
 use crate::history::{EpochStats, History};
 
 /// Steps between reads of the running loss (each read syncs the device).
-const LOSS_READ_EVERY: usize = 20;
+pub(crate) const LOSS_READ_EVERY: usize = 20;
 
 /// A finished training run.
 #[derive(Debug)]
@@ -53,13 +53,14 @@ pub struct FitOptions<'a> {
     pub backend: &'a str,
 }
 
-fn optimizer(cfg: &TrainConfig) -> ModuleOptimizer {
-    match cfg.optimizer {
+/// The optimiser of a run.
+pub(crate) fn optimizer(kind: OptimizerKind, momentum: f64) -> ModuleOptimizer {
+    match kind {
         OptimizerKind::Adam => AdamConfig::new().init(),
-        OptimizerKind::Sgd if cfg.momentum > 0.0 => SgdConfig::new()
+        OptimizerKind::Sgd if momentum > 0.0 => SgdConfig::new()
             .with_momentum(Some(
                 MomentumConfig::new()
-                    .with_momentum(cfg.momentum)
+                    .with_momentum(momentum)
                     .with_dampening(0.0),
             ))
             .init(),
@@ -88,7 +89,7 @@ pub fn fit(
     let mut model = cfg
         .model
         .build(&train.sample_shape, train.num_classes, cfg.seed, &ad)?;
-    let mut optim = optimizer(cfg);
+    let mut optim = optimizer(cfg.optimizer, cfg.momentum);
     let loss_fn = CrossEntropyLossConfig::new().init(&ad);
     let mut rng = Rng::new(cfg.seed ^ 0x5eed_5eed);
     let steps = train.len().div_ceil(cfg.batch_size);
@@ -186,7 +187,7 @@ pub fn fit(
 }
 
 /// Reads the queued per-step losses: (sum of loss * batch size, samples).
-fn drain(pending: &mut Vec<(burn::tensor::Tensor<1>, usize)>) -> Result<(f64, usize)> {
+pub(crate) fn drain(pending: &mut Vec<(burn::tensor::Tensor<1>, usize)>) -> Result<(f64, usize)> {
     let mut sum = 0.0;
     let mut n = 0;
     for (loss, size) in pending.drain(..) {
@@ -199,7 +200,7 @@ fn drain(pending: &mut Vec<(burn::tensor::Tensor<1>, usize)>) -> Result<(f64, us
     Ok((sum, n))
 }
 
-fn progress_bar(show: bool, len: u64) -> ProgressBar {
+pub(crate) fn progress_bar(show: bool, len: u64) -> ProgressBar {
     if !show {
         return ProgressBar::hidden();
     }

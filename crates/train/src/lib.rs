@@ -15,12 +15,15 @@ mod evaluate;
 mod fit;
 mod history;
 mod int8_dot;
+pub mod qat;
 
 pub use backend::{Backend, GpuAdapter, WGPU_API, autotune_level, gpu};
 pub use checkpoint::{Checkpoint, CheckpointMeta};
 pub use config::{OptimizerKind, TrainConfig};
 pub use error::{Result, TrainError};
-pub use evaluate::{EVAL_BATCH, Score, ScoreAccumulator, evaluate, logits};
+pub use evaluate::{
+    EVAL_BATCH, Score, ScoreAccumulator, evaluate, evaluate_with, host_logits, logits,
+};
 pub use fit::{FitOptions, TrainOutcome, fit};
 pub use history::{EpochStats, History};
 pub use int8_dot::Int8Dot;

@@ -1,0 +1,368 @@
+//! The network under quantization-aware training: quant's [`Network`] (the fused form the
+//! integer engine runs) as a burn module whose forward pass fake-quantizes exactly where
+//! the engine quantizes: the input, and the output of every dense layer (after its fused
+//! ReLU). Max pooling, flatten and ReLU keep their input's grid, as in the engine. Built
+//! from any network, so a model trained here, a checkpoint from elsewhere or an imported
+//! graph all train the same way.
+
+use burn::module::{Module, Param};
+use burn::tensor::module::{conv2d, max_pool2d};
+use burn::tensor::ops::{ConvOptions, MaxPoolOptions};
+use burn::tensor::{Device, Tensor, TensorData};
+use quantlab_quant::methods::static_layer_at_scales;
+use quantlab_quant::model::{Granularity, LayerImpl, MethodKind, QuantModel, Scheme};
+use quantlab_quant::qparams::{ActDtype, BitWidths, MIN_SCALE, QParams, symmetric_qmax};
+use quantlab_quant::{Network, Node};
+
+use super::fake_quant::{
+    fake_quant_fixed, fake_quant_learned, fake_quant_weight, grad_scale, round_ste,
+};
+use crate::error::{Result, TrainError};
+
+/// A dense layer's trainable tensors.
+#[derive(Module, Debug)]
+pub struct QatDense {
+    /// Float weights `[n, k]` (PyTorch layout, a convolution's `[n, c*kh*kw]`).
+    pub weight: Param<Tensor<2>>,
+    /// Bias `[n]`.
+    pub bias: Param<Tensor<1>>,
+    /// Learned weight step per output channel (LSQ), `[n]`.
+    pub w_step: Param<Tensor<1>>,
+}
+
+/// How the activation points get their grid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+pub enum ActRanges {
+    /// Moving averages of each batch's min and max, frozen after a chosen epoch (PyTorch's
+    /// default QAT recipe).
+    MovingAverage,
+    /// Learned step sizes (LSQ) on the points between layers; the input and the logits keep
+    /// moving-average ranges.
+    Learned,
+}
+
+/// What the forward pass needs besides the tensors: plain data, not trained.
+#[derive(Debug, Clone)]
+pub struct QatPlan {
+    /// The float network (shapes, geometry; its weights are the starting point).
+    pub network: Network,
+    /// Bit widths.
+    pub bits: BitWidths,
+    /// Activation ranges.
+    pub act_ranges: ActRanges,
+    /// Per point: the index into `act_steps` when its step is learned.
+    pub learned: Vec<Option<usize>>,
+}
+
+/// The network with fake quantization.
+#[derive(Module, Debug)]
+pub struct QatNet {
+    /// Dense layers in node order.
+    pub dense: Vec<QatDense>,
+    /// Learned activation steps (`[1]` each), in point order; empty with moving averages.
+    pub act_steps: Vec<Param<Tensor<1>>>,
+    /// The plan.
+    #[module(skip)]
+    pub plan: QatPlan,
+}
+
+/// Whether point `p` is quantized (the input, or a dense node's output); the others repeat
+/// their input's grid.
+pub fn is_quant_point(net: &Network, p: usize) -> bool {
+    p == 0 || matches!(net.nodes[p - 1], Node::Dense(_))
+}
+
+/// Activation of one sample batch: flat rows or NCHW images.
+enum Act {
+    Flat(Tensor<2>),
+    Image(Tensor<4>),
+}
+
+impl Act {
+    fn flat(self) -> Tensor<2> {
+        match self {
+            Act::Flat(t) => t,
+            Act::Image(t) => {
+                let [b, c, h, w] = t.dims();
+                t.reshape([b, c * h * w])
+            }
+        }
+    }
+
+    fn image(self, c: usize, hw: [usize; 2]) -> Tensor<4> {
+        match self {
+            Act::Image(t) => t,
+            Act::Flat(t) => {
+                let [b, _] = t.dims();
+                t.reshape([b, c, hw[0], hw[1]])
+            }
+        }
+    }
+
+    fn map(
+        self,
+        f2: impl FnOnce(Tensor<2>) -> Tensor<2>,
+        f4: impl FnOnce(Tensor<4>) -> Tensor<4>,
+    ) -> Self {
+        match self {
+            Act::Flat(t) => Act::Flat(f2(t)),
+            Act::Image(t) => Act::Image(f4(t)),
+        }
+    }
+
+    /// `[min, max]` of the batch, detached.
+    fn range(&self) -> Tensor<1> {
+        let (lo, hi) = match self {
+            Act::Flat(t) => (t.clone().min(), t.clone().max()),
+            Act::Image(t) => (t.clone().min(), t.clone().max()),
+        };
+        Tensor::cat(vec![lo, hi], 0).detach()
+    }
+}
+
+fn tensor1(v: Vec<f32>, device: &Device) -> Tensor<1> {
+    let n = v.len();
+    Tensor::from_data(TensorData::new(v, [n]), device)
+}
+
+/// LSQ's initial step: `2 * mean|w| / sqrt(Qp)` per row.
+fn lsq_init(weight: &[f32], k: usize, qmax: i32) -> Vec<f32> {
+    weight
+        .chunks_exact(k)
+        .map(|r| {
+            let mean = r.iter().map(|v| v.abs() as f64).sum::<f64>() / k as f64;
+            ((2.0 * mean / (qmax as f64).sqrt()) as f32).max(MIN_SCALE)
+        })
+        .collect()
+}
+
+impl QatNet {
+    /// The network with its float weights, LSQ-initialised weight steps and, for learned
+    /// activation ranges, steps initialised from `ranges` (calibrated).
+    pub fn new(
+        network: &Network,
+        bits: BitWidths,
+        act_ranges: ActRanges,
+        ranges: &[QParams],
+        device: &Device,
+    ) -> Result<Self> {
+        bits.check().map_err(|e| TrainError::Invalid {
+            key: "bits",
+            value: bits.tag(),
+            reason: e.to_string(),
+        })?;
+        let qmax = symmetric_qmax(bits.weights);
+        let mut dense = Vec::new();
+        for node in &network.nodes {
+            if let Node::Dense(d) = node {
+                dense.push(QatDense {
+                    weight: Param::from_tensor(Tensor::from_data(
+                        TensorData::new(d.weight.clone(), [d.n, d.k]),
+                        device,
+                    )),
+                    bias: Param::from_tensor(tensor1(d.bias.clone(), device)),
+                    w_step: Param::from_tensor(tensor1(lsq_init(&d.weight, d.k, qmax), device)),
+                });
+            }
+        }
+        let points = network.nodes.len() + 1;
+        let mut learned = vec![None; points];
+        let mut act_steps = Vec::new();
+        if act_ranges == ActRanges::Learned {
+            for (p, slot) in learned.iter_mut().enumerate().take(points - 1).skip(1) {
+                if is_quant_point(network, p) {
+                    *slot = Some(act_steps.len());
+                    act_steps.push(Param::from_tensor(tensor1(vec![ranges[p].scale], device)));
+                }
+            }
+        }
+        Ok(Self {
+            dense,
+            act_steps,
+            plan: QatPlan {
+                network: network.clone(),
+                bits,
+                act_ranges,
+                learned,
+            },
+        })
+    }
+
+    /// Fake-quantized logits `[batch, classes]` of flat inputs `x`, with the fixed-grid
+    /// points at `ranges`. With `observe`, also every fixed-grid point's batch `[min, max]`
+    /// (before quantization) in point order, for the moving averages: one tensor, so the
+    /// caller reads them all with one device sync.
+    pub fn forward(
+        &self,
+        x: Tensor<2>,
+        ranges: &[QParams],
+        observe: bool,
+    ) -> (Tensor<2>, Option<Tensor<1>>) {
+        let net = &self.plan.network;
+        let mut seen = Vec::new();
+        let device = x.device();
+        // Quantizes at point `p`; also returns the point's step as a `[1]` tensor (the
+        // bias grid of the next dense layer depends on it).
+        let quant = |act: Act, p: usize, seen: &mut Vec<Tensor<1>>| -> (Act, Tensor<1>) {
+            let q = ranges[p];
+            match self.plan.learned[p] {
+                Some(j) => {
+                    let elems = net.out_lens.get(p.wrapping_sub(1)).copied().unwrap_or(1);
+                    let g = 1.0 / ((elems as f32) * q.qmax as f32).sqrt();
+                    let s = grad_scale(self.act_steps[j].val(), g).clamp_min(MIN_SCALE);
+                    let out = act.map(
+                        |t| fake_quant_learned(t, s.clone(), q.zero_point, q.qmin, q.qmax),
+                        |t| fake_quant_learned(t, s.clone(), q.zero_point, q.qmin, q.qmax),
+                    );
+                    (out, s)
+                }
+                None => {
+                    if observe {
+                        seen.push(act.range());
+                    }
+                    let out = act.map(
+                        |t| fake_quant_fixed(t, q.scale, q.zero_point, q.qmin, q.qmax),
+                        |t| fake_quant_fixed(t, q.scale, q.zero_point, q.qmin, q.qmax),
+                    );
+                    (out, tensor1(vec![q.scale], &device))
+                }
+            }
+        };
+        let qmax = symmetric_qmax(self.plan.bits.weights);
+        let (mut act, mut s_in) = quant(Act::Flat(x), 0, &mut seen);
+        let mut next_dense = 0;
+        for (i, node) in net.nodes.iter().enumerate() {
+            act = match node {
+                Node::Dense(d) => {
+                    let l = &self.dense[next_dense];
+                    next_dense += 1;
+                    let g = 1.0 / ((d.k as f32) * qmax as f32).sqrt();
+                    let s = grad_scale(l.w_step.val(), g).clamp_min(MIN_SCALE);
+                    // The bias on the integer model's grid, `s_in * s_w` (an i32 there):
+                    // left in float, its rounding moves outputs by up to half of
+                    // `s_in * s_w / s_out` steps, which at 2-4-bit activations flips
+                    // enough levels to change a prediction in a hundred.
+                    let s_b = s.clone().mul(s_in.clone());
+                    let bias = round_ste(l.bias.val().div(s_b.clone())).mul(s_b);
+                    let w = fake_quant_weight(l.weight.val(), s, qmax);
+                    let y = match d.conv {
+                        Some(geom) => {
+                            let x = act.image(geom.in_channels, geom.in_hw);
+                            let w =
+                                w.reshape([d.n, geom.in_channels, geom.kernel[0], geom.kernel[1]]);
+                            let opts = ConvOptions::new(geom.stride, geom.padding, [1, 1], 1);
+                            Act::Image(conv2d(x, w, Some(bias), opts))
+                        }
+                        None => {
+                            let x = act.flat();
+                            let [n] = l.bias.dims();
+                            Act::Flat(x.matmul(w.transpose()) + bias.reshape([1, n]))
+                        }
+                    };
+                    let y = if d.relu {
+                        y.map(
+                            burn::tensor::activation::relu,
+                            burn::tensor::activation::relu,
+                        )
+                    } else {
+                        y
+                    };
+                    let (y, s) = quant(y, i + 1, &mut seen);
+                    s_in = s;
+                    y
+                }
+                Node::MaxPool(g) => {
+                    let x = act.image(g.channels, g.in_hw);
+                    let opts = MaxPoolOptions {
+                        kernel_size: g.kernel,
+                        stride: g.stride,
+                        padding: [(0, 0); 2],
+                        dilation: [1, 1],
+                        ceil_mode: false,
+                    };
+                    Act::Image(max_pool2d(x, opts))
+                }
+                Node::Relu => act.map(
+                    burn::tensor::activation::relu,
+                    burn::tensor::activation::relu,
+                ),
+                Node::Flatten => Act::Flat(act.flat()),
+            };
+        }
+        let observed = (observe && !seen.is_empty()).then(|| Tensor::cat(seen, 0));
+        (act.flat(), observed)
+    }
+
+    /// The integer model this network trained into: weights at the learned steps, points
+    /// at `ranges` (fixed) or the learned steps; the same [`QuantModel`] and file as PTQ.
+    pub fn to_quant_model(&self, ranges: &[QParams], calib_samples: usize) -> Result<QuantModel> {
+        let host = |t: Tensor<1>| -> Result<Vec<f32>> {
+            t.into_data()
+                .convert::<f32>()
+                .try_to_vec::<f32>()
+                .map_err(|e| TrainError::Backend(format!("{e:?}")))
+        };
+        let mut network = self.plan.network.clone();
+        let mut points: Vec<QParams> = ranges.to_vec();
+        for (p, slot) in self.plan.learned.iter().enumerate() {
+            if let Some(j) = slot {
+                let s = host(self.act_steps[*j].val())?[0].max(MIN_SCALE);
+                points[p] = QParams {
+                    scale: s,
+                    ..ranges[p]
+                };
+            }
+        }
+        for p in 1..points.len() {
+            if !is_quant_point(&network, p) {
+                points[p] = points[p - 1];
+            }
+        }
+        let bits = self.plan.bits;
+        let mut layers = vec![None; network.nodes.len()];
+        let mut next_dense = 0;
+        for (i, node) in network.nodes.iter_mut().enumerate() {
+            if let Node::Dense(d) = node {
+                let l = &self.dense[next_dense];
+                next_dense += 1;
+                let w2: Tensor<2> = l.weight.val();
+                let [n, k] = w2.dims();
+                d.weight = host(w2.reshape([n * k]))?;
+                d.bias = host(l.bias.val())?;
+                let steps: Vec<f32> = host(l.w_step.val())?
+                    .into_iter()
+                    .map(|s| s.max(MIN_SCALE))
+                    .collect();
+                layers[i] = Some(LayerImpl::Static(static_layer_at_scales(
+                    d,
+                    steps,
+                    bits.weights,
+                    points[i],
+                    points[i + 1],
+                )));
+            }
+        }
+        for (i, node) in network.nodes.iter().enumerate() {
+            if !matches!(node, Node::Dense(_)) {
+                layers[i] = None;
+            }
+        }
+        Ok(QuantModel {
+            network,
+            layers,
+            points: points.into_iter().map(Some).collect(),
+            scheme: Scheme {
+                method: MethodKind::Qat,
+                observer: None,
+                granularity: Some(Granularity::PerChannel),
+                act_dtype: Some(ActDtype::U8Affine),
+                calib_samples,
+                bits: None,
+                fallback: Vec::new(),
+                widths: bits,
+            },
+        })
+    }
+}
