@@ -7,7 +7,7 @@ use std::str::FromStr;
 
 use quantlab_data::DatasetName;
 use quantlab_models::ModelKind;
-use quantlab_quant::{Granularity, ObserverKind};
+use quantlab_quant::{BitWidths, Granularity, ObserverKind};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{BenchError, Result, io};
@@ -27,6 +27,16 @@ pub enum Method {
     Dynamic,
     /// Static int8 with an observer and a weight granularity.
     Static(ObserverKind, Granularity),
+    /// Static at other bit widths (`static-<observer>-<granularity>-w4a4`).
+    StaticBits(ObserverKind, Granularity, BitWidths),
+    /// Quantization-aware training from the row's float checkpoint (`qat-w4a4`).
+    Qat(BitWidths),
+}
+
+/// `w4a4` -> weights 4, activations 4 (edges 8), each in 2..=8.
+fn parse_tag(tag: &str) -> Option<BitWidths> {
+    let (w, a) = tag.strip_prefix('w')?.split_once('a')?;
+    BitWidths::wa(w.parse().ok()?, a.parse().ok()?).check().ok()
 }
 
 impl Method {
@@ -39,6 +49,18 @@ impl Method {
             Method::BurnWeights => "burn-weights".into(),
             Method::Dynamic => "dynamic".into(),
             Method::Static(o, g) => format!("static-{}-{}", o.as_str(), g.as_str()),
+            Method::StaticBits(o, g, b) => {
+                format!("static-{}-{}-{}", o.as_str(), g.as_str(), b.tag())
+            }
+            Method::Qat(b) => format!("qat-{}", b.tag()),
+        }
+    }
+
+    /// The bit widths of the row (8/8/8 for the methods without a width).
+    pub fn widths(self) -> BitWidths {
+        match self {
+            Method::StaticBits(_, _, b) | Method::Qat(b) => b,
+            _ => BitWidths::default(),
         }
     }
 }
@@ -54,15 +76,30 @@ impl FromStr for Method {
             "dynamic" => return Ok(Method::Dynamic),
             _ => {}
         }
+        if let Some(b) = s.strip_prefix("qat-").and_then(parse_tag) {
+            return Ok(Method::Qat(b));
+        }
         for o in ObserverKind::ALL {
             for g in [Granularity::PerTensor, Granularity::PerChannel] {
-                if Method::Static(o, g).name() == s {
+                let base = Method::Static(o, g).name();
+                if base == s {
                     return Ok(Method::Static(o, g));
+                }
+                if let Some(b) = s
+                    .strip_prefix(base.as_str())
+                    .and_then(|t| t.strip_prefix('-'))
+                    .and_then(parse_tag)
+                {
+                    return Ok(if b.is_int8() {
+                        Method::Static(o, g)
+                    } else {
+                        Method::StaticBits(o, g, b)
+                    });
                 }
             }
         }
         Err(format!(
-            "unknown method {s:?}; known: f32, naive, naive-fixed, burn-weights, dynamic, static-<minmax|moving-average|percentile|entropy|mse>-<per-tensor|per-channel>"
+            "unknown method {s:?}; known: f32, naive, naive-fixed, burn-weights, dynamic, static-<minmax|moving-average|percentile|entropy|mse>-<per-tensor|per-channel>[-w<2..8>a<2..8>], qat-w<2..8>a<2..8>"
         ))
     }
 }
@@ -180,6 +217,23 @@ pub struct BenchConfig {
     /// The calibration sweep; absent means none.
     #[serde(default)]
     pub calib_sweep: Option<SweepSettings>,
+    /// The bit-width sweep; absent means none.
+    #[serde(default)]
+    pub bit_sweep: Option<BitSweepSettings>,
+    /// `dataset/model` pairs that get the `qat-*` rows (absent: every pair). QAT trains,
+    /// so its rows cost what the fine-tune costs.
+    #[serde(default)]
+    pub qat_pairs: Option<Vec<String>>,
+}
+
+/// The bit-width sweep (`[bit_sweep]`): every observer at every width, accuracy only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BitSweepSettings {
+    /// Widths (weights and activations alike), each in 2..=8.
+    pub widths: Vec<u8>,
+    /// Test images on which per-layer SQNR is measured.
+    pub sqnr_samples: usize,
 }
 
 impl BenchConfig {
@@ -226,6 +280,30 @@ impl BenchConfig {
             return Err(bad(format!(
                 "calib and min_reps must be >= 1, rounds 1 to {MAX_ROUNDS}, max_reps >= min_reps, time_budget_s > 0"
             )));
+        }
+        for key in cfg.qat_pairs.iter().flatten() {
+            let ok = key.split_once('/').is_some_and(|(d, m)| {
+                DatasetName::from_str(d).is_ok()
+                    && serde_json::from_value::<ModelKind>(serde_json::Value::String(m.into()))
+                        .is_ok()
+            });
+            if !ok {
+                return Err(bad(format!(
+                    "qat_pairs: {key:?} is not dataset/model (datasets: mnist, fashion-mnist, digits, synthetic; models: logreg, mlp, cnn)"
+                )));
+            }
+        }
+        if let Some(bs) = &cfg.bit_sweep
+            && (bs.widths.is_empty()
+                || bs.widths.iter().any(|b| !(2..=8).contains(b))
+                || bs.sqnr_samples == 0)
+        {
+            {
+                return Err(bad(format!(
+                    "[bit_sweep]: widths {:?} must be non-empty and each in 2..=8, sqnr_samples >= 1",
+                    bs.widths
+                )));
+            }
         }
         if let Some(sw) = &cfg.calib_sweep {
             for key in &sw.pairs {
@@ -283,6 +361,13 @@ impl BenchConfig {
         Ok(m)
     }
 
+    /// Whether the `qat-*` rows run on `ds/model`.
+    pub fn qat_covers(&self, ds: DatasetName, model: ModelKind) -> bool {
+        self.qat_pairs
+            .as_ref()
+            .is_none_or(|p| p.iter().any(|p| *p == format!("{ds}/{model}")))
+    }
+
     /// Training settings of a dataset/model pair.
     pub fn train_settings(&self, ds: DatasetName, model: ModelKind) -> Option<&TrainSettings> {
         self.train
@@ -338,6 +423,24 @@ mod tests {
             }
         }
         assert!("static-foo-per-channel".parse::<Method>().is_err());
+        let low = Method::StaticBits(
+            ObserverKind::Mse,
+            Granularity::PerChannel,
+            BitWidths::wa(4, 4),
+        );
+        assert_eq!(low.name(), "static-mse-per-channel-w4a4");
+        assert_eq!(low.name().parse::<Method>().unwrap(), low);
+        let qat = Method::Qat(BitWidths::wa(2, 2));
+        assert_eq!(qat.name().parse::<Method>().unwrap(), qat);
+        for bad in [
+            "qat-w1a4",
+            "qat-w4a9",
+            "qat-4a4",
+            "static-minmax-per-channel-w4",
+            "qat-",
+        ] {
+            assert!(bad.parse::<Method>().is_err(), "{bad}");
+        }
     }
 
     #[test]

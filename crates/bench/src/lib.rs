@@ -8,9 +8,11 @@
 //!   saved JSON; [`measure`]: timing and the counting allocator; [`machine`]: machine facts.
 //! - [`tracking`]: runs recorded in an MLflow file store (`quantlab-track`).
 //! - [`burn_weights`]: burn's own weight-only quantization, a comparison row.
-//! - [`sweep`]: the calibration sweep (how many calibration images each observer needs).
+//! - [`sweep`]: the calibration sweep (how many calibration images each observer needs);
+//!   [`bitwidth`]: the bit-width sweep (where each observer breaks below 8 bits).
 #![warn(missing_docs)]
 
+pub mod bitwidth;
 pub mod burn_weights;
 pub mod config;
 pub mod error;

@@ -131,6 +131,12 @@ pub fn draw_all(dir: &Path, r: &Results) -> Result<Vec<PathBuf>> {
             |a: &DrawingArea<_, Shift>| calib_sweep(a, &ds, &m, &lines)
         )?);
     }
+    for (ds, m) in crate::bitwidth::pairs(&r.bit_sweep) {
+        files.extend(render!(
+            &out.join(format!("bits-{ds}-{m}")),
+            |a: &DrawingArea<_, Shift>| bit_width(a, r, &ds, &m)
+        )?);
+    }
     if r.curves.iter().any(|c| !c.history.epochs.is_empty()) {
         files.extend(render!(&out.join("training_curves"), |a: &DrawingArea<
             _,
@@ -579,6 +585,108 @@ fn curves<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, r: &Results) -> Dra
             .draw()
             .map_err(e)?;
     }
+    Ok(())
+}
+
+/// Test accuracy against bit width: one line per PTQ observer, QAT from the matrix's
+/// `qat-wNaN` rows, the float model as a dashed line.
+fn bit_width<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    r: &Results,
+    ds: &str,
+    model: &str,
+) -> DrawResult {
+    let e = |x: DrawingAreaErrorKind<DB::ErrorType>| x.to_string();
+    let pts: Vec<&crate::bitwidth::BitPoint> = r
+        .bit_sweep
+        .iter()
+        .filter(|p| p.dataset == ds && p.model == model)
+        .collect();
+    let mut observers: Vec<&str> = Vec::new();
+    for p in &pts {
+        if !observers.contains(&p.observer.as_str()) {
+            observers.push(&p.observer);
+        }
+    }
+    let float = r
+        .rows
+        .iter()
+        .find(|x| x.dataset == ds && x.model == model && x.method == "f32")
+        .map(|x| x.accuracy * 100.0);
+    let qat: Vec<(f64, f64)> = (2..=8u8)
+        .filter_map(|b| {
+            crate::bitwidth::qat_accuracy(&r.rows, ds, model, b).map(|a| (b as f64, a * 100.0))
+        })
+        .collect();
+    let ys = pts
+        .iter()
+        .map(|p| p.accuracy * 100.0)
+        .chain(qat.iter().map(|q| q.1))
+        .chain(float);
+    let ymin = ys.fold(100f64, f64::min).max(0.0);
+    let mut chart = ChartBuilder::on(area)
+        .caption(
+            format!("{ds}/{model}: test accuracy vs bit width (W=A; input and logits 8-bit)"),
+            ("sans-serif", 18),
+        )
+        .margin(14)
+        .x_label_area_size(40)
+        .y_label_area_size(55)
+        .build_cartesian_2d(1.5f64..8.5f64, (ymin - 2.0).max(0.0)..100.5)
+        .map_err(e)?;
+    chart
+        .configure_mesh()
+        .x_desc("bits (weights = activations)")
+        .y_desc("test accuracy (%)")
+        .draw()
+        .map_err(e)?;
+    for (i, o) in observers.iter().enumerate() {
+        let col = PALETTE[i % PALETTE.len()];
+        let mut xy: Vec<(f64, f64)> = pts
+            .iter()
+            .filter(|p| p.observer == *o)
+            .map(|p| (p.bits as f64, p.accuracy * 100.0))
+            .collect();
+        xy.sort_by(|a, b| a.0.total_cmp(&b.0));
+        chart
+            .draw_series(LineSeries::new(xy.clone(), col.stroke_width(2)))
+            .map_err(e)?
+            .label(format!("PTQ {o}"))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], col.stroke_width(2)));
+        chart
+            .draw_series(xy.iter().map(|p| Circle::new(*p, 3, col.filled())))
+            .map_err(e)?;
+    }
+    if !qat.is_empty() {
+        let col = BLACK;
+        chart
+            .draw_series(LineSeries::new(qat.clone(), col.stroke_width(3)))
+            .map_err(e)?
+            .label("QAT")
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], col.stroke_width(3)));
+        chart
+            .draw_series(qat.iter().map(|p| TriangleMarker::new(*p, 6, col.filled())))
+            .map_err(e)?;
+    }
+    if let Some(f) = float {
+        chart
+            .draw_series(DashedLineSeries::new(
+                vec![(1.5, f), (8.5, f)],
+                6,
+                4,
+                BLACK.mix(0.5).stroke_width(1),
+            ))
+            .map_err(e)?
+            .label("float")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], BLACK.mix(0.5)));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(e)?;
     Ok(())
 }
 

@@ -10,13 +10,16 @@ use quantlab_data::{DataError, DatasetName, LabeledSet, Splits, load};
 use quantlab_models::{Classifier, ModelKind, ModelSpec};
 use quantlab_quant::report::layer_report;
 use quantlab_quant::{
-    Engine, KernelPath, MethodKind, Network, QuantModel, QuantizeOptions, export, quantize, score,
+    BitWidths, Engine, KernelPath, MethodKind, Network, QuantModel, QuantizeOptions, export,
+    quantize, score,
 };
+use quantlab_train::qat::{QatConfig, fit_qat};
 use quantlab_train::{
     Backend, FitOptions, History, OptimizerKind, TrainConfig, TrainError, checkpoint, evaluate,
 };
 use serde::{Deserialize, Serialize};
 
+use crate::bitwidth::{BitPoint, bit_sweep};
 use crate::burn_weights;
 use crate::config::{BenchConfig, DeviceKind, Method};
 use crate::error::{BenchError, Result, io};
@@ -64,6 +67,10 @@ pub struct Curve {
     pub checkpoint: String,
     /// Per-epoch history.
     pub history: History,
+    /// QAT fine-tunes of this model: method name and per-epoch history (fake-quantized
+    /// validation figures).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub qat: Vec<(String, History)>,
 }
 
 /// Run-level facts (`bench.json` "meta").
@@ -99,7 +106,14 @@ pub struct Results {
     /// The calibration sweep (`[calib_sweep]`), one point per model, size, seed, observer.
     #[serde(default)]
     pub calib_sweep: Vec<SweepPoint>,
+    /// The bit-width sweep (`[bit_sweep]`), one point per model, width, observer.
+    #[serde(default)]
+    pub bit_sweep: Vec<BitPoint>,
 }
+
+/// What one dataset/model pair produced: its rows, training curves, calibration-sweep and
+/// bit-width-sweep points.
+type Measured = (Vec<Row>, Curve, Vec<SweepPoint>, Vec<BitPoint>);
 
 /// FNV-1a of a string: a stable cache key for a training config.
 fn fnv(s: &str) -> u64 {
@@ -147,6 +161,7 @@ pub fn run(opts: &BenchOptions) -> Result<(PathBuf, Results)> {
     let mut rows = Vec::new();
     let mut curves = Vec::new();
     let mut sweep_points = Vec::new();
+    let mut bit_points = Vec::new();
     let mut skipped = Vec::new();
     let datasets: Vec<DatasetName> = cfg
         .datasets
@@ -195,7 +210,7 @@ pub fn run(opts: &BenchOptions) -> Result<(PathBuf, Results)> {
                 devices: &devices,
                 dir: &dir,
             };
-            let (mut r, curve, mut sw) = pair.measure(&methods)?;
+            let (mut r, curve, mut sw, mut bits) = pair.measure(&methods)?;
             if opts.progress {
                 // This pair's figures now; the whole table again at the end.
                 let mut mine = r.clone();
@@ -210,6 +225,7 @@ pub fn run(opts: &BenchOptions) -> Result<(PathBuf, Results)> {
             rows.append(&mut r);
             curves.push(curve);
             sweep_points.append(&mut sw);
+            bit_points.append(&mut bits);
         }
     }
     derive_ratios(&mut rows);
@@ -267,6 +283,7 @@ pub fn run(opts: &BenchOptions) -> Result<(PathBuf, Results)> {
             rows,
             curves,
             calib_sweep: sweep_points,
+            bit_sweep: bit_points,
         },
     ))
 }
@@ -300,6 +317,20 @@ impl Pair<'_> {
             test_limit: self.opts.quick.then_some(self.cfg.quick.test_limit),
             ..TrainConfig::default()
         }
+    }
+
+    /// QAT from the float network at `bits` on the CPU (flex), with `configs/qat.toml`'s
+    /// settings (`--quick`: its training and test limits, one epoch).
+    fn qat(&self, net: &Network, bits: BitWidths, calib: usize) -> Result<(QuantModel, History)> {
+        let mut cfg = QatConfig::preset()?;
+        cfg.calib = calib;
+        if self.opts.quick {
+            cfg.train_limit = Some(self.cfg.quick.train_limit);
+            cfg.test_limit = Some(self.cfg.quick.test_limit);
+            cfg.epochs = cfg.epochs.min(self.cfg.quick.epochs);
+        }
+        let out = fit_qat(net, &cfg, bits, self.splits, &Device::flex(), false)?;
+        Ok((out.model, out.history))
     }
 
     /// Trains on the CPU, or loads the checkpoint cached for this exact config.
@@ -345,14 +376,19 @@ impl Pair<'_> {
         Ok((ck_dir, out.history, true))
     }
 
-    fn measure(&self, methods: &[Method]) -> Result<(Vec<Row>, Curve, Vec<SweepPoint>)> {
+    fn measure(&self, methods: &[Method]) -> Result<Measured> {
         let sweep_cfg = self
             .cfg
             .calib_sweep
             .as_ref()
             .filter(|s| s.covers(self.ds, self.kind));
         let bar = if self.opts.progress {
-            ProgressBar::new(methods.len() as u64 + 3 + sweep_cfg.is_some() as u64)
+            ProgressBar::new(
+                methods.len() as u64
+                    + 3
+                    + sweep_cfg.is_some() as u64
+                    + self.cfg.bit_sweep.is_some() as u64,
+            )
         } else {
             ProgressBar::hidden()
         };
@@ -372,6 +408,7 @@ impl Pair<'_> {
         let batch_x: Vec<Vec<f32>> = BATCHES.iter().map(|&b| cyclic(&test, b)).collect();
         let (ds, kind) = (self.ds.as_str(), self.kind.as_str());
         let mut rows = Vec::new();
+        let mut qat_curves = Vec::new();
         // What each row runs, with its row's index: timed together, in rounds, at the end.
         let mut runners: Vec<(usize, Runner)> = Vec::new();
         let mut add = |rows: &mut Vec<Row>, row: Row, runner: Option<Runner>| {
@@ -415,6 +452,7 @@ impl Pair<'_> {
                     }
                 }
                 Method::F32 => {}
+                Method::Qat(_) if !self.cfg.qat_covers(self.ds, self.kind) => {}
                 m => {
                     let (mk, observer, granularity) = match m {
                         Method::Naive => (MethodKind::Naive, None, None),
@@ -424,12 +462,20 @@ impl Pair<'_> {
                             None,
                             Some(quantlab_quant::Granularity::PerChannel),
                         ),
-                        Method::Static(o, g) => (MethodKind::Static, Some(o), Some(g)),
+                        Method::Static(o, g) | Method::StaticBits(o, g, _) => {
+                            (MethodKind::Static, Some(o), Some(g))
+                        }
+                        Method::Qat(_) => (
+                            MethodKind::Qat,
+                            None,
+                            Some(quantlab_quant::Granularity::PerChannel),
+                        ),
                         Method::F32 | Method::BurnWeights => unreachable!("handled above"),
                     };
                     let mut qo = QuantizeOptions {
                         method: mk,
                         calib,
+                        bits: m.widths(),
                         ..QuantizeOptions::default()
                     };
                     if let Some(o) = observer {
@@ -438,10 +484,16 @@ impl Pair<'_> {
                     if let Some(g) = granularity {
                         qo.granularity = g;
                     }
-                    let q = quantize(&net, &qo, calib_x, &self.engine)?;
+                    let q = if mk == MethodKind::Qat {
+                        let (q, history) = self.qat(&net, qo.bits, calib)?;
+                        qat_curves.push((m.name(), history));
+                        q
+                    } else {
+                        quantize(&net, &qo, calib_x, &self.engine)?
+                    };
                     let gran = granularity.map_or("-", |g| g.as_str());
                     let with_layers =
-                        matches!(mk, MethodKind::Static | MethodKind::Dynamic).then_some(&float);
+                        (mk.is_static() || mk == MethodKind::Dynamic).then_some(&float);
                     let (mut row, run) = self.quantlab_row(
                         &q,
                         &method.name(),
@@ -458,7 +510,7 @@ impl Pair<'_> {
                             "weights rounded to 2^-7 steps, stored and computed in f32".into();
                     }
                     let all = self.all_cores_row(&q, &row, &batch_x)?;
-                    let gpu = (mk == MethodKind::Static && self.devices.contains(&DeviceKind::Gpu))
+                    let gpu = (mk.is_static() && self.devices.contains(&DeviceKind::Gpu))
                         .then(|| self.gpu_int8_row(&q, &row, &test))
                         .transpose()?;
                     add(&mut rows, row, Some(run));
@@ -506,6 +558,25 @@ impl Pair<'_> {
             )?;
             bar.inc(1);
         }
+        let mut bit_points = Vec::new();
+        if let Some(bs) = &self.cfg.bit_sweep {
+            bar.set_message(format!("{ds}/{kind}: bit-width sweep {:?}", bs.widths));
+            let engine = Engine {
+                threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+                ..self.engine
+            };
+            bit_points = bit_sweep(
+                (ds, kind),
+                &net,
+                calib_x,
+                calib,
+                &test,
+                rows[0].accuracy,
+                (&bs.widths, bs.sqnr_samples),
+                &engine,
+            )?;
+            bar.inc(1);
+        }
         bar.finish_and_clear();
         let curve = Curve {
             dataset: ds.into(),
@@ -513,8 +584,9 @@ impl Pair<'_> {
             trained_now,
             checkpoint: ck_dir.display().to_string(),
             history,
+            qat: qat_curves,
         };
-        Ok((rows, curve, points))
+        Ok((rows, curve, points, bit_points))
     }
 
     #[allow(clippy::too_many_arguments)]

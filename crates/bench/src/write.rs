@@ -308,6 +308,7 @@ pub fn markdown(r: &Results) -> String {
             }
         }
     }
+    s.push_str(&crate::bitwidth::markdown(&r.bit_sweep, &r.rows));
     s.push_str(&sweep_markdown(&r.calib_sweep));
     s
 }
