@@ -298,12 +298,10 @@ impl BenchConfig {
                 || bs.widths.iter().any(|b| !(2..=8).contains(b))
                 || bs.sqnr_samples == 0)
         {
-            {
-                return Err(bad(format!(
-                    "[bit_sweep]: widths {:?} must be non-empty and each in 2..=8, sqnr_samples >= 1",
-                    bs.widths
-                )));
-            }
+            return Err(bad(format!(
+                "[bit_sweep]: widths {:?} must be non-empty and each in 2..=8, sqnr_samples >= 1",
+                bs.widths
+            )));
         }
         if let Some(sw) = &cfg.calib_sweep {
             for key in &sw.pairs {
@@ -456,6 +454,9 @@ mod tests {
             ("\"mnist/cnn\", \"digits", "\"mnist/cnm\", \"digits", "cnm"),
             ("sizes = [16,", "sizes = [0,", "sizes"),
             ("sqnr_samples = 256", "sqnr_samples = 0", "sqnr_samples"),
+            ("widths = [8, 6, 4, 3, 2]", "widths = [8, 1]", "bit_sweep"),
+            ("\"digits/cnn\", \"synthetic", "\"digits/cnx\", \"synthetic", "qat_pairs"),
+            ("\"qat-w2a2\",", "\"qat-w9a2\",", "qat-w9a2"),
         ] {
             std::fs::write(&p, text.replacen(from, to, 1)).unwrap();
             let err = BenchConfig::load(&p).unwrap_err().to_string();
