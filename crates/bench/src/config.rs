@@ -455,7 +455,11 @@ mod tests {
             ("sizes = [16,", "sizes = [0,", "sizes"),
             ("sqnr_samples = 256", "sqnr_samples = 0", "sqnr_samples"),
             ("widths = [8, 6, 4, 3, 2]", "widths = [8, 1]", "bit_sweep"),
-            ("\"digits/cnn\", \"synthetic", "\"digits/cnx\", \"synthetic", "qat_pairs"),
+            (
+                "\"digits/cnn\", \"synthetic",
+                "\"digits/cnx\", \"synthetic",
+                "qat_pairs",
+            ),
             ("\"qat-w2a2\",", "\"qat-w9a2\",", "qat-w9a2"),
         ] {
             std::fs::write(&p, text.replacen(from, to, 1)).unwrap();

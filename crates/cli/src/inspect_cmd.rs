@@ -22,19 +22,30 @@ pub fn run(file: PathBuf) -> Result<()> {
     }
     let q = |p: usize| {
         model.points[p].map_or("f32".to_string(), |q| {
-            format!("scale {:.6} zp {}", q.scale, q.zero_point)
+            let levels = if q.levels() < 256 {
+                format!(" {}-bit ({}..={})", q.bits(), q.qmin, q.qmax)
+            } else {
+                String::new()
+            };
+            format!("scale {:.6} zp {}{levels}", q.scale, q.zero_point)
         })
     };
     println!("input: {}", q(0));
     for (i, spec) in meta.nodes.iter().enumerate() {
         match (spec, &model.network.nodes[i], &model.layers[i]) {
-            (NodeSpec::Dense { .. }, Node::Dense(d), Some(layer)) => {
+            (NodeSpec::Dense { weight_bits, .. }, Node::Dense(d), Some(layer)) => {
                 let (k, n) = (d.k, d.n);
                 let kind = d.kind();
+                // The stored width: i4 and i2 are packed two and four to a byte in the file.
+                let int = match quantlab_quant::pack::storage_bits(*weight_bits) {
+                    8 if *weight_bits == 8 => "i8".to_string(),
+                    8 => format!("i{weight_bits} (in i8)"),
+                    sb => format!("i{weight_bits} (packed {} per byte)", 8 / sb),
+                };
                 let (wdt, bdt, scales) = match layer {
-                    LayerImpl::F32 => ("f32", "f32", String::new()),
-                    LayerImpl::Static(l) => ("i8", "i32", scale_range(&l.w_scales)),
-                    LayerImpl::Dynamic(l) => ("i8", "f32", scale_range(&l.w_scales)),
+                    LayerImpl::F32 => ("f32".to_string(), "f32", String::new()),
+                    LayerImpl::Static(l) => (int, "i32", scale_range(&l.w_scales)),
+                    LayerImpl::Dynamic(l) => (int, "f32", scale_range(&l.w_scales)),
                 };
                 println!(
                     "n{i:<3} {kind:<12} weight {wdt}[{n}, {k}] bias {bdt}[{n}] {scales}{}",

@@ -91,7 +91,19 @@ fn quick_matrix_writes_complete_results_and_plots() {
             "{ds}/{model}: burn-ndarray rows"
         );
         let f_acc = float["accuracy"].as_f64().unwrap();
+        let qat_here = json["meta"]["config"]["qat_pairs"]
+            .as_array()
+            .is_none_or(|p| p.iter().any(|p| *p == format!("{ds}/{model}")));
         for m in &cfg_methods {
+            if m.starts_with("qat-") && !qat_here {
+                assert!(
+                    !rows.iter().any(|r| r["dataset"] == ds
+                        && r["model"] == model
+                        && r["method"] == m.as_str()),
+                    "{ds}/{model}: {m} outside qat_pairs"
+                );
+                continue;
+            }
             let r = of(m, None);
             for key in [
                 "accuracy",
@@ -131,7 +143,18 @@ fn quick_matrix_writes_complete_results_and_plots() {
             );
             assert!(lo <= x && x <= hi, "{ds}/{model}/{m}: {lo} {x} {hi}");
             assert!(r["granularity"].is_string() && r["device"] == "cpu");
-            if m.starts_with("static-") {
+            // 8-bit static rows lose little; the low-bit ones may collapse (that is what
+            // they are there to show), and QAT's must report layers like static's.
+            let tag = m.rsplit('-').next().unwrap_or("");
+            let low_bit = m.starts_with("qat-")
+                || (m.starts_with("static-") && tag.starts_with('w') && tag.contains('a'));
+            if low_bit {
+                assert!(
+                    !r["layers"].as_array().unwrap().is_empty(),
+                    "{ds}/{model}/{m}: no per-layer report"
+                );
+            }
+            if m.starts_with("static-") && !low_bit {
                 let drop = r["accuracy_drop_pp"].as_f64().unwrap();
                 assert!(
                     drop < STATIC_DROP_PP,
@@ -148,6 +171,26 @@ fn quick_matrix_writes_complete_results_and_plots() {
             }
         }
     }
+    // Below 8 bits: at W2A2, QAT recovers what post-training quantization loses, and the
+    // bit-width sweep has every observer at every width.
+    let acc = |m: &str| {
+        rows.iter()
+            .find(|r| r["dataset"] == "mnist" && r["model"] == "mlp" && r["method"] == m)
+            .and_then(|r| r["accuracy"].as_f64())
+            .unwrap_or_else(|| panic!("mnist/mlp {m} row"))
+    };
+    let (ptq, qat) = (acc("static-minmax-per-channel-w2a2"), acc("qat-w2a2"));
+    assert!(qat > ptq + 0.1, "mnist/mlp W2A2: PTQ {ptq}, QAT {qat}");
+    let bits = json["bit_sweep"].as_array().unwrap();
+    for w in [8, 6, 4, 3, 2] {
+        assert_eq!(
+            bits.iter()
+                .filter(|p| p["dataset"] == "mnist" && p["model"] == "cnn" && p["bits"] == w)
+                .count(),
+            5,
+            "mnist/cnn at {w} bits: one point per observer"
+        );
+    }
     assert!(json["meta"]["machine"]["kernel"].is_string());
     for f in [
         "bench.csv",
@@ -156,6 +199,7 @@ fn quick_matrix_writes_complete_results_and_plots() {
         "plots/latency_b64-mnist.svg",
         "plots/sqnr-mnist-cnn.png",
         "plots/training_curves.png",
+        "plots/bits-mnist-mlp.png",
     ] {
         let len = std::fs::metadata(run.join(f)).map(|m| m.len()).unwrap_or(0);
         assert!(len > 1000, "{f}: {len} bytes");

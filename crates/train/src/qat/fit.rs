@@ -201,12 +201,18 @@ pub fn fit_qat(
             seconds,
         };
         history.epochs.push(stats);
-        bar.println(format!(
+        let line = format!(
             "qat {} epoch {epoch}: train loss {train_loss:.4}, validation loss {loss:.4}, validation accuracy {:.2}%, {seconds:.1} s{}",
             bits.tag(),
             accuracy * 100.0,
             if observe { "" } else { " (ranges frozen)" }
-        ));
+        );
+        // A hidden bar (not a terminal) swallows its printed lines: the epochs still show.
+        match (progress, bar.is_hidden()) {
+            (true, true) => println!("{line}"),
+            (true, false) => bar.println(line),
+            _ => {}
+        }
         if best.as_ref().is_none_or(|(b, _, _)| loss < b.val_loss) {
             best = Some((stats, eval_model, q));
         }
