@@ -47,11 +47,12 @@ pub fn fake_quant_fixed<const D: usize>(
     qmin: i32,
     qmax: i32,
 ) -> Tensor<D> {
+    // `round(x / s) + z` clamped to `qmin..=qmax`, minus `z`, is `round(x / s)` clamped to
+    // `qmin - z..=qmax - z` (z is an integer): two ops fewer per point and step. `x * (1/s)`
+    // is how the engine's quantizer computes it.
     let z = zero_point as f32;
-    round_ste(x.div_scalar(scale))
-        .add_scalar(z)
-        .clamp(qmin as f32, qmax as f32)
-        .sub_scalar(z)
+    round_ste(x.mul_scalar(1.0 / scale))
+        .clamp(qmin as f32 - z, qmax as f32 - z)
         .mul_scalar(scale)
 }
 
@@ -67,9 +68,7 @@ pub fn fake_quant_learned<const D: usize>(
     let z = zero_point as f32;
     let s = s.unsqueeze::<D>();
     round_ste(x.div(s.clone()))
-        .add_scalar(z)
-        .clamp(qmin as f32, qmax as f32)
-        .sub_scalar(z)
+        .clamp(qmin as f32 - z, qmax as f32 - z)
         .mul(s)
 }
 

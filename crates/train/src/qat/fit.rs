@@ -15,7 +15,7 @@ use quantlab_quant::qparams::{ActDtype, BitWidths, QParams};
 use quantlab_quant::{Engine, KernelPath, Network, QuantModel, calibrate};
 
 use super::config::QatConfig;
-use super::net::{QatNet, is_quant_point};
+use super::net::{ActRanges, QatNet, is_quant_point};
 use crate::error::{Result, TrainError};
 use crate::evaluate::{Score, evaluate_with};
 use crate::fit::{LOSS_READ_EVERY, drain, optimizer, progress_bar};
@@ -205,7 +205,11 @@ pub fn fit_qat(
             "qat {} epoch {epoch}: train loss {train_loss:.4}, validation loss {loss:.4}, validation accuracy {:.2}%, {seconds:.1} s{}",
             bits.tag(),
             accuracy * 100.0,
-            if observe { "" } else { " (ranges frozen)" }
+            match (observe, cfg.act_ranges) {
+                (true, _) => "",
+                (false, ActRanges::MovingAverage) => " (ranges frozen)",
+                (false, ActRanges::Learned) => " (input and logit ranges frozen)",
+            }
         );
         // A hidden bar (not a terminal) swallows its printed lines: the epochs still show.
         match (progress, bar.is_hidden()) {
