@@ -324,6 +324,14 @@ pub fn record_bench(
                 continue;
             }
             log_row_metrics(&child, row)?;
+            // A QAT row's fine-tune: per-epoch curves (fake-quantized validation figures).
+            if let Some((_, h)) = curve
+                .qat
+                .iter()
+                .find(|(m, _)| *m == row.method && row.backend == "quantlab" && row.threads == 1)
+            {
+                log_history(&child, h)?;
+            }
             if row.backend == "quantlab" {
                 let file = dir
                     .join("models")

@@ -252,6 +252,11 @@ fn quick_matrix_writes_complete_results_and_plots() {
         let acc = read(run.join("metrics/accuracy"));
         let v: f64 = acc.split(' ').nth(1).unwrap().parse().unwrap();
         assert_eq!(v, row["accuracy"].as_f64().unwrap(), "{run:?}");
+        // A QAT row carries its fine-tune's curves, one point per epoch.
+        if row["method"].as_str().unwrap().starts_with("qat-") && row["threads"] == 1 {
+            let curve = read(run.join("metrics/val_accuracy"));
+            assert!(!curve.is_empty(), "{run:?}: no QAT curve");
+        }
     }
 
     // MLflow itself, where it is installed ($QUANTLAB_PYTHON or python3): every metric of
