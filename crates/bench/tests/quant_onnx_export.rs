@@ -10,8 +10,8 @@ use quantlab_data::{DatasetName, LabeledSet, Splits, load, npy};
 use quantlab_models::{ModelKind, ModelSpec};
 use quantlab_onnx::export::{OnnxTarget, to_onnx};
 use quantlab_quant::{
-    ActDtype, Engine, Granularity, MethodKind, Network, QuantModel, QuantizeOptions, quantize,
-    with_fallback,
+    ActDtype, BitWidths, Engine, Granularity, MethodKind, Network, QuantModel, QuantizeOptions,
+    quantize, with_fallback,
 };
 use quantlab_train::{FitOptions, TrainConfig, fit};
 use tract_onnx::prelude::*;
@@ -342,4 +342,69 @@ fn methods_onnx_cannot_express_are_refused_with_a_reason() {
     );
     let notes = to_onnx(&u8_model, OnnxTarget::Qdq).unwrap().notes;
     assert!(notes.iter().any(|n| n.contains("TensorRT")), "{notes:?}");
+}
+
+/// Below 8 bits: W4A4 and W2A4 (affine) export as opset-21 INT4 weights and UINT4
+/// activations and run in ONNX Runtime at the engine's accuracy; widths ONNX cannot
+/// express (3-bit or 2-bit activations, symmetric 4-bit ones) are refused with the reason.
+#[test]
+fn four_bit_exports_run_in_onnx_runtime_and_other_widths_are_refused() {
+    let (s, net) = mnist(ModelKind::Mlp, Some(6000), 16);
+    let e = Engine::default();
+    let with = |bits: BitWidths, act| {
+        let opts = QuantizeOptions {
+            bits,
+            act_dtype: act,
+            ..QuantizeOptions::default()
+        };
+        quantize(&net, &opts, &s.train.features[..1000 * net.in_len()], &e).unwrap()
+    };
+    for (bits, act) in [
+        (BitWidths::wa(2, 2), ActDtype::U8Affine),
+        (BitWidths::wa(4, 3), ActDtype::U8Affine),
+        (BitWidths::wa(4, 4), ActDtype::I8Symmetric),
+    ] {
+        let msg = to_onnx(&with(bits, act), OnnxTarget::Qdq)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains(&bits.tag()) && msg.contains("QuantizeLinear"),
+            "{msg}"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let test = &s.test;
+    for bits in [
+        BitWidths::wa(4, 4),
+        BitWidths::wa(2, 4),
+        BitWidths::wa(4, 8),
+    ] {
+        let m = with(bits, ActDtype::U8Affine);
+        let exported = to_onnx(&m, OnnxTarget::Qdq).unwrap();
+        assert_eq!(exported.model.opset_import[0].version, Some(21));
+        assert_eq!(exported.model.ir_version, Some(10));
+        let file = dir.path().join(format!("mlp-{}.onnx", bits.tag()));
+        quantlab_onnx::write(&file, &exported.model, false).unwrap();
+        assert_eq!(quantlab_onnx::read(&file).unwrap(), exported.model);
+        let want = engine_logits(&m, test);
+        let (q_acc, _, _) = compare(&want, &want, &test.labels);
+        if let Some((acc, agree, worst)) = ort(&file, dir.path(), test, &want) {
+            eprintln!(
+                "mlp {}: quantlab {:.2}%, ONNX Runtime {:.2}%, agreement {agree:.4}, max |diff| {worst:.2e}",
+                bits.tag(),
+                q_acc * 100.0,
+                acc * 100.0
+            );
+            assert!(
+                agree >= MIN_AGREEMENT,
+                "{}: ORT agrees on {agree}",
+                bits.tag()
+            );
+            assert!(
+                (acc - q_acc).abs() * 100.0 <= MAX_ACC_DIFF_PP,
+                "{}: ORT {acc} vs {q_acc}",
+                bits.tag()
+            );
+        }
+    }
 }

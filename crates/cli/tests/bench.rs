@@ -247,7 +247,7 @@ fn quick_matrix_writes_complete_results_and_plots() {
                     && read(c.join("params/backend")) == row["backend"].as_str().unwrap()
                     && read(c.join("tags/dataset")) == row["dataset"].as_str().unwrap()
                     && read(c.join("tags/model")) == row["model"].as_str().unwrap()
-                    && read(c.join("params/threads")) == row["threads"].to_string()
+                    && read(c.join("params/threads")).parse::<u64>().ok() == row["threads"].as_u64()
             })
             .unwrap_or_else(|| panic!("no MLflow run for {row}"));
         let acc = read(run.join("metrics/accuracy"));

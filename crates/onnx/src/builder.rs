@@ -240,6 +240,46 @@ impl GraphBuilder {
         Ok(self)
     }
 
+    /// Adds a 4-bit initializer (INT4 when `signed`, else UINT4; opset 21): `values` (each
+    /// in the type's range) packed two per byte over the flattened tensor, the first in the
+    /// low nibble; `dims = &[]` is a scalar.
+    pub fn initializer_4bit(
+        &mut self,
+        name: &str,
+        dims: &[i64],
+        values: &[i8],
+        signed: bool,
+    ) -> Result<&mut Self, Error> {
+        let context = || format!("tensor '{name}'");
+        let expected = element_count(dims).ok_or_else(|| Error::invalid_dims(context(), dims))?;
+        let (lo, hi) = if signed { (-8, 7) } else { (0, 15) };
+        if expected != values.len() || values.iter().any(|v| !(lo..=hi).contains(v)) {
+            return Err(Error::invalid(
+                context(),
+                format!(
+                    "dims {dims:?} need {expected} values in {lo}..={hi}, got {} values",
+                    values.len()
+                ),
+            ));
+        }
+        let raw = values
+            .chunks(2)
+            .map(|p| (p[0] as u8 & 0x0f) | (p.get(1).map_or(0, |v| (*v as u8 & 0x0f) << 4)))
+            .collect();
+        self.graph.initializer.push(TensorProto {
+            dims: dims.to_vec(),
+            data_type: Some(if signed {
+                DataType::Int4
+            } else {
+                DataType::Uint4
+            } as i32),
+            name: Some(name.to_owned()),
+            raw_data: Some(raw),
+            ..Default::default()
+        });
+        Ok(self)
+    }
+
     /// Adds a scalar initializer (`dims = []`).
     pub fn scalar<T: Element>(&mut self, name: &str, value: T) -> &mut Self {
         let mut raw = Vec::with_capacity(std::mem::size_of::<T>());

@@ -203,6 +203,24 @@ fn check_tensor_bytes(t: &TensorProto) -> Result<(), Error> {
             "uses external data, which this crate does not read",
         ));
     }
+    // 4-bit integers: two per byte of raw_data, the first in the low nibble (opset 21).
+    if let Ok(DataType::Int4 | DataType::Uint4) = DataType::try_from(t.data_type()) {
+        let expected = element_count(&t.dims)
+            .map(|n| n.div_ceil(2))
+            .ok_or_else(|| Error::invalid_dims(context(), &t.dims))?;
+        let found = t.raw_data.as_ref().map_or(0, Vec::len);
+        if found != expected || t.raw_data.is_none() {
+            return Err(Error::invalid(
+                context(),
+                format!(
+                    "4-bit data_type {} with dims {:?} needs {expected} raw_data bytes, found {found}",
+                    t.data_type(),
+                    t.dims
+                ),
+            ));
+        }
+        return Ok(());
+    }
     let Some((dt, size)) = DataType::try_from(t.data_type())
         .ok()
         .and_then(|dt| dt.element_size().map(|s| (dt, s)))

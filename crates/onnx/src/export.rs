@@ -29,6 +29,10 @@ use crate::{Attr, GraphBuilder};
 
 /// The opset written (per-axis QuantizeLinear/DequantizeLinear need 13).
 pub const OPSET: i64 = 13;
+/// The opset of files with 4-bit weights or activations (INT4/UINT4 need 21).
+pub const OPSET_4BIT: i64 = 21;
+/// The IR version of those files (the first to define INT4/UINT4).
+pub const IR_VERSION_4BIT: i64 = 10;
 /// Graph input name.
 pub const INPUT: &str = "input";
 /// Graph output name.
@@ -83,18 +87,31 @@ pub fn to_onnx(model: &QuantModel, target: OnnxTarget) -> Result<Exported> {
             ));
         }
     }
+    // ONNX quantizes activations to 8 bits (uint8/int8) or, from opset 21, to 4 (uint4/int4).
+    // Other widths have no type whose QuantizeLinear saturates where this model's range
+    // ends, and a symmetric 4-bit range is -7..=7 where int4 saturates at -8.
     let widths = model.scheme.widths;
-    if !widths.is_int8() {
-        return Err(refuse(format!(
-            "{} ({}-bit weights, {}-bit activations): the ONNX export writes 8-bit \
-             QuantizeLinear/DequantizeLinear only, and an 8-bit QuantizeLinear saturates at \
-             other bounds than this model's narrower range, so the file would compute a \
-             different model. Export an 8-bit model",
-            widths.tag(),
-            widths.weights,
-            widths.acts
-        )));
+    for (what, bits) in [
+        ("activation", widths.acts),
+        ("input and logit", widths.edges),
+    ] {
+        let ok = bits == 8 || (bits == 4 && act != Some(ActDtype::I8Symmetric));
+        if !ok {
+            return Err(refuse(format!(
+                "{}: {bits}-bit {what}s{} cannot be written: ONNX QuantizeLinear quantizes to 8 \
+                 bits, or to 4 (opset 21, uint4) for affine activations, and saturates at those \
+                 types' bounds, not at this model's {bits}-bit range. Export an 8-bit or a \
+                 W*A4 affine model",
+                widths.tag(),
+                if act == Some(ActDtype::I8Symmetric) {
+                    " (symmetric)"
+                } else {
+                    ""
+                }
+            )));
+        }
     }
+    let four_bit = widths.acts == 4 || widths.edges == 4 || widths.weights <= 4;
     if target == OnnxTarget::Tensorrt
         && model.scheme.method.is_static()
         && act != Some(ActDtype::I8Symmetric)
@@ -111,6 +128,7 @@ pub fn to_onnx(model: &QuantModel, target: OnnxTarget) -> Result<Exported> {
         act,
         target,
         n: 0,
+        wbits: widths.weights,
     };
     let mut dims = vec![crate::Dim::batch()];
     dims.extend(
@@ -176,7 +194,12 @@ pub fn to_onnx(model: &QuantModel, target: OnnxTarget) -> Result<Exported> {
     let classes = model.network.out_len() as i64;
     b.g.node("output", "Identity", &[&cur], &[OUTPUT], &[]);
     b.g.batched_output(OUTPUT, &[classes]);
-    let mut onnx = b.g.finish(OPSET, "quantlab");
+    let mut onnx =
+        b.g.finish(if four_bit { OPSET_4BIT } else { OPSET }, "quantlab");
+    if four_bit {
+        // INT4/UINT4 tensors arrived with IR version 10 (opset 21).
+        onnx.ir_version = Some(IR_VERSION_4BIT);
+    }
     onnx.producer_version = Some(env!("CARGO_PKG_VERSION").into());
     onnx.doc_string = Some(format!("quantlab {name} ({target:?})"));
     crate::check(&onnx)?;
@@ -200,6 +223,8 @@ struct Builder {
     act: Option<ActDtype>,
     target: OnnxTarget,
     n: usize,
+    /// Weight width of the model (4 or below: INT4 initializers).
+    wbits: u8,
 }
 
 impl Builder {
@@ -216,6 +241,10 @@ impl Builder {
         self.g.scalar(&s, q.scale);
         if self.act == Some(ActDtype::I8Symmetric) {
             self.g.scalar(&z, (q.zero_point - 128) as i8);
+        } else if q.levels() == 16 {
+            // A 4-bit affine point: uint4 zero point, so QuantizeLinear saturates at 0..=15.
+            self.g
+                .initializer_4bit(&z, &[], &[q.zero_point as i8], false)?;
         } else {
             let zp = u8::try_from(q.zero_point)
                 .map_err(|_| refuse(format!("zero point {} is not a u8", q.zero_point)))?;
@@ -339,10 +368,19 @@ impl Builder {
             format!("n{i}_weight_zp"),
             format!("n{i}_weight"),
         );
-        self.g.initializer(&wq, &Self::weight_dims(d), &l.w.w)?;
+        let amax = l.w.w.iter().map(|v| v.unsigned_abs()).max().unwrap_or(0);
+        if self.wbits <= 4 && amax <= 7 {
+            // 4-bit weights (and 2-, 3-bit ones, whose values int4 holds exactly).
+            self.g
+                .initializer_4bit(&wq, &Self::weight_dims(d), &l.w.w, true)?;
+            self.g
+                .initializer_4bit(&wz, sdims, &vec![0i8; l.w_scales.len()], true)?;
+        } else {
+            self.g.initializer(&wq, &Self::weight_dims(d), &l.w.w)?;
+            self.g
+                .initializer(&wz, sdims, &vec![0i8; l.w_scales.len()])?;
+        }
         self.g.initializer(&ws, sdims, &l.w_scales)?;
-        self.g
-            .initializer(&wz, sdims, &vec![0i8; l.w_scales.len()])?;
         self.g
             .node(&w, "DequantizeLinear", &[&wq, &ws, &wz], &[&w], axis);
         // Bias: int32 at s_in * s_w (QDQ), or its float value (TensorRT).
