@@ -44,7 +44,11 @@ pub fn run(args: ExportArgs) -> Result<()> {
         args.out.display(),
         model.scheme.name(),
         args.target,
-        quantlab_onnx::export::OPSET,
+        out.model
+            .opset_import
+            .first()
+            .and_then(|o| o.version)
+            .unwrap_or(quantlab_onnx::export::OPSET),
         quantlab_onnx::export::INPUT,
         meta.input_shape
             .iter()

@@ -203,7 +203,13 @@ pub fn to_onnx(model: &QuantModel, target: OnnxTarget) -> Result<Exported> {
     onnx.producer_version = Some(env!("CARGO_PKG_VERSION").into());
     onnx.doc_string = Some(format!("quantlab {name} ({target:?})"));
     crate::check(&onnx)?;
-    if model.scheme.method.is_static() && act == Some(ActDtype::U8Affine) {
+    if four_bit {
+        notes.push(
+            "4-bit parts (INT4/UINT4, opset 21): ONNX Runtime runs this file (tested with 1.32); \
+             tract and older runtimes do not read 4-bit tensors"
+                .into(),
+        );
+    } else if model.scheme.method.is_static() && act == Some(ActDtype::U8Affine) {
         notes.push(
             "u8-affine activations: ONNX Runtime, OpenVINO and tract run this file; TensorRT \
              takes only zero points of 0 (quantize with --act-dtype i8-symmetric and export \
