@@ -122,13 +122,7 @@ pub fn fit(
         }
         let seconds = start.elapsed().as_secs_f64();
         let train_loss = loss_sum / train.len() as f64;
-        if !train_loss.is_finite() {
-            return Err(TrainError::Invalid {
-                key: "lr",
-                value: cfg.lr.to_string(),
-                reason: format!("training diverged (loss {train_loss}) in epoch {epoch}"),
-            });
-        }
+        check_finite("training", train_loss, cfg.lr, epoch)?;
         let eval_model = model.valid();
         let Score { accuracy, loss, .. } = evaluate(&eval_model, &val, device)?;
         let stats = EpochStats {
@@ -183,6 +177,19 @@ pub fn fit(
         best,
         test: test_score,
         meta,
+    })
+}
+
+/// An epoch whose mean training loss is not finite diverged: an error blaming the learning
+/// rate (`what` says which loop: `training`, `QAT`).
+pub(crate) fn check_finite(what: &str, train_loss: f64, lr: f64, epoch: usize) -> Result<()> {
+    if train_loss.is_finite() {
+        return Ok(());
+    }
+    Err(TrainError::Invalid {
+        key: "lr",
+        value: lr.to_string(),
+        reason: format!("{what} diverged (loss {train_loss}) in epoch {epoch}"),
     })
 }
 

@@ -18,7 +18,7 @@ use super::config::QatConfig;
 use super::net::{ActRanges, QatNet, is_quant_point};
 use crate::error::{Result, TrainError};
 use crate::evaluate::{Score, evaluate_with};
-use crate::fit::{LOSS_READ_EVERY, drain, optimizer, progress_bar};
+use crate::fit::{LOSS_READ_EVERY, check_finite, drain, optimizer, progress_bar};
 use crate::history::{EpochStats, History};
 
 /// A finished QAT run.
@@ -183,13 +183,7 @@ pub fn fit_qat(
         }
         let seconds = start.elapsed().as_secs_f64();
         let train_loss = loss_sum / train.len() as f64;
-        if !train_loss.is_finite() {
-            return Err(TrainError::Invalid {
-                key: "lr",
-                value: cfg.lr.to_string(),
-                reason: format!("QAT diverged (loss {train_loss}) in epoch {epoch}"),
-            });
-        }
+        check_finite("QAT", train_loss, cfg.lr, epoch)?;
         let eval_model = model.valid();
         let Score { accuracy, loss, .. } =
             evaluate_with(&val, device, |x| eval_model.forward(x, &q, false).0)?;
