@@ -105,7 +105,7 @@ impl QuantizeArgs {
             c.epochs = v;
         }
         if let Some(v) = self.lr {
-            c.lr = v;
+            c.set_lr(v);
         }
         if let Some(v) = self.act_ranges {
             c.act_ranges = v;
@@ -216,7 +216,7 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
             cfg.epochs,
             cfg.batch_size,
             cfg.optimizer,
-            cfg.lr,
+            cfg.lr_for(opts.bits),
             cfg.act_ranges,
             if cfg.act_ranges == ActRanges::MovingAverage {
                 format!(" (frozen after epoch {})", cfg.freeze_ranges_after)
@@ -335,7 +335,7 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
             run.log_param("abits", quant.scheme.widths.acts)?;
             if let Some((cfg, history)) = &qat_history {
                 run.log_param("qat_epochs", cfg.epochs)?;
-                run.log_param("qat_lr", cfg.lr)?;
+                run.log_param("qat_lr", cfg.lr_for(opts.bits))?;
                 run.log_param("qat_act_ranges", format!("{:?}", cfg.act_ranges))?;
                 quantlab_bench::tracking::log_history(run, history)?;
             }

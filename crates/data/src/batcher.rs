@@ -62,6 +62,17 @@ impl LabeledSet {
     /// The batch of samples at `indices`, copied straight from the flat buffer (the training
     /// loop's fast path; same tensors as going through [`ClassBatcher`]).
     pub fn batch(&self, indices: &[usize], device: &Device) -> Batch {
+        self.batch_with(indices, device, |_| {})
+    }
+
+    /// As [`LabeledSet::batch`], with `f` applied to the gathered features on the host
+    /// before they become a tensor (QAT observes and quantizes the network input there).
+    pub fn batch_with(
+        &self,
+        indices: &[usize],
+        device: &Device,
+        f: impl FnOnce(&mut [f32]),
+    ) -> Batch {
         let d = self.dim();
         let mut features = Vec::with_capacity(indices.len() * d);
         let mut labels = Vec::with_capacity(indices.len());
@@ -69,6 +80,7 @@ impl LabeledSet {
             features.extend_from_slice(self.sample(i));
             labels.push(self.labels[i]);
         }
+        f(&mut features);
         make_batch(features, &labels, d, device)
     }
 }

@@ -161,6 +161,18 @@ pub fn quantize_into(x: &[f32], q: &QParams, out: &mut [u8]) {
     quantlab_linalg::quantize_u8(x, 1.0 / q.scale, q.zero_point, q.qmin, q.qmax, out)
 }
 
+/// Quantizes `x` with `q` and writes back the real values of the stored integers: the
+/// engine's input quantizer and its inverse, for training code that must see exactly the
+/// grid the integer model will (QAT's network input, done on the host in one pass rather
+/// than as half a dozen tensor ops per batch).
+pub fn fake_quantize_in_place(x: &mut [f32], q: &QParams) {
+    let mut codes = vec![0u8; x.len()];
+    quantize_into(x, q, &mut codes);
+    for (v, &c) in x.iter_mut().zip(&codes) {
+        *v = q.dequantize(c);
+    }
+}
+
 /// Scale for symmetric int8 weights whose largest magnitude is `amax`.
 pub fn weight_scale(amax: f32) -> f32 {
     weight_scale_bits(amax, 8)
@@ -270,6 +282,18 @@ impl BitWidths {
 mod tests {
     use super::*;
     use quantlab_data::rng::Rng;
+
+    #[test]
+    fn fake_quantize_in_place_is_quantize_then_dequantize() {
+        let q = QParams::from_range_bits(-1.3, 2.1, ActDtype::U8Affine, 4);
+        let mut rng = Rng::new(7);
+        let xs: Vec<f32> = (0..1000).map(|_| rng.uniform() as f32 * 6.0 - 3.0).collect();
+        let mut fq = xs.clone();
+        fake_quantize_in_place(&mut fq, &q);
+        for (x, y) in xs.iter().zip(&fq) {
+            assert_eq!(*y, q.dequantize(q.quantize(*x)), "x = {x}");
+        }
+    }
 
     #[test]
     fn simd_quantize_matches_scalar() {

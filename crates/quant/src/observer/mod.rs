@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::qparams::{ActDtype, QParams};
 
 pub use histogram::{BINS, Histogram};
+pub use minmax::batch_range;
 
 /// Percentile kept by the percentile observer.
 pub const PERCENTILE: f64 = 99.99;

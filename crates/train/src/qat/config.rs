@@ -5,6 +5,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use quantlab_quant::qparams::BitWidths;
+
 use super::net::ActRanges;
 use crate::config::OptimizerKind;
 use crate::error::{Result, TrainError, io};
@@ -19,6 +21,9 @@ pub struct QatConfig {
     pub batch_size: usize,
     /// Learning rate (a tenth of a float run's: it starts from trained weights).
     pub lr: f64,
+    /// Learning rate when the weights or the activations are 2 bits wide: the steps and
+    /// weights have further to move there than two epochs at `lr` take them (None: `lr`).
+    pub lr_at_2_bits: Option<f64>,
     /// Optimiser.
     pub optimizer: OptimizerKind,
     /// SGD momentum.
@@ -46,6 +51,7 @@ impl Default for QatConfig {
             epochs: 2,
             batch_size: 64,
             lr: 1e-4,
+            lr_at_2_bits: None,
             optimizer: OptimizerKind::Adam,
             momentum: 0.0,
             act_ranges: ActRanges::MovingAverage,
@@ -87,6 +93,20 @@ impl QatConfig {
         }
     }
 
+    /// The learning rate a run at `bits` uses.
+    pub fn lr_for(&self, bits: BitWidths) -> f64 {
+        match self.lr_at_2_bits {
+            Some(lr) if bits.weights.min(bits.acts) <= 2 => lr,
+            _ => self.lr,
+        }
+    }
+
+    /// Sets one learning rate for every width (a `--lr` flag).
+    pub fn set_lr(&mut self, lr: f64) {
+        self.lr = lr;
+        self.lr_at_2_bits = None;
+    }
+
     /// Checks every value.
     pub fn validate(&self) -> Result<()> {
         let bad = |key: &'static str, value: String, reason: &str| {
@@ -104,6 +124,11 @@ impl QatConfig {
         }
         if !(self.lr.is_finite() && self.lr > 0.0) {
             return bad("lr", self.lr.to_string(), "a finite positive number");
+        }
+        if let Some(lr) = self.lr_at_2_bits
+            && !(lr.is_finite() && lr > 0.0)
+        {
+            return bad("lr_at_2_bits", lr.to_string(), "a finite positive number");
         }
         if !(0.0..1.0).contains(&self.momentum) {
             return bad("momentum", self.momentum.to_string(), "in [0, 1)");
@@ -131,12 +156,23 @@ mod tests {
 
     #[test]
     fn the_checked_in_preset_reads_and_bad_values_are_named() {
-        QatConfig::preset().unwrap();
+        let preset = QatConfig::preset().unwrap();
+        // The width decides the rate; an explicit rate is used at every width.
+        let mut c = QatConfig {
+            lr_at_2_bits: Some(1e-3),
+            ..preset
+        };
+        assert_eq!(c.lr_for(BitWidths::wa(2, 2)), 1e-3);
+        assert_eq!(c.lr_for(BitWidths::wa(4, 2)), 1e-3);
+        assert_eq!(c.lr_for(BitWidths::wa(4, 4)), c.lr);
+        c.set_lr(3e-4);
+        assert_eq!(c.lr_for(BitWidths::wa(2, 2)), 3e-4);
         let dir = std::env::temp_dir().join(format!("qat-cfg-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         for (text, key) in [
             ("epochs = 0", "epochs"),
             ("lr = -1.0", "lr"),
+            ("lr_at_2_bits = 0.0", "lr_at_2_bits"),
             ("act_ranges = \"histogram\"", "act_ranges"),
             ("wbits = 4", "wbits"),
             ("averaging_constant = 2.0", "averaging_constant"),

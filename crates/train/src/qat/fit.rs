@@ -10,8 +10,8 @@ use burn::optim::GradientsParams;
 use burn::tensor::Device;
 use quantlab_data::rng::Rng;
 use quantlab_data::{LabeledSet, Splits};
-use quantlab_quant::observer::AVERAGING_CONSTANT;
-use quantlab_quant::qparams::{ActDtype, BitWidths, QParams};
+use quantlab_quant::observer::{AVERAGING_CONSTANT, batch_range};
+use quantlab_quant::qparams::{ActDtype, BitWidths, QParams, fake_quantize_in_place};
 use quantlab_quant::{Engine, KernelPath, Network, QuantModel, calibrate};
 
 use super::config::QatConfig;
@@ -139,6 +139,7 @@ pub fn fit_qat(
         AVERAGING_CONSTANT
     };
 
+    let lr = cfg.lr_for(bits);
     let mut optim = optimizer(cfg.optimizer, cfg.momentum);
     let loss_fn = CrossEntropyLossConfig::new().init(&ad);
     let mut rng = Rng::new(cfg.seed ^ 0x0a7_0a7);
@@ -154,18 +155,29 @@ pub fn fit_qat(
         let mut pending = Vec::new();
         let mut q = ranges.qparams(float);
         for (step, chunk) in order.chunks(cfg.batch_size).enumerate() {
-            let batch = train.batch(chunk, &ad);
-            let (logits, seen) = model.forward(batch.images, &q, observe);
+            // The input's observation and quantization, on the host in one pass.
+            let mut input_range = (0.0, 0.0);
+            let batch = train.batch_with(chunk, &ad, |x| {
+                if observe {
+                    input_range = batch_range(x);
+                }
+                fake_quantize_in_place(x, &q[0]);
+            });
+            let (logits, seen) = model.forward_on_grid(batch.images, &q, observe);
             let loss = loss_fn.forward(logits, batch.targets);
             pending.push((loss.clone().detach(), chunk.len()));
             let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optim.step(cfg.lr, model, grads);
-            if let Some(seen) = seen {
-                let v = seen
-                    .into_data()
-                    .convert::<f32>()
-                    .try_to_vec::<f32>()
-                    .map_err(|e| TrainError::Backend(format!("{e:?}")))?;
+            model = optim.step(lr, model, grads);
+            if observe {
+                let mut v = vec![input_range.0, input_range.1];
+                if let Some(seen) = seen {
+                    v.extend(
+                        seen.into_data()
+                            .convert::<f32>()
+                            .try_to_vec::<f32>()
+                            .map_err(|e| TrainError::Backend(format!("{e:?}")))?,
+                    );
+                }
                 ranges.update(&v, c);
                 q = ranges.qparams(float);
             }
@@ -183,7 +195,7 @@ pub fn fit_qat(
         }
         let seconds = start.elapsed().as_secs_f64();
         let train_loss = loss_sum / train.len() as f64;
-        check_finite("QAT", train_loss, cfg.lr, epoch)?;
+        check_finite("QAT", train_loss, lr, epoch)?;
         let eval_model = model.valid();
         let Score { accuracy, loss, .. } =
             evaluate_with(&val, device, |x| eval_model.forward(x, &q, false).0)?;

@@ -6,7 +6,7 @@
 //! graph all train the same way.
 
 use burn::module::{Module, Param};
-use burn::tensor::module::{conv2d, max_pool2d};
+use burn::tensor::module::{conv2d, linear, max_pool2d};
 use burn::tensor::ops::{ConvOptions, MaxPoolOptions};
 use burn::tensor::{Device, Tensor, TensorData};
 use quantlab_quant::methods::static_layer_at_scales;
@@ -14,15 +14,14 @@ use quantlab_quant::model::{Granularity, LayerImpl, MethodKind, QuantModel, Sche
 use quantlab_quant::qparams::{ActDtype, BitWidths, MIN_SCALE, QParams, symmetric_qmax};
 use quantlab_quant::{Network, Node};
 
-use super::fake_quant::{
-    fake_quant_fixed, fake_quant_learned, fake_quant_weight, grad_scale, round_ste,
-};
+use super::fake_quant::{fake_quant_fixed, fake_quant_learned, fake_quant_weight, grad_scale};
 use crate::error::{Result, TrainError};
 
 /// A dense layer's trainable tensors.
 #[derive(Module, Debug)]
 pub struct QatDense {
-    /// Float weights `[n, k]` (PyTorch layout, a convolution's `[n, c*kh*kw]`).
+    /// Float weights: a convolution's `[n, c*kh*kw]`, a linear layer's `[k, n]` (burn's
+    /// layout, so that the product needs no transpose each step).
     pub weight: Param<Tensor<2>>,
     /// Bias `[n]`.
     pub bias: Param<Tensor<1>>,
@@ -127,6 +126,17 @@ fn tensor1(v: Vec<f32>, device: &Device) -> Tensor<1> {
     Tensor::from_data(TensorData::new(v, [n]), device)
 }
 
+/// `[n, k]` row-major values as `[k, n]`, and back with the arguments swapped.
+fn transpose(v: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0.0; v.len()];
+    for (r, row) in v.chunks_exact(cols).enumerate() {
+        for (c, &x) in row.iter().enumerate() {
+            out[c * rows + r] = x;
+        }
+    }
+    out
+}
+
 /// LSQ's initial step: `2 * mean|w| / sqrt(Qp)` per row.
 fn lsq_init(weight: &[f32], k: usize, qmax: i32) -> Vec<f32> {
     weight
@@ -157,11 +167,12 @@ impl QatNet {
         let mut dense = Vec::new();
         for node in &network.nodes {
             if let Node::Dense(d) = node {
+                let weight = match d.conv {
+                    Some(_) => TensorData::new(d.weight.clone(), [d.n, d.k]),
+                    None => TensorData::new(transpose(&d.weight, d.n, d.k), [d.k, d.n]),
+                };
                 dense.push(QatDense {
-                    weight: Param::from_tensor(Tensor::from_data(
-                        TensorData::new(d.weight.clone(), [d.n, d.k]),
-                        device,
-                    )),
+                    weight: Param::from_tensor(Tensor::from_data(weight, device)),
                     bias: Param::from_tensor(tensor1(d.bias.clone(), device)),
                     w_step: Param::from_tensor(tensor1(lsq_init(&d.weight, d.k, qmax), device)),
                 });
@@ -200,38 +211,81 @@ impl QatNet {
         ranges: &[QParams],
         observe: bool,
     ) -> (Tensor<2>, Option<Tensor<1>>) {
+        self.run(x, ranges, observe, false)
+    }
+
+    /// As [`QatNet::forward`] for inputs the caller has already put on the input's grid
+    /// (`ranges[0]`) and observed itself: the training loop does both on the host in one
+    /// pass ([`quantlab_quant::qparams::fake_quantize_in_place`]), where the tensor ops
+    /// cost as much as a layer. The observed ranges then start at the first layer's output.
+    pub fn forward_on_grid(
+        &self,
+        x: Tensor<2>,
+        ranges: &[QParams],
+        observe: bool,
+    ) -> (Tensor<2>, Option<Tensor<1>>) {
+        self.run(x, ranges, observe, true)
+    }
+
+    fn run(
+        &self,
+        x: Tensor<2>,
+        ranges: &[QParams],
+        observe: bool,
+        on_grid: bool,
+    ) -> (Tensor<2>, Option<Tensor<1>>) {
         let net = &self.plan.network;
         let mut seen = Vec::new();
         let device = x.device();
         // Quantizes at point `p`; also returns the point's step as a `[1]` tensor (the
         // bias grid of the next dense layer depends on it).
-        let quant = |act: Act, p: usize, seen: &mut Vec<Tensor<1>>| -> (Act, Tensor<1>) {
-            let q = ranges[p];
-            match self.plan.learned[p] {
-                Some(j) => {
-                    let elems = net.out_lens.get(p.wrapping_sub(1)).copied().unwrap_or(1);
-                    let g = 1.0 / ((elems as f32) * q.qmax as f32).sqrt();
-                    let s = grad_scale(self.act_steps[j].val(), g).clamp_min(MIN_SCALE);
-                    let out = act.map(
-                        |t| fake_quant_learned(t, s.clone(), q.zero_point, q.qmin, q.qmax),
-                        |t| fake_quant_learned(t, s.clone(), q.zero_point, q.qmin, q.qmax),
-                    );
-                    (out, s)
-                }
-                None => {
-                    if observe {
-                        seen.push(act.range());
+        // With `relu`, the layer's ReLU is fused into the quantizer: the lowest level
+        // becomes the zero point (real 0), which is what ReLU then quantization gives
+        // (ranges are never above 0, so the zero point is a level), in one op instead of
+        // two. The one difference is in the gradient: values in `(-step/2, 0)` round to
+        // the zero level from below and pass it, as any value inside the range does.
+        let quant =
+            |act: Act, p: usize, relu: bool, seen: &mut Vec<Tensor<1>>| -> (Act, Tensor<1>) {
+                let q = ranges[p];
+                let q = QParams {
+                    qmin: if relu {
+                        q.qmin.max(q.zero_point)
+                    } else {
+                        q.qmin
+                    },
+                    ..q
+                };
+                match self.plan.learned[p] {
+                    Some(j) => {
+                        let elems = net.out_lens.get(p.wrapping_sub(1)).copied().unwrap_or(1);
+                        let g = 1.0 / ((elems as f32) * q.qmax as f32).sqrt();
+                        let s = grad_scale(self.act_steps[j].val(), g).clamp_min(MIN_SCALE);
+                        let out = act.map(
+                            |t| fake_quant_learned(t, s.clone(), q.zero_point, q.qmin, q.qmax),
+                            |t| fake_quant_learned(t, s.clone(), q.zero_point, q.qmin, q.qmax),
+                        );
+                        (out, s)
                     }
-                    let out = act.map(
-                        |t| fake_quant_fixed(t, q.scale, q.zero_point, q.qmin, q.qmax),
-                        |t| fake_quant_fixed(t, q.scale, q.zero_point, q.qmin, q.qmax),
-                    );
-                    (out, tensor1(vec![q.scale], &device))
+                    None => {
+                        if observe {
+                            // The range of `relu(y)` is that of `y` with both ends at least 0.
+                            let r = act.range();
+                            seen.push(if relu { r.clamp_min(0.0) } else { r });
+                        }
+                        let out = act.map(
+                            |t| fake_quant_fixed(t, q.scale, q.zero_point, q.qmin, q.qmax),
+                            |t| fake_quant_fixed(t, q.scale, q.zero_point, q.qmin, q.qmax),
+                        );
+                        (out, tensor1(vec![q.scale], &device))
+                    }
                 }
-            }
-        };
+            };
         let qmax = symmetric_qmax(self.plan.bits.weights);
-        let (mut act, mut s_in) = quant(Act::Flat(x), 0, &mut seen);
+        let (mut act, mut s_in) = if on_grid {
+            (Act::Flat(x), tensor1(vec![ranges[0].scale], &device))
+        } else {
+            quant(Act::Flat(x), 0, false, &mut seen)
+        };
         let mut next_dense = 0;
         for (i, node) in net.nodes.iter().enumerate() {
             act = match node {
@@ -244,11 +298,15 @@ impl QatNet {
                     // left in float, its rounding moves outputs by up to half of
                     // `s_in * s_w / s_out` steps, which at 2-4-bit activations flips
                     // enough levels to change a prediction in a hundred.
-                    let s_b = s.clone().mul(s_in.clone());
-                    let bias = round_ste(l.bias.val().div(s_b.clone())).mul(s_b);
-                    let w = fake_quant_weight(l.weight.val(), s, qmax);
+                    // Its rounding is a detached correction (the gradient reaches the
+                    // float bias as it is, not the steps): one recorded op, not six.
+                    let s_b = s.clone().detach().mul(s_in.clone().detach());
+                    let b = l.bias.val();
+                    let bd = b.clone().detach();
+                    let bias = b + (bd.clone().div(s_b.clone()).round().mul(s_b) - bd);
                     let y = match d.conv {
                         Some(geom) => {
+                            let w = fake_quant_weight(l.weight.val(), s.reshape([d.n, 1]), qmax);
                             let x = act.image(geom.in_channels, geom.in_hw);
                             let w =
                                 w.reshape([d.n, geom.in_channels, geom.kernel[0], geom.kernel[1]]);
@@ -256,20 +314,11 @@ impl QatNet {
                             Act::Image(conv2d(x, w, Some(bias), opts))
                         }
                         None => {
-                            let x = act.flat();
-                            let [n] = l.bias.dims();
-                            Act::Flat(x.matmul(w.transpose()) + bias.reshape([1, n]))
+                            let w = fake_quant_weight(l.weight.val(), s.reshape([1, d.n]), qmax);
+                            Act::Flat(linear(act.flat(), w, Some(bias)))
                         }
                     };
-                    let y = if d.relu {
-                        y.map(
-                            burn::tensor::activation::relu,
-                            burn::tensor::activation::relu,
-                        )
-                    } else {
-                        y
-                    };
-                    let (y, s) = quant(y, i + 1, &mut seen);
+                    let (y, s) = quant(y, i + 1, d.relu, &mut seen);
                     s_in = s;
                     y
                 }
@@ -328,8 +377,12 @@ impl QatNet {
                 let l = &self.dense[next_dense];
                 next_dense += 1;
                 let w2: Tensor<2> = l.weight.val();
-                let [n, k] = w2.dims();
-                d.weight = host(w2.reshape([n * k]))?;
+                let [rows, cols] = w2.dims();
+                let flat = host(w2.reshape([rows * cols]))?;
+                d.weight = match d.conv {
+                    Some(_) => flat,
+                    None => transpose(&flat, rows, cols),
+                };
                 d.bias = host(l.bias.val())?;
                 let steps: Vec<f32> = host(l.w_step.val())?
                     .into_iter()
