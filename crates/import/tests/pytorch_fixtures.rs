@@ -1,0 +1,209 @@
+//! The import on models trained and exported by PyTorch (`scripts/onnx_fixtures.py`, files
+//! in `tests/fixtures/`): the graph it builds, float logits equal to ONNX Runtime's on the
+//! same file, and static int8 accuracy beside ONNX Runtime's own `quantize_static` on the
+//! same calibration images (`scripts/ort_quantize_static.py`). ONNX Runtime runs where a
+//! Python with onnxruntime is installed (the project's skip rule: one line, a failure
+//! under CI).
+
+use std::path::{Path, PathBuf};
+
+use quantlab_data::{DataOptions, DatasetName, LabeledSet, load, npy};
+use quantlab_import::import_onnx;
+use quantlab_quant::{Engine, Network, Op, QuantModel, QuantizeOptions, quantize, score};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+fn script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../scripts")
+        .join(name)
+}
+
+fn tmp(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("ql-import-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// The first `n` samples of `set`, renormalised from quantlab's statistics to the fixtures'
+/// (MNIST's usual 0.1307 / 0.3081, `tests/fixtures/meta.json`).
+fn as_trained(set: &LabeledSet, n: usize, from: (f32, f32)) -> LabeledSet {
+    let mut s = set.take(n);
+    for x in &mut s.features {
+        *x = (*x * from.1 + from.0 - 0.1307) / 0.3081;
+    }
+    s
+}
+
+fn logits(model: &QuantModel, set: &LabeledSet) -> Vec<f32> {
+    let e = Engine {
+        threads: 2,
+        ..Engine::default()
+    };
+    let d = set.dim();
+    let mut out = Vec::new();
+    for start in (0..set.len()).step_by(500) {
+        let n = 500.min(set.len() - start);
+        out.extend(
+            e.run_once(model, &set.features[start * d..(start + n) * d], n)
+                .unwrap(),
+        );
+    }
+    out
+}
+
+fn softmax_rows(v: &[f32]) -> Vec<f32> {
+    v.chunks(10)
+        .flat_map(|r| {
+            let m = r.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let e: Vec<f64> = r.iter().map(|&x| ((x - m) as f64).exp()).collect();
+            let s: f64 = e.iter().sum();
+            e.into_iter()
+                .map(move |x| (x / s) as f32)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+fn write_set(dir: &Path, tag: &str, set: &LabeledSet) -> (PathBuf, PathBuf) {
+    let (x, y) = (
+        dir.join(format!("{tag}_x.npy")),
+        dir.join(format!("{tag}_y.npy")),
+    );
+    let mut shape = vec![set.len()];
+    shape.extend(&set.sample_shape);
+    npy::write(&x, &shape, &set.features).unwrap();
+    let labels: Vec<i64> = set.labels.iter().map(|&l| l as i64).collect();
+    npy::write(&y, &[set.len()], &labels).unwrap();
+    (x, y)
+}
+
+/// Runs a script with the test Python; `None` (one SKIPPED line) where onnxruntime is not
+/// installed.
+fn run_python(test: &str, args: &[&Path]) -> Option<serde_json::Value> {
+    let py = quantlab_testkit::python_with(test, &["onnxruntime", "numpy"])?;
+    let out = std::process::Command::new(&py)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running {}: {e}", py.display()));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{args:?}: {text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(serde_json::from_str(text.lines().last().unwrap()).unwrap())
+}
+
+#[test]
+fn pytorch_models_import_with_batch_norm_folded_and_the_users_names() {
+    let m = import_onnx(&fixture("lenet_bn_opset13.onnx")).unwrap();
+    let kinds: Vec<&str> = m.graph.ops.iter().map(Op::kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            "conv2d",
+            "relu",
+            "maxpool2d",
+            "conv2d",
+            "relu",
+            "maxpool2d",
+            "flatten",
+            "linear",
+            "relu",
+            "linear",
+            "relu",
+            "linear"
+        ]
+    );
+    assert_eq!(m.graph.input_shape, [1, 28, 28]);
+    assert_eq!(m.opset, 13);
+    // torch.onnx.export names nodes after the module path, e.g. `/0/Conv`.
+    assert!(m.names[0].contains("Conv"), "{:?}", m.names);
+    assert_eq!(
+        m.notes
+            .iter()
+            .filter(|n| n.contains("BatchNormalization"))
+            .count(),
+        2,
+        "{:?}",
+        m.notes
+    );
+    let m = import_onnx(&fixture("mlp_bn_softmax_opset13.onnx")).unwrap();
+    let kinds: Vec<&str> = m.graph.ops.iter().map(Op::kind).collect();
+    assert_eq!(kinds, ["flatten", "linear", "relu", "linear"]);
+    assert!(
+        m.notes
+            .iter()
+            .any(|n| n.contains("Softmax") && n.contains("dropped"))
+    );
+    assert!(m.notes.iter().any(|n| n.contains("BatchNormalization")));
+}
+
+#[test]
+fn float_logits_equal_onnx_runtime_and_static_int8_matches_its_quantize_static() {
+    let splits = load(DatasetName::Mnist, &DataOptions::default()).unwrap();
+    let from = (splits.normalization.mean[0], splits.normalization.std[0]);
+    let test = as_trained(&splits.test, splits.test.len(), from);
+    let calib = as_trained(&splits.train, 1000, from);
+    let dir = tmp("ort");
+    let (x, y) = write_set(&dir, "test", &test);
+    let (cx, _) = write_set(&dir, "calib", &calib);
+    for name in [
+        "lenet_bn_opset13.onnx",
+        "lenet_bn_opset17.onnx",
+        "mlp_bn_softmax_opset13.onnx",
+    ] {
+        let file = fixture(name);
+        let imported = import_onnx(&file).unwrap();
+        let net = Network::from_graph(&imported.graph).unwrap();
+        let float = QuantModel::float(net.clone());
+        let mut reference = logits(&float, &test);
+        if name.contains("softmax") {
+            reference = softmax_rows(&reference);
+        }
+        let e = Engine::default();
+        let f32_acc = score(&e, &float, &test).unwrap().accuracy;
+        let int8 = quantize(&net, &QuantizeOptions::default(), &calib.features, &e).unwrap();
+        let int8_acc = score(&e, &int8, &test).unwrap().accuracy;
+        println!("{name}: quantlab f32 {f32_acc:.4}, static int8 {int8_acc:.4}");
+        let r = dir.join(format!("{name}.ref.npy"));
+        npy::write(&r, &[test.len(), 10], &reference).unwrap();
+        let Some(v) = run_python(
+            "import pytorch_fixtures: ONNX Runtime float",
+            &[&script("ort_check.py"), &file, &x, &y, &r],
+        ) else {
+            return;
+        };
+        let (acc, agree, diff) = (
+            v["accuracy"].as_f64().unwrap(),
+            v["agreement"].as_f64().unwrap(),
+            v["max_abs_diff"].as_f64().unwrap(),
+        );
+        println!("  ONNX Runtime f32 {acc:.4}, top-1 agreement {agree:.5}, max |diff| {diff:.2e}");
+        assert!(diff <= 1e-4, "{name}: logits differ by {diff}");
+        assert!((acc - f32_acc).abs() < 1e-9, "{name}: {acc} vs {f32_acc}");
+        let out = dir.join(name.replace(".onnx", ""));
+        let v = run_python(
+            "import pytorch_fixtures: ONNX Runtime quantize_static",
+            &[&script("ort_quantize_static.py"), &file, &cx, &x, &y, &out],
+        )
+        .expect("probed above");
+        // The scheme's own accuracy (QDQ as written), and what ONNX Runtime's int8 kernels
+        // make of it (lower on x86 without VNNI, where its u8s8 kernels saturate).
+        let ort_int8 = v["int8_accuracy_qdq_reference"].as_f64().unwrap();
+        let ort_kernels = v["int8_accuracy"].as_f64().unwrap();
+        println!(
+            "  ONNX Runtime quantize_static int8 {ort_int8:.4} (its int8 kernels: {ort_kernels:.4})"
+        );
+        assert!(
+            (int8_acc - ort_int8).abs() <= 0.001 + 1e-9,
+            "{name}: quantlab int8 {int8_acc} vs ONNX Runtime {ort_int8}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
