@@ -287,7 +287,9 @@ mod tests {
     fn fake_quantize_in_place_is_quantize_then_dequantize() {
         let q = QParams::from_range_bits(-1.3, 2.1, ActDtype::U8Affine, 4);
         let mut rng = Rng::new(7);
-        let xs: Vec<f32> = (0..1000).map(|_| rng.uniform() as f32 * 6.0 - 3.0).collect();
+        let xs: Vec<f32> = (0..1000)
+            .map(|_| rng.uniform() as f32 * 6.0 - 3.0)
+            .collect();
         let mut fq = xs.clone();
         fake_quantize_in_place(&mut fq, &q);
         for (x, y) in xs.iter().zip(&fq) {
