@@ -469,20 +469,23 @@ fn map_node(w: &mut Walk<'_>, node: &Node, last: bool) -> Result<()> {
             w.pass(&d.outputs[0]);
             Ok(())
         }
-        Node::Custom(c) => Err(w.err(format!(
-            "node '{}' uses operator {}{}, which quantlab does not import; supported: {SUPPORTED}",
-            c.name,
-            if c.domain.is_empty() {
-                String::new()
+        Node::Custom(c) => {
+            let name = w.originals.next(&[c.op_type.as_str()], &c.name);
+            let op = if c.domain.is_empty() {
+                c.op_type.clone()
             } else {
-                format!("{}::", c.domain)
-            },
-            c.op_type
-        ))),
-        other => Err(w.err(format!(
-            "node '{}' ({op_name}): quantlab does not import this operator; supported: {SUPPORTED}",
-            other.name()
-        ))),
+                format!("{}::{}", c.domain, c.op_type)
+            };
+            Err(w.err(format!(
+                "node '{name}' uses operator {op}, which quantlab does not import; supported: {SUPPORTED}"
+            )))
+        }
+        other => {
+            let name = w.originals.next(&[op_name.as_str()], other.name());
+            Err(w.err(format!(
+                "node '{name}' ({op_name}): quantlab does not import this operator; supported: {SUPPORTED}"
+            )))
+        }
     }
 }
 

@@ -65,10 +65,15 @@ pub fn import_onnx(path: &Path) -> Result<Imported> {
             },
         )
     })?;
+    import_onnx_bytes(path, &bytes)
+}
+
+/// As [`import_onnx`] for a file already in memory; `path` names it in errors.
+pub fn import_onnx_bytes(path: &Path, bytes: &[u8]) -> Result<Imported> {
     // quantlab's own decoder first: empty, truncated and corrupt files get its messages, and
     // it keeps the names onnx-ir replaces.
     let proto =
-        quantlab_onnx::decode(path, &bytes).map_err(|e| ImportError::new(path, e.to_string()))?;
+        quantlab_onnx::decode(path, bytes).map_err(|e| ImportError::new(path, e.to_string()))?;
     let opset = proto
         .opset_import
         .iter()
@@ -76,7 +81,7 @@ pub fn import_onnx(path: &Path) -> Result<Imported> {
         .and_then(|o| o.version)
         .ok_or_else(|| ImportError::new(path, "the file declares no ONNX opset"))?;
     let graph = onnx_ir::OnnxGraphBuilder::new()
-        .parse_bytes(&bytes)
+        .parse_bytes(bytes)
         .map_err(|e| ImportError::new(path, format!("onnx-ir cannot read it: {e}")))?;
     let original = names::Originals::new(&proto);
     convert::convert(path, &graph, original, opset)
