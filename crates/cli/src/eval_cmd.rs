@@ -5,20 +5,24 @@ use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 use clap::Args;
-use quantlab_data::{DatasetName, load};
-use quantlab_quant::{Engine, KernelPath, score};
+use quantlab_data::{DatasetName, Normalize, load};
+use quantlab_quant::{Engine, KernelPath, QuantModel, score};
 use quantlab_train::{Backend, Score, checkpoint, evaluate};
 
 /// Arguments of `quantlab eval`.
 #[derive(Debug, Args)]
 pub struct EvalArgs {
-    /// A checkpoint folder (`quantlab train --out`, or `quantize --method burn-weights`) or an
-    /// int8 `.safetensors` file (`quantlab quantize --out`).
+    /// A checkpoint folder (`quantlab train --out`, or `quantize --method burn-weights`), an
+    /// int8 `.safetensors` file (`quantlab quantize --out`), or a float ONNX file (`.onnx`,
+    /// run by quantlab's engine; needs --dataset).
     #[arg(long)]
     model: PathBuf,
     /// Dataset to score on (default: the one it was trained on).
     #[arg(long, value_enum)]
     dataset: Option<DatasetName>,
+    /// Input normalisation of an ONNX model: `dataset`, `none` or `MEAN,STD`.
+    #[arg(long, default_value_t = Normalize::Dataset)]
+    normalize: Normalize,
     /// Print the result as one JSON object on the last line.
     #[arg(long)]
     json: bool,
@@ -40,7 +44,9 @@ struct Outcome {
 
 /// Runs `quantlab eval`.
 pub fn run(args: EvalArgs) -> Result<()> {
-    let o = if args.model.is_dir() {
+    let o = if crate::source::is_onnx(&args.model) {
+        eval_onnx(&args)?
+    } else if args.model.is_dir() {
         eval_checkpoint(&args)?
     } else {
         eval_file(&args)?
@@ -89,6 +95,27 @@ fn eval_checkpoint(args: &EvalArgs) -> Result<Outcome> {
         model: ck.meta.model.kind.to_string(),
         method: ck.meta.method.clone(),
         device: args.device.to_string(),
+        score,
+    })
+}
+
+fn eval_onnx(args: &EvalArgs) -> Result<Outcome> {
+    let src = crate::source::open(
+        &args.model,
+        args.dataset,
+        args.normalize,
+        args.data_dir.as_deref(),
+    )?;
+    let engine = Engine {
+        path: KernelPath::from_env()?,
+        threads: 1,
+    };
+    let score = score(&engine, &QuantModel::float(src.net), &src.splits.test)?;
+    Ok(Outcome {
+        dataset: src.dataset,
+        model: src.label,
+        method: "f32 (ONNX)".into(),
+        device: format!("cpu ({} kernel)", engine.path.as_str()),
         score,
     })
 }

@@ -9,6 +9,7 @@ mod inspect_cmd;
 mod mlflow_args;
 mod model_file;
 mod quantize_cmd;
+mod source;
 mod time_cmd;
 mod track_cmd;
 mod train_cmd;

@@ -5,16 +5,16 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use quantlab_data::{DataOptions, DatasetName, Splits, load};
-use quantlab_models::ModelKind;
+use quantlab_data::{DataOptions, DatasetName, Normalize, Splits, load};
 use quantlab_quant::{QuantModel, export};
 
 /// A model file, its provenance, and the splits of the dataset it is scored on.
 pub struct ModelFile {
     /// The runnable model.
     pub model: QuantModel,
-    /// Architecture, from the provenance.
-    pub kind: ModelKind,
+    /// The model's name, from the provenance: the architecture (`mlp`), or an imported ONNX
+    /// file's stem.
+    pub kind: String,
     /// Dataset scored on (the training dataset unless overridden).
     pub dataset: DatasetName,
     /// Its splits, with the model's split seed and synthetic parameters.
@@ -40,7 +40,7 @@ pub fn load_with_data(
 ) -> Result<ModelFile> {
     let (model, meta) = export::load(path)?;
     let trained_on: DatasetName = field(&meta, "dataset", path)?;
-    let kind: ModelKind = field(&meta, "model", path)?;
+    let kind: String = field(&meta, "model", path)?;
     let dataset = dataset.unwrap_or(trained_on);
     let opts = DataOptions {
         data_dir,
@@ -52,7 +52,19 @@ pub fn load_with_data(
         },
         ..DataOptions::default()
     };
-    let splits = load(dataset, &opts)?;
+    let mut splits = load(dataset, &opts)?;
+    // An imported model records the input normalisation it was quantized with.
+    if let Some(v) = meta.provenance.get("input_normalize") {
+        let n: Normalize = v.as_str().and_then(|s| s.parse().ok()).with_context(|| {
+            format!(
+                "{}: provenance has an invalid `input_normalize`",
+                path.display()
+            )
+        })?;
+        splits
+            .renormalize(n)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    }
     if splits.test.sample_shape != meta.input_shape {
         bail!(
             "{dataset} samples have shape {:?} but the model in {} takes {:?}",

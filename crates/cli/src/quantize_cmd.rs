@@ -5,10 +5,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
-use quantlab_data::{LabeledSet, Splits, load};
+use quantlab_data::{DatasetName, LabeledSet, Normalize, Splits, load};
 use quantlab_quant::report::{LayerReport, fit_budget, layer_report};
 use quantlab_quant::{
-    ActDtype, BitWidths, Engine, Granularity, MethodKind, Network, ObserverKind, QuantModel,
+    ActDtype, BitWidths, Engine, Granularity, MethodKind, ObserverKind, QuantModel,
     QuantizeOptions, export, quantize, score,
 };
 use quantlab_train::qat::{ActRanges, QatConfig, fit_qat};
@@ -35,9 +35,17 @@ pub enum MethodArg {
 /// Arguments of `quantlab quantize`.
 #[derive(Debug, Args)]
 pub struct QuantizeArgs {
-    /// Checkpoint folder written by `quantlab train`.
+    /// Checkpoint folder written by `quantlab train`, or a float ONNX file (`.onnx`, e.g.
+    /// from `torch.onnx.export`; needs --dataset).
     #[arg(long)]
     checkpoint: PathBuf,
+    /// Dataset to calibrate and score an ONNX model on (a checkpoint knows its own).
+    #[arg(long, value_enum)]
+    dataset: Option<DatasetName>,
+    /// Input normalisation an ONNX model expects: `dataset` (the dataset's usual
+    /// statistics, as quantlab trains), `none` (raw values in [0, 1]) or `MEAN,STD`.
+    #[arg(long, default_value_t = Normalize::Dataset)]
+    normalize: Normalize,
     /// Quantization method.
     #[arg(long, value_enum, default_value_t = MethodArg::Static)]
     method: MethodArg,
@@ -164,11 +172,22 @@ pub fn provenance(ck: &Checkpoint) -> serde_json::Value {
 
 /// Runs `quantlab quantize`.
 pub fn run(args: QuantizeArgs) -> Result<()> {
-    let device = burn::tensor::Device::flex();
-    let (ck, model) = checkpoint::load(&args.checkpoint, &device)?;
-    let splits = checkpoint_data(&ck, args.data_dir.as_deref())?;
+    let src = crate::source::open(
+        &args.checkpoint,
+        args.dataset,
+        args.normalize,
+        args.data_dir.as_deref(),
+    )?;
+    let splits = &src.splits;
     if args.method == MethodArg::BurnWeights {
-        return burn_weights_row(&ck, model, &splits, &args.out, &device);
+        let Some((ck, model)) = src.checkpoint else {
+            bail!(
+                "--method burn-weights quantizes a burn checkpoint; {} is an ONNX file",
+                args.checkpoint.display()
+            );
+        };
+        let device = burn::tensor::Device::flex();
+        return burn_weights_row(&ck, model, &src.splits, &args.out, &device);
     }
     let method = match args.method {
         MethodArg::Naive => MethodKind::Naive,
@@ -188,7 +207,7 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
         path: quantlab_quant::KernelPath::from_env()?,
         threads: 1,
     };
-    let net = Network::from_graph(&model.to_graph(&ck.meta.input_shape)?)?;
+    let net = src.net.clone();
     let d = net.in_len();
     let calib = args.calib.min(splits.train.len());
     let calib_x = &splits.train.features[..calib * d];
@@ -212,7 +231,7 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
         println!(
             "qat {} from {}: {} epoch(s), batch {}, {:?} lr {}, activation ranges {:?}{} on {}",
             opts.bits.tag(),
-            ck.dir.display(),
+            src.origin.display(),
             cfg.epochs,
             cfg.batch_size,
             cfg.optimizer,
@@ -225,7 +244,7 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
             },
             args.device.burn_name()
         );
-        let out = fit_qat(&net, &cfg, opts.bits, &splits, &args.device.device()?, true)?;
+        let out = fit_qat(&net, &cfg, opts.bits, splits, &args.device.device()?, true)?;
         let total: f64 = out.history.epochs.iter().map(|e| e.seconds).sum();
         println!(
             "qat: best epoch {} (validation loss {:.4}, accuracy {:.2}%), fake-quantized test accuracy {:.2}%, {total:.1} s training",
@@ -255,18 +274,17 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
     }
     let f_score = score(&engine, &float, &splits.test)?;
     let q_score = score(&engine, &quant, &splits.test)?;
-    let size = export::save(&quant, provenance(&ck), &args.out)?;
-    let f32_size = export::to_bytes(&float, provenance(&ck))?.len() as u64;
+    let size = export::save(&quant, src.provenance.clone(), &args.out)?;
+    let f32_size = export::to_bytes(&float, src.provenance.clone())?.len() as u64;
     println!(
         "{} {} on {}: method {} (kernel {})",
-        ck.meta.model.kind,
-        ck.meta
-            .input_shape
+        src.label,
+        net.input_shape
             .iter()
             .map(|v| v.to_string())
             .collect::<Vec<_>>()
             .join("x"),
-        ck.meta.dataset,
+        src.dataset,
         quant.scheme.name(),
         engine.path.as_str()
     );
@@ -279,14 +297,15 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
         q_score.loss
     );
     println!(
-        "  file {}: {size} bytes; f32 safetensors {f32_size} bytes ({:.2}x), burn f32 record {} bytes ({:.2}x)",
+        "  file {}: {size} bytes; f32 safetensors {f32_size} bytes ({:.2}x), {} {} bytes ({:.2}x)",
         args.out.display(),
         f32_size as f64 / size as f64,
-        ck.meta.model_bytes,
-        ck.meta.model_bytes as f64 / size as f64
+        src.original.1,
+        src.original.0,
+        src.original.0 as f64 / size as f64
     );
-    print_layers(&report);
-    let (ds, kind) = (ck.meta.dataset.as_str(), ck.meta.model.kind.as_str());
+    print_layers(&report, src.node_names.as_deref());
+    let (ds, kind) = (src.dataset.as_str(), src.label.as_str());
     let name = quant.scheme.name();
     crate::mlflow_args::record(
         &args.mlflow,
@@ -314,7 +333,10 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
             ])?;
             run.log_param("calib_size", quant.scheme.calib_samples)?;
             run.log_param("fallback_layers", format!("{:?}", quant.scheme.fallback))?;
-            run.log_param("checkpoint", ck.dir.display())?;
+            run.log_param("checkpoint", src.origin.display())?;
+            if let Some(n) = src.provenance.get("input_normalize") {
+                run.log_param("input_normalize", n.as_str().unwrap_or("-"))?;
+            }
             for (k, v) in [
                 ("f32_accuracy", f_score.accuracy),
                 ("accuracy", q_score.accuracy),
@@ -346,15 +368,24 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
     Ok(())
 }
 
-/// Prints the per-layer table.
-pub fn print_layers(report: &[LayerReport]) {
+/// Prints the per-layer table; `names` (per network node) adds the user's node names of an
+/// imported model.
+pub fn print_layers(report: &[LayerReport], names: Option<&[String]>) {
     println!(
-        "  {:<4} {:<34} {:<13} {:>9} {:>8} {:>9} {:>9} {:>9}",
-        "node", "layer", "precision", "SQNR dB", "cosine", "sens. pp", "f32 us", "int8 us"
+        "  {:<4} {:<34} {:<13} {:>9} {:>8} {:>9} {:>9} {:>9}{}",
+        "node",
+        "layer",
+        "precision",
+        "SQNR dB",
+        "cosine",
+        "sens. pp",
+        "f32 us",
+        "int8 us",
+        if names.is_some() { "  ONNX node" } else { "" }
     );
     for r in report {
         println!(
-            "  {:<4} {:<34} {:<13} {:>9.1} {:>8.5} {:>9} {:>9.1} {:>9.1}",
+            "  {:<4} {:<34} {:<13} {:>9.1} {:>8.5} {:>9} {:>9.1} {:>9.1}{}",
             r.node,
             r.name,
             r.precision,
@@ -362,7 +393,10 @@ pub fn print_layers(report: &[LayerReport]) {
             r.cosine,
             r.sensitivity_pp.map_or("-".into(), |v| format!("{v:.2}")),
             r.f32_us,
-            r.int8_us
+            r.int8_us,
+            names
+                .and_then(|n| n.get(r.node))
+                .map_or(String::new(), |n| format!("  {n}"))
         );
     }
 }

@@ -374,8 +374,10 @@ fn map_node(w: &mut Walk<'_>, node: &Node, last: bool) -> Result<()> {
                 [&params[0], &params[1], &params[2], &params[3]],
                 eps,
             );
-            w.notes
-                .push(format!("{at} folded into '{layer}' (epsilon {eps})"));
+            w.notes.push(format!(
+                "{at} folded into '{layer}' (epsilon {})",
+                eps as f32
+            ));
             w.pass(&bn.outputs[0]);
             Ok(())
         }

@@ -1,0 +1,183 @@
+//! What `quantize` and `eval` start from: a checkpoint folder written by `quantlab train`, or
+//! a float ONNX file trained elsewhere (`crates/import`), with the data it is scored on.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use quantlab_data::{DataOptions, DatasetName, Normalize, Splits, load};
+use quantlab_models::Classifier;
+use quantlab_quant::{Network, Op};
+use quantlab_train::{Checkpoint, checkpoint};
+
+/// A float model ready to quantize or score.
+pub struct Source {
+    /// The checkpoint folder or the ONNX file.
+    pub origin: PathBuf,
+    /// The model's name in reports: the architecture, or the ONNX file's stem.
+    pub label: String,
+    /// The dataset it is calibrated and scored on.
+    pub dataset: DatasetName,
+    /// The network.
+    pub net: Network,
+    /// The dataset's splits, normalised as the model expects.
+    pub splits: Splits,
+    /// Provenance for the files written from it.
+    pub provenance: serde_json::Value,
+    /// Size of the float original (burn record or ONNX file) and what it is.
+    pub original: (u64, &'static str),
+    /// The burn checkpoint, when the source is one (`burn-weights` needs it).
+    pub checkpoint: Option<(Checkpoint, Classifier)>,
+    /// Per network node, the name of the ONNX node it came from (imported models).
+    pub node_names: Option<Vec<String>>,
+}
+
+/// The graph ops' names per network node: a dense op and the ReLU after it are one node, as
+/// [`Network::from_graph`] fuses them.
+fn node_names(ops: &[Op], names: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < ops.len() {
+        out.push(names[i].clone());
+        let dense = matches!(ops[i], Op::Linear { .. } | Op::Conv2d { .. });
+        i += if dense && matches!(ops.get(i + 1), Some(Op::Relu)) {
+            2
+        } else {
+            1
+        };
+    }
+    out
+}
+
+/// True for a path quantlab reads as an ONNX model.
+pub fn is_onnx(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("onnx"))
+}
+
+/// Opens `path`. `dataset` and `normalize` apply to ONNX files (a checkpoint knows its
+/// dataset and was trained with the dataset's normalisation).
+pub fn open(
+    path: &Path,
+    dataset: Option<DatasetName>,
+    normalize: Normalize,
+    data_dir: Option<&Path>,
+) -> Result<Source> {
+    if is_onnx(path) {
+        open_onnx(path, dataset, normalize, data_dir)
+    } else {
+        if normalize != Normalize::Dataset {
+            bail!(
+                "--normalize applies to ONNX models; {} was trained by quantlab with the dataset's normalisation",
+                path.display()
+            );
+        }
+        open_checkpoint(path, dataset, data_dir)
+    }
+}
+
+fn open_checkpoint(
+    path: &Path,
+    dataset: Option<DatasetName>,
+    data_dir: Option<&Path>,
+) -> Result<Source> {
+    let device = burn::tensor::Device::flex();
+    let (ck, model) = checkpoint::load(path, &device)?;
+    if let Some(d) = dataset
+        && d != ck.config.dataset
+    {
+        bail!(
+            "{} was trained on {}; --dataset {d} applies to ONNX models",
+            path.display(),
+            ck.config.dataset
+        );
+    }
+    let splits = crate::quantize_cmd::checkpoint_data(&ck, data_dir)?;
+    let net = Network::from_graph(&model.to_graph(&ck.meta.input_shape)?)?;
+    Ok(Source {
+        origin: ck.dir.clone(),
+        label: ck.meta.model.kind.to_string(),
+        dataset: ck.meta.dataset,
+        net,
+        splits,
+        provenance: crate::quantize_cmd::provenance(&ck),
+        original: (ck.meta.model_bytes, "burn f32 record"),
+        checkpoint: Some((ck, model)),
+        node_names: None,
+    })
+}
+
+fn open_onnx(
+    path: &Path,
+    dataset: Option<DatasetName>,
+    normalize: Normalize,
+    data_dir: Option<&Path>,
+) -> Result<Source> {
+    let imported = quantlab_import::import_onnx(path)?;
+    let shape = &imported.graph.input_shape;
+    let Some(dataset) = dataset else {
+        bail!(
+            "{}: an ONNX model needs --dataset (its input is {shape:?} per sample; quantlab's datasets: mnist and fashion-mnist are [1, 28, 28], digits [1, 8, 8])",
+            path.display()
+        );
+    };
+    println!(
+        "imported {} (opset {}, input '{}' {shape:?}): {} layers",
+        path.display(),
+        imported.opset,
+        imported.input_name,
+        imported.graph.ops.len()
+    );
+    for note in &imported.notes {
+        println!("  {note}");
+    }
+    let opts = DataOptions {
+        data_dir: data_dir.map(Path::to_path_buf),
+        ..DataOptions::default()
+    };
+    let mut splits = load(dataset, &opts).with_context(|| format!("loading {dataset}"))?;
+    if &splits.train.sample_shape != shape {
+        bail!(
+            "{dataset} samples have shape {:?} but the model in {} takes {shape:?}",
+            splits.train.sample_shape,
+            path.display()
+        );
+    }
+    splits
+        .renormalize(normalize)
+        .map_err(|e| anyhow::anyhow!("--normalize {normalize}: {e}"))?;
+    println!(
+        "  inputs: {dataset}, normalised {} (mean {}, std {}; --normalize to change)",
+        match normalize {
+            Normalize::Dataset => "as quantlab trains (the dataset's statistics)",
+            Normalize::None => "not at all (raw values)",
+            Normalize::MeanStd(..) => "with the given mean and std",
+        },
+        splits.normalization.mean[0],
+        splits.normalization.std[0]
+    );
+    let net = Network::from_graph(&imported.graph)?;
+    let label = path
+        .file_stem()
+        .map_or("onnx".into(), |s| s.to_string_lossy().into_owned());
+    let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let provenance = serde_json::json!({
+        "onnx": path.display().to_string(),
+        "dataset": dataset,
+        "model": label,
+        "classes": splits.train.num_classes,
+        "input_normalize": normalize.to_string(),
+        "split_seed": 0,
+        "layer_names": imported.names,
+    });
+    Ok(Source {
+        origin: path.to_path_buf(),
+        label,
+        dataset,
+        net,
+        splits,
+        provenance,
+        original: (bytes, "ONNX f32 file"),
+        checkpoint: None,
+        node_names: Some(node_names(&imported.graph.ops, &imported.names)),
+    })
+}

@@ -1,0 +1,174 @@
+//! End-to-end: a float ONNX file from PyTorch (`crates/import/tests/fixtures`) through the
+//! binary: `quantize --checkpoint FILE.onnx --dataset mnist` writes an int8 file that `eval`
+//! scores to the same accuracy, `eval` runs the ONNX file itself in float, and bad
+//! invocations fail with one line naming the problem.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../import/tests/fixtures")
+        .join(name)
+}
+
+fn quantlab(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_quantlab"))
+        .args(args)
+        .args(
+            ["--no-mlflow"]
+                .iter()
+                .filter(|_| matches!(args[0], "quantize")),
+        )
+        .output()
+        .unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// The failure's stderr: exactly one line.
+fn one_line_error(o: &Output) -> String {
+    assert!(!o.status.success());
+    let e = String::from_utf8_lossy(&o.stderr).trim().to_string();
+    assert_eq!(e.lines().count(), 1, "{e}");
+    assert!(!e.contains("panicked"), "{e}");
+    e
+}
+
+fn json_accuracy(text: &str) -> f64 {
+    let v: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    v["accuracy"].as_f64().unwrap()
+}
+
+#[test]
+fn an_onnx_model_quantizes_and_scores_like_a_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let onnx = fixture("lenet_bn_opset17.onnx");
+    let out = tmp.path().join("lenet_int8.safetensors");
+    let text = stdout(&quantlab(&[
+        "quantize",
+        "--checkpoint",
+        onnx.to_str().unwrap(),
+        "--dataset",
+        "mnist",
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    assert!(text.contains("folded into '/0/Conv'"), "{text}");
+    assert!(
+        text.contains("ONNX node") && text.contains("/9/Gemm"),
+        "{text}"
+    );
+    // The int8 file reloads with the normalisation it was quantized with.
+    let int8 = json_accuracy(&stdout(&quantlab(&[
+        "eval",
+        "--model",
+        out.to_str().unwrap(),
+        "--json",
+    ])));
+    let line = text.lines().find(|l| l.contains("test accuracy")).unwrap();
+    assert!(
+        line.contains(&format!("-> {:.2}%", int8 * 100.0)),
+        "{line} vs eval {int8}"
+    );
+    assert!(int8 > 0.975, "{int8}");
+    let float = json_accuracy(&stdout(&quantlab(&[
+        "eval",
+        "--model",
+        onnx.to_str().unwrap(),
+        "--dataset",
+        "mnist",
+        "--json",
+    ])));
+    assert!(
+        line.contains(&format!("f32 {:.2}%", float * 100.0)),
+        "{line}"
+    );
+    // Raw pixels instead of the normalisation the model was trained with cost accuracy:
+    // the flag is applied, not ignored.
+    let raw = json_accuracy(&stdout(&quantlab(&[
+        "eval",
+        "--model",
+        onnx.to_str().unwrap(),
+        "--dataset",
+        "mnist",
+        "--normalize",
+        "none",
+        "--json",
+    ])));
+    assert!(raw < float - 0.01, "none {raw} vs dataset {float}");
+}
+
+#[test]
+fn bad_onnx_invocations_fail_with_one_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("x.safetensors");
+    let out = out.to_str().unwrap();
+    let lenet = fixture("lenet_bn_opset13.onnx");
+    let lenet = lenet.to_str().unwrap();
+    let e = one_line_error(&quantlab(&[
+        "quantize",
+        "--checkpoint",
+        lenet,
+        "--out",
+        out,
+    ]));
+    assert!(e.contains("--dataset"), "{e}");
+    let e = one_line_error(&quantlab(&[
+        "quantize",
+        "--checkpoint",
+        lenet,
+        "--dataset",
+        "digits",
+        "--out",
+        out,
+    ]));
+    assert!(e.contains("[1, 8, 8]") && e.contains("[1, 28, 28]"), "{e}");
+    // A bad flag value is clap's usage error: its first line names it.
+    let o = quantlab(&[
+        "quantize",
+        "--checkpoint",
+        lenet,
+        "--dataset",
+        "mnist",
+        "--normalize",
+        "0.1",
+        "--out",
+        out,
+    ]);
+    assert!(!o.status.success());
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.lines().next().unwrap().contains("MEAN,STD"), "{e}");
+    let resnet = fixture("resnet_small_opset13.onnx");
+    let e = one_line_error(&quantlab(&[
+        "quantize",
+        "--checkpoint",
+        resnet.to_str().unwrap(),
+        "--dataset",
+        "mnist",
+        "--out",
+        out,
+    ]));
+    assert!(e.contains("/3/Add") && e.contains("supported"), "{e}");
+    let missing = tmp.path().join("missing.onnx");
+    let e = one_line_error(&quantlab(&[
+        "eval",
+        "--model",
+        missing.to_str().unwrap(),
+        "--dataset",
+        "mnist",
+    ]));
+    assert!(
+        e.contains("missing.onnx") && e.contains("no such file"),
+        "{e}"
+    );
+    assert!(!Path::new(out).exists(), "no half-written output");
+}
