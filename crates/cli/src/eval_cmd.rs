@@ -23,6 +23,13 @@ pub struct EvalArgs {
     /// Input normalisation of an ONNX model: `dataset`, `none` or `MEAN,STD`.
     #[arg(long, default_value_t = Normalize::Dataset)]
     normalize: Normalize,
+    /// Evaluation inputs as a `.npy` file `(n, ...input shape)`, used as stored (an ONNX
+    /// model or an int8 file; instead of the dataset's test split).
+    #[arg(long)]
+    eval_npy: Option<PathBuf>,
+    /// Class labels of `--eval-npy`, integers of shape `(n,)`.
+    #[arg(long)]
+    labels: Option<PathBuf>,
     /// Print the result as one JSON object on the last line.
     #[arg(long)]
     json: bool,
@@ -35,7 +42,7 @@ pub struct EvalArgs {
 }
 
 struct Outcome {
-    dataset: DatasetName,
+    dataset: String,
     model: String,
     method: String,
     device: String,
@@ -44,8 +51,16 @@ struct Outcome {
 
 /// Runs `quantlab eval`.
 pub fn run(args: EvalArgs) -> Result<()> {
+    let npy = crate::source::NpyData::new(None, args.eval_npy.clone(), args.labels.clone())?;
     let o = if crate::source::is_onnx(&args.model) {
-        eval_onnx(&args)?
+        eval_onnx(&args, &npy)?
+    } else if let Some((x, y)) = &npy.eval {
+        if args.model.is_dir() {
+            bail!(
+                "--eval-npy scores an ONNX model or an int8 file; a checkpoint is scored on its dataset"
+            );
+        }
+        eval_file_npy(&args, x, y)?
     } else if args.model.is_dir() {
         eval_checkpoint(&args)?
     } else {
@@ -91,7 +106,7 @@ fn eval_checkpoint(args: &EvalArgs) -> Result<Outcome> {
     }
     let score = evaluate(&model, &splits.test, &device)?;
     Ok(Outcome {
-        dataset,
+        dataset: dataset.to_string(),
         model: ck.meta.model.kind.to_string(),
         method: ck.meta.method.clone(),
         device: args.device.to_string(),
@@ -99,22 +114,41 @@ fn eval_checkpoint(args: &EvalArgs) -> Result<Outcome> {
     })
 }
 
-fn eval_onnx(args: &EvalArgs) -> Result<Outcome> {
+fn eval_onnx(args: &EvalArgs, npy: &crate::source::NpyData) -> Result<Outcome> {
     let src = crate::source::open(
         &args.model,
         args.dataset,
         args.normalize,
+        npy,
         args.data_dir.as_deref(),
     )?;
     let engine = Engine {
         path: KernelPath::from_env()?,
         threads: 1,
     };
-    let score = score(&engine, &QuantModel::float(src.net), &src.splits.test)?;
+    let score = score(&engine, &QuantModel::float(src.net), &src.test)?;
     Ok(Outcome {
-        dataset: src.dataset,
+        dataset: src.data,
         model: src.label,
         method: "f32 (ONNX)".into(),
+        device: format!("cpu ({} kernel)", engine.path.as_str()),
+        score,
+    })
+}
+
+/// An int8 file scored on `.npy` inputs and labels, used as stored.
+fn eval_file_npy(args: &EvalArgs, x: &std::path::Path, y: &std::path::Path) -> Result<Outcome> {
+    let (model, meta) = quantlab_quant::export::load(&args.model)?;
+    let test = quantlab_data::npy::labeled_set(x, y, &meta.input_shape, model.network.out_len())?;
+    let engine = Engine {
+        path: KernelPath::from_env()?,
+        threads: 1,
+    };
+    let score = score(&engine, &model, &test)?;
+    Ok(Outcome {
+        dataset: "npy".into(),
+        model: meta.provenance["model"].as_str().unwrap_or("-").to_string(),
+        method: model.scheme.name(),
         device: format!("cpu ({} kernel)", engine.path.as_str()),
         score,
     })
@@ -129,7 +163,7 @@ fn eval_file(args: &EvalArgs) -> Result<Outcome> {
     };
     let score = score(&engine, &model, &splits.test)?;
     Ok(Outcome {
-        dataset,
+        dataset: dataset.to_string(),
         model: model_kind.to_string(),
         method: model.scheme.name(),
         device: format!("cpu ({} kernel)", engine.path.as_str()),

@@ -46,6 +46,16 @@ pub struct QuantizeArgs {
     /// statistics, as quantlab trains), `none` (raw values in [0, 1]) or `MEAN,STD`.
     #[arg(long, default_value_t = Normalize::Dataset)]
     normalize: Normalize,
+    /// Calibration inputs of an ONNX model as a `.npy` file, `(n, ...input shape)`, used as
+    /// stored (instead of the dataset's training images).
+    #[arg(long)]
+    calib_npy: Option<PathBuf>,
+    /// Evaluation inputs of an ONNX model as a `.npy` file (instead of the test split).
+    #[arg(long)]
+    eval_npy: Option<PathBuf>,
+    /// Class labels of `--eval-npy`, integers of shape `(n,)`.
+    #[arg(long)]
+    labels: Option<PathBuf>,
     /// Quantization method.
     #[arg(long, value_enum, default_value_t = MethodArg::Static)]
     method: MethodArg,
@@ -172,22 +182,32 @@ pub fn provenance(ck: &Checkpoint) -> serde_json::Value {
 
 /// Runs `quantlab quantize`.
 pub fn run(args: QuantizeArgs) -> Result<()> {
+    let npy = crate::source::NpyData::new(
+        args.calib_npy.clone(),
+        args.eval_npy.clone(),
+        args.labels.clone(),
+    )?;
     let src = crate::source::open(
         &args.checkpoint,
         args.dataset,
         args.normalize,
+        &npy,
         args.data_dir.as_deref(),
     )?;
-    let splits = &src.splits;
     if args.method == MethodArg::BurnWeights {
-        let Some((ck, model)) = src.checkpoint else {
+        let (Some((ck, model)), Some(splits)) = (src.checkpoint, src.splits) else {
             bail!(
                 "--method burn-weights quantizes a burn checkpoint; {} is an ONNX file",
                 args.checkpoint.display()
             );
         };
         let device = burn::tensor::Device::flex();
-        return burn_weights_row(&ck, model, &src.splits, &args.out, &device);
+        return burn_weights_row(&ck, model, &splits, &args.out, &device);
+    }
+    if src.val.is_none() && args.max_drop.is_some() {
+        bail!(
+            "--max-drop selects layers on a validation split held out from the data; with .npy data only there is none (give --dataset for it)"
+        );
     }
     let method = match args.method {
         MethodArg::Naive => MethodKind::Naive,
@@ -209,8 +229,11 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
     };
     let net = src.net.clone();
     let d = net.in_len();
-    let calib = args.calib.min(splits.train.len());
-    let calib_x = &splits.train.features[..calib * d];
+    if src.calib.0 == 0 {
+        bail!("no calibration data: give --dataset or --calib-npy");
+    }
+    let calib = args.calib.min(src.calib.0);
+    let calib_x = &src.calib.1[..calib * d];
     let opts = QuantizeOptions {
         method,
         observer: args.observer,
@@ -244,6 +267,11 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
             },
             args.device.burn_name()
         );
+        let Some(splits) = src.splits.as_ref().filter(|_| npy.calib.is_none()) else {
+            bail!(
+                "QAT trains on a labelled dataset's training split: give --dataset (and no --calib-npy)"
+            );
+        };
         let out = fit_qat(&net, &cfg, opts.bits, splits, &args.device.device()?, true)?;
         let total: f64 = out.history.epochs.iter().map(|e| e.seconds).sum();
         println!(
@@ -258,7 +286,15 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
     } else {
         quantize(&net, &opts, calib_x, &engine)?
     };
-    let val = validation_slice(&splits.val);
+    let val = match &src.val {
+        Some(v) => validation_slice(v),
+        None => {
+            println!(
+                "  note: with .npy data only there is no validation split; the sensitivities are measured on the evaluation data"
+            );
+            validation_slice(&src.test)
+        }
+    };
     let report = layer_report(&engine, &float, &quant, calib_x, Some(&val))?;
     if let Some(budget) = args.max_drop {
         let (m, fb) = fit_budget(&engine, &float, &quant, &report, &val, budget)?;
@@ -272,8 +308,8 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
         );
         quant = m;
     }
-    let f_score = score(&engine, &float, &splits.test)?;
-    let q_score = score(&engine, &quant, &splits.test)?;
+    let f_score = score(&engine, &float, &src.test)?;
+    let q_score = score(&engine, &quant, &src.test)?;
     let size = export::save(&quant, src.provenance.clone(), &args.out)?;
     let f32_size = export::to_bytes(&float, src.provenance.clone())?.len() as u64;
     println!(
@@ -284,7 +320,7 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
             .map(|v| v.to_string())
             .collect::<Vec<_>>()
             .join("x"),
-        src.dataset,
+        src.data,
         quant.scheme.name(),
         engine.path.as_str()
     );
@@ -305,7 +341,7 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
         src.original.0 as f64 / size as f64
     );
     print_layers(&report, src.node_names.as_deref());
-    let (ds, kind) = (src.dataset.as_str(), src.label.as_str());
+    let (ds, kind) = (src.data.as_str(), src.label.as_str());
     let name = quant.scheme.name();
     crate::mlflow_args::record(
         &args.mlflow,

@@ -4,7 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use quantlab_data::{DataOptions, DatasetName, Normalize, Splits, load};
+use quantlab_data::npy as npy_file;
+use quantlab_data::{DataOptions, DatasetName, LabeledSet, Normalize, Splits, load};
 use quantlab_models::Classifier;
 use quantlab_quant::{Network, Op};
 use quantlab_train::{Checkpoint, checkpoint};
@@ -15,12 +16,20 @@ pub struct Source {
     pub origin: PathBuf,
     /// The model's name in reports: the architecture, or the ONNX file's stem.
     pub label: String,
-    /// The dataset it is calibrated and scored on.
-    pub dataset: DatasetName,
+    /// What it is calibrated and scored on: the dataset's name, or `npy`.
+    pub data: String,
     /// The network.
     pub net: Network,
-    /// The dataset's splits, normalised as the model expects.
-    pub splits: Splits,
+    /// The dataset's splits, normalised as the model expects (QAT trains on them); `None`
+    /// when the data is `.npy` files only.
+    pub splits: Option<Splits>,
+    /// Calibration inputs: their count and flat values.
+    pub calib: (usize, Vec<f32>),
+    /// Labelled samples for the sensitivities and `--max-drop` (held out from training and
+    /// calibration); `None` with `.npy` data only.
+    pub val: Option<LabeledSet>,
+    /// Evaluation samples.
+    pub test: LabeledSet,
     /// Provenance for the files written from it.
     pub provenance: serde_json::Value,
     /// Size of the float original (burn record or ONNX file) and what it is.
@@ -48,6 +57,36 @@ fn node_names(ops: &[Op], names: &[String]) -> Vec<String> {
     out
 }
 
+/// `.npy` data for an ONNX model: calibration inputs, and evaluation inputs with labels.
+#[derive(Debug, Clone, Default)]
+pub struct NpyData {
+    /// `--calib-npy`.
+    pub calib: Option<PathBuf>,
+    /// `--eval-npy` and `--labels`.
+    pub eval: Option<(PathBuf, PathBuf)>,
+}
+
+impl NpyData {
+    /// From the flags, checking that `--eval-npy` and `--labels` come together.
+    pub fn new(
+        calib: Option<PathBuf>,
+        eval: Option<PathBuf>,
+        labels: Option<PathBuf>,
+    ) -> Result<Self> {
+        let eval = match (eval, labels) {
+            (Some(x), Some(y)) => Some((x, y)),
+            (None, None) => None,
+            (Some(_), None) => bail!("--eval-npy needs --labels (a .npy of class indices)"),
+            (None, Some(_)) => bail!("--labels goes with --eval-npy"),
+        };
+        Ok(Self { calib, eval })
+    }
+
+    fn any(&self) -> bool {
+        self.calib.is_some() || self.eval.is_some()
+    }
+}
+
 /// True for a path quantlab reads as an ONNX model.
 pub fn is_onnx(path: &Path) -> bool {
     path.extension()
@@ -60,11 +99,18 @@ pub fn open(
     path: &Path,
     dataset: Option<DatasetName>,
     normalize: Normalize,
+    npy: &NpyData,
     data_dir: Option<&Path>,
 ) -> Result<Source> {
     if is_onnx(path) {
-        open_onnx(path, dataset, normalize, data_dir)
+        open_onnx(path, dataset, normalize, npy, data_dir)
     } else {
+        if npy.any() {
+            bail!(
+                "--calib-npy and --eval-npy apply to ONNX models; {} is scored on the dataset it was trained on",
+                path.display()
+            );
+        }
         if normalize != Normalize::Dataset {
             bail!(
                 "--normalize applies to ONNX models; {} was trained by quantlab with the dataset's normalisation",
@@ -96,9 +142,12 @@ fn open_checkpoint(
     Ok(Source {
         origin: ck.dir.clone(),
         label: ck.meta.model.kind.to_string(),
-        dataset: ck.meta.dataset,
+        data: ck.meta.dataset.to_string(),
         net,
-        splits,
+        calib: (splits.train.len(), splits.train.features.clone()),
+        val: Some(splits.val.clone()),
+        test: splits.test.clone(),
+        splits: Some(splits),
         provenance: crate::quantize_cmd::provenance(&ck),
         original: (ck.meta.model_bytes, "burn f32 record"),
         checkpoint: Some((ck, model)),
@@ -110,16 +159,22 @@ fn open_onnx(
     path: &Path,
     dataset: Option<DatasetName>,
     normalize: Normalize,
+    npy: &NpyData,
     data_dir: Option<&Path>,
 ) -> Result<Source> {
     let imported = quantlab_import::import_onnx(path)?;
     let shape = &imported.graph.input_shape;
-    let Some(dataset) = dataset else {
+    if npy.any() && normalize != Normalize::Dataset {
         bail!(
-            "{}: an ONNX model needs --dataset (its input is {shape:?} per sample; quantlab's datasets: mnist and fashion-mnist are [1, 28, 28], digits [1, 8, 8])",
+            "--normalize applies to the built-in datasets; .npy inputs are used as stored (preprocess them as the model expects)"
+        );
+    }
+    if dataset.is_none() && npy.eval.is_none() {
+        bail!(
+            "{}: an ONNX model needs --dataset (its input is {shape:?} per sample; quantlab's datasets: mnist and fashion-mnist are [1, 28, 28], digits [1, 8, 8]), or .npy data: --eval-npy with --labels (and --calib-npy to quantize)",
             path.display()
         );
-    };
+    }
     println!(
         "imported {} (opset {}, input '{}' {shape:?}): {} layers",
         path.display(),
@@ -130,32 +185,68 @@ fn open_onnx(
     for note in &imported.notes {
         println!("  {note}");
     }
-    let opts = DataOptions {
-        data_dir: data_dir.map(Path::to_path_buf),
-        ..DataOptions::default()
-    };
-    let mut splits = load(dataset, &opts).with_context(|| format!("loading {dataset}"))?;
-    if &splits.train.sample_shape != shape {
-        bail!(
-            "{dataset} samples have shape {:?} but the model in {} takes {shape:?}",
-            splits.train.sample_shape,
-            path.display()
-        );
-    }
-    splits
-        .renormalize(normalize)
-        .map_err(|e| anyhow::anyhow!("--normalize {normalize}: {e}"))?;
-    println!(
-        "  inputs: {dataset}, normalised {} (mean {}, std {}; --normalize to change)",
-        match normalize {
-            Normalize::Dataset => "as quantlab trains (the dataset's statistics)",
-            Normalize::None => "not at all (raw values)",
-            Normalize::MeanStd(..) => "with the given mean and std",
-        },
-        splits.normalization.mean[0],
-        splits.normalization.std[0]
-    );
     let net = Network::from_graph(&imported.graph)?;
+    let classes = net.out_len();
+    let splits = match dataset {
+        Some(dataset) => {
+            let opts = DataOptions {
+                data_dir: data_dir.map(Path::to_path_buf),
+                ..DataOptions::default()
+            };
+            let mut splits = load(dataset, &opts).with_context(|| format!("loading {dataset}"))?;
+            if &splits.train.sample_shape != shape {
+                bail!(
+                    "{dataset} samples have shape {:?} but the model in {} takes {shape:?}",
+                    splits.train.sample_shape,
+                    path.display()
+                );
+            }
+            splits
+                .renormalize(normalize)
+                .map_err(|e| anyhow::anyhow!("--normalize {normalize}: {e}"))?;
+            println!(
+                "  inputs: {dataset}, normalised {} (mean {}, std {}; --normalize to change)",
+                match normalize {
+                    Normalize::Dataset => "as quantlab trains (the dataset's statistics)",
+                    Normalize::None => "not at all (raw values)",
+                    Normalize::MeanStd(..) => "with the given mean and std",
+                },
+                splits.normalization.mean[0],
+                splits.normalization.std[0]
+            );
+            Some(splits)
+        }
+        None => None,
+    };
+    let calib = match (&npy.calib, &splits) {
+        (Some(p), _) => {
+            let c = npy_file::inputs(p, shape)?;
+            println!(
+                "  calibration: {} inputs from {}, used as stored",
+                c.0,
+                p.display()
+            );
+            c
+        }
+        (None, Some(s)) => (s.train.len(), s.train.features.clone()),
+        // Scoring needs none; `quantize` refuses an empty calibration set.
+        (None, None) => (0, Vec::new()),
+    };
+    let test = match (&npy.eval, &splits) {
+        (Some((x, y)), _) => {
+            let t = npy_file::labeled_set(x, y, shape, classes)?;
+            println!(
+                "  evaluation: {} inputs from {} with labels from {}, used as stored",
+                t.len(),
+                x.display(),
+                y.display()
+            );
+            t
+        }
+        (None, Some(s)) => s.test.clone(),
+        (None, None) => bail!("no evaluation data: give --dataset or --eval-npy with --labels"),
+    };
+    let val = splits.as_ref().map(|s| s.val.clone());
     let label = path
         .file_stem()
         .map_or("onnx".into(), |s| s.to_string_lossy().into_owned());
@@ -164,17 +255,21 @@ fn open_onnx(
         "onnx": path.display().to_string(),
         "dataset": dataset,
         "model": label,
-        "classes": splits.train.num_classes,
+        "classes": classes,
         "input_normalize": normalize.to_string(),
+        "npy": npy.any(),
         "split_seed": 0,
         "layer_names": imported.names,
     });
     Ok(Source {
         origin: path.to_path_buf(),
         label,
-        dataset,
+        data: dataset.map_or("npy".into(), |d| d.to_string()),
         net,
         splits,
+        calib,
+        val,
+        test,
         provenance,
         original: (bytes, "ONNX f32 file"),
         checkpoint: None,

@@ -108,6 +108,95 @@ fn an_onnx_model_quantizes_and_scores_like_a_checkpoint() {
 }
 
 #[test]
+fn npy_data_calibrates_and_scores_an_onnx_model_without_a_dataset() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let d = dir.to_str().unwrap();
+    // quantlab's own .npy writer: MNIST normalised as quantlab trains (mean 0.1307, std
+    // 0.3081), which is how the fixture was trained.
+    stdout(&quantlab(&[
+        "data",
+        "--dataset",
+        "mnist",
+        "--npy-out",
+        d,
+        "--npy-train",
+        "300",
+    ]));
+    let p = |f: &str| dir.join(f).to_str().unwrap().to_string();
+    let out = p("int8.safetensors");
+    let onnx = fixture("lenet_bn_opset13.onnx");
+    let text = stdout(&quantlab(&[
+        "quantize",
+        "--checkpoint",
+        onnx.to_str().unwrap(),
+        "--calib-npy",
+        &p("mnist-train-x.npy"),
+        "--eval-npy",
+        &p("mnist-test-x.npy"),
+        "--labels",
+        &p("mnist-test-y.npy"),
+        "--out",
+        &out,
+    ]));
+    assert!(text.contains("calibration: 300 inputs"), "{text}");
+    assert!(text.contains("no validation split"), "{text}");
+    let int8 = json_accuracy(&stdout(&quantlab(&[
+        "eval",
+        "--model",
+        &out,
+        "--eval-npy",
+        &p("mnist-test-x.npy"),
+        "--labels",
+        &p("mnist-test-y.npy"),
+        "--json",
+    ])));
+    let line = text.lines().find(|l| l.contains("test accuracy")).unwrap();
+    assert!(
+        line.contains(&format!("-> {:.2}%", int8 * 100.0)),
+        "{line} vs {int8}"
+    );
+    assert!(int8 > 0.975, "{int8}");
+    // Labels that do not match the inputs, and inputs of the wrong shape.
+    let e = one_line_error(&quantlab(&[
+        "eval",
+        "--model",
+        onnx.to_str().unwrap(),
+        "--eval-npy",
+        &p("mnist-test-x.npy"),
+        "--labels",
+        &p("mnist-train-y.npy"),
+    ]));
+    assert!(
+        e.contains("mnist-train-y.npy") && e.contains("10000 labels"),
+        "{e}"
+    );
+    let e = one_line_error(&quantlab(&[
+        "eval",
+        "--model",
+        onnx.to_str().unwrap(),
+        "--eval-npy",
+        &p("mnist-test-y.npy"),
+        "--labels",
+        &p("mnist-test-y.npy"),
+    ]));
+    assert!(
+        e.contains("mnist-test-y.npy") && e.contains("(n, [1, 28, 28])"),
+        "{e}"
+    );
+    let e = one_line_error(&quantlab(&[
+        "quantize",
+        "--checkpoint",
+        onnx.to_str().unwrap(),
+        "--eval-npy",
+        &p("mnist-test-x.npy"),
+        "--out",
+        &out,
+    ]));
+    assert!(e.contains("--labels"), "{e}");
+}
+
+#[test]
 fn bad_onnx_invocations_fail_with_one_line() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("x.safetensors");

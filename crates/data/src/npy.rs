@@ -12,6 +12,7 @@ use std::io::Write;
 use std::path::Path;
 
 use crate::error::{DataError, Result};
+use crate::set::LabeledSet;
 
 /// The most body bytes a `.npy` may announce (the limit of every other reader).
 pub const MAX_NPY_BYTES: u64 = crate::bytes::MAX_DECOMPRESSED_BYTES;
@@ -516,6 +517,51 @@ impl Npy {
             })
             .collect()
     }
+}
+
+/// Model inputs from a `.npy` file: shape `[n, ...sample_shape]` (or `[n, prod]` for the
+/// same values flattened), any numeric dtype, every value finite; the flat values and `n`.
+pub fn inputs(path: &Path, sample_shape: &[usize]) -> Result<(usize, Vec<f32>)> {
+    let a = Npy::read(path)?;
+    let per: usize = sample_shape.iter().product();
+    let n = a.shape.first().copied().unwrap_or(0);
+    let fits =
+        n > 0 && (a.shape[1..] == *sample_shape || a.shape[1..] == [per]) && a.len() == n * per;
+    if !fits {
+        return Err(DataError::BadDims {
+            path: path.to_path_buf(),
+            expected: format!(
+                "inputs of shape (n, {sample_shape:?}) with n >= 1, as the model takes"
+            ),
+            found: a.shape.clone(),
+        });
+    }
+    Ok((n, a.to_f32(path)?))
+}
+
+/// A labelled set from `.npy` inputs and labels (see [`inputs`] and [`Npy::to_labels`]),
+/// the two counts checked against each other.
+pub fn labeled_set(
+    x: &Path,
+    y: &Path,
+    sample_shape: &[usize],
+    num_classes: usize,
+) -> Result<LabeledSet> {
+    let (n, features) = inputs(x, sample_shape)?;
+    let labels = Npy::read(y)?.to_labels(y, num_classes)?;
+    if labels.len() != n {
+        return Err(DataError::BadDims {
+            path: y.to_path_buf(),
+            expected: format!("{n} labels, one per input of {}", x.display()),
+            found: vec![labels.len()],
+        });
+    }
+    Ok(LabeledSet {
+        features,
+        labels,
+        sample_shape: sample_shape.to_vec(),
+        num_classes,
+    })
 }
 
 #[cfg(test)]
