@@ -39,8 +39,16 @@ pub fn load_with_data(
     data_dir: Option<PathBuf>,
 ) -> Result<ModelFile> {
     let (model, meta) = export::load(path)?;
-    let trained_on: DatasetName = field(&meta, "dataset", path)?;
     let kind: String = field(&meta, "model", path)?;
+    // A model quantized on .npy data only names no dataset: `--dataset` picks one.
+    let trained_on: DatasetName = match (dataset, meta.provenance.get("dataset")) {
+        (Some(d), Some(serde_json::Value::Null) | None) => d,
+        (None, Some(serde_json::Value::Null)) => bail!(
+            "{} was quantized on .npy data: give --dataset (a dataset of its input shape) or, for eval, --eval-npy with --labels",
+            path.display()
+        ),
+        _ => field(&meta, "dataset", path)?,
+    };
     let dataset = dataset.unwrap_or(trained_on);
     let opts = DataOptions {
         data_dir,

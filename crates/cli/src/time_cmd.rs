@@ -8,13 +8,14 @@ use std::time::Instant;
 
 use anyhow::{Result, bail};
 use clap::Args;
-use quantlab_data::DatasetName;
-use quantlab_quant::{Engine, KernelPath};
+use quantlab_data::{DatasetName, LabeledSet, Normalize};
+use quantlab_quant::{Engine, KernelPath, QuantModel};
 
 /// Arguments of `quantlab time`.
 #[derive(Debug, Args)]
 pub struct TimeArgs {
-    /// A model `.safetensors` file (f32 or int8, from `quantize`, `bench` or `export`).
+    /// A model `.safetensors` file (f32 or int8, from `quantize`, `bench` or `export`), or a
+    /// float ONNX file (run by quantlab's engine in f32; needs --dataset).
     model: PathBuf,
     /// Batch sizes, comma separated.
     #[arg(long, value_delimiter = ',', default_value = "1,64")]
@@ -34,6 +35,9 @@ pub struct TimeArgs {
     /// Folder holding one sub-folder per dataset.
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Input normalisation of an ONNX model: `dataset`, `none` or `MEAN,STD`.
+    #[arg(long, default_value_t = Normalize::Dataset)]
+    normalize: Normalize,
     /// Print one JSON object (with every sample) instead of a table.
     #[arg(long)]
     json: bool,
@@ -41,6 +45,14 @@ pub struct TimeArgs {
     /// host transfers included; `--threads` does not apply.
     #[arg(long, conflicts_with = "threads")]
     gpu: bool,
+}
+
+/// What is timed, on which inputs.
+struct Timed {
+    model: QuantModel,
+    kind: String,
+    dataset: String,
+    test: LabeledSet,
 }
 
 /// Runs `quantlab time`.
@@ -51,8 +63,31 @@ pub fn run(args: TimeArgs) -> Result<()> {
     if args.batch.is_empty() || args.batch.contains(&0) {
         bail!("--batch: every batch size must be at least 1");
     }
-    let f = crate::model_file::load_with_data(&args.model, args.dataset, args.data_dir.clone())?;
-    let test = &f.splits.test;
+    let f = if crate::source::is_onnx(&args.model) {
+        let src = crate::source::open(
+            &args.model,
+            args.dataset,
+            args.normalize,
+            &crate::source::NpyData::default(),
+            args.data_dir.as_deref(),
+        )?;
+        Timed {
+            model: QuantModel::float(src.net),
+            kind: src.label,
+            dataset: src.data,
+            test: src.test,
+        }
+    } else {
+        let f =
+            crate::model_file::load_with_data(&args.model, args.dataset, args.data_dir.clone())?;
+        Timed {
+            model: f.model,
+            kind: f.kind,
+            dataset: f.dataset.to_string(),
+            test: f.splits.test,
+        }
+    };
+    let test = &f.test;
     let path = KernelPath::from_env()?;
     let gpu = if args.gpu {
         let (_, adapter) = quantlab_train::gpu().map_err(anyhow::Error::msg)?;
