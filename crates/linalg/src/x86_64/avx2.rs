@@ -32,16 +32,27 @@ unsafe fn qgemm_avx2(m: usize, a: &[u8], lda: usize, w: &PackedI8, epi: &mut Epi
     let p = w.pairs();
     let stride = p.panels * NR16;
     let mut tile = vec![0i32; MR * stride];
+    // The block's activations as i16 pairs, one i32 per (row, pair): the inner loop
+    // broadcasts them straight from memory instead of assembling each from two bytes.
+    let mut pairs = vec![0i32; MR * p.k2];
     let mut row0 = 0;
     while row0 < m {
         let rows = MR.min(m - row0);
+        for r in 0..rows {
+            let row = &a[(row0 + r) * lda..(row0 + r) * lda + k];
+            for (g, slot) in pairs[r * p.k2..(r + 1) * p.k2].iter_mut().enumerate() {
+                let lo = row[2 * g] as i32;
+                let hi = row.get(2 * g + 1).map_or(0, |&v| v as i32);
+                *slot = lo | (hi << 16);
+            }
+        }
         // SAFETY: the caller enabled the target features this function is compiled for.
         unsafe {
             match rows {
-                4 => block::<4>(a, lda, row0, k, p, &mut tile, stride),
-                3 => block::<3>(a, lda, row0, k, p, &mut tile, stride),
-                2 => block::<2>(a, lda, row0, k, p, &mut tile, stride),
-                _ => block::<1>(a, lda, row0, k, p, &mut tile, stride),
+                4 => block::<4>(&pairs, p, &mut tile, stride),
+                3 => block::<3>(&pairs, p, &mut tile, stride),
+                2 => block::<2>(&pairs, p, &mut tile, stride),
+                _ => block::<1>(&pairs, p, &mut tile, stride),
             }
         }
         epi.apply_block(row0, rows, n, &tile, stride);
@@ -49,46 +60,53 @@ unsafe fn qgemm_avx2(m: usize, a: &[u8], lda: usize, w: &PackedI8, epi: &mut Epi
     }
 }
 
+/// Panels of 8 outputs taken two at a time: each broadcast pair feeds two `vpmaddwd`s,
+/// and `R` rows x 2 panels of accumulators stay in registers.
 #[target_feature(enable = "avx2")]
-unsafe fn block<const R: usize>(
-    a: &[u8],
-    lda: usize,
-    row0: usize,
-    k: usize,
+unsafe fn block<const R: usize>(pairs: &[i32], p: &Packed16, tile: &mut [i32], stride: usize) {
+    let mut panel = 0;
+    while panel + 2 <= p.panels {
+        // SAFETY: as the caller; panels `panel` and `panel + 1` exist.
+        unsafe { panels::<R, 2>(pairs, p, panel, tile, stride) };
+        panel += 2;
+    }
+    if panel < p.panels {
+        // SAFETY: as above, for the last panel.
+        unsafe { panels::<R, 1>(pairs, p, panel, tile, stride) };
+    }
+}
+
+#[target_feature(enable = "avx2")]
+unsafe fn panels<const R: usize, const P: usize>(
+    pairs: &[i32],
     p: &Packed16,
+    first: usize,
     tile: &mut [i32],
     stride: usize,
 ) {
-    let rows: [&[u8]; R] = std::array::from_fn(|r| &a[(row0 + r) * lda..(row0 + r) * lda + k]);
-    let pair = |row: &[u8], g: usize| -> i32 {
-        let lo = row[2 * g] as i32;
-        let hi = if 2 * g + 1 < k {
-            row[2 * g + 1] as i32
-        } else {
-            0
-        };
-        lo | (hi << 16)
-    };
-    let panel_len = p.k2 * NR16 * 2;
-    for panel in 0..p.panels {
-        let b = p.data[panel * panel_len..(panel + 1) * panel_len].as_ptr();
-        let mut acc = [_mm256_setzero_si256(); R];
-        for g in 0..p.k2 {
-            // SAFETY: group g < k2 lies inside the panel (k2 * 16 i16).
-            let wv = unsafe { _mm256_loadu_si256(b.add(g * NR16 * 2).cast()) };
-            for r in 0..R {
-                acc[r] = _mm256_add_epi32(
-                    acc[r],
-                    _mm256_madd_epi16(_mm256_set1_epi32(pair(rows[r], g)), wv),
-                );
+    let k2 = p.k2;
+    let panel_len = k2 * NR16 * 2;
+    assert!(pairs.len() >= R * k2 && p.data.len() >= (first + P) * panel_len);
+    let b: [*const i16; P] = std::array::from_fn(|j| p.data[(first + j) * panel_len..].as_ptr());
+    let mut acc = [[_mm256_setzero_si256(); P]; R];
+    for g in 0..k2 {
+        // SAFETY: group g < k2 lies inside each panel (k2 * 16 i16), checked above.
+        let wv: [__m256i; P] =
+            std::array::from_fn(|j| unsafe { _mm256_loadu_si256(b[j].add(g * NR16 * 2).cast()) });
+        for r in 0..R {
+            let bc = _mm256_set1_epi32(pairs[r * k2 + g]);
+            for j in 0..P {
+                acc[r][j] = _mm256_add_epi32(acc[r][j], _mm256_madd_epi16(bc, wv[j]));
             }
         }
-        for r in 0..R {
+    }
+    for r in 0..R {
+        for j in 0..P {
             // SAFETY: writes 8 i32 inside the row's `stride` slots.
             unsafe {
                 _mm256_storeu_si256(
-                    tile[r * stride + panel * NR16..].as_mut_ptr().cast(),
-                    acc[r],
+                    tile[r * stride + (first + j) * NR16..].as_mut_ptr().cast(),
+                    acc[r][j],
                 )
             };
         }
