@@ -20,7 +20,6 @@ usage: onnx_fixtures.py --data data/mnist --out crates/import/tests/fixtures
 (needs torch and onnx: `pip install torch onnx`)
 """
 import argparse
-import gzip
 import json
 import os
 
@@ -28,15 +27,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from torch_mnist import idx  # the IDX reader beside this script
+
 MEAN, STD = 0.1307, 0.3081
-
-
-def idx(path):
-    with gzip.open(path, "rb") as f:
-        data = f.read()
-    dims = data[3]
-    shape = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims)]
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
 
 
 def load(folder, split):

@@ -114,6 +114,14 @@ fn eval_checkpoint(args: &EvalArgs) -> Result<Outcome> {
     })
 }
 
+/// The engine `eval` scores with: one thread, the kernel path `QUANTLAB_KERNEL` asks for.
+fn engine() -> Result<Engine> {
+    Ok(Engine {
+        path: KernelPath::from_env()?,
+        threads: 1,
+    })
+}
+
 fn eval_onnx(args: &EvalArgs, npy: &crate::source::NpyData) -> Result<Outcome> {
     let src = crate::source::open(
         &args.model,
@@ -122,10 +130,7 @@ fn eval_onnx(args: &EvalArgs, npy: &crate::source::NpyData) -> Result<Outcome> {
         npy,
         args.data_dir.as_deref(),
     )?;
-    let engine = Engine {
-        path: KernelPath::from_env()?,
-        threads: 1,
-    };
+    let engine = engine()?;
     let score = score(&engine, &QuantModel::float(src.net), &src.test)?;
     Ok(Outcome {
         dataset: src.data,
@@ -140,10 +145,7 @@ fn eval_onnx(args: &EvalArgs, npy: &crate::source::NpyData) -> Result<Outcome> {
 fn eval_file_npy(args: &EvalArgs, x: &std::path::Path, y: &std::path::Path) -> Result<Outcome> {
     let (model, meta) = quantlab_quant::export::load(&args.model)?;
     let test = quantlab_data::npy::labeled_set(x, y, &meta.input_shape, model.network.out_len())?;
-    let engine = Engine {
-        path: KernelPath::from_env()?,
-        threads: 1,
-    };
+    let engine = engine()?;
     let score = score(&engine, &model, &test)?;
     Ok(Outcome {
         dataset: "npy".into(),
@@ -157,10 +159,7 @@ fn eval_file_npy(args: &EvalArgs, x: &std::path::Path, y: &std::path::Path) -> R
 fn eval_file(args: &EvalArgs) -> Result<Outcome> {
     let f = crate::model_file::load_with_data(&args.model, args.dataset, args.data_dir.clone())?;
     let (model, dataset, splits, model_kind) = (f.model, f.dataset, f.splits, f.kind);
-    let engine = Engine {
-        path: KernelPath::from_env()?,
-        threads: 1,
-    };
+    let engine = engine()?;
     let score = score(&engine, &model, &splits.test)?;
     Ok(Outcome {
         dataset: dataset.to_string(),

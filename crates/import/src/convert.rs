@@ -7,6 +7,7 @@ use onnx_ir::batch_norm::BatchNormConfig;
 use onnx_ir::padding::{AutoPad, PaddingConfig2d};
 use onnx_ir::reshape::ReshapeInput;
 use onnx_ir::{ArgType, Argument, DType, Node, OnnxGraph, TensorDataExt};
+use quantlab_quant::graph::transpose;
 use quantlab_quant::{Graph, Op};
 
 use crate::fold;
@@ -272,16 +273,9 @@ fn map_node(w: &mut Walk<'_>, node: &Node, last: bool) -> Result<()> {
             let name = w.originals.next(&["Gemm", "MatMul"], &l.name);
             let at = describe(&name, "Gemm/MatMul");
             w.consume(&l.inputs[..1], &at)?;
-            let (dims, values) = w.constant(&l.inputs[1], "weight", &at)?;
-            let [a, b] = dims[..] else {
-                return Err(w.err(format!("{at}: weight dims {dims:?}, expected a matrix")));
-            };
             // onnx-ir: `[out, in]` from Gemm with transB = 1, `[in, out]` from MatMul.
-            let (out_f, in_f, weight) = if l.config.transpose_weight {
-                (a, b, values)
-            } else {
-                (b, a, fold::transpose(&values, a, b))
-            };
+            let (out_f, in_f, weight) =
+                linear_weight(w, &l.inputs[1], l.config.transpose_weight, &at)?;
             let bias = linear_bias(w, l.inputs.get(2), out_f, &at)?;
             dense_linear(w, in_f, out_f, weight, bias, name, &l.outputs[0], &at)
         }
@@ -296,15 +290,7 @@ fn map_node(w: &mut Walk<'_>, node: &Node, last: bool) -> Result<()> {
                     cfg.trans_a
                 )));
             }
-            let (dims, values) = w.constant(&gm.inputs[1], "weight", &at)?;
-            let [a, b] = dims[..] else {
-                return Err(w.err(format!("{at}: weight dims {dims:?}, expected a matrix")));
-            };
-            let (out_f, in_f, mut weight) = if cfg.trans_b != 0 {
-                (a, b, values)
-            } else {
-                (b, a, fold::transpose(&values, a, b))
-            };
+            let (out_f, in_f, mut weight) = linear_weight(w, &gm.inputs[1], cfg.trans_b != 0, &at)?;
             weight.iter_mut().for_each(|v| *v *= cfg.alpha);
             let mut bias = linear_bias(w, gm.inputs.get(2), out_f, &at)?;
             bias.iter_mut().for_each(|v| *v *= cfg.beta);
@@ -489,6 +475,25 @@ fn map_node(w: &mut Walk<'_>, node: &Node, last: bool) -> Result<()> {
             )))
         }
     }
+}
+
+/// A linear layer's constant weight matrix as `(out, in, [out, in] values)`, from `[out, in]`
+/// (`out_in`) or `[in, out]`.
+fn linear_weight(
+    w: &Walk<'_>,
+    arg: &Argument,
+    out_in: bool,
+    at: &str,
+) -> Result<(usize, usize, Vec<f32>)> {
+    let (dims, values) = w.constant(arg, "weight", at)?;
+    let [a, b] = dims[..] else {
+        return Err(w.err(format!("{at}: weight dims {dims:?}, expected a matrix")));
+    };
+    Ok(if out_in {
+        (a, b, values)
+    } else {
+        (b, a, transpose(&values, a, b))
+    })
 }
 
 /// A linear layer's bias: the optional constant input, `[n]` or `[1, n]`, zeros if absent.

@@ -1,5 +1,4 @@
-//! Weight arithmetic of the import: BatchNorm folded into the layer before it, and weight
-//! layouts turned into PyTorch's `[out, in]`.
+//! Weight arithmetic of the import: BatchNorm folded into the layer before it.
 
 /// Folds `y = gamma * (x - mean) / sqrt(var + eps) + beta` into the layer producing `x`:
 /// each output channel's weight row scaled by `a = gamma / sqrt(var + eps)`, its bias
@@ -20,17 +19,6 @@ pub fn batch_norm(
         }
         bias[o] = ((bias[o] as f64 - mean[o] as f64) * a + beta[o] as f64) as f32;
     }
-}
-
-/// `[rows, cols]` row-major as `[cols, rows]`.
-pub fn transpose(v: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    let mut out = vec![0.0; v.len()];
-    for r in 0..rows {
-        for c in 0..cols {
-            out[c * rows + r] = v[r * cols + c];
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -61,13 +49,5 @@ mod tests {
                 + bf[o] as f64;
             assert!((bn - folded).abs() < 1e-6, "output {o}: {bn} vs {folded}");
         }
-    }
-
-    #[test]
-    fn transpose_round_trips() {
-        let v: Vec<f32> = (0..6).map(|i| i as f32).collect();
-        let t = transpose(&v, 2, 3);
-        assert_eq!(t, vec![0.0, 3.0, 1.0, 4.0, 2.0, 5.0]);
-        assert_eq!(transpose(&t, 3, 2), v);
     }
 }

@@ -308,6 +308,18 @@ pub fn apply_reference(
     y
 }
 
+/// `[rows, cols]` row-major values as `[cols, rows]`: between PyTorch's `[out, in]` weight
+/// layout and the `[in, out]` one of burn's linear layers and ONNX's `MatMul`.
+pub fn transpose(v: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0.0; v.len()];
+    for (r, row) in v.chunks_exact(cols).enumerate() {
+        for (c, &x) in row.iter().enumerate() {
+            out[c * rows + r] = x;
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -371,5 +383,13 @@ mod tests {
             ok.forward_reference(&[1.0], 1),
             Err(QuantError::InputSize { .. })
         ));
+    }
+
+    #[test]
+    fn transpose_round_trips() {
+        let v: Vec<f32> = (0..6).map(|i| i as f32).collect();
+        let t = transpose(&v, 2, 3);
+        assert_eq!(t, vec![0.0, 3.0, 1.0, 4.0, 2.0, 5.0]);
+        assert_eq!(transpose(&t, 3, 2), v);
     }
 }

@@ -9,6 +9,7 @@ use burn::module::{Module, Param};
 use burn::tensor::module::{conv2d, linear, max_pool2d};
 use burn::tensor::ops::{ConvOptions, MaxPoolOptions};
 use burn::tensor::{Device, Tensor, TensorData};
+use quantlab_quant::graph::transpose;
 use quantlab_quant::methods::static_layer_at_scales;
 use quantlab_quant::model::{Granularity, LayerImpl, MethodKind, QuantModel, Scheme};
 use quantlab_quant::qparams::{ActDtype, BitWidths, MIN_SCALE, QParams, symmetric_qmax};
@@ -124,17 +125,6 @@ impl Act {
 fn tensor1(v: Vec<f32>, device: &Device) -> Tensor<1> {
     let n = v.len();
     Tensor::from_data(TensorData::new(v, [n]), device)
-}
-
-/// `[n, k]` row-major values as `[k, n]`, and back with the arguments swapped.
-fn transpose(v: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    let mut out = vec![0.0; v.len()];
-    for (r, row) in v.chunks_exact(cols).enumerate() {
-        for (c, &x) in row.iter().enumerate() {
-            out[c * rows + r] = x;
-        }
-    }
-    out
 }
 
 /// LSQ's initial step: `2 * mean|w| / sqrt(Qp)` per row.
