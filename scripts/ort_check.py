@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
 """Run an exported ONNX model in ONNX Runtime and compare it with quantlab's own logits.
 
-usage: ort_check.py MODEL.onnx X.npy Y.npy REF_LOGITS.npy
+usage: ort_check.py MODEL.onnx X.npy Y.npy REF_LOGITS.npy [--as-written]
 
 Prints one JSON object: ONNX Runtime's version, its accuracy on (X, Y), the top-1
 agreement with quantlab's logits and the largest absolute logit difference. The file is
 also checked with onnx.checker (full_check) when the onnx package is importable. quantlab's
 tests call this; a missing onnxruntime exits with status 3 so the caller can tell
-"not installed" from "wrong result".
+"not installed" from "wrong result". With --as-written, graph optimisations are off: a QDQ
+file runs as DequantizeLinear, float op, QuantizeLinear (the scheme's exact arithmetic)
+instead of through ONNX Runtime's int8 kernels, which on x86 without VNNI sum pairs of
+u8 x s8 products in saturating 16-bit lanes.
 """
 import json
 import sys
@@ -35,6 +38,8 @@ def main():
     ref = np.load(ref_path)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
+    if "--as-written" in sys.argv[5:]:
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     sess = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
     name = sess.get_inputs()[0].name
     out = np.concatenate(

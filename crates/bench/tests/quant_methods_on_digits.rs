@@ -45,47 +45,7 @@ fn float_engine_matches_the_graph_reference() {
 }
 
 fn reference_logits(net: &quantlab_quant::Network, x: &[f32], batch: usize) -> Vec<f32> {
-    use quantlab_quant::Node;
-    use quantlab_quant::{Graph, Op};
-    let mut ops = Vec::new();
-    for node in &net.nodes {
-        match node {
-            Node::Dense(d) => {
-                match d.conv {
-                    None => ops.push(Op::Linear {
-                        in_features: d.k,
-                        out_features: d.n,
-                        weight: d.weight.clone(),
-                        bias: d.bias.clone(),
-                    }),
-                    Some(g) => ops.push(Op::Conv2d {
-                        in_channels: g.in_channels,
-                        out_channels: d.n,
-                        kernel: g.kernel,
-                        stride: g.stride,
-                        padding: g.padding,
-                        weight: d.weight.clone(),
-                        bias: d.bias.clone(),
-                    }),
-                }
-                if d.relu {
-                    ops.push(Op::Relu);
-                }
-            }
-            Node::MaxPool(g) => ops.push(Op::MaxPool2d {
-                kernel: g.kernel,
-                stride: g.stride,
-            }),
-            Node::Relu => ops.push(Op::Relu),
-            Node::Flatten => ops.push(Op::Flatten),
-        }
-    }
-    Graph {
-        input_shape: net.input_shape.clone(),
-        ops,
-    }
-    .forward_reference(x, batch)
-    .unwrap()
+    net.to_graph().forward_reference(x, batch).unwrap()
 }
 
 #[test]

@@ -7,7 +7,7 @@ use anyhow::{Context, Result, bail};
 use quantlab_data::npy as npy_file;
 use quantlab_data::{DataOptions, DatasetName, LabeledSet, Normalize, Splits, load};
 use quantlab_models::Classifier;
-use quantlab_quant::{Network, Op};
+use quantlab_quant::{Graph, Network};
 use quantlab_train::{Checkpoint, checkpoint};
 
 /// A float model ready to quantize or score.
@@ -40,21 +40,13 @@ pub struct Source {
     pub node_names: Option<Vec<String>>,
 }
 
-/// The graph ops' names per network node: a dense op and the ReLU after it are one node, as
-/// [`Network::from_graph`] fuses them.
-fn node_names(ops: &[Op], names: &[String]) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < ops.len() {
-        out.push(names[i].clone());
-        let dense = matches!(ops[i], Op::Linear { .. } | Op::Conv2d { .. });
-        i += if dense && matches!(ops.get(i + 1), Some(Op::Relu)) {
-            2
-        } else {
-            1
-        };
-    }
-    out
+/// The graph ops' names per network node: a dense op or Add and the ReLU fused after it
+/// are one node.
+fn node_names(graph: &Graph, names: &[String]) -> Vec<String> {
+    quantlab_quant::network::first_ops(graph)
+        .into_iter()
+        .map(|i| names[i].clone())
+        .collect()
 }
 
 /// `.npy` data for an ONNX model: calibration inputs, and evaluation inputs with labels.
@@ -273,6 +265,6 @@ fn open_onnx(
         provenance,
         original: (bytes, "ONNX f32 file"),
         checkpoint: None,
-        node_names: Some(node_names(&imported.graph.ops, &imported.names)),
+        node_names: Some(node_names(&imported.graph, &imported.names)),
     })
 }

@@ -142,6 +142,16 @@ impl GpuModel {
                         reason: format!("node {i}: a ReLU not fused into a layer has no GPU path"),
                     });
                 }
+                (Node::AvgPool(_) | Node::Add { .. }, _, _) => {
+                    return Err(GpuError::Invalid {
+                        key: "gpu",
+                        reason: format!(
+                            "node {i} ({}) has no GPU path yet: the GPU runs chains of \
+                             conv, linear and max pool; run this model on the CPU engine",
+                            node.kind()
+                        ),
+                    });
+                }
                 (Node::Flatten, _, _) => {}
             }
             layout = plan.layouts[i + 1];

@@ -1,6 +1,8 @@
 //! onnx-ir's nodes onto quantlab's ops, in order, checking that they form one chain from
-//! the graph input to the graph output.
+//! the graph input to the graph output, with identity shortcuts (an `Add` of the chain's
+//! value and an earlier one) as the only branches.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use onnx_ir::batch_norm::BatchNormConfig;
@@ -24,6 +26,10 @@ struct Walk<'a> {
     current: String,
     /// Per-sample shape of that value.
     shape: Vec<usize>,
+    /// The graph point (0 the input, `i + 1` op `i`'s output) of every value an Add may read.
+    points: HashMap<String, usize>,
+    /// Per-sample shape of every point.
+    shapes: Vec<Vec<usize>>,
     originals: Originals,
 }
 
@@ -63,11 +69,12 @@ impl Walk<'_> {
             [a] if a.name == self.current => Ok(()),
             [_] => Err(self.err(format!(
                 "{at}: its input is not the previous layer's output: the graph branches, and \
-                 quantlab imports a chain of layers"
+                 quantlab imports a chain of layers with identity shortcuts (a shortcut with \
+                 layers of its own, such as a projection, is not imported yet)"
             ))),
             _ => Err(self.err(format!(
-                "{at}: it takes {} runtime inputs (two branches meeting, e.g. a residual Add), \
-                 which quantlab does not import yet; supported: {SUPPORTED}",
+                "{at}: it takes {} runtime inputs (branches meeting), which quantlab imports \
+                 only as an Add of an identity shortcut; supported: {SUPPORTED}",
                 dynamic.len()
             ))),
         }
@@ -81,12 +88,60 @@ impl Walk<'_> {
         self.ops.push(op);
         self.names.push(name);
         self.current = output.name.clone();
+        self.points.insert(self.current.clone(), self.ops.len());
+        self.shapes.push(self.shape.clone());
         Ok(())
     }
 
-    /// The node passes its input through (Dropout, Identity, a no-op Flatten).
+    /// The node passes its input through unchanged (Dropout, Identity, a no-op Flatten):
+    /// both names hold the point's values.
     fn pass(&mut self, output: &Argument) {
+        if let Some(&p) = self.points.get(&self.current) {
+            self.points.insert(output.name.clone(), p);
+        }
         self.current = output.name.clone();
+    }
+
+    /// The node was folded into the layer before it (BatchNorm, a bias Add): the layer now
+    /// computes the node's output, so its old output name no longer names those values.
+    fn folded(&mut self, output: &Argument) {
+        let p = self.points.remove(&self.current);
+        self.current = output.name.clone();
+        if let Some(p) = p {
+            self.points.insert(self.current.clone(), p);
+        }
+    }
+
+    /// An `Add` of two runtime values: the current one and an earlier point (a residual
+    /// shortcut), which must have the same per-sample shape.
+    fn residual(&mut self, inputs: &[Argument], name: String, output: &Argument) -> Result<()> {
+        let at = describe(&name, "Add");
+        let (cur, other) = match inputs {
+            [a, b] if a.name == self.current => (a, b),
+            [a, b] if b.name == self.current => (b, a),
+            _ => {
+                return Err(self.err(format!(
+                    "{at}: neither input is the previous layer's output: the graph branches, and \
+                     quantlab imports a chain of layers with identity shortcuts"
+                )));
+            }
+        };
+        let Some(&from) = self.points.get(&other.name) else {
+            return Err(self.err(format!(
+                "{at}: adds '{}', which is not an earlier value of the chain (a shortcut with \
+                 layers of its own, such as a projection, is not imported yet); supported: {SUPPORTED}",
+                other.name
+            )));
+        };
+        debug_assert_eq!(cur.name, self.current);
+        if self.shapes[from] != self.shape {
+            return Err(self.err(format!(
+                "{at}: adds '{}' of shape {:?} to a value of shape {:?}; quantlab imports Adds \
+                 of two values of one shape (no broadcasting)",
+                other.name, self.shapes[from], self.shape
+            )));
+        }
+        self.push(Op::Add { from }, name, output)
     }
 
     /// The dense layer the current activation comes from, for a BatchNorm or bias Add.
@@ -127,6 +182,8 @@ pub fn convert(path: &Path, g: &OnnxGraph, originals: Originals, opset: i64) -> 
         notes: Vec::new(),
         current: input.name.clone(),
         shape: input_shape.clone(),
+        points: HashMap::from([(input.name.clone(), 0)]),
+        shapes: vec![input_shape.clone()],
         originals,
     };
     let count = g.nodes.len();
@@ -153,6 +210,8 @@ pub fn convert(path: &Path, g: &OnnxGraph, originals: Originals, opset: i64) -> 
     graph
         .shapes()
         .map_err(|e| err(format!("the imported graph is inconsistent: {e}")))?;
+    quantlab_quant::Network::from_graph(&graph)
+        .map_err(|e| err(format!("the imported graph cannot run: {e}")))?;
     Ok(Imported {
         path: path.to_path_buf(),
         graph,
@@ -299,6 +358,9 @@ fn map_node(w: &mut Walk<'_>, node: &Node, last: bool) -> Result<()> {
         Node::Add(a) => {
             let name = w.originals.next(&["Add"], &a.name);
             let at = describe(&name, "Add");
+            if a.inputs.iter().all(|x| x.value().is_none()) {
+                return w.residual(&a.inputs, name, &a.outputs[0]);
+            }
             w.consume(&a.inputs, &at)?;
             let constant = a
                 .inputs
@@ -321,7 +383,7 @@ fn map_node(w: &mut Walk<'_>, node: &Node, last: bool) -> Result<()> {
             bias.iter_mut().zip(&add).for_each(|(b, v)| *b += v);
             w.notes
                 .push(format!("{at} folded into the bias of the layer before it"));
-            w.pass(&a.outputs[0]);
+            w.folded(&a.outputs[0]);
             Ok(())
         }
         Node::BatchNormalization(bn) => {
@@ -364,7 +426,7 @@ fn map_node(w: &mut Walk<'_>, node: &Node, last: bool) -> Result<()> {
                 "{at} folded into '{layer}' (epsilon {})",
                 eps as f32
             ));
-            w.pass(&bn.outputs[0]);
+            w.folded(&bn.outputs[0]);
             Ok(())
         }
         Node::Relu(r) => {
@@ -394,6 +456,48 @@ fn map_node(w: &mut Walk<'_>, node: &Node, last: bool) -> Result<()> {
             let op = Op::MaxPool2d {
                 kernel: cfg.kernel_size,
                 stride: cfg.strides,
+            };
+            w.push(op, name, &p.outputs[0])
+        }
+        Node::AveragePool2d(p) => {
+            let name = w.originals.next(&["AveragePool"], &p.name);
+            let at = describe(&name, "AveragePool");
+            w.consume(&p.inputs, &at)?;
+            let cfg = &p.config;
+            if cfg.padding != PaddingConfig2d::Valid
+                || !matches!(cfg.auto_pad, AutoPad::NotSet | AutoPad::Valid)
+            {
+                return Err(w.err(format!(
+                    "{at}: padding {}; quantlab imports average pooling without padding",
+                    cfg.padding
+                )));
+            }
+            if cfg.dilation != [1, 1] || cfg.ceil_mode {
+                return Err(w.err(format!(
+                    "{at}: dilation {:?}, ceil_mode {}; quantlab imports dilation 1 and floor mode",
+                    cfg.dilation, cfg.ceil_mode
+                )));
+            }
+            let op = Op::AvgPool2d {
+                kernel: cfg.kernel_size,
+                stride: cfg.strides,
+            };
+            w.push(op, name, &p.outputs[0])
+        }
+        Node::GlobalAveragePool(p) => {
+            let name = w.originals.next(&["GlobalAveragePool"], &p.name);
+            let at = describe(&name, "GlobalAveragePool");
+            w.consume(&p.inputs, &at)?;
+            let &[_, h, wd] = &w.shape[..] else {
+                return Err(w.err(format!(
+                    "{at}: its input has shape {:?}; quantlab imports it on [batch, c, h, w]",
+                    w.shape
+                )));
+            };
+            // The window of the whole map: one output pixel per channel.
+            let op = Op::AvgPool2d {
+                kernel: [h, wd],
+                stride: [1, 1],
             };
             w.push(op, name, &p.outputs[0])
         }

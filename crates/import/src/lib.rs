@@ -33,7 +33,8 @@ pub type Result<T> = std::result::Result<T, ImportError>;
 
 /// The operators the import maps, for error messages.
 pub const SUPPORTED: &str = "Conv (dilation 1, one group, symmetric padding), Gemm, MatMul (+ Add), \
-     BatchNormalization (after Conv or Gemm/MatMul), Relu, MaxPool (no padding), Flatten, \
+     BatchNormalization (after Conv or Gemm/MatMul), Relu, MaxPool and AveragePool (no padding), \
+     GlobalAveragePool, Add of an earlier value (a residual block's identity shortcut), Flatten, \
      Reshape to [batch, features], Dropout, Identity, and a final Softmax";
 
 /// A model read from an ONNX file.

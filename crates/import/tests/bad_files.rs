@@ -59,11 +59,33 @@ fn unsupported_operators_and_graphs_are_named() {
     );
     let e = refused(&dir, "tanh.onnx", &model_with("Tanh", &flat));
     assert!(e.contains("Tanh") && e.contains("supported"), "{e}");
-    // Residual blocks (two branches meeting at an Add) are not imported yet.
-    let e = import_onnx(&fixture("resnet_small_opset13.onnx"))
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("Add") && e.contains("runtime inputs"), "{e}");
+    // An Add of two values of different shapes, and a projection shortcut (a branch with
+    // a layer of its own).
+    let mut g = GraphBuilder::new("bad");
+    g.input("x", DataType::Float, &flat)
+        .batched_output("y", &[10]);
+    g.initializer("w", &[10, 784], &vec![0.01f32; 7840])
+        .unwrap();
+    g.initializer("b", &[10], &[0.0f32; 10]).unwrap();
+    let gemm = [("transB", quantlab_onnx::Attr::Int(1))];
+    g.node("fc", "Gemm", &["x", "w", "b"], &["h"], &gemm);
+    g.node("skip", "Add", &["h", "x"], &["y"], &[]);
+    let e = refused(&dir, "add_shapes.onnx", &g.finish(13, "quantlab-test"));
+    assert!(
+        e.contains("'skip' (Add)") && e.contains("[784]") && e.contains("[10]"),
+        "{e}"
+    );
+    let mut g = GraphBuilder::new("bad");
+    g.input("x", DataType::Float, &flat)
+        .batched_output("y", &[10]);
+    g.initializer("w", &[10, 784], &vec![0.01f32; 7840])
+        .unwrap();
+    g.initializer("b", &[10], &[0.0f32; 10]).unwrap();
+    g.node("fc", "Gemm", &["x", "w", "b"], &["h"], &gemm);
+    g.node("proj", "Gemm", &["x", "w", "b"], &["p"], &gemm);
+    g.node("join", "Add", &["h", "p"], &["y"], &[]);
+    let e = refused(&dir, "projection.onnx", &g.finish(13, "quantlab-test"));
+    assert!(e.contains("'proj'") && e.contains("projection"), "{e}");
     // Relu is supported: the same file with it imports.
     let p = dir.join("relu.onnx");
     write(&p, &model_with("Relu", &flat), true).unwrap();

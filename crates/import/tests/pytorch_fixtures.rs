@@ -142,6 +142,40 @@ fn pytorch_models_import_with_batch_norm_folded_and_the_users_names() {
             .any(|n| n.contains("Softmax") && n.contains("dropped"))
     );
     assert!(m.notes.iter().any(|n| n.contains("BatchNormalization")));
+    // Two residual blocks: each Add reads the block's input, the ReLU before it.
+    let m = import_onnx(&fixture("resnet_small_opset13.onnx")).unwrap();
+    let kinds: Vec<&str> = m.graph.ops.iter().map(Op::kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            "conv2d",
+            "relu",
+            "conv2d",
+            "relu",
+            "conv2d",
+            "add",
+            "relu",
+            "maxpool2d",
+            "conv2d",
+            "relu",
+            "conv2d",
+            "add",
+            "relu",
+            "avgpool2d",
+            "flatten",
+            "linear"
+        ]
+    );
+    assert_eq!(m.graph.ops[5], Op::Add { from: 2 });
+    assert_eq!(m.graph.ops[11], Op::Add { from: 8 });
+    assert_eq!(
+        m.graph.ops[13],
+        Op::AvgPool2d {
+            kernel: [14, 14],
+            stride: [1, 1]
+        }
+    );
+    assert!(m.names[5].contains("Add"), "{:?}", m.names);
 }
 
 #[test]
@@ -157,6 +191,8 @@ fn float_logits_equal_onnx_runtime_and_static_int8_matches_its_quantize_static()
         "lenet_bn_opset13.onnx",
         "lenet_bn_opset17.onnx",
         "mlp_bn_softmax_opset13.onnx",
+        "resnet_small_opset13.onnx",
+        "resnet_small_opset17.onnx",
     ] {
         let file = fixture(name);
         let imported = import_onnx(&file).unwrap();
@@ -203,6 +239,33 @@ fn float_logits_equal_onnx_runtime_and_static_int8_matches_its_quantize_static()
         assert!(
             (int8_acc - ort_int8).abs() <= 0.001 + 1e-9,
             "{name}: quantlab int8 {int8_acc} vs ONNX Runtime {ort_int8}"
+        );
+        // quantlab's own int8 model exported (QDQ) runs in ONNX Runtime at its accuracy.
+        let exported = dir.join(name.replace(".onnx", "_int8.onnx"));
+        let onnx = quantlab_onnx::to_onnx(&int8, quantlab_onnx::OnnxTarget::Qdq).unwrap();
+        quantlab_onnx::write(&exported, &onnx.model, true).unwrap();
+        let q = dir.join(format!("{name}.int8.npy"));
+        npy::write(&q, &[test.len(), 10], &logits(&int8, &test)).unwrap();
+        let v = run_python(
+            "import pytorch_fixtures: quantlab's int8 export in ONNX Runtime",
+            &[
+                &script("ort_check.py"),
+                &exported,
+                &x,
+                &y,
+                &q,
+                Path::new("--as-written"),
+            ],
+        )
+        .expect("probed above");
+        let (acc, agree) = (
+            v["accuracy"].as_f64().unwrap(),
+            v["agreement"].as_f64().unwrap(),
+        );
+        println!("  quantlab's int8 export in ONNX Runtime {acc:.4} (top-1 agreement {agree:.5})");
+        assert!(
+            (acc - int8_acc).abs() <= 0.001 + 1e-9 && agree >= 0.997,
+            "{name}: export {acc} (agreement {agree}) vs quantlab int8 {int8_acc}"
         );
     }
     std::fs::remove_dir_all(&dir).ok();

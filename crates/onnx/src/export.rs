@@ -12,6 +12,9 @@
 //! - `Relu` follows its layer before the output `QuantizeLinear` (what the engine's fused
 //!   epilogue computes), and `MaxPool`/`Flatten` keep their input's parameters with a
 //!   `QuantizeLinear`/`DequantizeLinear` pair after them, as ONNX Runtime's tools place them;
+//!   `AveragePool` does the same (the engine rounds the window's mean onto its input's grid);
+//! - a residual `Add` (+ `Relu`) reads both dequantized inputs and is quantized at its own
+//!   calibrated point, the QDQ form ONNX Runtime fuses into `QLinearAdd`;
 //! - layers kept in f32 by `--max-drop` stay float `Gemm`/`Conv` between the points.
 //!
 //! The input is `input` `[batch, ...]` and the output `logits` `[batch, classes]`, batch
@@ -142,6 +145,8 @@ pub fn to_onnx(model: &QuantModel, target: OnnxTarget) -> Result<Exported> {
     let mut cur = INPUT.to_string();
     // The parameters `cur` was last quantized with (None: plain float).
     let mut state: Option<QParams> = None;
+    // Every point's tensor and state, for the Adds that read earlier points.
+    let mut points = vec![(cur.clone(), state)];
     for (i, node) in model.network.nodes.iter().enumerate() {
         match (node, &model.layers[i]) {
             (Node::Dense(d), Some(LayerImpl::Static(l))) => {
@@ -179,6 +184,38 @@ pub fn to_onnx(model: &QuantModel, target: OnnxTarget) -> Result<Exported> {
                 );
                 cur = b.requantize_after(&y, state, i)?;
             }
+            (Node::AvgPool(p), _) => {
+                let y = b.name(&format!("n{i}_avgpool"));
+                b.g.node(
+                    &y,
+                    "AveragePool",
+                    &[&cur],
+                    &[&y],
+                    &[
+                        ("kernel_shape", ints(&p.kernel)),
+                        ("strides", ints(&p.stride)),
+                    ],
+                );
+                cur = b.requantize_after(&y, state, i)?;
+            }
+            (Node::Add { from, relu }, _) => {
+                // As the engine: integer (quantized at the point after) when both inputs
+                // are quantized and that point is calibrated, float otherwise.
+                let (other, other_state) = points[*from].clone();
+                let y = b.name(&format!("n{i}_add"));
+                b.g.node(&y, "Add", &[&cur, &other], &[&y], &[]);
+                let y = if *relu {
+                    let r = b.name(&format!("n{i}_relu"));
+                    b.g.node(&r, "Relu", &[&y], &[&r], &[]);
+                    r
+                } else {
+                    y
+                };
+                (cur, state) = match (state, other_state, model.points[i + 1]) {
+                    (Some(_), Some(_), Some(q)) => (b.qdq(&y, q, &format!("n{i}_out"))?, Some(q)),
+                    _ => (y, None),
+                };
+            }
             (Node::Relu, _) => {
                 let y = b.name(&format!("n{i}_relu"));
                 b.g.node(&y, "Relu", &[&cur], &[&y], &[]);
@@ -190,6 +227,7 @@ pub fn to_onnx(model: &QuantModel, target: OnnxTarget) -> Result<Exported> {
                 cur = b.requantize_after(&y, state, i)?;
             }
         }
+        points.push((cur.clone(), state));
     }
     let classes = model.network.out_len() as i64;
     b.g.node("output", "Identity", &[&cur], &[OUTPUT], &[]);

@@ -5,7 +5,7 @@
 use crate::engine::{Act, Engine};
 use crate::error::{QuantError, Result};
 use crate::model::QuantModel;
-use crate::network::{Network, Node};
+use crate::network::Network;
 use crate::observer::{ObserverKind, Stats};
 use crate::qparams::{ActDtype, BitWidths, QParams};
 
@@ -21,9 +21,10 @@ pub struct Calibration {
     pub samples: usize,
 }
 
-/// Whether point `p` is observed directly (the input, or the output of a dense node).
+/// Whether point `p` is observed directly (the input, or the output of a dense node or an
+/// Add); the others (pools, ReLU, flatten) keep their input's range.
 fn observed(net: &Network, p: usize) -> bool {
-    p == 0 || matches!(net.nodes[p - 1], Node::Dense(_))
+    p == 0 || net.nodes[p - 1].sets_grid()
 }
 
 /// Runs calibration over `samples` inputs in `x` (flat, normalised).

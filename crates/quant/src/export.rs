@@ -90,6 +90,15 @@ pub enum NodeSpec {
     },
     /// Max pooling.
     MaxPool(PoolGeom),
+    /// Average pooling (integer on u8 values, keeping their parameters).
+    AvgPool(PoolGeom),
+    /// A residual Add of the earlier point `from`, with a fused ReLU.
+    Add {
+        /// The point added (0 the input, `i + 1` the output of node `i`).
+        from: usize,
+        /// ReLU fused after the sum.
+        relu: bool,
+    },
     /// ReLU.
     Relu,
     /// Flatten.
@@ -183,6 +192,11 @@ pub fn to_bytes(model: &QuantModel, provenance: serde_json::Value) -> Result<Vec
                 return Err(QuantError::Graph(format!("node {i} has no implementation")));
             }
             (Node::MaxPool(g), _) => NodeSpec::MaxPool(*g),
+            (Node::AvgPool(g), _) => NodeSpec::AvgPool(*g),
+            (Node::Add { from, relu }, _) => NodeSpec::Add {
+                from: *from,
+                relu: *relu,
+            },
             (Node::Relu, _) => NodeSpec::Relu,
             (Node::Flatten, _) => NodeSpec::Flatten,
         };
@@ -210,7 +224,7 @@ pub fn to_bytes(model: &QuantModel, provenance: serde_json::Value) -> Result<Vec
         .iter()
         .enumerate()
         .map(|(p, q)| {
-            if p > 0 && !matches!(model.network.nodes[p - 1], Node::Dense(_)) {
+            if p > 0 && !model.network.nodes[p - 1].sets_grid() {
                 None
             } else {
                 *q
@@ -300,7 +314,11 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<(QuantModel, FileMeta)> {
     // Pass-through points were stored once: restore them from their input point.
     let mut points = meta.points.clone();
     for p in 1..points.len() {
-        if !matches!(meta.nodes[p - 1], NodeSpec::Dense { .. }) && points[p].is_none() {
+        if !matches!(
+            meta.nodes[p - 1],
+            NodeSpec::Dense { .. } | NodeSpec::Add { .. }
+        ) && points[p].is_none()
+        {
             points[p] = points[p - 1];
         }
     }
@@ -402,6 +420,14 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<(QuantModel, FileMeta)> {
                 (Node::Dense(d), Some(layer))
             }
             NodeSpec::MaxPool(g) => (Node::MaxPool(*g), None),
+            NodeSpec::AvgPool(g) => (Node::AvgPool(*g), None),
+            NodeSpec::Add { from, relu } => (
+                Node::Add {
+                    from: *from,
+                    relu: *relu,
+                },
+                None,
+            ),
             NodeSpec::Relu => (Node::Relu, None),
             NodeSpec::Flatten => (Node::Flatten, None),
         };

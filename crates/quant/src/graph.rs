@@ -50,6 +50,23 @@ pub enum Op {
         /// `[sh, sw]`.
         stride: [usize; 2],
     },
+    /// Average pooling, no padding: ONNX's `AveragePool` without pads, and its
+    /// `GlobalAveragePool` as the window of the whole map.
+    AvgPool2d {
+        /// `[kh, kw]`.
+        kernel: [usize; 2],
+        /// `[sh, sw]`.
+        stride: [usize; 2],
+    },
+    /// `x + a`, where `a` is the activation at the earlier point `from`: a residual block's
+    /// identity shortcut. Points are numbered as in [`Graph::shapes`] (0 the input, `i + 1`
+    /// the output of op `i`); point `from` must have this op's input shape. A graph of ops
+    /// with such skips is what a chain of residual blocks is; a shortcut with layers of its
+    /// own (a projection) is not.
+    Add {
+        /// The point added to the current activation.
+        from: usize,
+    },
     /// `[c, h, w]` -> `[c*h*w]` (a no-op on the flat buffer, kept for shape bookkeeping).
     Flatten,
 }
@@ -62,6 +79,8 @@ impl Op {
             Op::Conv2d { .. } => "conv2d",
             Op::Relu => "relu",
             Op::MaxPool2d { .. } => "maxpool2d",
+            Op::AvgPool2d { .. } => "avgpool2d",
+            Op::Add { .. } => "add",
             Op::Flatten => "flatten",
         }
     }
@@ -94,11 +113,11 @@ impl Op {
         }
     }
 
-    /// A max pool's geometry on a per-sample input `shape` (`[c, h, w]`); `None` for
-    /// another op, another rank, or a window that does not fit.
+    /// A max or average pool's geometry on a per-sample input `shape` (`[c, h, w]`); `None`
+    /// for another op, another rank, or a window that does not fit.
     pub fn pool_geom(&self, shape: &[usize]) -> Option<PoolGeom> {
         match (self, shape) {
-            (Op::MaxPool2d { kernel, stride }, &[c, h, w]) => {
+            (Op::MaxPool2d { kernel, stride } | Op::AvgPool2d { kernel, stride }, &[c, h, w]) => {
                 PoolGeom::new(c, [h, w], *kernel, *stride)
             }
             _ => None,
@@ -151,11 +170,13 @@ impl Op {
                     None => Err(bad(format!("an image at least {kernel:?} after padding"))),
                 }
             }
-            Op::MaxPool2d { kernel, .. } => match self.pool_geom(shape) {
-                Some(g) => Ok(vec![shape[0], g.out_hw[0], g.out_hw[1]]),
-                None => Err(bad(format!("[c, h, w] with h, w >= {kernel:?}"))),
-            },
-            Op::Relu => Ok(shape.to_vec()),
+            Op::MaxPool2d { kernel, .. } | Op::AvgPool2d { kernel, .. } => {
+                match self.pool_geom(shape) {
+                    Some(g) => Ok(vec![shape[0], g.out_hw[0], g.out_hw[1]]),
+                    None => Err(bad(format!("[c, h, w] with h, w >= {kernel:?}"))),
+                }
+            }
+            Op::Relu | Op::Add { .. } => Ok(shape.to_vec()),
             Op::Flatten => Ok(vec![shape.iter().product()]),
         }
     }
@@ -172,10 +193,22 @@ pub struct Graph {
 
 impl Graph {
     /// Per-sample shape after every op (`shapes[0]` is the input), validating the graph.
+    /// An [`Op::Add`] must name an earlier point of its input's shape.
     pub fn shapes(&self) -> Result<Vec<Vec<usize>>> {
         let mut shapes = vec![self.input_shape.clone()];
         for (i, op) in self.ops.iter().enumerate() {
-            let next = op.output_shape(i, shapes.last().expect("non-empty"))?;
+            let sin = shapes.last().expect("non-empty");
+            if let Op::Add { from } = op
+                && shapes.get(*from).is_none_or(|s| s != sin)
+            {
+                return Err(QuantError::GraphShape {
+                    index: i,
+                    op: op.kind(),
+                    expected: format!("an earlier point of shape {sin:?} to add"),
+                    found: shapes.get(*from).cloned().unwrap_or_default(),
+                });
+            }
+            let next = op.output_shape(i, sin)?;
             shapes.push(next);
         }
         Ok(shapes)
@@ -202,15 +235,23 @@ impl Graph {
                 batch,
             });
         }
-        let mut x = input.to_vec();
+        // Every point is kept: an Add reads an earlier one.
+        let mut points = vec![input.to_vec()];
         for (op, (sin, sout)) in self.ops.iter().zip(shapes.iter().zip(&shapes[1..])) {
-            x = apply_reference(op, &x, batch, sin, sout);
+            let x = points.last().expect("non-empty");
+            let y = match op {
+                Op::Add { from } => x.iter().zip(&points[*from]).map(|(a, b)| a + b).collect(),
+                _ => apply_reference(op, x, batch, sin, sout),
+            };
+            points.push(y);
         }
-        Ok(x)
+        Ok(points.pop().expect("non-empty"))
     }
 }
 
 /// One op, naive loops, `f64` accumulation (so it is a stricter reference than burn's f32).
+/// An [`Op::Add`] needs the point it reads: [`Graph::forward_reference`] runs it; here it
+/// returns its input unchanged.
 pub fn apply_reference(
     op: &Op,
     x: &[f32],
@@ -302,8 +343,31 @@ pub fn apply_reference(
                 }
             }
         }
+        Op::AvgPool2d { kernel, stride } => {
+            let (c, h, w) = (sin[0], sin[1], sin[2]);
+            let (oh, ow) = (sout[1], sout[2]);
+            let n = (kernel[0] * kernel[1]) as f64;
+            for b in 0..batch {
+                for ch in 0..c {
+                    for oy in 0..oh {
+                        for ox in 0..ow {
+                            let mut acc = 0f64;
+                            for ky in 0..kernel[0] {
+                                for kx in 0..kernel[1] {
+                                    acc += x[b * in_len
+                                        + (ch * h + oy * stride[0] + ky) * w
+                                        + ox * stride[1]
+                                        + kx] as f64;
+                                }
+                            }
+                            y[b * out_len + (ch * oh + oy) * ow + ox] = (acc / n) as f32;
+                        }
+                    }
+                }
+            }
+        }
         Op::Relu => y.iter_mut().zip(x).for_each(|(o, &v)| *o = v.max(0.0)),
-        Op::Flatten => y.copy_from_slice(x),
+        Op::Flatten | Op::Add { .. } => y.copy_from_slice(x),
     }
     y
 }

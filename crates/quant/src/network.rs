@@ -68,7 +68,19 @@ pub enum Node {
     Dense(Dense),
     /// Max pooling `[c, h, w] -> [c, oh, ow]`.
     MaxPool(PoolGeom),
-    /// A ReLU that does not follow a dense layer.
+    /// Average pooling `[c, h, w] -> [c, oh, ow]` (a global average pool has the window of
+    /// the whole map).
+    AvgPool(PoolGeom),
+    /// The activation plus the one at the earlier point `from` (0 the input, `i + 1` the
+    /// output of node `i`), optionally followed by ReLU: a residual block's shortcut, fused
+    /// with its ReLU as PyTorch's `add_relu` is, so the point after it is quantized once.
+    Add {
+        /// The point added.
+        from: usize,
+        /// ReLU fused after the sum.
+        relu: bool,
+    },
+    /// A ReLU that does not follow a dense layer or an Add.
     Relu,
     /// Shape change only.
     Flatten,
@@ -103,18 +115,123 @@ fn bounded(what: &str, dims: &[usize]) -> Result<usize> {
         })
 }
 
+/// Per graph op, whether [`Network::from_graph`] fuses the ReLU after it: a dense layer or
+/// an Add followed by ReLU, unless an Add reads the value before the ReLU.
+fn relu_fusions(g: &Graph) -> Vec<bool> {
+    let read: Vec<usize> = g
+        .ops
+        .iter()
+        .filter_map(|op| match op {
+            Op::Add { from } => Some(*from),
+            _ => None,
+        })
+        .collect();
+    (0..g.ops.len())
+        .map(|i| {
+            matches!(
+                g.ops[i],
+                Op::Linear { .. } | Op::Conv2d { .. } | Op::Add { .. }
+            ) && matches!(g.ops.get(i + 1), Some(Op::Relu))
+                && !read.contains(&(i + 1))
+        })
+        .collect()
+}
+
+/// The index of the first graph op of every node [`Network::from_graph`] builds (a fused
+/// ReLU belongs to the op before it): how reports name nodes after the graph's ops.
+pub fn first_ops(g: &Graph) -> Vec<usize> {
+    let fuses = relu_fusions(g);
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < g.ops.len() {
+        out.push(i);
+        i += 1 + usize::from(fuses[i]);
+    }
+    out
+}
+
+/// What a point's values are, beyond their count: the engine stores maps channels-last, so
+/// a flattened map and a vector of the same length are in different orders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Form {
+    Map([usize; 3]),
+    FlatMap([usize; 3]),
+    Flat,
+}
+
+/// Every Add joins two points of the same form (same map shape, or both plain vectors).
+fn check_add_forms(input_shape: &[usize], nodes: &[Node]) -> Result<()> {
+    let mut forms = vec![match input_shape {
+        &[c, h, w] => Form::Map([c, h, w]),
+        _ => Form::Flat,
+    }];
+    for (i, node) in nodes.iter().enumerate() {
+        let here = forms[i];
+        let next = match node {
+            Node::Dense(Dense {
+                conv: Some(g), n, ..
+            }) => Form::Map([*n, g.out_hw[0], g.out_hw[1]]),
+            Node::Dense(_) => Form::Flat,
+            Node::MaxPool(g) | Node::AvgPool(g) => {
+                Form::Map([g.channels, g.out_hw[0], g.out_hw[1]])
+            }
+            Node::Flatten => match here {
+                Form::Map(chw) => Form::FlatMap(chw),
+                other => other,
+            },
+            Node::Add { from, .. } => {
+                if forms.get(*from) != Some(&here) {
+                    return Err(QuantError::Graph(format!(
+                        "node {i} adds point {from} ({:?}) to a value of another shape ({here:?})",
+                        forms.get(*from)
+                    )));
+                }
+                here
+            }
+            Node::Relu => here,
+        };
+        forms.push(next);
+    }
+    Ok(())
+}
+
+impl Node {
+    /// Whether the point after this node has a grid of its own (calibrated or learned): a
+    /// dense layer's or an Add's output. The others (pools, ReLU, flatten) keep their
+    /// input's, as the integer engine runs them.
+    pub fn sets_grid(&self) -> bool {
+        matches!(self, Node::Dense(_) | Node::Add { .. })
+    }
+
+    /// Short name for reports.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Node::Dense(d) => d.kind(),
+            Node::MaxPool(_) => "maxpool2d",
+            Node::AvgPool(_) => "avgpool2d",
+            Node::Add { relu: false, .. } => "add",
+            Node::Add { relu: true, .. } => "add+relu",
+            Node::Relu => "relu",
+            Node::Flatten => "flatten",
+        }
+    }
+}
+
 impl Network {
-    /// Builds the network from a model graph, fusing `Linear`/`Conv2d` + `ReLU`.
+    /// Builds the network from a model graph, fusing `Linear`/`Conv2d`/`Add` + `ReLU`.
     pub fn from_graph(g: &Graph) -> Result<Self> {
         let shapes = g.shapes()?;
         let misfit =
             |i: usize| QuantError::Graph(format!("op {i}: its window does not fit its input"));
         let mut nodes = Vec::new();
         let mut out_lens = Vec::new();
+        // The network point of every graph point (`None` inside a fused pair).
+        let mut points: Vec<Option<usize>> = vec![Some(0)];
+        let fuses = relu_fusions(g);
         let mut i = 0;
         while i < g.ops.len() {
             let sin = &shapes[i];
-            let fuse = matches!(g.ops.get(i + 1), Some(Op::Relu));
+            let fuse = fuses[i];
             let node = match &g.ops[i] {
                 Op::Linear {
                     in_features,
@@ -147,12 +264,27 @@ impl Network {
                 op @ Op::MaxPool2d { .. } => {
                     Node::MaxPool(op.pool_geom(sin).ok_or_else(|| misfit(i))?)
                 }
+                op @ Op::AvgPool2d { .. } => {
+                    Node::AvgPool(op.pool_geom(sin).ok_or_else(|| misfit(i))?)
+                }
+                Op::Add { from } => Node::Add {
+                    from: points.get(*from).copied().flatten().ok_or_else(|| {
+                        QuantError::Graph(format!(
+                            "op {i}: adds point {from}, which is inside a layer and its fused ReLU"
+                        ))
+                    })?,
+                    relu: fuse,
+                },
                 Op::Relu => Node::Relu,
                 Op::Flatten => Node::Flatten,
             };
-            let fused = matches!(node, Node::Dense(_)) && fuse;
+            let fused = fuse;
             out_lens.push(shapes[i + 1 + usize::from(fused)].iter().product());
             nodes.push(node);
+            if fused {
+                points.push(None);
+            }
+            points.push(Some(nodes.len()));
             i += 1 + usize::from(fused);
         }
         if !nodes.iter().any(|n| matches!(n, Node::Dense(_))) {
@@ -165,6 +297,69 @@ impl Network {
             nodes,
             out_lens,
         })
+    }
+
+    /// The model graph this network runs (fused ReLUs as ops of their own again): the
+    /// inverse of [`Self::from_graph`], for the reference interpreter and reports.
+    pub fn to_graph(&self) -> Graph {
+        let mut ops = Vec::new();
+        // The graph point of every network point.
+        let mut points = vec![0];
+        for node in &self.nodes {
+            let (op, relu) = match node {
+                Node::Dense(d) => (
+                    match d.conv {
+                        None => Op::Linear {
+                            in_features: d.k,
+                            out_features: d.n,
+                            weight: d.weight.clone(),
+                            bias: d.bias.clone(),
+                        },
+                        Some(g) => Op::Conv2d {
+                            in_channels: g.in_channels,
+                            out_channels: d.n,
+                            kernel: g.kernel,
+                            stride: g.stride,
+                            padding: g.padding,
+                            weight: d.weight.clone(),
+                            bias: d.bias.clone(),
+                        },
+                    },
+                    d.relu,
+                ),
+                Node::MaxPool(g) => (
+                    Op::MaxPool2d {
+                        kernel: g.kernel,
+                        stride: g.stride,
+                    },
+                    false,
+                ),
+                Node::AvgPool(g) => (
+                    Op::AvgPool2d {
+                        kernel: g.kernel,
+                        stride: g.stride,
+                    },
+                    false,
+                ),
+                Node::Add { from, relu } => (
+                    Op::Add {
+                        from: points[*from],
+                    },
+                    *relu,
+                ),
+                Node::Relu => (Op::Relu, false),
+                Node::Flatten => (Op::Flatten, false),
+            };
+            ops.push(op);
+            if relu {
+                ops.push(Op::Relu);
+            }
+            points.push(ops.len());
+        }
+        Graph {
+            input_shape: self.input_shape.clone(),
+            ops,
+        }
     }
 
     /// Builds a network from nodes (e.g. read from a file), recomputing every node's output
@@ -191,14 +386,14 @@ impl Network {
                         bounded(&what, &[d.k, g.out_hw[0], g.out_hw[1]])?;
                     }
                 }
-                Node::MaxPool(g) => {
+                Node::MaxPool(g) | Node::AvgPool(g) => {
                     let dims = [g.in_hw, g.kernel, g.stride, g.out_hw];
                     for v in dims.iter().flatten().chain([&g.channels]) {
                         bounded(&what, &[*v])?;
                     }
                     bounded(&what, &[g.channels, g.in_hw[0], g.in_hw[1]])?;
                 }
-                Node::Relu | Node::Flatten => {}
+                Node::Add { .. } | Node::Relu | Node::Flatten => {}
             }
             let mismatch = |want: usize| {
                 QuantError::Graph(format!(
@@ -217,16 +412,31 @@ impl Network {
                     }
                     d.out_len()
                 }
-                Node::MaxPool(g) => {
+                Node::MaxPool(g) | Node::AvgPool(g) => {
                     if g.channels * g.in_hw[0] * g.in_hw[1] != len {
                         return Err(mismatch(g.channels * g.in_hw[0] * g.in_hw[1]));
                     }
                     if !g.is_consistent() {
                         return Err(QuantError::Graph(format!(
-                            "node {i}: inconsistent max-pool geometry"
+                            "node {i}: inconsistent pooling geometry"
                         )));
                     }
                     g.channels * g.out_hw[0] * g.out_hw[1]
+                }
+                Node::Add { from, .. } => {
+                    // Earlier points only, of this node's input length (the layouts of two
+                    // points of one length can still differ: checked by `layouts`).
+                    let from_len = match *from {
+                        0 => Some(bounded("the input", &input_shape)?),
+                        p if p <= i => Some(out_lens[p - 1]),
+                        _ => None,
+                    };
+                    if from_len != Some(len) {
+                        return Err(QuantError::Graph(format!(
+                            "node {i} adds point {from}, which is not an earlier point of {len} values per sample"
+                        )));
+                    }
+                    len
                 }
                 Node::Relu | Node::Flatten => len,
             };
@@ -235,6 +445,7 @@ impl Network {
         if out_lens.is_empty() {
             return Err(QuantError::Graph("no nodes".into()));
         }
+        check_add_forms(&input_shape, &nodes)?;
         Ok(Self {
             input_shape,
             nodes,

@@ -174,6 +174,65 @@ pub fn maxpool<T: Copy + PartialOrd>(x: &[T], batch: usize, g: &PoolGeom, out: &
     }
 }
 
+/// Average pooling of `batch` `[h, w, c]` float samples into `out` (`[oh, ow, c]` each):
+/// the window's sum over whole channel rows, divided by the window's size.
+pub fn avgpool_f32(x: &[f32], batch: usize, g: &PoolGeom, out: &mut [f32]) {
+    let inv = 1.0 / (g.kernel[0] * g.kernel[1]) as f32;
+    let mut acc = vec![0f32; g.channels];
+    window_sums(x, batch, g, out, &mut acc, |d, a| *d = a * inv);
+}
+
+/// Average pooling of u8 values that share one scale and zero point `zp`: the window's
+/// integer sum of `q - zp` divided by its size, rounded half to even (as ONNX's
+/// `QuantizeLinear` rounds the float mean), plus `zp`. The mean of `q - zp` needs no other
+/// scale, so the output keeps the input's quantization parameters (as PyTorch's quantized
+/// `avg_pool2d` does) and the pool stays integer.
+pub fn avgpool_u8(x: &[u8], batch: usize, g: &PoolGeom, zp: u8, out: &mut [u8]) {
+    let n = (g.kernel[0] * g.kernel[1]) as i32;
+    let bias = n * zp as i32;
+    let mut acc = vec![0i32; g.channels];
+    window_sums(x, batch, g, out, &mut acc, |d, a| {
+        let (q, r) = ((a - bias).div_euclid(n), (a - bias).rem_euclid(n));
+        let q = q + i32::from(2 * r > n || (2 * r == n && q & 1 == 1));
+        *d = (q + zp as i32).clamp(0, 255) as u8
+    });
+}
+
+/// For every output pixel, the channel-wise sums of its window in `acc`, handed to `put`
+/// per channel with the output value to write.
+fn window_sums<T: Copy, A: Copy + Default + std::ops::AddAssign + From<T>>(
+    x: &[T],
+    batch: usize,
+    g: &PoolGeom,
+    out: &mut [T],
+    acc: &mut [A],
+    put: impl Fn(&mut T, A),
+) {
+    let ([h, w], [oh, ow], [kh, kw], [sy, sx], c) =
+        (g.in_hw, g.out_hw, g.kernel, g.stride, g.channels);
+    for (xs, os) in x
+        .chunks_exact(h * w * c)
+        .zip(out.chunks_exact_mut(oh * ow * c))
+        .take(batch)
+    {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                acc.iter_mut().for_each(|a| *a = A::default());
+                for ky in 0..kh {
+                    for kx in 0..kw {
+                        let s = ((oy * sy + ky) * w + ox * sx + kx) * c;
+                        acc.iter_mut()
+                            .zip(&xs[s..s + c])
+                            .for_each(|(a, &v)| *a += A::from(v));
+                    }
+                }
+                let dst = &mut os[(oy * ow + ox) * c..][..c];
+                dst.iter_mut().zip(acc.iter()).for_each(|(d, &a)| put(d, a));
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,5 +314,40 @@ mod tests {
         let p = flatten_columns(&w, 2, [3, 2, 2]);
         // Column (y, x, c) = (0, 1, 2) of output 1 is NCHW index 2 * 4 + 1.
         assert_eq!(p[12 + 3 + 2], w[12 + 2 * 4 + 1]);
+    }
+
+    #[test]
+    fn average_pools_match_the_window_means() {
+        // 2 channels, 4x4, global window and a 2x2/2 window; u8 rounds half to even
+        // around the zero point.
+        let (c, h, w, zp) = (2, 4, 4, 3u8);
+        let x: Vec<u8> = (0..(c * h * w) as u32)
+            .map(|v| (v * 7 % 251) as u8)
+            .collect();
+        for (k, s) in [([4, 4], [1, 1]), ([2, 2], [2, 2]), ([3, 2], [1, 2])] {
+            let g = PoolGeom::new(c, [h, w], k, s).expect("fits");
+            let len = c * g.out_hw[0] * g.out_hw[1];
+            let (mut q, mut f) = (vec![0u8; len], vec![0f32; len]);
+            avgpool_u8(&x, 1, &g, zp, &mut q);
+            let xf: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+            avgpool_f32(&xf, 1, &g, &mut f);
+            for oy in 0..g.out_hw[0] {
+                for ox in 0..g.out_hw[1] {
+                    for ch in 0..c {
+                        let mut sum = 0u32;
+                        for ky in 0..k[0] {
+                            for kx in 0..k[1] {
+                                sum += x[((oy * s[0] + ky) * w + ox * s[1] + kx) * c + ch] as u32;
+                            }
+                        }
+                        let mean = sum as f64 / (k[0] * k[1]) as f64;
+                        let o = (oy * g.out_hw[1] + ox) * c + ch;
+                        assert!((f[o] as f64 - mean).abs() < 1e-4, "{k:?} {o}");
+                        let want = (mean - zp as f64).round_ties_even() + zp as f64;
+                        assert_eq!(q[o] as f64, want, "{k:?} {o}");
+                    }
+                }
+            }
+        }
     }
 }

@@ -20,6 +20,7 @@
 
 mod buffers;
 pub mod plan;
+pub mod residual;
 
 use buffers::{Buffers, Pooled, Stash};
 use quantlab_linalg::frame::nhwc::{self, Taps};
@@ -57,6 +58,30 @@ impl Act {
         match self {
             Act::F32(v) => v,
             u => u.to_f32(),
+        }
+    }
+
+    /// A copy in recycled buffers (a point an Add reads later).
+    fn copy_in(&self, bufs: &mut Buffers) -> Act {
+        match self {
+            Act::F32(v) => {
+                let mut c = bufs.take(v.len());
+                c.copy_from_slice(v);
+                Act::F32(c)
+            }
+            Act::U8(v, q) => {
+                let mut c = bufs.take(v.len());
+                c.copy_from_slice(v);
+                Act::U8(c, *q)
+            }
+        }
+    }
+
+    /// Hands the values back to the buffers.
+    fn give_to(self, bufs: &mut Buffers) {
+        match self {
+            Act::F32(v) => bufs.give(v),
+            Act::U8(v, _) => bufs.give(v),
         }
     }
 
@@ -307,10 +332,22 @@ impl Session {
             }
         };
         trace(0, &act);
-        for step in steps {
-            act = self.step(*step, act, batch, &mut bufs);
-            trace(step.last_node() + 1, &act);
+        let keep = &self.plan.keep;
+        let mut kept: Vec<Option<Act>> = keep.iter().map(|_| None).collect();
+        if keep[0] {
+            kept[0] = Some(act.copy_in(&mut bufs));
         }
+        for step in steps {
+            act = self.step(*step, act, batch, &kept, &mut bufs);
+            let point = step.last_node() + 1;
+            trace(point, &act);
+            if keep[point] {
+                kept[point] = Some(act.copy_in(&mut bufs));
+            }
+        }
+        kept.into_iter()
+            .flatten()
+            .for_each(|a| a.give_to(&mut bufs));
         let out = act.into_f32();
         // A right-sized copy leaves: the pooled buffer stays for the next call.
         let logits = match self.plan.layouts.last() {
@@ -324,7 +361,14 @@ impl Session {
         logits
     }
 
-    fn step(&self, step: Step, act: Act, batch: usize, bufs: &mut Buffers) -> Act {
+    fn step(
+        &self,
+        step: Step,
+        act: Act,
+        batch: usize,
+        kept: &[Option<Act>],
+        bufs: &mut Buffers,
+    ) -> Act {
         let nodes = &self.model.network.nodes;
         let pool_of = |p: Option<usize>| match p.map(|p| &nodes[p]) {
             Some(Node::MaxPool(g)) => Some(g),
@@ -381,6 +425,48 @@ impl Session {
                         let y = maxpool(&v, batch, g, bufs);
                         bufs.give(v);
                         Act::U8(y, q)
+                    }
+                }
+            }
+            Step::AvgPool { node } => {
+                let Node::AvgPool(g) = &nodes[node] else {
+                    unreachable!("the plan made a pool step of a pool node")
+                };
+                let len = batch * g.channels * g.out_hw[0] * g.out_hw[1];
+                match act {
+                    Act::F32(v) => {
+                        let mut y = bufs.take(len);
+                        nhwc::avgpool_f32(&v, batch, g, &mut y);
+                        bufs.give(v);
+                        Act::F32(y)
+                    }
+                    Act::U8(v, q) => {
+                        let mut y = bufs.take(len);
+                        nhwc::avgpool_u8(&v, batch, g, q.zero_point as u8, &mut y);
+                        bufs.give(v);
+                        Act::U8(y, q)
+                    }
+                }
+            }
+            Step::Add { node } => {
+                let Node::Add { from, relu } = nodes[node] else {
+                    unreachable!("the plan made an add step of an add node")
+                };
+                let other = kept[from]
+                    .as_ref()
+                    .expect("the plan keeps every point an Add reads");
+                // Integer when both inputs are and the point after is calibrated; in f32
+                // otherwise (a float model, or a mixed one where a side fell back).
+                match (other, act, self.model.points[node + 1]) {
+                    (Act::U8(a, qa), Act::U8(mut b, qb), Some(qo)) => {
+                        residual::QAdd::new(qa, &qb, &qo, relu).run(a, &mut b);
+                        Act::U8(b, qo)
+                    }
+                    (other, act, _) => {
+                        let mut b = act.into_f32();
+                        let a = other.to_f32();
+                        residual::add_f32(&a, &mut b, relu);
+                        Act::F32(b)
                     }
                 }
             }

@@ -86,6 +86,16 @@ pub enum Step {
         /// Node index.
         node: usize,
     },
+    /// An average pool (integer on u8 values).
+    AvgPool {
+        /// Node index.
+        node: usize,
+    },
+    /// A residual Add (+ ReLU) of a kept point to the activation.
+    Add {
+        /// Node index.
+        node: usize,
+    },
     /// A ReLU on its own.
     Relu {
         /// Node index.
@@ -107,6 +117,8 @@ impl Step {
             }
             Step::DenseDynamic { node }
             | Step::MaxPool { node }
+            | Step::AvgPool { node }
+            | Step::Add { node }
             | Step::Relu { node }
             | Step::Flatten { node } => node,
         }
@@ -122,6 +134,8 @@ pub struct Plan {
     pub layouts: Vec<Layout>,
     /// For each convolution, its taps over a padded input of its own channel count.
     pub taps: Vec<Option<Taps>>,
+    /// The points a later Add reads (`nodes + 1`): a run keeps a copy of each.
+    pub keep: Vec<bool>,
     /// The run's entry and steps, fused.
     pub entry: Entry,
     /// The steps of an untraced run.
@@ -148,11 +162,11 @@ impl Plan {
                     layout = next;
                     Some(prepared)
                 }
-                Node::MaxPool(g) => {
+                Node::MaxPool(g) | Node::AvgPool(g) => {
                     layout = Layout::Map([g.channels, g.out_hw[0], g.out_hw[1]]);
                     None
                 }
-                Node::Relu | Node::Flatten => None,
+                Node::Add { .. } | Node::Relu | Node::Flatten => None,
             };
             weights.push(prepared);
             layouts.push(layout);
@@ -165,16 +179,23 @@ impl Plan {
                 _ => None,
             })
             .collect();
+        let mut keep = vec![false; net.nodes.len() + 1];
+        for n in &net.nodes {
+            if let Node::Add { from, .. } = n {
+                keep[*from] = true;
+            }
+        }
         let traced = (
             entry(model, layouts[0], true),
-            steps(model, &weights, false),
+            steps(model, &weights, &keep, false),
         );
         Self {
             entry: entry(model, layouts[0], false),
-            steps: steps(model, &weights, true),
+            steps: steps(model, &weights, &keep, true),
             weights,
             layouts,
             taps,
+            keep,
             traced,
         }
     }
@@ -201,13 +222,18 @@ fn fusable_pool(conv: &ConvGeom, n: usize, pool: &PoolGeom) -> bool {
     pool.kernel == pool.stride && pool.channels == n && pool.in_hw == conv.out_hw
 }
 
-fn steps(model: &QuantModel, weights: &[Option<Weights>], fuse: bool) -> Vec<Step> {
+/// The steps; a conv's output that an Add reads (`keep`) is never fused away.
+fn steps(model: &QuantModel, weights: &[Option<Weights>], keep: &[bool], fuse: bool) -> Vec<Step> {
     let nodes = &model.network.nodes;
     let mut steps = Vec::with_capacity(nodes.len());
     let mut i = 0;
     while i < nodes.len() {
         let pool_after = |d: &Dense| match (d.conv.as_ref(), nodes.get(i + 1)) {
-            (Some(g), Some(Node::MaxPool(pg))) if fuse && fusable_pool(g, d.n, pg) => Some(i + 1),
+            (Some(g), Some(Node::MaxPool(pg)))
+                if fuse && !keep[i + 1] && fusable_pool(g, d.n, pg) =>
+            {
+                Some(i + 1)
+            }
             _ => None,
         };
         let step = match (&nodes[i], &model.layers[i], &weights[i]) {
@@ -227,6 +253,8 @@ fn steps(model: &QuantModel, weights: &[Option<Weights>], fuse: bool) -> Vec<Ste
                 pool: None,
             },
             (Node::MaxPool(_), _, _) => Step::MaxPool { node: i },
+            (Node::AvgPool(_), _, _) => Step::AvgPool { node: i },
+            (Node::Add { .. }, _, _) => Step::Add { node: i },
             (Node::Relu, _, _) => Step::Relu { node: i },
             (Node::Flatten, _, _) => Step::Flatten { node: i },
         };

@@ -6,8 +6,8 @@
 //! graph all train the same way.
 
 use burn::module::{Module, Param};
-use burn::tensor::module::{conv2d, linear, max_pool2d};
-use burn::tensor::ops::{ConvOptions, MaxPoolOptions};
+use burn::tensor::module::{avg_pool2d, conv2d, linear, max_pool2d};
+use burn::tensor::ops::{AvgPoolOptions, ConvOptions, MaxPoolOptions};
 use burn::tensor::{Device, Tensor, TensorData};
 use quantlab_quant::graph::transpose;
 use quantlab_quant::methods::static_layer_at_scales;
@@ -68,13 +68,14 @@ pub struct QatNet {
     pub plan: QatPlan,
 }
 
-/// Whether point `p` is quantized (the input, or a dense node's output); the others repeat
-/// their input's grid.
+/// Whether point `p` is quantized (the input, or a dense node's or an Add's output); the
+/// others repeat their input's grid.
 pub fn is_quant_point(net: &Network, p: usize) -> bool {
-    p == 0 || matches!(net.nodes[p - 1], Node::Dense(_))
+    p == 0 || net.nodes[p - 1].sets_grid()
 }
 
 /// Activation of one sample batch: flat rows or NCHW images.
+#[derive(Clone)]
 enum Act {
     Flat(Tensor<2>),
     Image(Tensor<4>),
@@ -276,6 +277,16 @@ impl QatNet {
         } else {
             quant(Act::Flat(x), 0, false, &mut seen)
         };
+        // The points a residual Add reads, kept as they pass.
+        let mut kept: Vec<Option<Act>> = vec![None; net.nodes.len() + 1];
+        let keep = |p: usize| {
+            net.nodes
+                .iter()
+                .any(|n| matches!(n, Node::Add { from, .. } if *from == p))
+        };
+        if keep(0) {
+            kept[0] = Some(act.clone());
+        }
         let mut next_dense = 0;
         for (i, node) in net.nodes.iter().enumerate() {
             act = match node {
@@ -323,12 +334,48 @@ impl QatNet {
                     };
                     Act::Image(max_pool2d(x, opts))
                 }
+                Node::AvgPool(g) => {
+                    // The engine rounds the window's mean back onto the input's grid.
+                    let x = act.image(g.channels, g.in_hw);
+                    let opts = AvgPoolOptions {
+                        kernel_size: g.kernel,
+                        stride: g.stride,
+                        padding: [(0, 0); 2],
+                        count_include_pad: true,
+                        ceil_mode: false,
+                    };
+                    let y = avg_pool2d(x, opts);
+                    let q = ranges[i];
+                    Act::Image(fake_quant_learned(
+                        y,
+                        s_in.clone(),
+                        q.zero_point,
+                        q.qmin,
+                        q.qmax,
+                    ))
+                }
+                Node::Add { from, relu } => {
+                    let other = kept[*from].clone().expect("a kept point precedes its Add");
+                    let y = match (act, other) {
+                        (Act::Image(a), b) => {
+                            let [_, c, h, w] = a.dims();
+                            Act::Image(a + b.image(c, [h, w]))
+                        }
+                        (a, b) => Act::Flat(a.flat() + b.flat()),
+                    };
+                    let (y, s) = quant(y, i + 1, *relu, &mut seen);
+                    s_in = s;
+                    y
+                }
                 Node::Relu => act.map(
                     burn::tensor::activation::relu,
                     burn::tensor::activation::relu,
                 ),
                 Node::Flatten => Act::Flat(act.flat()),
             };
+            if keep(i + 1) {
+                kept[i + 1] = Some(act.clone());
+            }
         }
         let observed = (observe && !seen.is_empty()).then(|| Tensor::cat(seen, 0));
         (act.flat(), observed)

@@ -1,0 +1,134 @@
+//! The Add of a residual block, in f32 and integer end to end.
+//!
+//! The integer Add requantizes both inputs to the output's parameters in one fixed-point
+//! sum: `y = zo + round(ma * (a - za) + mb * (b - zb))` with `ma = sa / so` and `mb = sb / so`
+//! held as integers at `2^-30`, summed in i64 and rounded once (half up), then clamped (at
+//! the zero point with a fused ReLU). This is ONNX Runtime's `QLinearAdd` and PyTorch's
+//! `quantized::add` (`add_relu`) in integer form: the result differs from the real-number
+//! formula only where the multipliers' rounding (relative `2^-31`) moves a value across a
+//! rounding boundary, by one step.
+
+use crate::qparams::QParams;
+
+/// Fractional bits of the multipliers.
+const SHIFT: u32 = 30;
+
+/// The constants of one integer Add.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct QAdd {
+    za: i64,
+    zb: i64,
+    ma: i64,
+    mb: i64,
+    zo: i64,
+    lo: i64,
+    hi: i64,
+}
+
+/// `ratio` at `2^-SHIFT`, bounded so that `255 * m` stays far inside i64 for any scales a
+/// file may hold (a ratio beyond `2^24` would mean one input's every step saturates the
+/// output anyway).
+fn fixed(ratio: f64) -> i64 {
+    let m = (ratio * (1i64 << SHIFT) as f64).round();
+    if m.is_finite() {
+        m.clamp(0.0, (1i64 << 54) as f64) as i64
+    } else {
+        0
+    }
+}
+
+impl QAdd {
+    /// The Add of a value at `a` and one at `b` into `out`, with `relu` fused.
+    pub fn new(a: &QParams, b: &QParams, out: &QParams, relu: bool) -> Self {
+        let so = out.scale as f64;
+        Self {
+            za: a.zero_point as i64,
+            zb: b.zero_point as i64,
+            ma: fixed(a.scale as f64 / so),
+            mb: fixed(b.scale as f64 / so),
+            zo: out.zero_point as i64,
+            lo: if relu {
+                out.zero_point.max(out.qmin) as i64
+            } else {
+                out.qmin as i64
+            },
+            hi: out.qmax as i64,
+        }
+    }
+
+    /// One output value.
+    #[inline(always)]
+    pub fn apply(&self, a: u8, b: u8) -> u8 {
+        let acc = self.ma * (a as i64 - self.za) + self.mb * (b as i64 - self.zb);
+        let y = ((acc + (1 << (SHIFT - 1))) >> SHIFT) + self.zo;
+        y.clamp(self.lo, self.hi) as u8
+    }
+
+    /// `b[i] = a[i] (+) b[i]` for the whole activation.
+    pub fn run(&self, a: &[u8], b: &mut [u8]) {
+        b.iter_mut()
+            .zip(a)
+            .for_each(|(y, &x)| *y = self.apply(x, *y));
+    }
+}
+
+/// `b[i] += a[i]`, then ReLU if fused.
+pub fn add_f32(a: &[f32], b: &mut [f32], relu: bool) {
+    b.iter_mut().zip(a).for_each(|(y, &x)| *y += x);
+    if relu {
+        b.iter_mut().for_each(|y| *y = y.max(0.0));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::qparams::ActDtype;
+
+    /// The real-number formula the integer Add stands for (in f64 from the f32 scales), and
+    /// whether it lands within `1e-6` of a rounding tie, where either neighbour is right.
+    fn exact(a: u8, b: u8, qa: &QParams, qb: &QParams, qo: &QParams, relu: bool) -> (i64, bool) {
+        let deq = |v: u8, q: &QParams| q.scale as f64 * (v as i64 - q.zero_point as i64) as f64;
+        let real = deq(a, qa) + deq(b, qb);
+        let real = if relu { real.max(0.0) } else { real } / qo.scale as f64;
+        let tie = ((real - real.floor()) - 0.5).abs() < 1e-6;
+        let y = ((real + 0.5).floor() as i64 + qo.zero_point as i64)
+            .clamp(qo.qmin as i64, qo.qmax as i64);
+        (y, tie)
+    }
+
+    #[test]
+    fn integer_add_is_the_real_sum_rounded_except_at_ties() {
+        let q = |lo: f32, hi: f32| QParams::from_range(lo, hi, ActDtype::U8Affine);
+        let cases = [
+            (q(-1.0, 3.0), q(0.0, 2.5), q(-0.7, 5.2)),
+            (q(0.0, 6.0), q(-4.0, 4.0), q(-3.0, 9.0)),
+            (q(-0.01, 0.02), q(-10.0, 10.0), q(-10.0, 10.0)),
+            (q(0.0, 1.0), q(0.0, 1.0), q(0.0, 1.0)),
+        ];
+        for (qa, qb, qo) in &cases {
+            for relu in [false, true] {
+                let add = QAdd::new(qa, qb, qo, relu);
+                for a in 0..=255u8 {
+                    for b in 0..=255u8 {
+                        let (want, tie) = exact(a, b, qa, qb, qo, relu);
+                        let got = add.apply(a, b) as i64;
+                        let ok = got == want || (tie && (got - want).abs() == 1);
+                        assert!(ok, "{qa:?} {qb:?} {qo:?}: {a} {b}: {got} vs {want}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_fused_relu_clamps_at_the_zero_point_and_f32_agrees() {
+        let q = QParams::from_range(-2.0, 2.0, ActDtype::U8Affine);
+        let add = QAdd::new(&q, &q, &q, true);
+        let zp = q.zero_point as u8;
+        assert_eq!(add.apply(0, 0), zp);
+        let mut b = vec![-1.0f32, 2.0];
+        add_f32(&[0.5, 0.5], &mut b, true);
+        assert_eq!(b, vec![0.0, 2.5]);
+    }
+}
