@@ -9,8 +9,16 @@ Runtime on quantlab's exported int8 ONNX, and quantlab's engine on its f32 and i
 size and thread count, interleaved round by round so machine noise hits every case alike;
 median and p90 over the pooled samples. Writes peers.json and a section of REPORT.md.
 
+With --imported NAME (cargo xtask peers --onnx FILE): one model brought as a float ONNX
+file, NAME-f32.onnx in PEERS_DIR beside quantlab's static int8 of it (NAME-int8.safetensors,
+quantized by `quantlab quantize --checkpoint FILE`) and its export (NAME-int8.onnx); ONNX
+Runtime's quantize_static runs after its recommended pre-processing (quant_pre_process,
+which folds BatchNormalization), and quantlab's accuracies come from `quantlab eval` on the
+same .npy arrays ONNX Runtime is scored on.
+
 usage: peers.py --quantlab BIN --run DIR --dir PEERS_DIR [--models mlp,cnn]
                 [--batches 1,64] [--threads 1,N] [--rounds R] [--reps K]
+                [--imported NAME --dataset D [--normalize MEAN,STD]]
 """
 import argparse
 import json
@@ -30,6 +38,7 @@ from onnxruntime.quantization import (
     QuantType,
     quantize_static,
 )
+from onnxruntime.quantization.shape_inference import quant_pre_process
 
 SECTION = "## Peers: ONNX Runtime on the same weights"
 # quantize_static suggests its optional pre-processing on every call; the comparison uses
@@ -73,14 +82,22 @@ def ort_samples(sess, x, reps, warmup=10):
     return v
 
 
-def quantlab_samples(binary, model, batches, threads, reps):
+def quantlab_samples(binary, model, batches, threads, reps, extra=()):
     cmd = [binary, "time", model, "--batch", ",".join(map(str, batches)),
-           "--threads", str(threads), "--reps", str(reps), "--warmup", "10", "--json"]
+           "--threads", str(threads), "--reps", str(reps), "--warmup", "10", "--json", *extra]
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
         sys.exit(f"peers: {' '.join(cmd)} failed: {out.stderr.strip()}")
     res = json.loads(out.stdout.strip().splitlines()[-1])
     return {r["batch"]: r["samples_us"] for r in res["results"]}
+
+
+def quantlab_accuracy(binary, model, x_path, y_path):
+    cmd = [binary, "eval", "--model", model, "--eval-npy", x_path, "--labels", y_path, "--json"]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(f"peers: {' '.join(cmd)} failed: {out.stderr.strip()}")
+    return json.loads(out.stdout.strip().splitlines()[-1])["accuracy"]
 
 
 def stats(v):
@@ -99,36 +116,61 @@ def main():
     ap.add_argument("--threads", default=f"1,{os.cpu_count() or 1}")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--reps", type=int, default=20)
+    ap.add_argument("--imported")
+    ap.add_argument("--dataset", default="mnist")
+    ap.add_argument("--normalize")
     a = ap.parse_args()
+    if a.imported:
+        a.models = a.imported
     batches = [int(b) for b in a.batches.split(",")]
     threads = sorted({int(t) for t in a.threads.split(",")})
-    bench = json.load(open(os.path.join(a.run, "bench.json")))
-    xtr = np.load(os.path.join(a.dir, "mnist-train-x.npy"))
-    xte = np.load(os.path.join(a.dir, "mnist-test-x.npy"))
-    yte = np.load(os.path.join(a.dir, "mnist-test-y.npy"))
-    result = {"onnxruntime": ort.__version__, "cpu_count": os.cpu_count(),
+    ds = a.dataset
+    x_path, y_path = (os.path.join(a.dir, f"{ds}-test-{v}.npy") for v in "xy")
+    xtr = np.load(os.path.join(a.dir, f"{ds}-train-x.npy"))
+    xte, yte = np.load(x_path), np.load(y_path)
+    result = {"onnxruntime": ort.__version__, "cpu_count": os.cpu_count(), "dataset": ds,
               "rounds": a.rounds, "reps": a.reps, "models": {}}
     for m in a.models.split(","):
-        f32_onnx = os.path.join(a.dir, f"mnist-{m}-f32.onnx")
-        q_onnx = os.path.join(a.dir, f"mnist-{m}-int8.onnx")
-        ort_q = os.path.join(a.dir, f"mnist-{m}-ort-quantize-static.onnx")
-        name = session(f32_onnx, 1).get_inputs()[0].name
-        quantize_static(f32_onnx, ort_q, Calib(name, xtr), quant_format=QuantFormat.QDQ,
+        stem = m if a.imported else f"{ds}-{m}"
+        f32_onnx = os.path.join(a.dir, f"{stem}-f32.onnx")
+        q_onnx = os.path.join(a.dir, f"{stem}-int8.onnx")
+        ort_q = os.path.join(a.dir, f"{stem}-ort-quantize-static.onnx")
+        source = f32_onnx
+        if a.imported:
+            # A PyTorch export keeps its BatchNormalization nodes: ONNX Runtime's documented
+            # recipe folds them first, as quantlab's import does.
+            source = os.path.join(a.dir, f"{stem}-ort-pre.onnx")
+            quant_pre_process(f32_onnx, source, skip_symbolic_shape=True)
+        name = session(source, 1).get_inputs()[0].name
+        quantize_static(source, ort_q, Calib(name, xtr), quant_format=QuantFormat.QDQ,
                         per_channel=True, activation_type=QuantType.QUInt8,
                         weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax)
-        row = lambda method: next(r for r in bench["rows"] if r["dataset"] == "mnist"
-                                  and r["model"] == m and r["method"] == method
-                                  and r["backend"] == "quantlab")
-        cases = {
-            "quantlab f32": {"accuracy": row("f32")["accuracy"],
-                             "file": os.path.join(a.run, "models", f"mnist-{m}-f32.safetensors")},
-            "quantlab int8": {"accuracy": row("static-minmax-per-channel")["accuracy"],
-                              "file": os.path.join(a.run, "models",
-                                                   f"mnist-{m}-static-minmax-per-channel.safetensors")},
+        if a.imported:
+            int8 = os.path.join(a.dir, f"{stem}-int8.safetensors")
+            norm = ["--normalize", a.normalize] if a.normalize else []
+            cases = {
+                "quantlab f32": {"file": f32_onnx, "time_args": ["--dataset", ds, *norm],
+                                 "accuracy": quantlab_accuracy(a.quantlab, f32_onnx, x_path, y_path)},
+                "quantlab int8": {"file": int8,
+                                  "accuracy": quantlab_accuracy(a.quantlab, int8, x_path, y_path)},
+            }
+        else:
+            bench = json.load(open(os.path.join(a.run, "bench.json")))
+            row = lambda method: next(r for r in bench["rows"] if r["dataset"] == ds
+                                      and r["model"] == m and r["method"] == method
+                                      and r["backend"] == "quantlab")
+            cases = {
+                "quantlab f32": {"accuracy": row("f32")["accuracy"],
+                                 "file": os.path.join(a.run, "models", f"{stem}-f32.safetensors")},
+                "quantlab int8": {"accuracy": row("static-minmax-per-channel")["accuracy"],
+                                  "file": os.path.join(a.run, "models",
+                                                       f"{stem}-static-minmax-per-channel.safetensors")},
+            }
+        cases.update({
             "ORT f32": {"accuracy": accuracy(f32_onnx, xte, yte), "onnx": f32_onnx},
             "ORT int8 (quantize_static)": {"accuracy": accuracy(ort_q, xte, yte), "onnx": ort_q},
             "ORT on quantlab int8": {"accuracy": accuracy(q_onnx, xte, yte), "onnx": q_onnx},
-        }
+        })
         samples = {(c, b, t): [] for c in cases for b in batches for t in threads}
         sessions = {(c, t): session(v["onnx"], t) for c, v in cases.items() if "onnx" in v
                     for t in threads}
@@ -147,10 +189,11 @@ def main():
                         for b in batches:
                             samples[(c, b, t)] += ort_samples(sessions[(c, t)], inputs[b], a.reps)
                     else:
-                        got = quantlab_samples(a.quantlab, cases[c]["file"], batches, t, a.reps)
+                        got = quantlab_samples(a.quantlab, cases[c]["file"], batches, t, a.reps,
+                                               cases[c].get("time_args", ()))
                         for b in batches:
                             samples[(c, b, t)] += got[b]
-            print(f"peers: mnist/{m} round {r + 1}/{a.rounds}", file=sys.stderr)
+            print(f"peers: {ds}/{m} round {r + 1}/{a.rounds}", file=sys.stderr)
         result["models"][m] = {
             c: {"accuracy": v["accuracy"],
                 "latency": [dict(batch=b, threads=t, **stats(samples[(c, b, t)]))
@@ -178,7 +221,7 @@ def markdown(result, batches, threads):
              "Runtime's (below 1: quantlab is faster).", ""]
     for m, cases in result["models"].items():
         cols = [(b, t) for t in threads for b in batches]
-        lines.append(f"### mnist / {m}")
+        lines.append(f"### {result['dataset']} / {m}")
         lines.append("")
         lines.append("| case | accuracy | " + " | ".join(f"b{b} t{t}" for b, t in cols)
                      + " | " + " | ".join(f"b{b} t{t} vs ORT f32 / int8" for b, t in cols) + " |")

@@ -7,6 +7,8 @@
 //! - `cargo xtask plots RUN`: redraw the plots of a saved run.
 //! - `cargo xtask peers [--run DIR] [--rounds R] [--reps K]`: quantlab against ONNX Runtime
 //!   on the same weights (`scripts/peers.py` in a venv this task makes from the registry).
+//!   `--onnx FILE --dataset NAME [--normalize MEAN,STD]` does the same for a float ONNX
+//!   model brought from elsewhere, quantized by quantlab and by ONNX Runtime.
 //! - `cargo xtask ci`: what CI runs (`.ci/run`).
 //!
 //! The `quantlab` binary is built by `cargo build -p quantlab`: the main job builds what it
@@ -139,10 +141,16 @@ fn peers_python() -> Result<Option<PathBuf>> {
 fn peers(rest: &[String]) -> Result<()> {
     let mut run_dir = PathBuf::from("results/latest");
     let mut extra: Vec<String> = Vec::new();
+    let (mut onnx, mut dataset, mut normalize) = (None, None, None);
     let mut it = rest.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--run" => run_dir = PathBuf::from(it.next().context("--run needs a folder")?),
+            "--onnx" => onnx = Some(PathBuf::from(it.next().context("--onnx needs a file")?)),
+            "--dataset" => dataset = Some(it.next().context("--dataset needs a name")?.clone()),
+            "--normalize" => {
+                normalize = Some(it.next().context("--normalize needs MEAN,STD")?.clone())
+            }
             "--rounds" | "--reps" | "--threads" | "--batches" | "--models" => {
                 extra.push(a.clone());
                 extra.push(
@@ -152,14 +160,30 @@ fn peers(rest: &[String]) -> Result<()> {
                 );
             }
             other => bail!(
-                "peers: unknown option {other:?}; known: --run, --rounds, --reps, --threads, --batches, --models"
+                "peers: unknown option {other:?}; known: --run, --rounds, --reps, --threads, --batches, --models, --onnx, --dataset, --normalize"
             ),
+        }
+    }
+    if onnx.is_none() && (dataset.is_some() || normalize.is_some()) {
+        bail!("peers: --dataset and --normalize go with --onnx FILE");
+    }
+    if let Some(file) = &onnx {
+        if !file.is_file() {
+            bail!("peers: --onnx {}: no such file", file.display());
+        }
+        if dataset.is_none() {
+            bail!(
+                "peers: --onnx needs --dataset NAME (the data its input takes: mnist, fashion-mnist, digits)"
+            );
         }
     }
     let exe = build_quantlab(None)?;
     let Some(py) = peers_python()? else {
         return Ok(());
     };
+    if let (Some(file), Some(ds)) = (&onnx, &dataset) {
+        return peers_onnx(&exe, &py, file, ds, normalize.as_deref(), &extra);
+    }
     if !run_dir.join("bench.json").is_file() {
         println!(
             "peers: no bench run in {}; running `quantlab bench --only mnist` first",
@@ -203,6 +227,72 @@ fn peers(rest: &[String]) -> Result<()> {
         "peers: wrote {} and a section of {}",
         run_dir.join("peers.json").display(),
         run_dir.join("REPORT.md").display()
+    );
+    Ok(())
+}
+
+/// `cargo xtask peers --onnx FILE --dataset D`: quantlab quantizes the user's float file
+/// (static, per channel, MinMax, the first 1,000 training images) and exports it; the data
+/// goes out as .npy at the file's normalisation; `scripts/peers.py --imported` then times
+/// and scores quantlab and ONNX Runtime on them, in results/peers/<file stem>/.
+fn peers_onnx(
+    exe: &PathBuf,
+    py: &PathBuf,
+    file: &std::path::Path,
+    ds: &str,
+    normalize: Option<&str>,
+    extra: &[String],
+) -> Result<()> {
+    let stem = file
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .context("--onnx: the file name is not valid UTF-8")?
+        .to_string();
+    let dir = PathBuf::from("results/peers").join(&stem);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let dir = dir.canonicalize()?;
+    let norm: Vec<&str> = normalize.map_or(vec![], |n| vec!["--normalize", n]);
+    run(Command::new(exe)
+        .args(["data", "--dataset", ds, "--npy-out"])
+        .arg(&dir)
+        .args(&norm))?;
+    let f32_copy = dir.join(format!("{stem}-f32.onnx"));
+    std::fs::copy(file, &f32_copy)
+        .with_context(|| format!("copying {} to {}", file.display(), f32_copy.display()))?;
+    let int8 = dir.join(format!("{stem}-int8.safetensors"));
+    std::fs::remove_file(&int8).ok();
+    run(Command::new(exe)
+        .arg("quantize")
+        .arg("--checkpoint")
+        .arg(&f32_copy)
+        .args(["--dataset", ds])
+        .args(&norm)
+        .arg("--no-mlflow")
+        .arg("--out")
+        .arg(&int8))?;
+    run(Command::new(exe)
+        .arg("export")
+        .arg(&int8)
+        .arg("--out")
+        .arg(dir.join(format!("{stem}-int8.onnx")))
+        .arg("--force"))?;
+    let script = std::env::current_dir()?.join("scripts/peers.py");
+    run(Command::new(py)
+        .arg(script)
+        .arg("--quantlab")
+        .arg(exe)
+        .arg("--run")
+        .arg(&dir)
+        .arg("--dir")
+        .arg(&dir)
+        .args(["--imported", &stem, "--dataset", ds])
+        // `=`: a negative mean must not read as an option.
+        .args(normalize.map(|n| format!("--normalize={n}")))
+        .args(extra))?;
+    println!(
+        "peers: wrote {} and {}",
+        dir.join("peers.json").display(),
+        dir.join("REPORT.md").display()
     );
     Ok(())
 }

@@ -3,19 +3,25 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use quantlab_data::{DataError, DataOptions, DatasetName, LabeledSet, Splits, load, npy};
+use quantlab_data::{
+    DataError, DataOptions, DatasetName, LabeledSet, Normalize, Splits, load, npy,
+};
 
 /// Loads `only` (or every dataset), printing a summary of each; a dataset that is simply
 /// absent is noted and skipped unless it was asked for by name. With `npy_out`, also writes
-/// the normalised arrays other tools read (see [`write_npy`]).
+/// the normalised arrays other tools read (see [`write_npy`]), at `normalize`.
 pub fn run(
     data_dir: Option<PathBuf>,
     only: Option<DatasetName>,
     npy_out: Option<PathBuf>,
     npy_train: usize,
+    normalize: Normalize,
 ) -> Result<()> {
     if npy_out.is_some() && only.is_none() {
         bail!("--npy-out needs --dataset");
+    }
+    if normalize != Normalize::Dataset && npy_out.is_none() {
+        bail!("--normalize applies to the --npy-out arrays; give --npy-out too");
     }
     let opts = DataOptions {
         data_dir,
@@ -27,9 +33,14 @@ pub fn run(
     };
     for name in names {
         match load(name, &opts) {
-            Ok(s) => {
+            Ok(mut s) => {
                 print_summary(&s);
                 if let Some(dir) = &npy_out {
+                    s.renormalize(normalize)
+                        .map_err(|e| anyhow::anyhow!("--normalize {normalize}: {e}"))?;
+                    if normalize != Normalize::Dataset {
+                        println!("  --npy-out arrays normalised with {normalize}");
+                    }
                     write_npy(&s, dir, npy_train)?;
                 }
             }

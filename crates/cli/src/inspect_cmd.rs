@@ -55,6 +55,16 @@ pub fn run(file: PathBuf) -> Result<()> {
                     }
                 );
             }
+            (NodeSpec::Add { from, .. }, node, _) => {
+                let out = match model.points[i + 1] {
+                    Some(_) => format!(" -> out {}", q(i + 1)),
+                    None => String::new(),
+                };
+                println!(
+                    "n{i:<3} {:<12} point {from} + point {i} (int8 where both are){out}",
+                    node.kind()
+                );
+            }
             (other, _, _) => println!(
                 "n{i:<3} {}",
                 serde_json::to_string(other).unwrap_or_default()

@@ -50,6 +50,10 @@ enum Command {
         /// Training samples written by --npy-out (quantlab calibrates on the first ones).
         #[arg(long, default_value_t = 1000)]
         npy_train: usize,
+        /// Normalisation of the --npy-out arrays: `dataset` (quantlab's), `none` or
+        /// `MEAN,STD` (how an imported model was trained).
+        #[arg(long, default_value = "dataset")]
+        normalize: quantlab_data::Normalize,
     },
     /// Train a model and save its best checkpoint (lowest validation loss).
     Train(train_cmd::TrainArgs),
@@ -89,7 +93,8 @@ fn main() -> ExitCode {
             dataset,
             npy_out,
             npy_train,
-        } => data_cmd::run(data_dir, dataset, npy_out, npy_train),
+            normalize,
+        } => data_cmd::run(data_dir, dataset, npy_out, npy_train, normalize),
         Command::Train(args) => train_cmd::run(args),
         Command::Quantize(args) => quantize_cmd::run(args),
         Command::Eval(args) => eval_cmd::run(args),

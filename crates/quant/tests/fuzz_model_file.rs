@@ -37,18 +37,27 @@ fn dense(rng: &mut Rng, conv: Option<ConvGeom>, k: usize, n: usize, relu: bool) 
     }
 }
 
-/// 1x8x8 -> conv 1->4 3x3 pad 1 -> pool 2 -> flatten -> 64 -> 10.
+/// 1x8x8 -> conv 1->4 3x3 pad 1 -> [conv 4->4, Add of the first conv's output, ReLU] ->
+/// max pool 2 -> average pool 2 -> flatten -> 16 -> 10: every node kind a file can hold.
 fn cnn() -> Network {
     let mut rng = Rng::new(5);
     let g = ConvGeom::new(1, [8, 8], [3, 3], [1, 1], [1, 1]).unwrap();
+    let g2 = ConvGeom::new(4, [8, 8], [3, 3], [1, 1], [1, 1]).unwrap();
     let pool = PoolGeom::new(4, [8, 8], [2, 2], [2, 2]).unwrap();
+    let avg = PoolGeom::new(4, [4, 4], [2, 2], [2, 2]).unwrap();
     Network::from_nodes(
         vec![1, 8, 8],
         vec![
             Node::Dense(dense(&mut rng, Some(g), 9, 4, true)),
+            Node::Dense(dense(&mut rng, Some(g2), 36, 4, false)),
+            Node::Add {
+                from: 1,
+                relu: true,
+            },
             Node::MaxPool(pool),
+            Node::AvgPool(avg),
             Node::Flatten,
-            Node::Dense(dense(&mut rng, None, 64, 10, false)),
+            Node::Dense(dense(&mut rng, None, 16, 10, false)),
         ],
     )
     .unwrap()
