@@ -7,7 +7,8 @@ compile_error!("x86_64 is little-endian; the pair packing below relies on it");
 
 use std::arch::x86_64::*;
 
-use crate::frame::epilogue::Epilogue;
+use super::avx2_requant;
+use crate::frame::epilogue::{Epilogue, OutLayout};
 use crate::frame::pack::{NR16, Packed16};
 use crate::frame::weights::PackedI8;
 
@@ -37,6 +38,11 @@ unsafe fn qgemm_avx2(m: usize, a: &[u8], lda: usize, w: &PackedI8, epi: &mut Epi
     // The block's activations as i16 pairs, one i32 per (row, pair): the inner loop
     // broadcasts them straight from memory instead of assembling each from two bytes.
     let mut pairs = vec![0i32; MR * p.k2];
+    // A row-major static epilogue runs in vectors (see `avx2_requant`).
+    let vector_epilogue = matches!(
+        epi,
+        Epilogue::Requant { requant, layout: OutLayout::RowMajor, .. } if avx2_requant::supported(requant)
+    );
     let mut row0 = 0;
     while row0 < m {
         let rows = MR.min(m - row0);
@@ -57,7 +63,27 @@ unsafe fn qgemm_avx2(m: usize, a: &[u8], lda: usize, w: &PackedI8, epi: &mut Epi
                 _ => block::<1>(&pairs, p, &mut tile, stride),
             }
         }
-        epi.apply_block(row0, rows, n, &tile, stride);
+        match epi {
+            Epilogue::Requant {
+                offset,
+                requant,
+                zo,
+                lo,
+                hi,
+                out,
+                ..
+            } if vector_epilogue => avx2_requant::requant_rows(
+                &tile,
+                rows,
+                n,
+                stride,
+                offset,
+                requant,
+                (*zo, *lo, *hi),
+                &mut out[row0 * n..],
+            ),
+            _ => epi.apply_block(row0, rows, n, &tile, stride),
+        }
         row0 += rows;
     }
 }

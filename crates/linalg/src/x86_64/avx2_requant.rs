@@ -1,0 +1,197 @@
+//! The static epilogue of the AVX2 GEMM in vectors: `clamp(zo + requant(acc + offset))`
+//! for 8 outputs at a time, bit-identical to [`Requant::apply`] and the scalar epilogue.
+//!
+//! AVX2 multiplies signed 32-bit values into 64-bit lanes (`vpmuldq`) but has no 64-bit
+//! arithmetic right shift. Flipping the sign bit maps `x` to `x + 2^63`, which is
+//! non-negative as an unsigned value, and `floor(x / 2^s) = ((x + 2^63) >>> s) - 2^(63-s)`
+//! exactly, so a logical variable shift (`vpsrlvq`) does the arithmetic one. The scalar rule
+//! truncates the shifted value to i32 before a saturating add of the zero point and the
+//! clamp; clamping the truncated value to `[lo - zo, hi - zo]` and then adding `zo` gives the
+//! same byte without the saturating add AVX2 lacks.
+//!
+//! Used where every multiplier has a shift of at least 1 (a shift of 0, a multiplier of 2^31
+//! or more, saturates in the scalar rule instead; the general epilogue keeps that case).
+
+use std::arch::x86_64::*;
+
+use crate::frame::requant::Requant;
+
+/// Whether [`requant_rows`] computes these multipliers exactly as the scalar rule does.
+pub fn supported(requant: &[Requant]) -> bool {
+    requant.iter().all(|r| r.shift >= 1 || r.multiplier == 0)
+}
+
+/// Requantizes `rows` rows of `n` accumulators (`acc[r * stride..][..n]`) into
+/// `out[r * n..][..n]` (row-major). `requant` holds one shared or `n` multipliers.
+///
+/// # Panics
+/// When the buffers are shorter than the shapes say, or the CPU has no AVX2.
+#[allow(clippy::too_many_arguments)] // the epilogue's fields, spelled out
+pub fn requant_rows(
+    acc: &[i32],
+    rows: usize,
+    n: usize,
+    stride: usize,
+    offset: &[i32],
+    requant: &[Requant],
+    (zo, lo, hi): (i32, i32, i32),
+    out: &mut [u8],
+) {
+    assert!(
+        crate::CpuFeatures::get().avx2,
+        "AVX2 epilogue on a CPU without it"
+    );
+    assert!(rows == 0 || acc.len() >= (rows - 1) * stride + n);
+    assert!(out.len() >= rows * n && offset.len() >= n);
+    assert!(requant.len() == 1 || requant.len() >= n);
+    debug_assert!(supported(requant));
+    // SAFETY: AVX2 was checked; every load and store below is inside the asserted lengths.
+    unsafe { rows_avx2(acc, rows, n, stride, offset, requant, (zo, lo, hi), out) }
+}
+
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2")]
+unsafe fn rows_avx2(
+    acc: &[i32],
+    rows: usize,
+    n: usize,
+    stride: usize,
+    offset: &[i32],
+    requant: &[Requant],
+    (zo, lo, hi): (i32, i32, i32),
+    out: &mut [u8],
+) {
+    let shared = requant.len() == 1;
+    let one = _mm256_set1_epi64x(1);
+    let sign = _mm256_set1_epi64x(i64::MIN);
+    let (vlo, vhi, vzo) = (
+        _mm256_set1_epi32(lo.saturating_sub(zo)),
+        _mm256_set1_epi32(hi.saturating_sub(zo)),
+        _mm256_set1_epi32(zo),
+    );
+    let pack = |r: &Requant| (r.multiplier as u32 as i64) | ((r.shift as i64) << 32);
+    let shared_rq = _mm256_set1_epi64x(pack(&requant[0]));
+    // Four multipliers as (multiplier, shift) 64-bit lanes.
+    let rq4 = |j: usize| {
+        if shared {
+            shared_rq
+        } else {
+            let p: [i64; 4] = std::array::from_fn(|i| pack(&requant[j + i]));
+            // SAFETY: a 32-byte load from a local array.
+            unsafe { _mm256_loadu_si256(p.as_ptr().cast()) }
+        }
+    };
+    // `floor((a * m + 2^(s-1)) / 2^s)` per 64-bit lane, truncated to its low 32 bits.
+    let scale = |a: __m128i, rq: __m256i| {
+        let prod = _mm256_mul_epi32(_mm256_cvtepi32_epi64(a), rq);
+        let s = _mm256_srli_epi64::<32>(rq);
+        // A shift of 0 (multiplier 0) gives a rounding term of 0: `vpsllvq` by 2^64 - 1.
+        let round = _mm256_sllv_epi64(one, _mm256_sub_epi64(s, one));
+        let u = _mm256_xor_si256(_mm256_add_epi64(prod, round), sign);
+        _mm256_sub_epi64(_mm256_srlv_epi64(u, s), _mm256_srlv_epi64(sign, s))
+    };
+    // The low halves of two vectors of four i64: eight i32 in order.
+    let lows = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+    let full = n / 8 * 8;
+    for r in 0..rows {
+        let a = &acc[r * stride..r * stride + n];
+        let o = &mut out[r * n..(r + 1) * n];
+        let mut j = 0;
+        while j < full {
+            // SAFETY: j + 8 <= n for `a`, `offset` and `o`.
+            unsafe {
+                let x = _mm256_add_epi32(
+                    _mm256_loadu_si256(a[j..].as_ptr().cast()),
+                    _mm256_loadu_si256(offset[j..].as_ptr().cast()),
+                );
+                let q0 = scale(_mm256_castsi256_si128(x), rq4(j));
+                let q1 = scale(_mm256_extracti128_si256::<1>(x), rq4(j + 4));
+                // Low 32 bits of each i64: permute both to the low halves, then join.
+                let l0 = _mm256_permutevar8x32_epi32(q0, lows);
+                let l1 = _mm256_permutevar8x32_epi32(q1, lows);
+                let y = _mm256_permute2x128_si256::<0x20>(l0, l1);
+                let y = _mm256_add_epi32(_mm256_min_epi32(_mm256_max_epi32(y, vlo), vhi), vzo);
+                // 8 values in 0..=255 to bytes.
+                let w = _mm256_packus_epi32(y, y);
+                let b = _mm256_packus_epi16(w, w);
+                let lo4 = _mm256_castsi256_si128(b);
+                let hi4 = _mm256_extracti128_si256::<1>(b);
+                let bytes = (_mm_cvtsi128_si32(lo4) as u32 as u64)
+                    | ((_mm_cvtsi128_si32(hi4) as u32 as u64) << 32);
+                o[j..j + 8].copy_from_slice(&bytes.to_le_bytes());
+            }
+            j += 8;
+        }
+        for jj in j..n {
+            let rq = &requant[if shared { 0 } else { jj }];
+            o[jj] = zo
+                .saturating_add(rq.apply(a[jj].wrapping_add(offset[jj])))
+                .clamp(lo, hi) as u8;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quantlab_data::rng::Rng;
+
+    /// The scalar epilogue's rule.
+    fn scalar(a: i32, off: i32, rq: &Requant, (zo, lo, hi): (i32, i32, i32)) -> u8 {
+        zo.saturating_add(rq.apply(a.wrapping_add(off)))
+            .clamp(lo, hi) as u8
+    }
+
+    #[test]
+    fn vectors_equal_the_scalar_rule_on_every_shape_and_extreme() {
+        if !crate::CpuFeatures::get().avx2 {
+            println!("avx2 epilogue: AVX2 not available on this CPU, not run");
+            return;
+        }
+        let mut rng = Rng::new(17);
+        for &(rows, n) in &[(1, 1), (3, 7), (4, 8), (2, 16), (4, 21), (1, 64)] {
+            for shared in [false, true] {
+                for _ in 0..50 {
+                    let stride = n + (rng.next_u64() % 9) as usize;
+                    let acc: Vec<i32> = (0..rows * stride)
+                        .map(|i| match i % 11 {
+                            0 => i32::MAX,
+                            1 => i32::MIN,
+                            _ => (rng.next_u64() % 2_000_001) as i32 - 1_000_000,
+                        })
+                        .collect();
+                    let offset: Vec<i32> = (0..n)
+                        .map(|_| (rng.next_u64() % 20_001) as i32 - 10_000)
+                        .collect();
+                    let requant: Vec<Requant> = (0..if shared { 1 } else { n })
+                        .map(|_| match rng.next_u64() % 7 {
+                            0 => Requant::new(0.0),
+                            1 => Requant::new(0.5),
+                            2 => Requant::new(1.0 - 1e-9),
+                            _ => Requant::new(10f64.powf(-6.0 + 6.0 * rng.uniform())),
+                        })
+                        .collect();
+                    assert!(supported(&requant));
+                    let zo = (rng.next_u64() % 256) as i32;
+                    let lo = if rng.next_u64() % 2 == 0 { zo } else { 0 };
+                    let c = (zo, lo, 255);
+                    let mut out = vec![0u8; rows * n];
+                    requant_rows(&acc, rows, n, stride, &offset, &requant, c, &mut out);
+                    for r in 0..rows {
+                        for j in 0..n {
+                            let rq = &requant[if shared { 0 } else { j }];
+                            let want = scalar(acc[r * stride + j], offset[j], rq, c);
+                            assert_eq!(out[r * n + j], want, "{rows}x{n} r{r} j{j} {rq:?}");
+                        }
+                    }
+                }
+            }
+        }
+        // A shift of 0 (a multiplier of 2^30 or more) saturates in the scalar rule: not
+        // this path's.
+        assert!(!supported(&[Requant {
+            multiplier: 1 << 30,
+            shift: 0
+        }]));
+    }
+}
