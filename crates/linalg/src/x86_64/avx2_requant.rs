@@ -173,7 +173,11 @@ mod tests {
                         .collect();
                     assert!(supported(&requant));
                     let zo = (rng.next_u64() % 256) as i32;
-                    let lo = if rng.next_u64() % 2 == 0 { zo } else { 0 };
+                    let lo = if rng.next_u64().is_multiple_of(2) {
+                        zo
+                    } else {
+                        0
+                    };
                     let c = (zo, lo, 255);
                     let mut out = vec![0u8; rows * n];
                     requant_rows(&acc, rows, n, stride, &offset, &requant, c, &mut out);
