@@ -9,6 +9,10 @@ and exported with `torch.onnx.export`, the way a user brings a model (issue 20).
 - `resnet_small_opset{13,17}.onnx`: conv 3x3 1->16 + BN + ReLU, two residual blocks (conv
   + BN + ReLU, conv + BN, identity Add, ReLU) with a max pool between them, global average
   pool, linear 16->10.
+- `mobilenet_small_opset13.onnx`: MobileNet-like, conv 3x3 1->16 stride 2 + BN + ReLU6, two
+  depthwise-separable blocks (depthwise 3x3 + BN + ReLU6, pointwise 1x1 + BN + ReLU6; 16->32,
+  then 32->64 with a stride-2 depthwise conv), global average pool, linear 64->10. PyTorch
+  exports ReLU6 as `Clip(0, 6)` and the depthwise convs as `Conv` with `group` = channels.
 
 BatchNormalization nodes are kept in the files (`do_constant_folding=False` and training
 mode PRESERVE on an eval-mode model): the import must fold them itself.
@@ -16,7 +20,8 @@ mode PRESERVE on an eval-mode model): the import must fold them itself.
 Training: 2 epochs, Adam 1e-3, batch 64, seed 0, pixels / 255 normalised with MNIST's usual
 mean and std (0.1307, 0.3081), which `meta.json` records for the tests.
 
-usage: onnx_fixtures.py --data data/mnist --out crates/import/tests/fixtures
+usage: onnx_fixtures.py --data data/mnist --out crates/import/tests/fixtures [--only NAME]
+(`--only` remakes one model and keeps the others' entries in meta.json)
 (needs torch and onnx: `pip install torch onnx`)
 """
 import argparse
@@ -79,6 +84,24 @@ def resnet_small():
     )
 
 
+def separable(cin, cout, stride):
+    return [
+        nn.Conv2d(cin, cin, 3, stride=stride, padding=1, groups=cin), nn.BatchNorm2d(cin),
+        nn.ReLU6(),
+        nn.Conv2d(cin, cout, 1), nn.BatchNorm2d(cout), nn.ReLU6(),
+    ]
+
+
+def mobilenet_small():
+    return nn.Sequential(
+        nn.Conv2d(1, 16, 3, stride=2, padding=1), nn.BatchNorm2d(16), nn.ReLU6(),
+        *separable(16, 32, 1),
+        *separable(32, 64, 2),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        nn.Linear(64, 10),
+    )
+
+
 def train(model, x, y, epochs=2, batch=64, seed=0):
     torch.manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -124,16 +147,23 @@ def main():
     ap.add_argument("--data", default="data/mnist")
     ap.add_argument("--out", default="crates/import/tests/fixtures")
     ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--only")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     x, y = load(args.data, "train")
     xt, yt = load(args.data, "t10k")
     meta = {"normalize": [MEAN, STD], "torch": torch.__version__, "models": {}}
+    meta_path = os.path.join(args.out, "meta.json")
+    if args.only and os.path.exists(meta_path):
+        meta["models"] = json.load(open(meta_path))["models"]
     for name, make, opsets in [
         ("lenet_bn", lenet_bn, [13, 17]),
         ("mlp_bn_softmax", mlp_bn_softmax, [13]),
         ("resnet_small", resnet_small, [13, 17]),
+        ("mobilenet_small", mobilenet_small, [13]),
     ]:
+        if args.only and name != args.only:
+            continue
         model = train(make(), x, y, epochs=args.epochs)
         acc = accuracy(model, xt, yt)
         for opset in opsets:
@@ -141,7 +171,7 @@ def main():
             export(model, path, opset)
             meta["models"][os.path.basename(path)] = {"torch_test_accuracy": acc}
             print(f"{path}: {os.path.getsize(path)} bytes, PyTorch test accuracy {acc:.4f}")
-    with open(os.path.join(args.out, "meta.json"), "w") as f:
+    with open(meta_path, "w") as f:
         json.dump(meta, f, indent=1, sort_keys=True)
 
 

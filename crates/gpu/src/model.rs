@@ -71,6 +71,15 @@ impl GpuModel {
                 _ => None,
             };
             match (node, &model.layers[i], &int8) {
+                (Node::Dense(d), _, _) if d.depthwise => {
+                    return Err(GpuError::Invalid {
+                        key: "gpu",
+                        reason: format!(
+                            "node {i} ({}) has no GPU path yet: run this model on the CPU engine",
+                            d.kind()
+                        ),
+                    });
+                }
                 (Node::Dense(d), Some(LayerImpl::Static(l)), Some(w)) => {
                     if out_q.is_some_and(|q| q != l.in_q) {
                         return Err(GpuError::Invalid {
@@ -92,7 +101,7 @@ impl GpuModel {
                     };
                     let weights = upload(&client, w, &l.offset, &l.requant, rows);
                     let k4 = weights.k4;
-                    let (zo, lo, hi) = l.out_clamp(d.relu);
+                    let (zo, lo, hi) = l.out_clamp(d.relu, d.cap);
                     let shape = DenseShape {
                         zp: l.in_q.zero_point,
                         zo,

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use onnx_ir::batch_norm::BatchNormConfig;
+use onnx_ir::clip::ClipInput;
 use onnx_ir::padding::{AutoPad, PaddingConfig2d};
 use onnx_ir::reshape::ReshapeInput;
 use onnx_ir::{ArgType, Argument, DType, Node, OnnxGraph, TensorDataExt};
@@ -147,9 +148,11 @@ impl Walk<'_> {
     /// The dense layer the current activation comes from, for a BatchNorm or bias Add.
     fn last_dense(&mut self, at: &str, what: &str) -> Result<(&mut Vec<f32>, &mut Vec<f32>)> {
         match self.ops.last_mut() {
-            Some(Op::Conv2d { weight, bias, .. } | Op::Linear { weight, bias, .. }) => {
-                Ok((weight, bias))
-            }
+            Some(
+                Op::Conv2d { weight, bias, .. }
+                | Op::DepthwiseConv2d { weight, bias, .. }
+                | Op::Linear { weight, bias, .. },
+            ) => Ok((weight, bias)),
             _ => Err(ImportError::new(
                 self.path,
                 format!("{at}: a {what} must follow a Conv, Gemm or MatMul to be folded into it"),
@@ -196,11 +199,12 @@ pub fn convert(path: &Path, g: &OnnxGraph, originals: Originals, opset: i64) -> 
             output.name
         )));
     }
-    if !w
-        .ops
-        .iter()
-        .any(|op| matches!(op, Op::Linear { .. } | Op::Conv2d { .. }))
-    {
+    if !w.ops.iter().any(|op| {
+        matches!(
+            op,
+            Op::Linear { .. } | Op::Conv2d { .. } | Op::DepthwiseConv2d { .. }
+        )
+    }) {
         return Err(err("the graph has no Conv, Gemm or MatMul layer".into()));
     }
     let graph = Graph {
@@ -267,12 +271,9 @@ fn map_node(w: &mut Walk<'_>, node: &Node, last: bool) -> Result<()> {
                     cfg.dilation
                 )));
             }
-            if cfg.groups != 1 {
-                return Err(w.err(format!(
-                    "{at}: {} groups (grouped or depthwise convolution), which quantlab does not import yet; supported: {SUPPORTED}",
-                    cfg.groups
-                )));
-            }
+            // One group, or a depthwise convolution (one group per channel, one output each);
+            // checked against the weight's dims below.
+            let depthwise = cfg.groups != 1;
             if !matches!(cfg.auto_pad, AutoPad::NotSet | AutoPad::Valid) {
                 return Err(w.err(format!(
                     "{at}: auto_pad {:?}; export with explicit pads",
@@ -292,6 +293,14 @@ fn map_node(w: &mut Walk<'_>, node: &Node, last: bool) -> Result<()> {
                     "{at}: weight dims {dims:?}, expected [out, in, kh, kw]"
                 )));
             };
+            if depthwise && !(in_c == 1 && out_c == cfg.groups && w.shape.first() == Some(&out_c)) {
+                return Err(w.err(format!(
+                    "{at}: {} groups with weight dims {dims:?} on an input of shape {:?}: \
+                     quantlab imports one group or a depthwise convolution (group = channels, \
+                     one output per channel), not other grouped convolutions; supported: {SUPPORTED}",
+                    cfg.groups, w.shape
+                )));
+            }
             if [kh, kw] != cfg.kernel_size {
                 return Err(w.err(format!(
                     "{at}: weight dims {dims:?} disagree with kernel_shape {:?}",
@@ -311,6 +320,17 @@ fn map_node(w: &mut Walk<'_>, node: &Node, last: bool) -> Result<()> {
                 }
                 None => vec![0.0; out_c],
             };
+            if depthwise {
+                let op = Op::DepthwiseConv2d {
+                    channels: out_c,
+                    kernel: [kh, kw],
+                    stride: cfg.stride,
+                    padding: [top, left],
+                    weight,
+                    bias,
+                };
+                return w.push(op, name, &c.outputs[0]);
+            }
             let op = Op::Conv2d {
                 in_channels: in_c,
                 out_channels: out_c,
@@ -433,6 +453,37 @@ fn map_node(w: &mut Walk<'_>, node: &Node, last: bool) -> Result<()> {
             let name = w.originals.next(&["Relu"], &r.name);
             w.consume(&r.inputs, &describe(&name, "Relu"))?;
             w.push(Op::Relu, name, &r.outputs[0])
+        }
+        Node::Clip(c) => {
+            let name = w.originals.next(&["Clip"], &c.name);
+            let at = describe(&name, "Clip");
+            w.consume(&c.inputs[..1], &at)?;
+            let bound = |b: &Option<ClipInput>, what: &str, none: f64| match b {
+                None => Ok(none),
+                Some(ClipInput::Static(v)) => Ok(*v),
+                Some(ClipInput::Runtime(_)) => Err(w.err(format!(
+                    "{at}: its {what} is computed at run time; quantlab imports constant bounds"
+                ))),
+            };
+            let (min, max) = (
+                bound(&c.config.min, "min", f64::NEG_INFINITY)?,
+                bound(&c.config.max, "max", f64::INFINITY)?,
+            );
+            let after_layer = matches!(
+                w.ops.last(),
+                Some(Op::Conv2d { .. } | Op::DepthwiseConv2d { .. } | Op::Linear { .. })
+            ) && w.points.get(&w.current) == Some(&w.ops.len());
+            if min != 0.0 || !(max.is_finite() && max > 0.0) || !after_layer {
+                return Err(w.err(format!(
+                    "{at}: Clip({min}, {max}); quantlab imports a Clip from 0 to a positive bound \
+                     (ReLU6) right after a Conv, Gemm or MatMul; supported: {SUPPORTED}"
+                )));
+            }
+            let op = Op::Clip {
+                min: 0.0,
+                max: max as f32,
+            };
+            w.push(op, name, &c.outputs[0])
         }
         Node::MaxPool2d(p) => {
             let name = w.originals.next(&["MaxPool"], &p.name);

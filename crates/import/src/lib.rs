@@ -32,8 +32,9 @@ use quantlab_quant::Graph;
 pub type Result<T> = std::result::Result<T, ImportError>;
 
 /// The operators the import maps, for error messages.
-pub const SUPPORTED: &str = "Conv (dilation 1, one group, symmetric padding), Gemm, MatMul (+ Add), \
-     BatchNormalization (after Conv or Gemm/MatMul), Relu, MaxPool and AveragePool (no padding), \
+pub const SUPPORTED: &str = "Conv (dilation 1, symmetric padding, one group or depthwise), Gemm, MatMul (+ Add), \
+     BatchNormalization (after Conv or Gemm/MatMul), Relu, Clip from 0 (ReLU6, after Conv or \
+     Gemm/MatMul), MaxPool and AveragePool (no padding), \
      GlobalAveragePool, Add of an earlier value (a residual block's identity shortcut), Flatten, \
      Reshape to [batch, features], Dropout, Identity, and a final Softmax";
 

@@ -86,6 +86,40 @@ fn unsupported_operators_and_graphs_are_named() {
     g.node("join", "Add", &["h", "p"], &["y"], &[]);
     let e = refused(&dir, "projection.onnx", &g.finish(13, "quantlab-test"));
     assert!(e.contains("'proj'") && e.contains("projection"), "{e}");
+    // A grouped convolution that is not depthwise (2 groups of 2 channels).
+    let mut g = GraphBuilder::new("bad");
+    let img = [Dim::batch(), Dim::Fixed(4), Dim::Fixed(6), Dim::Fixed(6)];
+    g.input("x", DataType::Float, &img)
+        .batched_output("y", &[10]);
+    g.initializer("cw", &[4, 2, 3, 3], &[0.1f32; 72]).unwrap();
+    g.initializer("w", &[10, 64], &[0.01f32; 640]).unwrap();
+    g.initializer("b", &[10], &[0.0f32; 10]).unwrap();
+    g.node(
+        "grouped",
+        "Conv",
+        &["x", "cw"],
+        &["c"],
+        &[
+            ("kernel_shape", quantlab_onnx::Attr::Ints(vec![3, 3])),
+            ("group", quantlab_onnx::Attr::Int(2)),
+        ],
+    );
+    g.node("flat", "Flatten", &["c"], &["f"], &[]);
+    g.node(
+        "fc",
+        "Gemm",
+        &["f", "w", "b"],
+        &["y"],
+        &[("transB", quantlab_onnx::Attr::Int(1))],
+    );
+    let e = refused(&dir, "grouped.onnx", &g.finish(13, "quantlab-test"));
+    assert!(
+        e.contains("'grouped' (Conv)") && e.contains("2 groups"),
+        "{e}"
+    );
+    // A Clip without bounds is not a capped ReLU.
+    let e = refused(&dir, "clip.onnx", &model_with("Clip", &flat));
+    assert!(e.contains("'act' (Clip)") && e.contains("ReLU6"), "{e}");
     // Relu is supported: the same file with it imports.
     let p = dir.join("relu.onnx");
     write(&p, &model_with("Relu", &flat), true).unwrap();

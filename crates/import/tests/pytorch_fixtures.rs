@@ -176,6 +176,106 @@ fn pytorch_models_import_with_batch_norm_folded_and_the_users_names() {
         }
     );
     assert!(m.names[5].contains("Add"), "{:?}", m.names);
+    // MobileNet-like: depthwise convolutions (group = channels) and ReLU6 (Clip(0, 6)).
+    let m = import_onnx(&fixture("mobilenet_small_opset13.onnx")).unwrap();
+    let net = Network::from_graph(&m.graph).unwrap();
+    let kinds: Vec<&str> = net.nodes.iter().map(quantlab_quant::Node::kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            "conv2d+relu6",
+            "dwconv2d+relu6",
+            "conv2d+relu6",
+            "dwconv2d+relu6",
+            "conv2d+relu6",
+            "avgpool2d",
+            "flatten",
+            "linear"
+        ]
+    );
+}
+
+/// The LeNet-BN fixture with every `Relu` replaced by `Clip(0, 6)` (PyTorch's `ReLU6` as
+/// `torch.onnx.export` writes it: the bounds as constant inputs), written into `dir`.
+fn relu6_variant(dir: &Path) -> PathBuf {
+    let mut m = quantlab_onnx::read(fixture("lenet_bn_opset13.onnx")).unwrap();
+    let g = m.graph.as_mut().unwrap();
+    g.initializer
+        .push(quantlab_onnx::tensor("relu6_min", &[], &[0f32]).unwrap());
+    g.initializer
+        .push(quantlab_onnx::tensor("relu6_max", &[], &[6f32]).unwrap());
+    let mut n = 0;
+    for node in &mut g.node {
+        if node.op_type.as_deref() == Some("Relu") {
+            node.op_type = Some("Clip".into());
+            node.input
+                .extend(["relu6_min".to_string(), "relu6_max".to_string()]);
+            n += 1;
+        }
+    }
+    assert_eq!(n, 4, "LeNet-BN has four ReLUs");
+    let p = dir.join("lenet_relu6_opset13.onnx");
+    quantlab_onnx::write(&p, &m, true).unwrap();
+    p
+}
+
+#[test]
+fn clip_from_zero_imports_as_a_fused_relu6() {
+    let dir = tmp("relu6");
+    let m = import_onnx(&relu6_variant(&dir)).unwrap();
+    let net = Network::from_graph(&m.graph).unwrap();
+    let kinds: Vec<&str> = net.nodes.iter().map(quantlab_quant::Node::kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            "conv2d+relu6",
+            "maxpool2d",
+            "conv2d+relu6",
+            "maxpool2d",
+            "flatten",
+            "linear+relu6",
+            "linear+relu6",
+            "linear"
+        ]
+    );
+    // The float engine clips: no activation above 6 after a capped layer.
+    let float = QuantModel::float(net);
+    let x: Vec<f32> = (0..784 * 4)
+        .map(|i| ((i * 37 % 101) as f32 - 30.0) / 10.0)
+        .collect();
+    let s = Engine::default().prepare(&float).unwrap();
+    s.run_traced(&x, 4, &mut |p, a| {
+        if p > 0 && float.network.nodes[p - 1].kind().ends_with("relu6") {
+            assert!(
+                a.to_f32().iter().all(|&v| (0.0..=6.0).contains(&v)),
+                "point {p}"
+            );
+        }
+    })
+    .unwrap();
+    // The cap survives the int8 file (and the int8 engine clips at the cap's level).
+    let int8 = quantize(
+        &float.network,
+        &QuantizeOptions::default(),
+        &x,
+        &Engine::default(),
+    )
+    .unwrap();
+    let bytes = quantlab_quant::export::to_bytes(&int8, serde_json::json!({})).unwrap();
+    let (back, _) = quantlab_quant::export::from_bytes(&bytes, &dir.join("m.safetensors")).unwrap();
+    let kinds_back: Vec<&str> = back
+        .network
+        .nodes
+        .iter()
+        .map(quantlab_quant::Node::kind)
+        .collect();
+    assert_eq!(kinds_back, kinds);
+    let e = Engine::default();
+    assert_eq!(
+        e.run_once(&back, &x, 4).unwrap(),
+        e.run_once(&int8, &x, 4).unwrap()
+    );
+    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
@@ -187,14 +287,20 @@ fn float_logits_equal_onnx_runtime_and_static_int8_matches_its_quantize_static()
     let dir = tmp("ort");
     let (x, y) = write_set(&dir, "test", &test);
     let (cx, _) = write_set(&dir, "calib", &calib);
-    for name in [
+    let files = [
         "lenet_bn_opset13.onnx",
         "lenet_bn_opset17.onnx",
         "mlp_bn_softmax_opset13.onnx",
         "resnet_small_opset13.onnx",
         "resnet_small_opset17.onnx",
-    ] {
-        let file = fixture(name);
+        "mobilenet_small_opset13.onnx",
+    ]
+    .map(fixture)
+    .into_iter()
+    .chain([relu6_variant(&dir)]);
+    for file in files {
+        let name = file.file_name().unwrap().to_str().unwrap().to_string();
+        let name = name.as_str();
         let imported = import_onnx(&file).unwrap();
         let net = Network::from_graph(&imported.graph).unwrap();
         let float = QuantModel::float(net.clone());

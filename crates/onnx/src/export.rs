@@ -334,13 +334,14 @@ impl Builder {
         }
     }
 
-    /// Weight dims in ONNX layout: `[n, k]` (Gemm with transB) or `[n, c, kh, kw]`.
+    /// Weight dims in ONNX layout: `[n, k]` (Gemm with transB), `[n, c, kh, kw]`, or
+    /// `[c, 1, kh, kw]` for a depthwise convolution (`group` = c).
     fn weight_dims(d: &Dense) -> Vec<i64> {
         match &d.conv {
             None => vec![d.n as i64, d.k as i64],
             Some(g) => vec![
                 d.n as i64,
-                g.in_channels as i64,
+                if d.depthwise { 1 } else { g.in_channels as i64 },
                 g.kernel[0] as i64,
                 g.kernel[1] as i64,
             ],
@@ -365,27 +366,36 @@ impl Builder {
             }
             Some(g) => {
                 let (p, s) = (g.padding, g.stride);
-                self.g.node(
-                    &y,
-                    "Conv",
-                    &[x, w, bias],
-                    &[&y],
-                    &[
-                        ("kernel_shape", ints(&g.kernel)),
-                        ("strides", ints(&s)),
-                        (
-                            "pads",
-                            Attr::Ints(vec![p[0] as i64, p[1] as i64, p[0] as i64, p[1] as i64]),
-                        ),
-                    ],
-                );
+                let mut attrs = vec![
+                    ("kernel_shape", ints(&g.kernel)),
+                    ("strides", ints(&s)),
+                    (
+                        "pads",
+                        Attr::Ints(vec![p[0] as i64, p[1] as i64, p[0] as i64, p[1] as i64]),
+                    ),
+                ];
+                if d.depthwise {
+                    attrs.push(("group", Attr::Int(d.n as i64)));
+                }
+                self.g.node(&y, "Conv", &[x, w, bias], &[&y], &attrs);
             }
         }
         if !d.relu {
             return y;
         }
         let r = self.name(&format!("n{i}_relu"));
-        self.g.node(&r, "Relu", &[&y], &[&r], &[]);
+        match d.cap {
+            None => {
+                self.g.node(&r, "Relu", &[&y], &[&r], &[]);
+            }
+            Some(c) => {
+                // ReLU6 as PyTorch exports it: Clip with its bounds as inputs (opset >= 11).
+                let (lo, hi) = (format!("n{i}_clip_min"), format!("n{i}_clip_max"));
+                self.g.scalar(&lo, 0f32);
+                self.g.scalar(&hi, c);
+                self.g.node(&r, "Clip", &[&y, &lo, &hi], &[&r], &[]);
+            }
+        }
         r
     }
 

@@ -32,6 +32,8 @@ fn exported_mlp() -> Vec<u8> {
             .collect(),
         bias: (0..n).map(|i| i as f32 / 10.0).collect(),
         relu,
+        cap: None,
+        depthwise: false,
     };
     let net = Network::from_nodes(
         vec![6],

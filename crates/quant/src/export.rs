@@ -76,6 +76,12 @@ pub enum NodeSpec {
         conv: Option<ConvGeom>,
         /// Fused ReLU.
         relu: bool,
+        /// The fused ReLU's upper bound (ReLU6: 6).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cap: Option<f32>,
+        /// A depthwise convolution (`k = kh*kw` taps per channel).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        depthwise: bool,
         /// Storage.
         precision: Precision,
         /// Number of weight scales (1 or n) this int8 layer takes from `w_scale`.
@@ -182,6 +188,8 @@ pub fn to_bytes(model: &QuantModel, provenance: serde_json::Value) -> Result<Vec
                 NodeSpec::Dense {
                     conv: d.conv,
                     relu: d.relu,
+                    cap: d.cap,
+                    depthwise: d.depthwise,
                     precision,
                     scales: n_scales,
                     weight_bits,
@@ -333,11 +341,18 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<(QuantModel, FileMeta)> {
             NodeSpec::Dense {
                 conv,
                 relu,
+                cap,
+                depthwise,
                 precision,
                 scales,
                 weight_bits,
                 k: packed_k,
             } => {
+                if cap.is_some_and(|c| !(c.is_finite() && c > 0.0 && *relu)) {
+                    return Err(bad(format!(
+                        "node {i}: cap {cap:?} must be a positive number after a fused ReLU"
+                    )));
+                }
                 let w_name = format!("n{i}.weight");
                 let [n, k_or_bytes] = reader.matrix_shape(&w_name)?;
                 if check_bits("weight_bits", *weight_bits).is_err() {
@@ -354,9 +369,18 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<(QuantModel, FileMeta)> {
                         row_bytes(k, sb)
                     )));
                 }
+                let want_k = |g: &ConvGeom| {
+                    let taps = g.kernel[0].checked_mul(g.kernel[1]);
+                    if *depthwise {
+                        taps
+                    } else {
+                        taps.and_then(|t| t.checked_mul(g.in_channels))
+                    }
+                };
                 if k == 0
                     || n == 0
-                    || conv.is_some_and(|g| g.in_channels * g.kernel[0] * g.kernel[1] != k)
+                    || conv.as_ref().is_some_and(|g| want_k(g) != Some(k))
+                    || (*depthwise && conv.is_none_or(|g| g.in_channels != n))
                 {
                     return Err(bad(format!(
                         "node {i}: weight shape [{n}, {k}] does not fit the layer"
@@ -369,6 +393,8 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<(QuantModel, FileMeta)> {
                     weight: Vec::new(),
                     bias: Vec::new(),
                     relu: *relu,
+                    cap: *cap,
+                    depthwise: *depthwise,
                 };
                 let layer = match precision {
                     Precision::F32 => {

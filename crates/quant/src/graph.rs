@@ -41,8 +41,32 @@ pub enum Op {
         /// `[out]`.
         bias: Vec<f32>,
     },
+    /// Depthwise 2-D convolution (ONNX's `Conv` with `group` = channels, one output per
+    /// channel): each channel convolved with its own kernel. NCHW, zero padding, no dilation.
+    DepthwiseConv2d {
+        /// Channels (in and out).
+        channels: usize,
+        /// `[kh, kw]`.
+        kernel: [usize; 2],
+        /// `[sh, sw]`.
+        stride: [usize; 2],
+        /// Symmetric zero padding `[ph, pw]`.
+        padding: [usize; 2],
+        /// `[c, kh, kw]` row-major (PyTorch's `[c, 1, kh, kw]`).
+        weight: Vec<f32>,
+        /// `[c]`.
+        bias: Vec<f32>,
+    },
     /// `max(x, 0)`.
     Relu,
+    /// `min(max(x, min), max)`: ONNX's `Clip`, PyTorch's `ReLU6` (0, 6) and `Hardtanh`. The
+    /// engines run it fused after a dense layer with `min = 0` (a capped ReLU).
+    Clip {
+        /// Lower bound.
+        min: f32,
+        /// Upper bound.
+        max: f32,
+    },
     /// Max pooling, no padding.
     MaxPool2d {
         /// `[kh, kw]`.
@@ -77,7 +101,9 @@ impl Op {
         match self {
             Op::Linear { .. } => "linear",
             Op::Conv2d { .. } => "conv2d",
+            Op::DepthwiseConv2d { .. } => "dwconv2d",
             Op::Relu => "relu",
+            Op::Clip { .. } => "clip",
             Op::MaxPool2d { .. } => "maxpool2d",
             Op::AvgPool2d { .. } => "avgpool2d",
             Op::Add { .. } => "add",
@@ -88,9 +114,9 @@ impl Op {
     /// Number of weights and biases.
     pub fn params(&self) -> usize {
         match self {
-            Op::Linear { weight, bias, .. } | Op::Conv2d { weight, bias, .. } => {
-                weight.len() + bias.len()
-            }
+            Op::Linear { weight, bias, .. }
+            | Op::Conv2d { weight, bias, .. }
+            | Op::DepthwiseConv2d { weight, bias, .. } => weight.len() + bias.len(),
             _ => 0,
         }
     }
@@ -109,6 +135,16 @@ impl Op {
                 },
                 &[_, h, w],
             ) => ConvGeom::new(*in_channels, [h, w], *kernel, *stride, *padding),
+            (
+                Op::DepthwiseConv2d {
+                    channels,
+                    kernel,
+                    stride,
+                    padding,
+                    ..
+                },
+                &[_, h, w],
+            ) => ConvGeom::new(*channels, [h, w], *kernel, *stride, *padding),
             _ => None,
         }
     }
@@ -170,6 +206,28 @@ impl Op {
                     None => Err(bad(format!("an image at least {kernel:?} after padding"))),
                 }
             }
+            Op::DepthwiseConv2d {
+                channels,
+                kernel,
+                stride,
+                weight,
+                bias,
+                ..
+            } => {
+                if shape.len() != 3 || shape[0] != *channels {
+                    return Err(bad(format!("[{channels}, h, w]")));
+                }
+                if weight.len() != channels * kernel[0] * kernel[1]
+                    || bias.len() != *channels
+                    || stride.contains(&0)
+                {
+                    return Err(bad("weights matching channels and kernel".into()));
+                }
+                match self.conv_geom(shape) {
+                    Some(g) => Ok(vec![*channels, g.out_hw[0], g.out_hw[1]]),
+                    None => Err(bad(format!("an image at least {kernel:?} after padding"))),
+                }
+            }
             Op::MaxPool2d { kernel, .. } | Op::AvgPool2d { kernel, .. } => {
                 match self.pool_geom(shape) {
                     Some(g) => Ok(vec![shape[0], g.out_hw[0], g.out_hw[1]]),
@@ -177,6 +235,12 @@ impl Op {
                 }
             }
             Op::Relu | Op::Add { .. } => Ok(shape.to_vec()),
+            Op::Clip { min, max } => {
+                if min.is_nan() || max.is_nan() || min > max {
+                    return Err(bad(format!("bounds min <= max (got {min}, {max})")));
+                }
+                Ok(shape.to_vec())
+            }
             Op::Flatten => Ok(vec![shape.iter().product()]),
         }
     }
@@ -320,6 +384,42 @@ pub fn apply_reference(
                 }
             }
         }
+        Op::DepthwiseConv2d {
+            channels,
+            kernel,
+            stride,
+            padding,
+            weight,
+            bias,
+        } => {
+            let (h, w) = (sin[1] as isize, sin[2] as isize);
+            let (oh, ow) = (sout[1], sout[2]);
+            let taps = kernel[0] * kernel[1];
+            for b in 0..batch {
+                let xb = &x[b * in_len..(b + 1) * in_len];
+                for c in 0..*channels {
+                    for oy in 0..oh {
+                        for ox in 0..ow {
+                            let mut acc = bias[c] as f64;
+                            for ky in 0..kernel[0] {
+                                for kx in 0..kernel[1] {
+                                    let iy = (oy * stride[0] + ky) as isize - padding[0] as isize;
+                                    let ix = (ox * stride[1] + kx) as isize - padding[1] as isize;
+                                    if iy < 0 || ix < 0 || iy >= h || ix >= w {
+                                        continue;
+                                    }
+                                    let xv = xb
+                                        [(c * h as usize + iy as usize) * w as usize + ix as usize];
+                                    acc +=
+                                        xv as f64 * weight[c * taps + ky * kernel[1] + kx] as f64;
+                                }
+                            }
+                            y[b * out_len + (c * oh + oy) * ow + ox] = acc as f32;
+                        }
+                    }
+                }
+            }
+        }
         Op::MaxPool2d { kernel, stride } => {
             let (c, h, w) = (sin[0], sin[1], sin[2]);
             let (oh, ow) = (sout[1], sout[2]);
@@ -367,6 +467,10 @@ pub fn apply_reference(
             }
         }
         Op::Relu => y.iter_mut().zip(x).for_each(|(o, &v)| *o = v.max(0.0)),
+        Op::Clip { min, max } => y
+            .iter_mut()
+            .zip(x)
+            .for_each(|(o, &v)| *o = v.max(*min).min(*max)),
         Op::Flatten | Op::Add { .. } => y.copy_from_slice(x),
     }
     y

@@ -83,15 +83,24 @@ impl StaticLayer {
 
 impl StaticLayer {
     /// `(zero point, lower clamp, upper clamp)` of the requantized output: with a fused ReLU
-    /// the lower clamp is the zero point (real 0).
-    pub fn out_clamp(&self, relu: bool) -> (i32, i32, i32) {
+    /// the lower clamp is the zero point (real 0), and with its cap (ReLU6) the upper clamp
+    /// is the level nearest the cap (the grid is calibrated on capped outputs, so that is
+    /// usually `qmax` already).
+    pub fn out_clamp(&self, relu: bool, cap: Option<f32>) -> (i32, i32, i32) {
         let q = &self.out_q;
         let lo = if relu {
             q.zero_point.max(q.qmin)
         } else {
             q.qmin
         };
-        (q.zero_point, lo, q.qmax)
+        let hi = match (relu, cap) {
+            (true, Some(c)) => {
+                let level = (c as f64 / q.scale as f64).round() + q.zero_point as f64;
+                (level.min(q.qmax as f64) as i32).max(lo)
+            }
+            _ => q.qmax,
+        };
+        (q.zero_point, lo, hi)
     }
 }
 

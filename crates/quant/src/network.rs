@@ -3,7 +3,10 @@
 //! PyTorch's fused `LinearReLU`/`ConvReLU2d` do), with every node's shapes resolved.
 //!
 //! Both kinds of dense layer are a GEMM `[rows, k] x [n, k]^T`: a linear layer has one row
-//! per sample; a convolution has one row per output pixel (im2col) and `k = c_in*kh*kw`.
+//! per sample; a convolution has one row per output pixel (im2col) and `k = c_in*kh*kw`. A
+//! depthwise convolution is the one dense layer that is not a GEMM: output channel `j`
+//! reads input channel `j` only, `k = kh*kw` taps (`n` = the channels); it is quantized
+//! like the others (per-channel weights, the same requantization) and run by its own loop.
 
 pub use quantlab_linalg::{ConvGeom, PoolGeom};
 
@@ -26,16 +29,42 @@ pub struct Dense {
     pub bias: Vec<f32>,
     /// ReLU fused after the layer.
     pub relu: bool,
+    /// The fused ReLU's upper bound (ReLU6: 6), when the layer is followed by a `Clip` from 0.
+    pub cap: Option<f32>,
+    /// A depthwise convolution (`conv` is set, `n` = its channels, `k = kh*kw`).
+    pub depthwise: bool,
 }
 
 impl Dense {
     /// Short name for reports.
     pub fn kind(&self) -> &'static str {
-        match (self.conv.is_some(), self.relu) {
-            (false, false) => "linear",
-            (false, true) => "linear+relu",
-            (true, false) => "conv2d",
-            (true, true) => "conv2d+relu",
+        if self.depthwise {
+            return match (self.relu, self.cap) {
+                (false, _) => "dwconv2d",
+                (true, None) => "dwconv2d+relu",
+                (true, Some(6.0)) => "dwconv2d+relu6",
+                (true, Some(_)) => "dwconv2d+clip",
+            };
+        }
+        match (self.conv.is_some(), self.relu, self.cap) {
+            (false, false, _) => "linear",
+            (false, true, None) => "linear+relu",
+            (false, true, Some(6.0)) => "linear+relu6",
+            (false, true, Some(_)) => "linear+clip",
+            (true, false, _) => "conv2d",
+            (true, true, None) => "conv2d+relu",
+            (true, true, Some(6.0)) => "conv2d+relu6",
+            (true, true, Some(_)) => "conv2d+clip",
+        }
+    }
+
+    /// The fused activation on one float output.
+    #[inline]
+    pub fn activate(&self, v: f32) -> f32 {
+        match (self.relu, self.cap) {
+            (false, _) => v,
+            (true, None) => v.max(0.0),
+            (true, Some(c)) => v.max(0.0).min(c),
         }
     }
 
@@ -115,8 +144,9 @@ fn bounded(what: &str, dims: &[usize]) -> Result<usize> {
         })
 }
 
-/// Per graph op, whether [`Network::from_graph`] fuses the ReLU after it: a dense layer or
-/// an Add followed by ReLU, unless an Add reads the value before the ReLU.
+/// Per graph op, whether [`Network::from_graph`] fuses the activation after it: a dense
+/// layer followed by ReLU or by a `Clip` from 0 (ReLU6), an Add followed by ReLU; never
+/// when an Add reads the value before the activation.
 fn relu_fusions(g: &Graph) -> Vec<bool> {
     let read: Vec<usize> = g
         .ops
@@ -128,11 +158,16 @@ fn relu_fusions(g: &Graph) -> Vec<bool> {
         .collect();
     (0..g.ops.len())
         .map(|i| {
-            matches!(
+            let dense = matches!(
                 g.ops[i],
-                Op::Linear { .. } | Op::Conv2d { .. } | Op::Add { .. }
-            ) && matches!(g.ops.get(i + 1), Some(Op::Relu))
-                && !read.contains(&(i + 1))
+                Op::Linear { .. } | Op::Conv2d { .. } | Op::DepthwiseConv2d { .. }
+            );
+            let act = match g.ops.get(i + 1) {
+                Some(Op::Relu) => dense || matches!(g.ops[i], Op::Add { .. }),
+                Some(Op::Clip { min, .. }) => dense && *min == 0.0,
+                _ => false,
+            };
+            act && !read.contains(&(i + 1))
         })
         .collect()
 }
@@ -218,7 +253,8 @@ impl Node {
 }
 
 impl Network {
-    /// Builds the network from a model graph, fusing `Linear`/`Conv2d`/`Add` + `ReLU`.
+    /// Builds the network from a model graph, fusing `Linear`/`Conv2d`/`Add` + `ReLU` and
+    /// `Linear`/`Conv2d` + `Clip` from 0 (a capped ReLU). Any other `Clip` is refused.
     pub fn from_graph(g: &Graph) -> Result<Self> {
         let shapes = g.shapes()?;
         let misfit =
@@ -232,6 +268,10 @@ impl Network {
         while i < g.ops.len() {
             let sin = &shapes[i];
             let fuse = fuses[i];
+            let cap = match (fuse, g.ops.get(i + 1)) {
+                (true, Some(Op::Clip { max, .. })) => Some(*max),
+                _ => None,
+            };
             let node = match &g.ops[i] {
                 Op::Linear {
                     in_features,
@@ -245,6 +285,8 @@ impl Network {
                     weight: weight.clone(),
                     bias: bias.clone(),
                     relu: fuse,
+                    cap,
+                    depthwise: false,
                 }),
                 op @ Op::Conv2d {
                     in_channels,
@@ -260,6 +302,24 @@ impl Network {
                     weight: weight.clone(),
                     bias: bias.clone(),
                     relu: fuse,
+                    cap,
+                    depthwise: false,
+                }),
+                op @ Op::DepthwiseConv2d {
+                    channels,
+                    kernel,
+                    weight,
+                    bias,
+                    ..
+                } => Node::Dense(Dense {
+                    conv: Some(op.conv_geom(sin).ok_or_else(|| misfit(i))?),
+                    k: kernel[0] * kernel[1],
+                    n: *channels,
+                    weight: weight.clone(),
+                    bias: bias.clone(),
+                    relu: fuse,
+                    cap,
+                    depthwise: true,
                 }),
                 op @ Op::MaxPool2d { .. } => {
                     Node::MaxPool(op.pool_geom(sin).ok_or_else(|| misfit(i))?)
@@ -276,6 +336,12 @@ impl Network {
                     relu: fuse,
                 },
                 Op::Relu => Node::Relu,
+                Op::Clip { min, max } => {
+                    return Err(QuantError::Graph(format!(
+                        "op {i}: Clip({min}, {max}) runs only fused after a Conv or Gemm with \
+                         min 0 (ReLU6 and other capped ReLUs)"
+                    )));
+                }
                 Op::Flatten => Node::Flatten,
             };
             let fused = fuse;
@@ -306,9 +372,21 @@ impl Network {
         // The graph point of every network point.
         let mut points = vec![0];
         for node in &self.nodes {
+            let cap = match node {
+                Node::Dense(d) => d.cap,
+                _ => None,
+            };
             let (op, relu) = match node {
                 Node::Dense(d) => (
                     match d.conv {
+                        Some(g) if d.depthwise => Op::DepthwiseConv2d {
+                            channels: d.n,
+                            kernel: g.kernel,
+                            stride: g.stride,
+                            padding: g.padding,
+                            weight: d.weight.clone(),
+                            bias: d.bias.clone(),
+                        },
                         None => Op::Linear {
                             in_features: d.k,
                             out_features: d.n,
@@ -351,8 +429,10 @@ impl Network {
                 Node::Flatten => (Op::Flatten, false),
             };
             ops.push(op);
-            if relu {
-                ops.push(Op::Relu);
+            match (relu, cap) {
+                (true, Some(max)) => ops.push(Op::Clip { min: 0.0, max }),
+                (true, None) => ops.push(Op::Relu),
+                _ => {}
             }
             points.push(ops.len());
         }
@@ -384,6 +464,22 @@ impl Network {
                         bounded(&what, &[g.in_channels, g.in_hw[0], g.in_hw[1]])?;
                         bounded(&what, &[d.n, g.out_hw[0], g.out_hw[1]])?;
                         bounded(&what, &[d.k, g.out_hw[0], g.out_hw[1]])?;
+                    }
+                    let taps = d.conv.and_then(|g| g.kernel[0].checked_mul(g.kernel[1]));
+                    let fits = match (&d.conv, d.depthwise) {
+                        (None, depthwise) => !depthwise,
+                        (Some(g), true) => g.in_channels == d.n && taps == Some(d.k),
+                        (Some(g), false) => {
+                            taps.and_then(|t| t.checked_mul(g.in_channels)) == Some(d.k)
+                        }
+                    };
+                    if !fits {
+                        return Err(QuantError::Graph(format!(
+                            "node {i}: {} weights [{}, {}] do not fit its geometry",
+                            d.kind(),
+                            d.n,
+                            d.k
+                        )));
                     }
                 }
                 Node::MaxPool(g) | Node::AvgPool(g) => {

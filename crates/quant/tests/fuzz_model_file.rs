@@ -34,6 +34,8 @@ fn dense(rng: &mut Rng, conv: Option<ConvGeom>, k: usize, n: usize, relu: bool) 
         weight: (0..n * k).map(|_| rng.normal() as f32 * 0.3).collect(),
         bias: (0..n).map(|_| rng.normal() as f32 * 0.1).collect(),
         relu,
+        cap: None,
+        depthwise: false,
     }
 }
 

@@ -21,6 +21,8 @@ fn mlp() -> Network {
             weight: (0..n * k).map(|_| rng.normal() as f32 * 0.2).collect(),
             bias: (0..n).map(|_| rng.normal() as f32 * 0.1).collect(),
             relu,
+            cap: None,
+            depthwise: false,
         })
     };
     let nodes = vec![

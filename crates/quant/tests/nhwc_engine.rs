@@ -23,6 +23,8 @@ fn conv(rng: &mut Rng, c: usize, hw: [usize; 2], n: usize, stride: usize, pad: u
         weight: (0..n * k).map(|_| rng.normal() as f32 * 0.3).collect(),
         bias: (0..n).map(|_| rng.normal() as f32 * 0.1).collect(),
         relu: true,
+        cap: None,
+        depthwise: false,
     }
 }
 
@@ -34,6 +36,8 @@ fn linear(rng: &mut Rng, k: usize, n: usize, relu: bool) -> Dense {
         weight: (0..n * k).map(|_| rng.normal() as f32 * 0.2).collect(),
         bias: (0..n).map(|_| rng.normal() as f32 * 0.1).collect(),
         relu,
+        cap: None,
+        depthwise: false,
     }
 }
 

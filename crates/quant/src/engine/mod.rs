@@ -19,6 +19,7 @@
 //! activations ([`Session::run_traced`]) are in that layout; the logits are not affected.
 
 mod buffers;
+pub mod depthwise;
 pub mod plan;
 pub mod residual;
 
@@ -375,6 +376,15 @@ impl Session {
             _ => None,
         };
         match step {
+            Step::DenseF32 { node, .. } if self.dense(node).depthwise => {
+                let d = self.dense(node);
+                let x = act.into_f32();
+                let mut y = bufs.take(batch * d.out_len());
+                let (w, _) = self.depthwise_weights(node);
+                depthwise::run_f32(d, w, &x, batch, &mut bufs.padded_f32, &mut y);
+                bufs.give(x);
+                Act::F32(y)
+            }
             Step::DenseF32 { node, pool } => {
                 let (d, w) = (self.dense(node), self.f32_weights(node));
                 let x = act.into_f32();
@@ -406,8 +416,12 @@ impl Session {
                     _ => unreachable!("the plan made a dynamic step of a dynamic layer"),
                 };
                 let x = act.into_f32();
-                let (w, _) = self.int8_weights(node);
-                let y = self.dense_dynamic(d, l, w, self.plan.taps[node].as_ref(), &x, batch, bufs);
+                let y = if d.depthwise {
+                    self.depthwise_dynamic(node, d, l, &x, batch, bufs)
+                } else {
+                    let (w, _) = self.int8_weights(node);
+                    self.dense_dynamic(d, l, w, self.plan.taps[node].as_ref(), &x, batch, bufs)
+                };
                 bufs.give(x);
                 Act::F32(y)
             }
@@ -498,6 +512,53 @@ impl Session {
         }
     }
 
+    fn depthwise_weights(&self, node: usize) -> (&[f32], &[i32]) {
+        match &self.plan.weights[node] {
+            Some(Weights::Depthwise { f32, int8 }) => (f32, int8),
+            _ => unreachable!("a depthwise step has depthwise weights"),
+        }
+    }
+
+    /// A depthwise layer with int8 weights and its input quantized per batch (f32 out).
+    fn depthwise_dynamic(
+        &self,
+        node: usize,
+        d: &Dense,
+        l: &DynamicLayer,
+        x: &[f32],
+        batch: usize,
+        bufs: &mut Buffers,
+    ) -> Vec<f32> {
+        let (lo, hi) = x
+            .iter()
+            .fold((0f32, 0f32), |(a, b), &v| (a.min(v), b.max(v)));
+        let q = QParams::from_range(lo, hi, ActDtype::U8Affine);
+        let mut input = bufs.take(x.len());
+        quantize_into(x, &q, &mut input);
+        let offset: Vec<i32> = l.w.col_sums.iter().map(|&c| -q.zero_point * c).collect();
+        let scales: Vec<f32> = l.w_scales.iter().map(|&s| s * q.scale).collect();
+        let mut out = bufs.take(batch * d.out_len());
+        let (_, w) = self.depthwise_weights(node);
+        let mut epi = Epilogue::Dequant {
+            offset: &offset,
+            scales: &scales,
+            bias: &d.bias,
+            relu: d.relu,
+            layout: OutLayout::RowMajor,
+            out: &mut out,
+        };
+        let (mut padded, mut acc) = (
+            std::mem::take(&mut bufs.padded_u8),
+            std::mem::take(&mut bufs.acc),
+        );
+        let zp = q.zero_point as u8;
+        depthwise::run_int8(d, w, &input, batch, zp, (&mut padded, &mut acc), &mut epi);
+        (bufs.padded_u8, bufs.acc) = (padded, acc);
+        bufs.give(input);
+        cap(d, &mut out);
+        out
+    }
+
     fn int8_weights(&self, node: usize) -> (&PackedI8, Option<&quantlab_linalg::Requantizer>) {
         match &self.plan.weights[node] {
             Some(Weights::Int8 { w, rq }) => (w, rq.as_ref()),
@@ -523,6 +584,7 @@ impl Session {
             let mut y = bufs.take(batch * d.out_len());
             let rows = Rows::matrix(x, batch, d.k, d.k);
             self.ops.sgemm(&rows, w, d.relu, &mut y);
+            cap(d, &mut y);
             return y;
         };
         let out_len = pool.map_or(d.out_len(), |pg| d.n * pg.out_hw[0] * pg.out_hw[1]);
@@ -544,6 +606,8 @@ impl Session {
                 None => self.ops.sgemm(&rows, w, d.relu, ys),
             }
         }
+        // After the pool is the same: a cap commutes with max.
+        cap(d, &mut y);
         y
     }
 
@@ -561,9 +625,31 @@ impl Session {
         batch: usize,
         bufs: &mut Buffers,
     ) -> Vec<u8> {
+        if d.depthwise {
+            let (_, w) = self.depthwise_weights(node);
+            let (zo, lo, hi) = l.out_clamp(d.relu, d.cap);
+            let mut out = bufs.take(batch * d.out_len());
+            let mut epi = Epilogue::Requant {
+                offset: &l.offset,
+                requant: &l.requant,
+                zo,
+                lo,
+                hi,
+                layout: OutLayout::RowMajor,
+                out: &mut out,
+            };
+            let (mut padded, mut acc) = (
+                std::mem::take(&mut bufs.padded_u8),
+                std::mem::take(&mut bufs.acc),
+            );
+            let zp = l.in_q.zero_point as u8;
+            depthwise::run_int8(d, w, input, batch, zp, (&mut padded, &mut acc), &mut epi);
+            (bufs.padded_u8, bufs.acc) = (padded, acc);
+            return out;
+        }
         let (w, rq) = self.int8_weights(node);
         let taps = self.plan.taps[node].as_ref();
-        let c @ (zo, lo, hi) = l.out_clamp(d.relu);
+        let c @ (zo, lo, hi) = l.out_clamp(d.relu, d.cap);
         let zp = l.in_q.zero_point as u8;
         let ops = self.ops;
         if let (Some(pg), Some(g), Some(taps), Some(rq)) = (pool, &d.conv, taps, rq) {
@@ -661,6 +747,7 @@ impl Session {
                 .qgemm(batch, &input, d.k, w, &mut epilogue(&mut out)),
         }
         bufs.give(input);
+        cap(d, &mut out);
         out
     }
 
@@ -684,6 +771,14 @@ impl Session {
         conv_samples(d, g, taps, input, zp, out, out_len, bufs, |rows, b, os| {
             ops.qgemm_rows(rows, w, &mut epilogue(os), &mut b.rows)
         })
+    }
+}
+
+/// The fused ReLU's upper bound (ReLU6), where the layer has one: the float kernels fuse
+/// the ReLU, this pass the cap.
+fn cap(d: &Dense, y: &mut [f32]) {
+    if let (true, Some(c)) = (d.relu, d.cap) {
+        y.iter_mut().for_each(|v| *v = v.min(c));
     }
 }
 

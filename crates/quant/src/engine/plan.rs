@@ -36,6 +36,14 @@ pub enum Weights {
         /// Constants for requantizing in registers.
         rq: Option<Requantizer>,
     },
+    /// A depthwise convolution's weights, tap-major `[kh*kw, c]`: f32 for a float layer,
+    /// the integer weights widened to i32 for an int8 one (see [`super::depthwise`]).
+    Depthwise {
+        /// Float weights (float layers).
+        f32: Vec<f32>,
+        /// Integer weights (static and dynamic layers).
+        int8: Vec<i32>,
+    },
 }
 
 /// A model's feature-map layout at one point.
@@ -230,7 +238,7 @@ fn steps(model: &QuantModel, weights: &[Option<Weights>], keep: &[bool], fuse: b
     while i < nodes.len() {
         let pool_after = |d: &Dense| match (d.conv.as_ref(), nodes.get(i + 1)) {
             (Some(g), Some(Node::MaxPool(pg)))
-                if fuse && !keep[i + 1] && fusable_pool(g, d.n, pg) =>
+                if fuse && !d.depthwise && !keep[i + 1] && fusable_pool(g, d.n, pg) =>
             {
                 Some(i + 1)
             }
@@ -245,6 +253,12 @@ fn steps(model: &QuantModel, weights: &[Option<Weights>], keep: &[bool], fuse: b
                 Step::DenseStatic {
                     node: i,
                     pool: rq.as_ref().and_then(|_| pool_after(d)),
+                }
+            }
+            (Node::Dense(_), Some(LayerImpl::Static(_)), Some(Weights::Depthwise { .. })) => {
+                Step::DenseStatic {
+                    node: i,
+                    pool: None,
                 }
             }
             (Node::Dense(_), Some(LayerImpl::Dynamic(_)), _) => Step::DenseDynamic { node: i },
@@ -292,6 +306,28 @@ fn prepare_dense(
     layout: Layout,
     ops: &Ops,
 ) -> (Weights, Layout) {
+    if let (true, Some(g)) = (d.depthwise, &d.conv) {
+        let taps = g.kernel[0] * g.kernel[1];
+        let int8 = |w: &quantlab_linalg::QWeights| {
+            let wide: Vec<i32> = w.w.iter().map(|&v| v as i32).collect();
+            super::depthwise::tap_major(&wide, d.n, taps)
+        };
+        let prepared = match layer {
+            Some(LayerImpl::F32) | None => Weights::Depthwise {
+                f32: super::depthwise::tap_major(&d.weight, d.n, taps),
+                int8: Vec::new(),
+            },
+            Some(LayerImpl::Static(l)) => Weights::Depthwise {
+                f32: Vec::new(),
+                int8: int8(&l.w),
+            },
+            Some(LayerImpl::Dynamic(l)) => Weights::Depthwise {
+                f32: Vec::new(),
+                int8: int8(&l.w),
+            },
+        };
+        return (prepared, Layout::Map([d.n, g.out_hw[0], g.out_hw[1]]));
+    }
     // Int8 kernel rows are rounded up to whole groups of 4 (see `Taps::seg_len4`).
     let (order, order8, next) = match (&d.conv, layout) {
         (Some(g), _) => {

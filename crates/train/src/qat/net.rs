@@ -309,15 +309,25 @@ impl QatNet {
                         Some(geom) => {
                             let w = fake_quant_weight(l.weight.val(), s.reshape([d.n, 1]), qmax);
                             let x = act.image(geom.in_channels, geom.in_hw);
-                            let w =
-                                w.reshape([d.n, geom.in_channels, geom.kernel[0], geom.kernel[1]]);
-                            let opts = ConvOptions::new(geom.stride, geom.padding, [1, 1], 1);
+                            // A depthwise conv: one input channel per group.
+                            let (cin, groups) = if d.depthwise {
+                                (1, d.n)
+                            } else {
+                                (geom.in_channels, 1)
+                            };
+                            let w = w.reshape([d.n, cin, geom.kernel[0], geom.kernel[1]]);
+                            let opts = ConvOptions::new(geom.stride, geom.padding, [1, 1], groups);
                             Act::Image(conv2d(x, w, Some(bias), opts))
                         }
                         None => {
                             let w = fake_quant_weight(l.weight.val(), s.reshape([1, d.n]), qmax);
                             Act::Flat(linear(act.flat(), w, Some(bias)))
                         }
+                    };
+                    // A capped ReLU (ReLU6): the cap here, the ReLU fused into the quantizer.
+                    let y = match (d.relu, d.cap) {
+                        (true, Some(c)) => y.map(|t| t.clamp_max(c), |t| t.clamp_max(c)),
+                        _ => y,
                     };
                     let (y, s) = quant(y, i + 1, d.relu, &mut seen);
                     s_in = s;

@@ -1,0 +1,113 @@
+//! Depthwise convolutions (MobileNet's 3x3 per-channel filters): not a GEMM, so not the
+//! GEMM kernels. On a channels-last sample every tap is a row of `c` contiguous values
+//! multiplied by the tap's row of `c` weights, so the loops run over channels innermost and
+//! the compiler vectorises them. Weights are kept tap-major (`[kh*kw, c]`).
+//!
+//! The float form adds the bias and the fused activation. The integer form pads with the
+//! input's zero point and hands each sample's i32 accumulators to the same [`Epilogue`] as
+//! the GEMMs (offset `bias - zp * col_sums`, requantization or dequantization), so a
+//! depthwise layer is quantized and requantized exactly like every other dense layer.
+
+use quantlab_linalg::frame::nhwc::{self, Taps};
+use quantlab_linalg::{ConvGeom, Epilogue};
+
+use crate::network::Dense;
+
+/// `[n, taps]` weights (PyTorch's order) as `[taps, n]`.
+pub fn tap_major<T: Copy + Default>(w: &[T], n: usize, taps: usize) -> Vec<T> {
+    let mut out = vec![T::default(); n * taps];
+    for (j, row) in w.chunks_exact(taps).enumerate().take(n) {
+        for (t, &v) in row.iter().enumerate() {
+            out[t * n + j] = v;
+        }
+    }
+    out
+}
+
+/// The padded-sample offset of every tap, for a sample padded by [`nhwc::pad`].
+fn tap_offsets(g: &ConvGeom) -> Vec<usize> {
+    let c = g.in_channels;
+    let wp = g.in_hw[1] + 2 * g.padding[1];
+    (0..g.kernel[0])
+        .flat_map(|ky| (0..g.kernel[1]).map(move |kx| (ky * wp + kx) * c))
+        .collect()
+}
+
+/// The float layer over `batch` channels-last samples of `x` into `y` (`[oh, ow, c]` each).
+pub fn run_f32(
+    d: &Dense,
+    w: &[f32],
+    x: &[f32],
+    batch: usize,
+    padded: &mut Vec<f32>,
+    y: &mut [f32],
+) {
+    let g = d.conv.as_ref().expect("a depthwise layer has a geometry");
+    let (c, taps) = (d.n, Taps::new(g));
+    let offsets = tap_offsets(g);
+    for (xs, ys) in x
+        .chunks_exact(d.in_len())
+        .zip(y.chunks_exact_mut(d.out_len()))
+        .take(batch)
+    {
+        nhwc::pad(xs, g, 0.0, padded);
+        for (p, out) in ys.chunks_exact_mut(c).enumerate() {
+            out.copy_from_slice(&d.bias);
+            let base = taps.base(p);
+            for (t, &off) in offsets.iter().enumerate() {
+                let src = &padded[base + off..base + off + c];
+                let wt = &w[t * c..(t + 1) * c];
+                for ((o, &v), &k) in out.iter_mut().zip(src).zip(wt) {
+                    *o += v * k;
+                }
+            }
+            out.iter_mut().for_each(|v| *v = d.activate(*v));
+        }
+    }
+}
+
+/// The integer layer: `batch` channels-last u8 samples of `input` (padded with `zp`), each
+/// sample's accumulators `[pixels, c]` handed to `epi` as rows `sample * pixels ..`.
+pub fn run_int8(
+    d: &Dense,
+    w: &[i32],
+    input: &[u8],
+    batch: usize,
+    zp: u8,
+    (padded, acc): (&mut Vec<u8>, &mut Vec<i32>),
+    epi: &mut Epilogue,
+) {
+    let g = d.conv.as_ref().expect("a depthwise layer has a geometry");
+    let (c, taps) = (d.n, Taps::new(g));
+    let offsets = tap_offsets(g);
+    let pixels = g.pixels();
+    acc.clear();
+    acc.resize(pixels * c, 0);
+    for (s, xs) in input.chunks_exact(d.in_len()).take(batch).enumerate() {
+        nhwc::pad(xs, g, zp, padded);
+        for (p, a) in acc.chunks_exact_mut(c).enumerate() {
+            a.iter_mut().for_each(|v| *v = 0);
+            let base = taps.base(p);
+            for (t, &off) in offsets.iter().enumerate() {
+                let src = &padded[base + off..base + off + c];
+                let wt = &w[t * c..(t + 1) * c];
+                for ((o, &v), &k) in a.iter_mut().zip(src).zip(wt) {
+                    *o += v as i32 * k;
+                }
+            }
+        }
+        epi.apply_block(s * pixels, pixels, c, acc, c);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tap_major_transposes() {
+        // 2 channels, 3 taps.
+        let w = [1, 2, 3, 4, 5, 6];
+        assert_eq!(tap_major(&w, 2, 3), vec![1, 4, 2, 5, 3, 6]);
+    }
+}
