@@ -178,7 +178,7 @@ pub struct SweepSettings {
 
 impl SweepSettings {
     /// Whether `ds/model` is swept.
-    pub fn covers(&self, ds: DatasetName, model: ModelKind) -> bool {
+    pub fn covers(&self, ds: DatasetName, model: &str) -> bool {
         self.pairs.iter().any(|p| *p == format!("{ds}/{model}"))
     }
 }
@@ -360,7 +360,7 @@ impl BenchConfig {
     }
 
     /// Whether the `qat-*` rows run on `ds/model`.
-    pub fn qat_covers(&self, ds: DatasetName, model: ModelKind) -> bool {
+    pub fn qat_covers(&self, ds: DatasetName, model: &str) -> bool {
         self.qat_pairs
             .as_ref()
             .is_none_or(|p| p.iter().any(|p| *p == format!("{ds}/{model}")))

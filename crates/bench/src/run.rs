@@ -51,6 +51,46 @@ pub struct BenchOptions {
     pub data_dir: Option<PathBuf>,
     /// Show progress bars.
     pub progress: bool,
+    /// Instead of the config's models: one float model brought as an ONNX file (imported by
+    /// the caller), measured on one dataset.
+    pub onnx: Option<OnnxModel>,
+}
+
+/// A float model from elsewhere (`quantlab bench --onnx FILE --dataset D`), already mapped
+/// onto quant's network by the caller (the CLI's import), so the bench never reads ONNX.
+#[derive(Debug, Clone)]
+pub struct OnnxModel {
+    /// Its name in the rows (the file's stem).
+    pub name: String,
+    /// The file.
+    pub path: PathBuf,
+    /// The dataset its input takes.
+    pub dataset: DatasetName,
+    /// The input normalisation it was trained with.
+    pub normalize: quantlab_data::Normalize,
+    /// The float network.
+    pub network: Network,
+    /// What the int8 files written from it record (the CLI's provenance of an ONNX source:
+    /// its path, dataset and input normalisation, so `quantlab eval` reloads them alike).
+    pub provenance: serde_json::Value,
+}
+
+/// Where a pair's float model comes from.
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    /// Trained here (or from the cache) from the config.
+    Trained(ModelKind),
+    /// Imported by the caller.
+    Onnx(&'a OnnxModel),
+}
+
+impl Source<'_> {
+    fn name(&self) -> &str {
+        match self {
+            Source::Trained(k) => k.as_str(),
+            Source::Onnx(m) => &m.name,
+        }
+    }
 }
 
 /// Training curves of one model.
@@ -163,21 +203,24 @@ pub fn run(opts: &BenchOptions) -> Result<(PathBuf, Results)> {
     let mut sweep_points = Vec::new();
     let mut bit_points = Vec::new();
     let mut skipped = Vec::new();
-    let datasets: Vec<DatasetName> = cfg
-        .datasets
-        .iter()
-        .copied()
-        .filter(|d| opts.only.is_none_or(|(o, _)| o == *d))
-        .collect();
+    let datasets: Vec<DatasetName> = match &opts.onnx {
+        Some(m) => vec![m.dataset],
+        None => cfg
+            .datasets
+            .iter()
+            .copied()
+            .filter(|d| opts.only.is_none_or(|(o, _)| o == *d))
+            .collect(),
+    };
     for ds in datasets {
         let data_opts = TrainConfig {
             dataset: ds,
             ..TrainConfig::default()
         }
         .data_options(opts.data_dir.as_deref());
-        let splits = match load(ds, &data_opts) {
+        let mut splits = match load(ds, &data_opts) {
             Ok(s) => s,
-            Err(e @ DataError::NotFound { .. }) => {
+            Err(e @ DataError::NotFound { .. }) if opts.onnx.is_none() => {
                 let note = format!("{ds}: skipped, {e}");
                 println!("{note}");
                 skipped.push(note);
@@ -185,14 +228,38 @@ pub fn run(opts: &BenchOptions) -> Result<(PathBuf, Results)> {
             }
             Err(e) => return Err(e.into()),
         };
-        let models: Vec<ModelKind> = cfg
-            .models
-            .iter()
-            .copied()
-            .filter(|m| opts.only.is_none_or(|(_, om)| om.is_none_or(|om| om == *m)))
-            .collect();
-        for kind in models {
-            if kind == ModelKind::Cnn && splits.train.sample_shape.len() != 3 {
+        let sources: Vec<Source> = match &opts.onnx {
+            Some(m) => {
+                if splits.train.sample_shape != m.network.input_shape {
+                    return Err(BenchError::Config {
+                        path: m.path.clone(),
+                        message: format!(
+                            "its input is {:?} per sample, {ds} is {:?}",
+                            m.network.input_shape, splits.train.sample_shape
+                        ),
+                    });
+                }
+                splits
+                    .renormalize(m.normalize)
+                    .map_err(|message| BenchError::Config {
+                        path: m.path.clone(),
+                        message,
+                    })?;
+                vec![Source::Onnx(m)]
+            }
+            None => cfg
+                .models
+                .iter()
+                .copied()
+                .filter(|m| opts.only.is_none_or(|(_, om)| om.is_none_or(|om| om == *m)))
+                .map(Source::Trained)
+                .collect(),
+        };
+        for source in sources {
+            if let Source::Trained(kind) = source
+                && kind == ModelKind::Cnn
+                && splits.train.sample_shape.len() != 3
+            {
                 let note =
                     format!("{ds}/{kind}: skipped, the CNN needs images and {ds} is tabular");
                 println!("{note}");
@@ -201,7 +268,7 @@ pub fn run(opts: &BenchOptions) -> Result<(PathBuf, Results)> {
             }
             let pair = Pair {
                 ds,
-                kind,
+                source,
                 splits: &splits,
                 cfg: &cfg,
                 opts,
@@ -218,7 +285,7 @@ pub fn run(opts: &BenchOptions) -> Result<(PathBuf, Results)> {
                 if rows.is_empty() {
                     println!("{}", crate::summary::header());
                 }
-                if let Some(l) = crate::summary::line(&mine, ds.as_str(), kind.as_str()) {
+                if let Some(l) = crate::summary::line(&mine, ds.as_str(), source.name()) {
                     println!("{l}");
                 }
             }
@@ -246,6 +313,16 @@ pub fn run(opts: &BenchOptions) -> Result<(PathBuf, Results)> {
         ),
         "burn-weights: burn quantize_weights (MinMax, Q8S per tensor, weights only); burn dequantizes before computing".into(),
     ];
+    if let Some(m) = &opts.onnx {
+        notes.push(format!(
+            "model {}: imported from {} (input normalisation {}); burn rows and burn-weights run only on models quantlab trains, and qat rows only where qat_pairs lists {}/{}",
+            m.name,
+            m.path.display(),
+            m.normalize,
+            m.dataset,
+            m.name
+        ));
+    }
     notes.extend(crate::summary::noise(&rows));
     if devices.contains(&DeviceKind::Gpu) {
         notes.push("gpu rows: burn on wgpu (float forward, and burn-weights where burn's packed int8 storage allows), timed with host transfers included: the host batch is uploaded and the logits read back before the clock stops, which also synchronises the device; quantlab-gpu rows: quantlab's static int8 on the GPU (WGSL kernels, bit-identical to the CPU engine), same timing rules, speed-ups against burn-wgpu's f32".into());
@@ -293,7 +370,7 @@ const GPU_LARGE_BATCH: usize = 4096;
 
 struct Pair<'a> {
     ds: DatasetName,
-    kind: ModelKind,
+    source: Source<'a>,
     splits: &'a Splits,
     cfg: &'a BenchConfig,
     opts: &'a BenchOptions,
@@ -304,11 +381,11 @@ struct Pair<'a> {
 }
 
 impl Pair<'_> {
-    fn train_config(&self) -> TrainConfig {
-        let t = self.cfg.train_settings(self.ds, self.kind);
+    fn train_config(&self, kind: ModelKind) -> TrainConfig {
+        let t = self.cfg.train_settings(self.ds, kind);
         TrainConfig {
             dataset: self.ds,
-            model: ModelSpec::of(self.kind),
+            model: ModelSpec::of(kind),
             epochs: t.map_or(1, |t| t.epochs),
             batch_size: t.map_or(64, |t| t.batch_size),
             lr: t.map_or(1e-3, |t| t.lr),
@@ -334,8 +411,8 @@ impl Pair<'_> {
     }
 
     /// Trains on the CPU, or loads the checkpoint cached for this exact config.
-    fn checkpoint(&self, bar: &ProgressBar) -> Result<(PathBuf, History, bool)> {
-        let tc = self.train_config();
+    fn checkpoint(&self, kind: ModelKind, bar: &ProgressBar) -> Result<(PathBuf, History, bool)> {
+        let tc = self.train_config(kind);
         // `--device gpu` alone trains on wgpu; otherwise models are trained on the CPU (flex).
         let backend = if self.devices == [DeviceKind::Gpu] {
             Backend::Gpu
@@ -347,7 +424,7 @@ impl Pair<'_> {
             .opts
             .results_dir
             .join("cache")
-            .join(format!("{}-{}-{key:016x}", self.ds, self.kind));
+            .join(format!("{}-{}-{key:016x}", self.ds, kind));
         let cached = ck_dir.join(checkpoint::META_FILE).is_file() && !self.opts.retrain;
         if cached && checkpoint::read(&ck_dir).is_ok() {
             let h: History = std::fs::read_to_string(ck_dir.join("history.json"))
@@ -359,7 +436,7 @@ impl Pair<'_> {
         bar.set_message(format!(
             "{}/{}: training {} epoch(s) on {}",
             self.ds,
-            self.kind,
+            kind,
             tc.epochs,
             backend.burn_name()
         ));
@@ -381,7 +458,7 @@ impl Pair<'_> {
             .cfg
             .calib_sweep
             .as_ref()
-            .filter(|s| s.covers(self.ds, self.kind));
+            .filter(|s| s.covers(self.ds, self.source.name()));
         let bar = if self.opts.progress {
             ProgressBar::new(
                 methods.len() as u64
@@ -395,18 +472,33 @@ impl Pair<'_> {
         bar.set_style(
             ProgressStyle::with_template("{bar:25} {pos}/{len} {msg}").expect("static template"),
         );
-        let (ck_dir, history, trained_now) = self.checkpoint(&bar)?;
-        let (ck, model) = checkpoint::load(&ck_dir, &Device::flex())?;
+        // A trained model has its burn checkpoint (the burn rows run it); an imported one
+        // only its network.
+        let (net, trained, prov, origin) = match self.source {
+            Source::Trained(kind) => {
+                let (ck_dir, history, trained_now) = self.checkpoint(kind, &bar)?;
+                let (ck, model) = checkpoint::load(&ck_dir, &Device::flex())?;
+                let net = Network::from_graph(&model.to_graph(&ck.meta.input_shape)?)?;
+                let prov = serde_json::json!({"dataset": self.ds, "model": kind, "checkpoint": ck.dir.display().to_string(), "split_seed": ck.config.split_seed});
+                let origin = ck_dir.display().to_string();
+                (net, Some((ck_dir, history, trained_now, ck)), prov, origin)
+            }
+            Source::Onnx(m) => (
+                m.network.clone(),
+                None,
+                m.provenance.clone(),
+                m.path.display().to_string(),
+            ),
+        };
         let test = match self.opts.quick {
             true => self.splits.test.take(self.cfg.quick.test_limit),
             false => self.splits.test.clone(),
         };
-        let net = Network::from_graph(&model.to_graph(&ck.meta.input_shape)?)?;
         let d = net.in_len();
         let calib = self.cfg.calib.min(self.splits.train.len());
         let calib_x = &self.splits.train.features[..calib * d];
         let batch_x: Vec<Vec<f32>> = BATCHES.iter().map(|&b| cyclic(&test, b)).collect();
-        let (ds, kind) = (self.ds.as_str(), self.kind.as_str());
+        let (ds, kind) = (self.ds.as_str(), self.source.name());
         let mut rows = Vec::new();
         let mut qat_curves = Vec::new();
         // What each row runs, with its row's index: timed together, in rounds, at the end.
@@ -422,37 +514,43 @@ impl Pair<'_> {
         bar.set_message(format!("{ds}/{kind}: f32"));
         let float = QuantModel::float(net.clone());
         let (f32_row, f32_run) =
-            self.quantlab_row(&float, "f32", "-", &test, &batch_x, &ck, None, calib_x)?;
+            self.quantlab_row(&float, "f32", "-", &test, &batch_x, &prov, None, calib_x)?;
         if let Some((row, run)) = self.all_cores_row(&float, &f32_row, &batch_x)? {
             add(&mut rows, row, Some(run));
         }
         add(&mut rows, f32_row, Some(f32_run));
         bar.inc(1);
+        // burn runs the models it trained; an imported model has no burn form here.
         let mut backends: Vec<Backend> = [Backend::Cpu, Backend::Ndarray]
             .into_iter()
-            .filter(|b| b.built())
+            .filter(|b| b.built() && trained.is_some())
             .collect();
-        if self.devices.contains(&DeviceKind::Gpu) {
+        if self.devices.contains(&DeviceKind::Gpu) && trained.is_some() {
             backends.push(Backend::Gpu);
         }
-        for b in &backends {
-            bar.set_message(format!("{ds}/{kind}: f32 on burn {}", b.burn_name()));
-            let (_, m) = checkpoint::load(&ck_dir, &b.device()?)?;
-            let (row, run) = self.burn_row(m, "f32", *b, &test, &batch_x, ck.meta.model_bytes)?;
-            add(&mut rows, row, Some(run));
+        if let Some((ck_dir, _, _, ck)) = &trained {
+            for b in &backends {
+                bar.set_message(format!("{ds}/{kind}: f32 on burn {}", b.burn_name()));
+                let (_, m) = checkpoint::load(ck_dir, &b.device()?)?;
+                let (row, run) =
+                    self.burn_row(m, "f32", *b, &test, &batch_x, ck.meta.model_bytes)?;
+                add(&mut rows, row, Some(run));
+            }
         }
         bar.inc(2);
         for &method in &methods[1..] {
             bar.set_message(format!("{ds}/{kind}: {}", method.name()));
             match method {
                 Method::BurnWeights => {
-                    for b in backends.iter().filter(|b| **b != Backend::Ndarray) {
-                        let (row, run) = self.burn_weights_row(&ck_dir, *b, &test, &batch_x)?;
-                        add(&mut rows, row, run);
+                    if let Some((ck_dir, ..)) = &trained {
+                        for b in backends.iter().filter(|b| **b != Backend::Ndarray) {
+                            let (row, run) = self.burn_weights_row(ck_dir, *b, &test, &batch_x)?;
+                            add(&mut rows, row, run);
+                        }
                     }
                 }
                 Method::F32 => {}
-                Method::Qat(_) if !self.cfg.qat_covers(self.ds, self.kind) => {}
+                Method::Qat(_) if !self.cfg.qat_covers(self.ds, kind) => {}
                 m => {
                     let (mk, observer, granularity) = match m {
                         Method::Naive => (MethodKind::Naive, None, None),
@@ -500,7 +598,7 @@ impl Pair<'_> {
                         gran,
                         &test,
                         &batch_x,
-                        &ck,
+                        &prov,
                         with_layers,
                         calib_x,
                     )?;
@@ -578,11 +676,15 @@ impl Pair<'_> {
             bar.inc(1);
         }
         bar.finish_and_clear();
+        let (history, trained_now) = match trained {
+            Some((_, history, trained_now, _)) => (history, trained_now),
+            None => (History::default(), false),
+        };
         let curve = Curve {
             dataset: ds.into(),
             model: kind.into(),
             trained_now,
-            checkpoint: ck_dir.display().to_string(),
+            checkpoint: origin,
             history,
             qat: qat_curves,
         };
@@ -597,13 +699,13 @@ impl Pair<'_> {
         granularity: &str,
         test: &LabeledSet,
         batch_x: &[Vec<f32>],
-        ck: &quantlab_train::Checkpoint,
+        prov: &serde_json::Value,
         float_for_layers: Option<&QuantModel>,
         calib_x: &[f32],
     ) -> Result<(Row, Runner)> {
         let mut row = Row::new(
             self.ds.as_str(),
-            self.kind.as_str(),
+            self.source.name(),
             method,
             "cpu",
             "quantlab",
@@ -617,12 +719,12 @@ impl Pair<'_> {
         let s = score(&self.engine, m, test)?;
         (row.accuracy, row.loss, row.samples) = (s.accuracy, s.loss, s.samples);
         row.params = m.network.params();
-        let file = self
-            .dir
-            .join("models")
-            .join(format!("{}-{}-{method}.safetensors", self.ds, self.kind));
-        let prov = serde_json::json!({"dataset": self.ds, "model": self.kind, "checkpoint": ck.dir.display().to_string(), "split_seed": ck.config.split_seed});
-        row.size_bytes = export::save(m, prov, &file)?;
+        let file = self.dir.join("models").join(format!(
+            "{}-{}-{method}.safetensors",
+            self.ds,
+            self.source.name()
+        ));
+        row.size_bytes = export::save(m, prov.clone(), &file)?;
         let b = BATCHES;
         let session = self.engine.prepare(m)?;
         // The working set of a cold call (the session otherwise reuses its buffers).
@@ -727,7 +829,7 @@ impl Pair<'_> {
         let dev = if b == Backend::Gpu { "gpu" } else { "cpu" };
         let mut row = Row::new(
             self.ds.as_str(),
-            self.kind.as_str(),
+            self.source.name(),
             method,
             dev,
             &format!("burn-{}", b.burn_name()),
@@ -785,7 +887,7 @@ impl Pair<'_> {
             if !bad.is_empty() {
                 let mut row = Row::new(
                     self.ds.as_str(),
-                    self.kind.as_str(),
+                    self.source.name(),
                     "burn-weights",
                     "gpu",
                     "burn-wgpu",

@@ -44,6 +44,16 @@ pub struct BenchArgs {
     /// Folder holding one sub-folder per dataset.
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Instead of the config's models: a float ONNX classifier (imported as `quantize
+    /// --checkpoint FILE.onnx` does), measured on --dataset with every method of the config.
+    #[arg(long, requires = "dataset", conflicts_with = "only")]
+    onnx: Option<PathBuf>,
+    /// The dataset an --onnx model takes.
+    #[arg(long, value_enum, requires = "onnx")]
+    dataset: Option<DatasetName>,
+    /// Input normalisation of an --onnx model: `dataset`, `none` or `MEAN,STD`.
+    #[arg(long, default_value = "dataset", requires = "onnx")]
+    normalize: quantlab_data::Normalize,
     #[command(flatten)]
     mlflow: crate::mlflow_args::MlflowArgs,
 }
@@ -71,7 +81,31 @@ pub fn run(args: BenchArgs) -> Result<()> {
         DeviceArg::Gpu => vec![DeviceKind::Gpu],
         DeviceArg::All => vec![DeviceKind::Cpu, DeviceKind::Gpu],
     });
+    let onnx = match (&args.onnx, args.dataset) {
+        (Some(path), Some(ds)) => {
+            if !crate::source::is_onnx(path) {
+                bail!("--onnx {}: not an .onnx file", path.display());
+            }
+            let src = crate::source::open(
+                path,
+                Some(ds),
+                args.normalize,
+                &crate::source::NpyData::default(),
+                args.data_dir.as_deref(),
+            )?;
+            Some(quantlab_bench::OnnxModel {
+                name: src.label.clone(),
+                path: path.clone(),
+                dataset: ds,
+                normalize: args.normalize,
+                network: src.net.clone(),
+                provenance: src.provenance.clone(),
+            })
+        }
+        _ => None,
+    };
     let opts = BenchOptions {
+        onnx,
         config: args.config.clone(),
         quick: args.quick,
         only,

@@ -23,6 +23,7 @@ type QgemmRowsFn = fn(&Rows<u8>, &PackedI8, &mut Epilogue);
 type ConvPoolFn =
     fn(&Rows<u8>, &PackedI8, &Requantizer, Clamp, PoolShape, &mut Vec<i32>, &mut [u8]);
 type SgemmFn = fn(&Rows<f32>, &PackedF32, bool, &mut [f32]);
+type EpilogueFn = fn(&mut Epilogue, usize, usize, usize, &[i32], usize);
 
 /// A path's GEMMs with the requantization done in registers, from constants prepared once.
 #[derive(Clone, Copy)]
@@ -43,6 +44,9 @@ pub struct Ops {
     qgemm_rows: Option<QgemmRowsFn>,
     fused: Option<FusedOps>,
     sgemm: SgemmFn,
+    /// The epilogue over a block of accumulators computed outside the GEMMs (depthwise
+    /// convolutions): vectorised where the path has a vector requantizer.
+    epilogue: EpilogueFn,
 }
 
 impl std::fmt::Debug for Ops {
@@ -92,6 +96,20 @@ impl Ops {
     /// `unsafe` body, the scalar one by slice bounds), so this does not check it again.
     pub fn qgemm(&self, m: usize, a: &[u8], lda: usize, w: &PackedI8, epi: &mut Epilogue) {
         (self.qgemm)(m, a, lda, w, epi)
+    }
+
+    /// Applies `epi` to `rows` rows of `n` accumulators (`acc[r * stride..][..n]`, rows
+    /// `row0..`) computed outside this table's GEMMs, the same bits on every path.
+    pub fn epilogue(
+        &self,
+        epi: &mut Epilogue,
+        row0: usize,
+        rows: usize,
+        n: usize,
+        acc: &[i32],
+        stride: usize,
+    ) {
+        (self.epilogue)(epi, row0, rows, n, acc, stride)
     }
 
     /// The GEMM over any [`Rows`] (a convolution read tap by tap, segments in whole groups
@@ -205,6 +223,7 @@ fn build(path: KernelPath) -> Ops {
         qgemm_rows: None,
         fused: None,
         sgemm: scalar_sgemm,
+        epilogue: |epi, row0, rows, n, acc, stride| epi.apply_block(row0, rows, n, acc, stride),
     };
     match path {
         KernelPath::Scalar => scalar_ops,
@@ -236,6 +255,7 @@ fn x86_64_ops(path: KernelPath, base: Ops) -> Ops {
             layout: |w| I8Layout::Quads(Packed::new(&w.w, w.n, w.k)),
             qgemm: avx512::qgemm,
             qgemm_rows: Some(avx512::qgemm_rows),
+            epilogue: avx2::epilogue,
             fused: Some(FusedOps {
                 prepare: |offset, requant, w| {
                     avx512::Requantizer::new(offset, requant, w).map(|r| Requantizer {
@@ -259,6 +279,7 @@ fn x86_64_ops(path: KernelPath, base: Ops) -> Ops {
             sgemm,
             layout: |w| I8Layout::Pairs(Packed16::new(&w.w, w.n, w.k)),
             qgemm: avx2::qgemm,
+            epilogue: avx2::epilogue,
             ..base
         },
     }

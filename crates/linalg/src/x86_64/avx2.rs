@@ -38,11 +38,6 @@ unsafe fn qgemm_avx2(m: usize, a: &[u8], lda: usize, w: &PackedI8, epi: &mut Epi
     // The block's activations as i16 pairs, one i32 per (row, pair): the inner loop
     // broadcasts them straight from memory instead of assembling each from two bytes.
     let mut pairs = vec![0i32; MR * p.k2];
-    // A row-major static epilogue runs in vectors (see `avx2_requant`).
-    let vector_epilogue = matches!(
-        epi,
-        Epilogue::Requant { requant, layout: OutLayout::RowMajor, .. } if avx2_requant::supported(requant)
-    );
     let mut row0 = 0;
     while row0 < m {
         let rows = MR.min(m - row0);
@@ -63,17 +58,35 @@ unsafe fn qgemm_avx2(m: usize, a: &[u8], lda: usize, w: &PackedI8, epi: &mut Epi
                 _ => block::<1>(&pairs, p, &mut tile, stride),
             }
         }
-        match epi {
-            Epilogue::Requant {
-                offset,
-                requant,
-                zo,
-                lo,
-                hi,
-                out,
-                ..
-            } if vector_epilogue => avx2_requant::requant_rows(
-                &tile,
+        // A row-major static epilogue runs in vectors (see `avx2_requant`).
+        epilogue(epi, row0, rows, n, &tile, stride);
+        row0 += rows;
+    }
+}
+
+/// [`Epilogue::apply_block`] with the static row-major case in vectors (see
+/// [`avx2_requant`]); every x86-64 path with AVX2 uses it for blocks computed outside its
+/// GEMMs.
+pub fn epilogue(
+    epi: &mut Epilogue,
+    row0: usize,
+    rows: usize,
+    n: usize,
+    acc: &[i32],
+    stride: usize,
+) {
+    match epi {
+        Epilogue::Requant {
+            offset,
+            requant,
+            zo,
+            lo,
+            hi,
+            layout: OutLayout::RowMajor,
+            out,
+        } if crate::CpuFeatures::get().avx2 && avx2_requant::supported(requant) => {
+            avx2_requant::requant_rows(
+                acc,
                 rows,
                 n,
                 stride,
@@ -81,10 +94,9 @@ unsafe fn qgemm_avx2(m: usize, a: &[u8], lda: usize, w: &PackedI8, epi: &mut Epi
                 requant,
                 (*zo, *lo, *hi),
                 &mut out[row0 * n..],
-            ),
-            _ => epi.apply_block(row0, rows, n, &tile, stride),
+            )
         }
-        row0 += rows;
+        _ => epi.apply_block(row0, rows, n, acc, stride),
     }
 }
 

@@ -70,42 +70,40 @@ unsafe fn rows_avx2(
         _mm256_set1_epi32(zo),
     );
     let pack = |r: &Requant| (r.multiplier as u32 as i64) | ((r.shift as i64) << 32);
-    let shared_rq = _mm256_set1_epi64x(pack(&requant[0]));
-    // Four multipliers as (multiplier, shift) 64-bit lanes.
-    let rq4 = |j: usize| {
-        if shared {
-            shared_rq
-        } else {
-            let p: [i64; 4] = std::array::from_fn(|i| pack(&requant[j + i]));
-            // SAFETY: a 32-byte load from a local array.
-            unsafe { _mm256_loadu_si256(p.as_ptr().cast()) }
-        }
-    };
-    // `floor((a * m + 2^(s-1)) / 2^s)` per 64-bit lane, truncated to its low 32 bits.
-    let scale = |a: __m128i, rq: __m256i| {
-        let prod = _mm256_mul_epi32(_mm256_cvtepi32_epi64(a), rq);
+    // For 4 outputs from `j`: the (multiplier, shift) lanes, the shift, the rounding term
+    // and `2^63 >> s` (a shift of 0 gives a rounding term of 0: `vpsllvq` by 2^64 - 1).
+    let consts = |j: usize| {
+        let p: [i64; 4] = std::array::from_fn(|i| pack(&requant[if shared { 0 } else { j + i }]));
+        // SAFETY: a 32-byte load from a local array.
+        let rq = unsafe { _mm256_loadu_si256(p.as_ptr().cast()) };
         let s = _mm256_srli_epi64::<32>(rq);
-        // A shift of 0 (multiplier 0) gives a rounding term of 0: `vpsllvq` by 2^64 - 1.
         let round = _mm256_sllv_epi64(one, _mm256_sub_epi64(s, one));
+        [rq, s, round, _mm256_srlv_epi64(sign, s)]
+    };
+    // `floor((a * m + 2^(s-1)) / 2^s)` per 64-bit lane (its low 32 bits are the result).
+    let scale = |a: __m128i, [rq, s, round, bias]: [__m256i; 4]| {
+        let prod = _mm256_mul_epi32(_mm256_cvtepi32_epi64(a), rq);
         let u = _mm256_xor_si256(_mm256_add_epi64(prod, round), sign);
-        _mm256_sub_epi64(_mm256_srlv_epi64(u, s), _mm256_srlv_epi64(sign, s))
+        _mm256_sub_epi64(_mm256_srlv_epi64(u, s), bias)
     };
     // The low halves of two vectors of four i64: eight i32 in order.
     let lows = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
     let full = n / 8 * 8;
-    for r in 0..rows {
-        let a = &acc[r * stride..r * stride + n];
-        let o = &mut out[r * n..(r + 1) * n];
-        let mut j = 0;
-        while j < full {
-            // SAFETY: j + 8 <= n for `a`, `offset` and `o`.
+    // Columns outermost: a group's constants are built once for all the block's rows.
+    let mut j = 0;
+    while j < full {
+        let (c0, c1) = (consts(j), consts(j + 4));
+        // SAFETY: j + 8 <= n <= offset.len().
+        let off = unsafe { _mm256_loadu_si256(offset[j..].as_ptr().cast()) };
+        for r in 0..rows {
+            // SAFETY: j + 8 <= n for the row of `acc` and of `out`.
             unsafe {
                 let x = _mm256_add_epi32(
-                    _mm256_loadu_si256(a[j..].as_ptr().cast()),
-                    _mm256_loadu_si256(offset[j..].as_ptr().cast()),
+                    _mm256_loadu_si256(acc[r * stride + j..].as_ptr().cast()),
+                    off,
                 );
-                let q0 = scale(_mm256_castsi256_si128(x), rq4(j));
-                let q1 = scale(_mm256_extracti128_si256::<1>(x), rq4(j + 4));
+                let q0 = scale(_mm256_castsi256_si128(x), c0);
+                let q1 = scale(_mm256_extracti128_si256::<1>(x), c1);
                 // Low 32 bits of each i64: permute both to the low halves, then join.
                 let l0 = _mm256_permutevar8x32_epi32(q0, lows);
                 let l1 = _mm256_permutevar8x32_epi32(q1, lows);
@@ -118,14 +116,16 @@ unsafe fn rows_avx2(
                 let hi4 = _mm256_extracti128_si256::<1>(b);
                 let bytes = (_mm_cvtsi128_si32(lo4) as u32 as u64)
                     | ((_mm_cvtsi128_si32(hi4) as u32 as u64) << 32);
-                o[j..j + 8].copy_from_slice(&bytes.to_le_bytes());
+                out[r * n + j..r * n + j + 8].copy_from_slice(&bytes.to_le_bytes());
             }
-            j += 8;
         }
-        for jj in j..n {
+        j += 8;
+    }
+    for r in 0..rows {
+        for jj in full..n {
             let rq = &requant[if shared { 0 } else { jj }];
-            o[jj] = zo
-                .saturating_add(rq.apply(a[jj].wrapping_add(offset[jj])))
+            out[r * n + jj] = zo
+                .saturating_add(rq.apply(acc[r * stride + jj].wrapping_add(offset[jj])))
                 .clamp(lo, hi) as u8;
         }
     }

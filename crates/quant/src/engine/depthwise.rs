@@ -7,9 +7,10 @@
 //! input's zero point and hands each sample's i32 accumulators to the same [`Epilogue`] as
 //! the GEMMs (offset `bias - zp * col_sums`, requantization or dequantization), so a
 //! depthwise layer is quantized and requantized exactly like every other dense layer.
+//! Weights below 8 bits are stored as i8 values too, so the i16 products below hold.
 
 use quantlab_linalg::frame::nhwc::{self, Taps};
-use quantlab_linalg::{ConvGeom, Epilogue};
+use quantlab_linalg::{ConvGeom, Epilogue, Ops};
 
 use crate::network::Dense;
 
@@ -68,9 +69,11 @@ pub fn run_f32(
 
 /// The integer layer: `batch` channels-last u8 samples of `input` (padded with `zp`), each
 /// sample's accumulators `[pixels, c]` handed to `epi` as rows `sample * pixels ..`.
+#[allow(clippy::too_many_arguments)] // a layer, its weights, input, scratch and epilogue
 pub fn run_int8(
+    ops: &Ops,
     d: &Dense,
-    w: &[i32],
+    w: &[i16],
     input: &[u8],
     batch: usize,
     zp: u8,
@@ -91,12 +94,14 @@ pub fn run_int8(
             for (t, &off) in offsets.iter().enumerate() {
                 let src = &padded[base + off..base + off + c];
                 let wt = &w[t * c..(t + 1) * c];
+                // u8 x i8 fits in i16 (|255 * -128| < 2^15): an i16 multiply the baseline
+                // x86-64 target has (pmullw; a 32-bit multiply needs SSE4.1), widened to add.
                 for ((o, &v), &k) in a.iter_mut().zip(src).zip(wt) {
-                    *o += v as i32 * k;
+                    *o += i32::from(v as i16 * k);
                 }
             }
         }
-        epi.apply_block(s * pixels, pixels, c, acc, c);
+        ops.epilogue(epi, s * pixels, pixels, c, acc, c);
     }
 }
 

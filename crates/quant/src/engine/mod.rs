@@ -512,7 +512,7 @@ impl Session {
         }
     }
 
-    fn depthwise_weights(&self, node: usize) -> (&[f32], &[i32]) {
+    fn depthwise_weights(&self, node: usize) -> (&[f32], &[i16]) {
         match &self.plan.weights[node] {
             Some(Weights::Depthwise { f32, int8 }) => (f32, int8),
             _ => unreachable!("a depthwise step has depthwise weights"),
@@ -552,7 +552,16 @@ impl Session {
             std::mem::take(&mut bufs.acc),
         );
         let zp = q.zero_point as u8;
-        depthwise::run_int8(d, w, &input, batch, zp, (&mut padded, &mut acc), &mut epi);
+        depthwise::run_int8(
+            self.ops,
+            d,
+            w,
+            &input,
+            batch,
+            zp,
+            (&mut padded, &mut acc),
+            &mut epi,
+        );
         (bufs.padded_u8, bufs.acc) = (padded, acc);
         bufs.give(input);
         cap(d, &mut out);
@@ -643,7 +652,16 @@ impl Session {
                 std::mem::take(&mut bufs.acc),
             );
             let zp = l.in_q.zero_point as u8;
-            depthwise::run_int8(d, w, input, batch, zp, (&mut padded, &mut acc), &mut epi);
+            depthwise::run_int8(
+                self.ops,
+                d,
+                w,
+                input,
+                batch,
+                zp,
+                (&mut padded, &mut acc),
+                &mut epi,
+            );
             (bufs.padded_u8, bufs.acc) = (padded, acc);
             return out;
         }

@@ -41,8 +41,8 @@ pub enum Weights {
     Depthwise {
         /// Float weights (float layers).
         f32: Vec<f32>,
-        /// Integer weights (static and dynamic layers).
-        int8: Vec<i32>,
+        /// Integer weights (static and dynamic layers), widened to i16.
+        int8: Vec<i16>,
     },
 }
 
@@ -309,7 +309,7 @@ fn prepare_dense(
     if let (true, Some(g)) = (d.depthwise, &d.conv) {
         let taps = g.kernel[0] * g.kernel[1];
         let int8 = |w: &quantlab_linalg::QWeights| {
-            let wide: Vec<i32> = w.w.iter().map(|&v| v as i32).collect();
+            let wide: Vec<i16> = w.w.iter().map(|&v| v as i16).collect();
             super::depthwise::tap_major(&wide, d.n, taps)
         };
         let prepared = match layer {
