@@ -17,7 +17,7 @@ which folds BatchNormalization), and quantlab's accuracies come from `quantlab e
 same .npy arrays ONNX Runtime is scored on.
 
 usage: peers.py --quantlab BIN --run DIR --dir PEERS_DIR [--models mlp,cnn]
-                [--batches 1,64] [--threads 1,N] [--rounds R] [--reps K]
+                [--batches 1,64,256] [--threads 1,N] [--rounds R] [--reps K]
                 [--imported NAME --dataset D [--normalize MEAN,STD]]
 """
 import argparse
@@ -112,7 +112,7 @@ def main():
     ap.add_argument("--run", required=True)
     ap.add_argument("--dir", required=True)
     ap.add_argument("--models", default="mlp,cnn")
-    ap.add_argument("--batches", default="1,64")
+    ap.add_argument("--batches", default="1,64,256")
     ap.add_argument("--threads", default=f"1,{os.cpu_count() or 1}")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--reps", type=int, default=20)
