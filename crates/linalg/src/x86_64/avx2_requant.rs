@@ -70,65 +70,125 @@ unsafe fn rows_avx2(
         _mm256_set1_epi32(zo),
     );
     let pack = |r: &Requant| (r.multiplier as u32 as i64) | ((r.shift as i64) << 32);
-    // For 4 outputs from `j`: the (multiplier, shift) lanes, the shift, the rounding term
-    // and `2^63 >> s` (a shift of 0 gives a rounding term of 0: `vpsllvq` by 2^64 - 1).
-    let consts = |j: usize| {
-        let p: [i64; 4] = std::array::from_fn(|i| pack(&requant[if shared { 0 } else { j + i }]));
+    // For 4 outputs: the (multiplier, shift) lanes, the shift, the rounding term and
+    // `2^63 >> s` (a shift of 0 gives a rounding term of 0: `vpsllvq` by 2^64 - 1).
+    let consts = |r: [Requant; 4]| {
+        let p: [i64; 4] = std::array::from_fn(|i| pack(&r[i]));
         // SAFETY: a 32-byte load from a local array.
         let rq = unsafe { _mm256_loadu_si256(p.as_ptr().cast()) };
         let s = _mm256_srli_epi64::<32>(rq);
         let round = _mm256_sllv_epi64(one, _mm256_sub_epi64(s, one));
         [rq, s, round, _mm256_srlv_epi64(sign, s)]
     };
-    // `floor((a * m + 2^(s-1)) / 2^s)` per 64-bit lane (its low 32 bits are the result).
-    let scale = |a: __m128i, [rq, s, round, bias]: [__m256i; 4]| {
-        let prod = _mm256_mul_epi32(_mm256_cvtepi32_epi64(a), rq);
-        let u = _mm256_xor_si256(_mm256_add_epi64(prod, round), sign);
-        _mm256_sub_epi64(_mm256_srlv_epi64(u, s), bias)
+    // Output `j`'s multiplier; a zero one past `n` (for the padded tail).
+    let rq_at = |j: usize| match (shared, j < n) {
+        (true, _) => requant[0],
+        (false, true) => requant[j],
+        (false, false) => Requant {
+            multiplier: 0,
+            shift: 0,
+        },
     };
-    // The low halves of two vectors of four i64: eight i32 in order.
-    let lows = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+    let k = Consts {
+        sign,
+        lows: _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7),
+        vlo,
+        vhi,
+        vzo,
+    };
     let full = n / 8 * 8;
     // Columns outermost: a group's constants are built once for all the block's rows.
     let mut j = 0;
     while j < full {
-        let (c0, c1) = (consts(j), consts(j + 4));
+        let (c0, c1) = (
+            consts(std::array::from_fn(|i| rq_at(j + i))),
+            consts(std::array::from_fn(|i| rq_at(j + 4 + i))),
+        );
         // SAFETY: j + 8 <= n <= offset.len().
         let off = unsafe { _mm256_loadu_si256(offset[j..].as_ptr().cast()) };
         for r in 0..rows {
-            // SAFETY: j + 8 <= n for the row of `acc` and of `out`.
-            unsafe {
-                let x = _mm256_add_epi32(
-                    _mm256_loadu_si256(acc[r * stride + j..].as_ptr().cast()),
-                    off,
-                );
-                let q0 = scale(_mm256_castsi256_si128(x), c0);
-                let q1 = scale(_mm256_extracti128_si256::<1>(x), c1);
-                // Low 32 bits of each i64: permute both to the low halves, then join.
-                let l0 = _mm256_permutevar8x32_epi32(q0, lows);
-                let l1 = _mm256_permutevar8x32_epi32(q1, lows);
-                let y = _mm256_permute2x128_si256::<0x20>(l0, l1);
-                let y = _mm256_add_epi32(_mm256_min_epi32(_mm256_max_epi32(y, vlo), vhi), vzo);
-                // 8 values in 0..=255 to bytes.
-                let w = _mm256_packus_epi32(y, y);
-                let b = _mm256_packus_epi16(w, w);
-                let lo4 = _mm256_castsi256_si128(b);
-                let hi4 = _mm256_extracti128_si256::<1>(b);
-                let bytes = (_mm_cvtsi128_si32(lo4) as u32 as u64)
-                    | ((_mm_cvtsi128_si32(hi4) as u32 as u64) << 32);
-                out[r * n + j..r * n + j + 8].copy_from_slice(&bytes.to_le_bytes());
-            }
+            // SAFETY: j + 8 <= n for the row of `acc`.
+            let x = unsafe { _mm256_loadu_si256(acc[r * stride + j..].as_ptr().cast()) };
+            // Safe to call: this function enables AVX2 too.
+            let b = eight(&k, x, off, c0, c1);
+            out[r * n + j..r * n + j + 8].copy_from_slice(&b);
         }
         j += 8;
     }
+    let tail = n - full;
+    if tail == 0 {
+        return;
+    }
+    // The last `tail` outputs: in vectors too where every row has 8 accumulators from
+    // `full` (a GEMM tile's rows are padded to whole panels), zero multipliers and offsets
+    // past `n`, and only `tail` bytes stored.
+    if stride >= full + 8 && acc.len() >= (rows - 1) * stride + full + 8 {
+        let (c0, c1) = (
+            consts(std::array::from_fn(|i| rq_at(full + i))),
+            consts(std::array::from_fn(|i| rq_at(full + 4 + i))),
+        );
+        let mut pad = [0i32; 8];
+        pad[..tail].copy_from_slice(&offset[full..n]);
+        // SAFETY: a 32-byte load from a local array.
+        let off = unsafe { _mm256_loadu_si256(pad.as_ptr().cast()) };
+        for r in 0..rows {
+            // SAFETY: full + 8 <= stride, and the last row's 8 values are inside `acc`
+            // (checked above).
+            let x = unsafe { _mm256_loadu_si256(acc[r * stride + full..].as_ptr().cast()) };
+            // Safe to call: this function enables AVX2 too.
+            let b = eight(&k, x, off, c0, c1);
+            out[r * n + full..(r + 1) * n].copy_from_slice(&b[..tail]);
+        }
+        return;
+    }
     for r in 0..rows {
         for jj in full..n {
-            let rq = &requant[if shared { 0 } else { jj }];
             out[r * n + jj] = zo
-                .saturating_add(rq.apply(acc[r * stride + jj].wrapping_add(offset[jj])))
+                .saturating_add(rq_at(jj).apply(acc[r * stride + jj].wrapping_add(offset[jj])))
                 .clamp(lo, hi) as u8;
         }
     }
+}
+
+/// The constants [`eight`] reads.
+struct Consts {
+    sign: __m256i,
+    lows: __m256i,
+    vlo: __m256i,
+    vhi: __m256i,
+    vzo: __m256i,
+}
+
+/// `floor((a * m + 2^(s-1)) / 2^s)` per 64-bit lane (its low 32 bits are the result).
+#[target_feature(enable = "avx2")]
+#[inline]
+fn scale(k: &Consts, a: __m128i, [rq, s, round, bias]: [__m256i; 4]) -> __m256i {
+    let prod = _mm256_mul_epi32(_mm256_cvtepi32_epi64(a), rq);
+    let u = _mm256_xor_si256(_mm256_add_epi64(prod, round), k.sign);
+    _mm256_sub_epi64(_mm256_srlv_epi64(u, s), bias)
+}
+
+/// 8 outputs of one row as bytes: accumulators `x` plus offsets `off`, requantized with the
+/// two halves' constants `c0`/`c1`, clamped and shifted by the zero point.
+#[target_feature(enable = "avx2")]
+#[inline]
+fn eight(k: &Consts, x: __m256i, off: __m256i, c0: [__m256i; 4], c1: [__m256i; 4]) -> [u8; 8] {
+    let x = _mm256_add_epi32(x, off);
+    let q0 = scale(k, _mm256_castsi256_si128(x), c0);
+    let q1 = scale(k, _mm256_extracti128_si256::<1>(x), c1);
+    // Low 32 bits of each i64: permute both to the low halves, then join.
+    let l0 = _mm256_permutevar8x32_epi32(q0, k.lows);
+    let l1 = _mm256_permutevar8x32_epi32(q1, k.lows);
+    let y = _mm256_permute2x128_si256::<0x20>(l0, l1);
+    let y = _mm256_add_epi32(_mm256_min_epi32(_mm256_max_epi32(y, k.vlo), k.vhi), k.vzo);
+    // 8 values in 0..=255 to bytes.
+    let w = _mm256_packus_epi32(y, y);
+    let b = _mm256_packus_epi16(w, w);
+    let lo4 = _mm256_castsi256_si128(b);
+    let hi4 = _mm256_extracti128_si256::<1>(b);
+    let bytes =
+        (_mm_cvtsi128_si32(lo4) as u32 as u64) | ((_mm_cvtsi128_si32(hi4) as u32 as u64) << 32);
+    bytes.to_le_bytes()
 }
 
 #[cfg(test)]
@@ -149,9 +209,10 @@ mod tests {
             return;
         }
         let mut rng = Rng::new(17);
-        for &(rows, n) in &[(1, 1), (3, 7), (4, 8), (2, 16), (4, 21), (1, 64)] {
+        for &(rows, n) in &[(1, 1), (3, 6), (3, 7), (4, 8), (2, 16), (4, 21), (1, 64)] {
             for shared in [false, true] {
                 for _ in 0..50 {
+                    // Strides from exactly `n` (the scalar tail) to a tile's padding.
                     let stride = n + (rng.next_u64() % 9) as usize;
                     let acc: Vec<i32> = (0..rows * stride)
                         .map(|i| match i % 11 {
