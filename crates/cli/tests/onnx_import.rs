@@ -250,3 +250,65 @@ fn bad_onnx_invocations_fail_with_one_line() {
     );
     assert!(!Path::new(out).exists(), "no half-written output");
 }
+
+#[test]
+fn the_bench_runs_its_matrix_on_an_imported_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    let results = tmp.path().join("results");
+    let lenet = fixture("lenet_bn_opset13.onnx");
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/bench.toml");
+    let args = [
+        "bench",
+        "--config",
+        config.to_str().unwrap(),
+        "--quick",
+        "--onnx",
+        lenet.to_str().unwrap(),
+        "--dataset",
+        "mnist",
+        "--normalize",
+        "0.1307,0.3081",
+        "--no-mlflow",
+        "--results",
+        results.to_str().unwrap(),
+    ];
+    let out = stdout(&quantlab(&args));
+    assert!(out.contains("mnist/lenet_bn_opset13"), "{out}");
+    let run = std::fs::read_link(results.join("latest"))
+        .map(|p| if p.is_absolute() { p } else { results.join(p) })
+        .unwrap();
+    let bench: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("bench.json")).unwrap()).unwrap();
+    let rows = bench["rows"].as_array().unwrap();
+    assert!(rows.iter().all(|r| r["model"] == "lenet_bn_opset13"));
+    // quantlab's rows only (no burn model to run), static int8 close to float.
+    assert!(rows.iter().all(|r| r["backend"] == "quantlab"), "{rows:?}");
+    let acc = |method: &str| {
+        rows.iter()
+            .find(|r| r["method"] == method && r["threads"] == 1)
+            .map(|r| r["accuracy"].as_f64().unwrap())
+            .unwrap_or_else(|| panic!("no {method} row"))
+    };
+    let (f32_acc, int8_acc) = (acc("f32"), acc("static-minmax-per-channel"));
+    assert!(
+        f32_acc > 0.9 && (f32_acc - int8_acc).abs() < 0.02,
+        "{f32_acc} {int8_acc}"
+    );
+    let report = std::fs::read_to_string(run.join("REPORT.md")).unwrap();
+    assert!(report.contains("imported from"), "{report}");
+    // The model's input must match the dataset's.
+    let e = one_line_error(&quantlab(&[
+        "bench",
+        "--config",
+        config.to_str().unwrap(),
+        "--quick",
+        "--onnx",
+        lenet.to_str().unwrap(),
+        "--dataset",
+        "digits",
+        "--no-mlflow",
+        "--results",
+        results.to_str().unwrap(),
+    ]));
+    assert!(e.contains("[1, 28, 28]") && e.contains("digits"), "{e}");
+}

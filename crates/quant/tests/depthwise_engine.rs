@@ -4,11 +4,13 @@
 //! input: `sum (q - zp) * w + bias`, requantized by the layer's multipliers, clamped at the
 //! ReLU6 level), bit-identical logits on every path and thread count, and the model file.
 
+mod common;
+
+use common::paths;
 use quantlab_data::rng::Rng;
 use quantlab_quant::engine::Act;
 use quantlab_quant::{
-    Engine, Graph, KernelPath, LayerImpl, MethodKind, Network, Node, Op, QuantModel,
-    QuantizeOptions, quantize,
+    Engine, Graph, LayerImpl, MethodKind, Network, Node, Op, QuantModel, QuantizeOptions, quantize,
 };
 
 fn weights(rng: &mut Rng, n: usize, scale: f32) -> Vec<f32> {
@@ -77,14 +79,6 @@ fn inputs(n: usize, seed: u64) -> Vec<f32> {
     (0..n * 338).map(|_| rng.normal() as f32 * 2.0).collect()
 }
 
-fn paths() -> Vec<KernelPath> {
-    let (run, skip): (Vec<_>, Vec<_>) = KernelPath::ALL.into_iter().partition(|p| p.available());
-    for p in skip {
-        println!("{}: not available on this CPU, not run", p.as_str());
-    }
-    run
-}
-
 #[test]
 fn the_graph_becomes_depthwise_and_capped_nodes() {
     let net = Network::from_graph(&graph()).unwrap();
@@ -118,21 +112,7 @@ fn the_graph_becomes_depthwise_and_capped_nodes() {
 
 #[test]
 fn float_depthwise_matches_the_reference_on_every_path() {
-    let g = graph();
-    let model = QuantModel::float(Network::from_graph(&g).unwrap());
-    let x = inputs(7, 1);
-    let want = g.forward_reference(&x, 7).unwrap();
-    for path in paths() {
-        for threads in [1, 2] {
-            let got = Engine { path, threads }.run_once(&model, &x, 7).unwrap();
-            let worst = got
-                .iter()
-                .zip(&want)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0f32, f32::max);
-            assert!(worst < 1e-4, "{path:?} x{threads}: {worst}");
-        }
-    }
+    common::float_matches_reference(&graph(), &inputs(7, 1), 7);
 }
 
 #[test]

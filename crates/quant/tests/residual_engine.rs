@@ -6,10 +6,13 @@
 //! rounded mean), is bit-identical on every kernel path and thread count, and survives the
 //! model file.
 
+mod common;
+
+use common::paths;
 use quantlab_data::rng::Rng;
 use quantlab_quant::engine::Act;
 use quantlab_quant::{
-    Engine, Graph, KernelPath, MethodKind, Network, Node, Op, QuantModel, QuantizeOptions, quantize,
+    Engine, Graph, MethodKind, Network, Node, Op, QuantModel, QuantizeOptions, quantize,
 };
 
 fn conv(rng: &mut Rng, c: usize, n: usize) -> Op {
@@ -72,14 +75,6 @@ fn inputs(n: usize, seed: u64) -> Vec<f32> {
     (0..n * 288).map(|_| rng.normal() as f32).collect()
 }
 
-fn paths() -> Vec<KernelPath> {
-    let (run, skip): (Vec<_>, Vec<_>) = KernelPath::ALL.into_iter().partition(|p| p.available());
-    for p in skip {
-        println!("{}: not available on this CPU, not run", p.as_str());
-    }
-    run
-}
-
 fn static_model(net: &Network) -> QuantModel {
     let calib = inputs(256, 5);
     let opts = QuantizeOptions {
@@ -132,22 +127,7 @@ fn the_graph_fuses_into_residual_nodes_and_round_trips() {
 
 #[test]
 fn float_engine_matches_the_reference_on_every_path() {
-    let g = graph();
-    let net = Network::from_graph(&g).unwrap();
-    let x = inputs(9, 1);
-    let want = g.forward_reference(&x, 9).unwrap();
-    let model = QuantModel::float(net);
-    for path in paths() {
-        for threads in [1, 2] {
-            let got = Engine { path, threads }.run_once(&model, &x, 9).unwrap();
-            let worst = got
-                .iter()
-                .zip(&want)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0f32, f32::max);
-            assert!(worst < 1e-4, "{path:?} x{threads}: {worst}");
-        }
-    }
+    common::float_matches_reference(&graph(), &inputs(9, 1), 9);
 }
 
 #[test]

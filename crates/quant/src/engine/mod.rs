@@ -529,14 +529,12 @@ impl Session {
         batch: usize,
         bufs: &mut Buffers,
     ) -> Vec<f32> {
-        let (lo, hi) = x
-            .iter()
-            .fold((0f32, 0f32), |(a, b), &v| (a.min(v), b.max(v)));
-        let q = QParams::from_range(lo, hi, ActDtype::U8Affine);
-        let mut input = bufs.take(x.len());
-        quantize_into(x, &q, &mut input);
-        let offset: Vec<i32> = l.w.col_sums.iter().map(|&c| -q.zero_point * c).collect();
-        let scales: Vec<f32> = l.w_scales.iter().map(|&s| s * q.scale).collect();
+        let DynamicInput {
+            input,
+            q,
+            offset,
+            scales,
+        } = DynamicInput::new(x, &l.w.col_sums, &l.w_scales, bufs);
         let mut out = bufs.take(batch * d.out_len());
         let (_, w) = self.depthwise_weights(node);
         let mut epi = Epilogue::Dequant {
@@ -738,14 +736,12 @@ impl Session {
         batch: usize,
         bufs: &mut Buffers,
     ) -> Vec<f32> {
-        let (lo, hi) = x
-            .iter()
-            .fold((0f32, 0f32), |(a, b), &v| (a.min(v), b.max(v)));
-        let q = QParams::from_range(lo, hi, ActDtype::U8Affine);
-        let mut input = bufs.take(x.len());
-        quantize_into(x, &q, &mut input);
-        let offset: Vec<i32> = w.col_sums.iter().map(|&c| -q.zero_point * c).collect();
-        let scales: Vec<f32> = l.w_scales.iter().map(|&s| s * q.scale).collect();
+        let DynamicInput {
+            input,
+            q,
+            offset,
+            scales,
+        } = DynamicInput::new(x, &w.col_sums, &l.w_scales, bufs);
         let mut out = bufs.take(batch * d.out_len());
         let epilogue = |out| Epilogue::Dequant {
             offset: &offset,
@@ -789,6 +785,34 @@ impl Session {
         conv_samples(d, g, taps, input, zp, out, out_len, bufs, |rows, b, os| {
             ops.qgemm_rows(rows, w, &mut epilogue(os), &mut b.rows)
         })
+    }
+}
+
+/// A dynamic layer's input quantized for this batch (u8 over the batch's min and max, with
+/// 0 inside the range), and the epilogue constants that go with it.
+struct DynamicInput {
+    input: Vec<u8>,
+    q: QParams,
+    /// `-zp * col_sums[n]`.
+    offset: Vec<i32>,
+    /// `s_in * s_w[n]`.
+    scales: Vec<f32>,
+}
+
+impl DynamicInput {
+    fn new(x: &[f32], col_sums: &[i32], w_scales: &[f32], bufs: &mut Buffers) -> Self {
+        let (lo, hi) = x
+            .iter()
+            .fold((0f32, 0f32), |(a, b), &v| (a.min(v), b.max(v)));
+        let q = QParams::from_range(lo, hi, ActDtype::U8Affine);
+        let mut input = bufs.take(x.len());
+        quantize_into(x, &q, &mut input);
+        Self {
+            input,
+            q,
+            offset: col_sums.iter().map(|&c| -q.zero_point * c).collect(),
+            scales: w_scales.iter().map(|&s| s * q.scale).collect(),
+        }
     }
 }
 
