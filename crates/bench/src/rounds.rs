@@ -56,7 +56,7 @@ pub(crate) fn time_in_rounds(
     rows: &mut [Row],
     runners: &[(usize, Runner)],
     inputs: &[Vec<f32>],
-    batches: [usize; 2],
+    batches: [usize; 3],
     t: &Timing,
     rounds: usize,
 ) -> Result<()> {
@@ -67,7 +67,7 @@ pub(crate) fn time_in_rounds(
         max_reps: t.max_reps.div_ceil(rounds).max(3),
         budget_s: t.budget_s / rounds as f64,
     };
-    // Warm every runner at both sizes first (caches, buffers, GPU pipelines).
+    // Warm every runner at every size first (caches, buffers, GPU pipelines).
     for (_, r) in runners {
         for (x, &b) in inputs.iter().zip(&batches) {
             for _ in 0..t.warmup {
@@ -76,23 +76,27 @@ pub(crate) fn time_in_rounds(
         }
     }
     let n = runners.len();
-    let mut seen: Vec<[Vec<Latency>; 2]> = (0..n).map(|_| [Vec::new(), Vec::new()]).collect();
+    let mut seen: Vec<[Vec<Latency>; 3]> = (0..n)
+        .map(|_| [Vec::new(), Vec::new(), Vec::new()])
+        .collect();
     for round in 0..rounds {
         for j in 0..n {
             let k = (j + round) % n;
             let r = &runners[k].1;
-            let once = || -> Result<[Latency; 2]> {
+            let once = || -> Result<[Latency; 3]> {
                 Ok([
                     latency(&per, || r.run(&inputs[0], batches[0]))?,
                     latency(&per, || r.run(&inputs[1], batches[1]))?,
+                    latency(&per, || r.run(&inputs[2], batches[2]))?,
                 ])
             };
-            let [l1, l64] = if r.pinned() { pinned(once)? } else { once()? };
-            seen[k][0].push(l1);
-            seen[k][1].push(l64);
+            let ls = if r.pinned() { pinned(once)? } else { once()? };
+            for (s, l) in seen[k].iter_mut().zip(ls) {
+                s.push(l);
+            }
         }
     }
-    for ((idx, _), [b1, b64]) in runners.iter().zip(&seen) {
+    for ((idx, _), [b1, b64, b256]) in runners.iter().zip(&seen) {
         let row = &mut rows[*idx];
         (
             row.latency_b1_us,
@@ -105,6 +109,8 @@ pub(crate) fn time_in_rounds(
             row.latency_b64_rounds_us,
         ) = summarize(b64);
         row.throughput_sps = batches[1] as f64 / (row.latency_b64_us / 1e6);
+        row.latency_b256_us = summarize(b256).0;
+        row.throughput_b256_sps = batches[2] as f64 / (row.latency_b256_us / 1e6);
     }
     Ok(())
 }

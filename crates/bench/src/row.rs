@@ -50,6 +50,12 @@ pub struct Row {
     pub latency_b64_p90_us: f64,
     /// Samples per second at batch 64.
     pub throughput_sps: f64,
+    /// Median latency at batch 256, a server's batch (0 in runs from before it was timed).
+    #[serde(default)]
+    pub latency_b256_us: f64,
+    /// Samples per second at batch 256.
+    #[serde(default)]
+    pub throughput_b256_sps: f64,
     /// Peak heap bytes during one batch-64 inference (0 if not measured).
     pub peak_mem_bytes: u64,
     /// Float accuracy minus this accuracy, percentage points (quantized rows).
@@ -114,6 +120,8 @@ impl Row {
             latency_b64_us: 0.0,
             latency_b64_p90_us: 0.0,
             throughput_sps: 0.0,
+            latency_b256_us: 0.0,
+            throughput_b256_sps: 0.0,
             peak_mem_bytes: 0,
             accuracy_drop_pp: None,
             size_ratio: None,

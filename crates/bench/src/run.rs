@@ -29,8 +29,9 @@ use crate::rounds::{Runner, time_in_rounds};
 use crate::row::{Row, derive_ratios};
 use crate::sweep::{SweepPoint, sweep};
 
-/// Batch sizes measured.
-pub const BATCHES: [usize; 2] = [1, 64];
+/// Batch sizes measured: one request, the batch the speed-ups are taken at, and a server's
+/// batch for throughput.
+pub const BATCHES: [usize; 3] = [1, 64, 256];
 
 /// How to run the matrix.
 #[derive(Debug, Clone)]

@@ -166,6 +166,8 @@ fn log_row_metrics(run: &Run, r: &Row) -> Result<(), quantlab_track::Error> {
         ("latency_b64_us", r.latency_b64_us),
         ("latency_b64_p90_us", r.latency_b64_p90_us),
         ("throughput_sps", r.throughput_sps),
+        ("latency_b256_us", r.latency_b256_us),
+        ("throughput_b256_sps", r.throughput_b256_sps),
         ("peak_mem_bytes", r.peak_mem_bytes as f64),
     ];
     for (k, v) in plain {

@@ -48,7 +48,7 @@ pub fn update_latest(results_dir: &Path, dir: &Path) -> Result<PathBuf> {
     Ok(link)
 }
 
-const CSV_COLUMNS: &str = "dataset,model,method,granularity,device,backend,kernel,threads,supported,accuracy,loss,samples,params,size_bytes,latency_b1_us,latency_b1_p90_us,latency_b64_us,latency_b64_p90_us,throughput_sps,peak_mem_bytes,accuracy_drop_pp,size_ratio,speedup_b64,speedup_b1,speedup_b64_vs_burn_flex,speedup_b64_vs_burn_ndarray,latency_b4096_us,speedup_b4096,note";
+const CSV_COLUMNS: &str = "dataset,model,method,granularity,device,backend,kernel,threads,supported,accuracy,loss,samples,params,size_bytes,latency_b1_us,latency_b1_p90_us,latency_b64_us,latency_b64_p90_us,throughput_sps,peak_mem_bytes,accuracy_drop_pp,size_ratio,speedup_b64,speedup_b1,speedup_b64_vs_burn_flex,speedup_b64_vs_burn_ndarray,latency_b4096_us,speedup_b4096,latency_b256_us,throughput_b256_sps,note";
 
 fn opt(v: Option<f64>) -> String {
     v.map_or(String::new(), |v| format!("{v:.4}"))
@@ -60,7 +60,7 @@ pub fn csv(rows: &[Row]) -> String {
     for r in rows {
         let _ = writeln!(
             s,
-            "{},{},{},{},{},{},{},{},{},{:.6},{:.6},{},{},{},{:.2},{:.2},{:.2},{:.2},{:.1},{},{},{},{},{},{},{},{},{},\"{}\"",
+            "{},{},{},{},{},{},{},{},{},{:.6},{:.6},{},{},{},{:.2},{:.2},{:.2},{:.2},{:.1},{},{},{},{},{},{},{},{},{},{:.2},{:.1},\"{}\"",
             r.dataset,
             r.model,
             r.method,
@@ -89,6 +89,8 @@ pub fn csv(rows: &[Row]) -> String {
             opt(r.speedup_b64_vs_burn_ndarray),
             opt(r.latency_b4096_us),
             opt(r.speedup_b4096),
+            r.latency_b256_us,
+            r.throughput_b256_sps,
             r.note.replace('"', "'")
         );
     }
@@ -173,24 +175,24 @@ pub fn markdown(r: &Results) -> String {
         let _ = writeln!(s, "\n## {ds} / {model}\n");
         let _ = writeln!(
             s,
-            "| method | backend | threads | device | accuracy | drop pp | size B | size ratio | b1 us | b64 us (p90) | speed-up b64 [min-max over rounds] | vs burn flex | vs burn ndarray | peak heap B | note |"
+            "| method | backend | threads | device | accuracy | drop pp | size B | size ratio | b1 us | b64 us (p90) | b256 samples/s | speed-up b64 [min-max over rounds] | vs burn flex | vs burn ndarray | peak heap B | note |"
         );
         let _ = writeln!(
             s,
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
         );
         for x in &rows {
             if !x.supported {
                 let _ = writeln!(
                     s,
-                    "| {} | {} | {} | {} | - | - | - | - | - | - | - | - | - | - | {} |",
+                    "| {} | {} | {} | {} | - | - | - | - | - | - | - | - | - | - | - | {} |",
                     x.method, x.backend, x.threads, x.device, x.note
                 );
                 continue;
             }
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {} | {:.2}% | {} | {} | {} | {:.1} | {:.1} ({:.1}) | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {:.2}% | {} | {} | {} | {:.1} | {:.1} ({:.1}) | {:.0} | {} | {} | {} | {} | {} |",
                 x.method,
                 x.backend,
                 x.threads,
@@ -203,6 +205,7 @@ pub fn markdown(r: &Results) -> String {
                 x.latency_b1_us,
                 x.latency_b64_us,
                 x.latency_b64_p90_us,
+                x.throughput_b256_sps,
                 speedup_cell(x),
                 times(x.speedup_b64_vs_burn_flex),
                 times(x.speedup_b64_vs_burn_ndarray),

@@ -120,6 +120,19 @@ fn quick_matrix_writes_complete_results_and_plots() {
             assert!(
                 r["latency_b64_p90_us"].as_f64().unwrap() >= r["latency_b64_us"].as_f64().unwrap()
             );
+            // A server's batch is timed too, and takes longer than batch 64.
+            let (b64, b256) = (
+                r["latency_b64_us"].as_f64().unwrap(),
+                r["latency_b256_us"].as_f64().unwrap_or(0.0),
+            );
+            assert!(
+                b256 > 0.0 && r["throughput_b256_sps"].as_f64().unwrap_or(0.0) > 0.0,
+                "{ds}/{model}/{m}: batch 256 not timed"
+            );
+            assert!(
+                b256 > b64,
+                "{ds}/{model}/{m}: b256 {b256} us <= b64 {b64} us"
+            );
             for key in ["accuracy_drop_pp", "size_ratio", "speedup_b64"] {
                 assert!(
                     r[key].as_f64().is_some_and(f64::is_finite),
