@@ -283,10 +283,11 @@ pub fn run(opts: &BenchOptions) -> Result<(PathBuf, Results)> {
                 // This pair's figures now; the whole table again at the end.
                 let mut mine = r.clone();
                 derive_ratios(&mut mine);
+                let width = crate::summary::name_width([(ds.as_str(), source.name())]);
                 if rows.is_empty() {
-                    println!("{}", crate::summary::header());
+                    println!("{}", crate::summary::header(width));
                 }
-                if let Some(l) = crate::summary::line(&mine, ds.as_str(), source.name()) {
+                if let Some(l) = crate::summary::line(&mine, ds.as_str(), source.name(), width) {
                     println!("{l}");
                 }
             }

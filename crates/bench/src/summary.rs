@@ -5,9 +5,19 @@
 use crate::row::Row;
 
 /// The summary's header line.
-pub fn header() -> String {
+/// The `dataset/model` column's width: its longest name, at least 22 (an imported model's
+/// file name can be longer than any built-in pair's).
+pub fn name_width<'a>(names: impl IntoIterator<Item = (&'a str, &'a str)>) -> usize {
+    names
+        .into_iter()
+        .map(|(d, m)| d.len() + 1 + m.len())
+        .fold(22, usize::max)
+}
+
+/// The summary's header, its first column `width` wide.
+pub fn header(width: usize) -> String {
     format!(
-        "{:<22} {:>8} {:>8} {:>8} {:>7} {:>9} {:>9} {:>9}  best int8 method",
+        "{:<width$} {:>8} {:>8} {:>8} {:>7} {:>9} {:>9} {:>9}  best int8 method",
         "dataset/model",
         "f32 acc",
         "int8 acc",
@@ -21,7 +31,7 @@ pub fn header() -> String {
 
 /// The summary line of `ds`/`model` from `rows` (ratios already derived); `None` when the
 /// pair has no float reference row.
-pub fn line(rows: &[Row], ds: &str, model: &str) -> Option<String> {
+pub fn line(rows: &[Row], ds: &str, model: &str, width: usize) -> Option<String> {
     let of = |r: &&Row| r.dataset == ds && r.model == model;
     let f = rows.iter().filter(of).find(|r| r.is_reference())?;
     let q = rows
@@ -38,7 +48,7 @@ pub fn line(rows: &[Row], ds: &str, model: &str) -> Option<String> {
     let name = format!("{ds}/{model}");
     Some(match q {
         Some(q) => format!(
-            "{:<22} {:>7.2}% {:>7.2}% {:>+8.2} {:>7} {:>9} {:>9} {:>9}  {}",
+            "{:<width$} {:>7.2}% {:>7.2}% {:>+8.2} {:>7} {:>9} {:>9} {:>9}  {}",
             name,
             f.accuracy * 100.0,
             q.accuracy * 100.0,
@@ -49,7 +59,7 @@ pub fn line(rows: &[Row], ds: &str, model: &str) -> Option<String> {
             x(q.speedup_b64_vs_burn_ndarray),
             q.method
         ),
-        None => format!("{:<22} {:>7.2}%", name, f.accuracy * 100.0),
+        None => format!("{:<width$} {:>7.2}%", name, f.accuracy * 100.0),
     })
 }
 
@@ -100,12 +110,13 @@ pub fn table(rows: &[Row]) -> Vec<String> {
         .map(|r| (r.dataset.as_str(), r.model.as_str()))
         .collect();
     pairs.dedup();
+    let width = name_width(pairs.iter().copied());
     let lines: Vec<String> = pairs
         .into_iter()
-        .filter_map(|(d, m)| line(rows, d, m))
+        .filter_map(|(d, m)| line(rows, d, m, width))
         .collect();
     let legend = legend(&lines);
-    std::iter::once(header())
+    std::iter::once(header(width))
         .chain(lines)
         .chain(legend)
         .chain(noise(rows))
@@ -115,6 +126,17 @@ pub fn table(rows: &[Row]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_name_column_fits_the_longest_name() {
+        assert_eq!(
+            name_width([("mnist", "mlp"), ("fashion-mnist", "logreg")]),
+            22
+        );
+        let long = ("mnist", "mobilenet_small_opset13");
+        assert_eq!(name_width([long]), 29);
+        assert!(header(29).starts_with(&format!("{:<29} ", "dataset/model")));
+    }
 
     fn timed(method: &str, rounds: &[f64], threads: usize) -> Row {
         let mut r = Row::new("d", "m", method, "cpu", "quantlab");
