@@ -529,39 +529,19 @@ impl Session {
         batch: usize,
         bufs: &mut Buffers,
     ) -> Vec<f32> {
-        let DynamicInput {
-            input,
-            q,
-            offset,
-            scales,
-        } = DynamicInput::new(x, &l.w.col_sums, &l.w_scales, bufs);
+        let dq = DynamicInput::new(x, &l.w.col_sums, &l.w_scales, bufs);
         let mut out = bufs.take(batch * d.out_len());
         let (_, w) = self.depthwise_weights(node);
-        let mut epi = Epilogue::Dequant {
-            offset: &offset,
-            scales: &scales,
-            bias: &d.bias,
-            relu: d.relu,
-            layout: OutLayout::RowMajor,
-            out: &mut out,
-        };
         let (mut padded, mut acc) = (
             std::mem::take(&mut bufs.padded_u8),
             std::mem::take(&mut bufs.acc),
         );
-        let zp = q.zero_point as u8;
-        depthwise::run_int8(
-            self.ops,
-            d,
-            w,
-            &input,
-            batch,
-            zp,
-            (&mut padded, &mut acc),
-            &mut epi,
-        );
+        let zp = dq.q.zero_point as u8;
+        let scratch = (&mut padded, &mut acc);
+        let epi = &mut dq.epilogue(d, &mut out);
+        depthwise::run_int8(self.ops, d, w, &dq.input, batch, zp, scratch, epi);
         (bufs.padded_u8, bufs.acc) = (padded, acc);
-        bufs.give(input);
+        bufs.give(dq.input);
         cap(d, &mut out);
         out
     }
@@ -736,31 +716,19 @@ impl Session {
         batch: usize,
         bufs: &mut Buffers,
     ) -> Vec<f32> {
-        let DynamicInput {
-            input,
-            q,
-            offset,
-            scales,
-        } = DynamicInput::new(x, &w.col_sums, &l.w_scales, bufs);
+        let dq = DynamicInput::new(x, &w.col_sums, &l.w_scales, bufs);
         let mut out = bufs.take(batch * d.out_len());
-        let epilogue = |out| Epilogue::Dequant {
-            offset: &offset,
-            scales: &scales,
-            bias: &d.bias,
-            relu: d.relu,
-            layout: OutLayout::RowMajor,
-            out,
-        };
+        let epilogue = |out| dq.epilogue(d, out);
         match (&d.conv, taps) {
             (Some(g), Some(taps)) => {
-                let zp = q.zero_point as u8;
-                self.conv_int8(d, g, taps, w, &input, zp, &mut out, epilogue, bufs);
+                let zp = dq.q.zero_point as u8;
+                self.conv_int8(d, g, taps, w, &dq.input, zp, &mut out, epilogue, bufs);
             }
             _ => self
                 .ops
-                .qgemm(batch, &input, d.k, w, &mut epilogue(&mut out)),
+                .qgemm(batch, &dq.input, d.k, w, &mut epilogue(&mut out)),
         }
-        bufs.give(input);
+        bufs.give(dq.input);
         cap(d, &mut out);
         out
     }
@@ -812,6 +780,18 @@ impl DynamicInput {
             q,
             offset: col_sums.iter().map(|&c| -q.zero_point * c).collect(),
             scales: w_scales.iter().map(|&s| s * q.scale).collect(),
+        }
+    }
+
+    /// The dequantizing epilogue of layer `d` into `out`, row-major.
+    fn epilogue<'a>(&'a self, d: &'a Dense, out: &'a mut [f32]) -> Epilogue<'a> {
+        Epilogue::Dequant {
+            offset: &self.offset,
+            scales: &self.scales,
+            bias: &d.bias,
+            relu: d.relu,
+            layout: OutLayout::RowMajor,
+            out,
         }
     }
 }
