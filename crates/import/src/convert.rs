@@ -489,51 +489,20 @@ fn map_node(w: &mut Walk<'_>, node: &Node, last: bool) -> Result<()> {
             let name = w.originals.next(&["MaxPool"], &p.name);
             let at = describe(&name, "MaxPool");
             w.consume(&p.inputs, &at)?;
-            let cfg = &p.config;
-            if cfg.padding != PaddingConfig2d::Valid
-                || !matches!(cfg.auto_pad, AutoPad::NotSet | AutoPad::Valid)
-            {
-                return Err(w.err(format!(
-                    "{at}: padding {}; quantlab imports max pooling without padding",
-                    cfg.padding
-                )));
-            }
-            if cfg.dilation != [1, 1] || cfg.ceil_mode {
-                return Err(w.err(format!(
-                    "{at}: dilation {:?}, ceil_mode {}; quantlab imports dilation 1 and floor mode",
-                    cfg.dilation, cfg.ceil_mode
-                )));
-            }
-            let op = Op::MaxPool2d {
-                kernel: cfg.kernel_size,
-                stride: cfg.strides,
-            };
-            w.push(op, name, &p.outputs[0])
+            let c = &p.config;
+            let window = (&c.padding, &c.auto_pad, c.dilation, c.ceil_mode);
+            let [kernel, stride] = pool_window(w, &at, "max", window, c.kernel_size, c.strides)?;
+            w.push(Op::MaxPool2d { kernel, stride }, name, &p.outputs[0])
         }
         Node::AveragePool2d(p) => {
             let name = w.originals.next(&["AveragePool"], &p.name);
             let at = describe(&name, "AveragePool");
             w.consume(&p.inputs, &at)?;
-            let cfg = &p.config;
-            if cfg.padding != PaddingConfig2d::Valid
-                || !matches!(cfg.auto_pad, AutoPad::NotSet | AutoPad::Valid)
-            {
-                return Err(w.err(format!(
-                    "{at}: padding {}; quantlab imports average pooling without padding",
-                    cfg.padding
-                )));
-            }
-            if cfg.dilation != [1, 1] || cfg.ceil_mode {
-                return Err(w.err(format!(
-                    "{at}: dilation {:?}, ceil_mode {}; quantlab imports dilation 1 and floor mode",
-                    cfg.dilation, cfg.ceil_mode
-                )));
-            }
-            let op = Op::AvgPool2d {
-                kernel: cfg.kernel_size,
-                stride: cfg.strides,
-            };
-            w.push(op, name, &p.outputs[0])
+            let c = &p.config;
+            let window = (&c.padding, &c.auto_pad, c.dilation, c.ceil_mode);
+            let [kernel, stride] =
+                pool_window(w, &at, "average", window, c.kernel_size, c.strides)?;
+            w.push(Op::AvgPool2d { kernel, stride }, name, &p.outputs[0])
         }
         Node::GlobalAveragePool(p) => {
             let name = w.originals.next(&["GlobalAveragePool"], &p.name);
@@ -630,6 +599,29 @@ fn map_node(w: &mut Walk<'_>, node: &Node, last: bool) -> Result<()> {
             )))
         }
     }
+}
+
+/// A pool's `[kernel, stride]`, refused unless it has no padding, dilation 1 and floor mode
+/// (what quantlab's pools compute).
+fn pool_window(
+    w: &Walk<'_>,
+    at: &str,
+    what: &str,
+    (padding, auto_pad, dilation, ceil_mode): (&PaddingConfig2d, &AutoPad, [usize; 2], bool),
+    kernel: [usize; 2],
+    stride: [usize; 2],
+) -> Result<[[usize; 2]; 2]> {
+    if *padding != PaddingConfig2d::Valid || !matches!(auto_pad, AutoPad::NotSet | AutoPad::Valid) {
+        return Err(w.err(format!(
+            "{at}: padding {padding}; quantlab imports {what} pooling without padding"
+        )));
+    }
+    if dilation != [1, 1] || ceil_mode {
+        return Err(w.err(format!(
+            "{at}: dilation {dilation:?}, ceil_mode {ceil_mode}; quantlab imports dilation 1 and floor mode"
+        )));
+    }
+    Ok([kernel, stride])
 }
 
 /// A linear layer's constant weight matrix as `(out, in, [out, in] values)`, from `[out, in]`

@@ -12,7 +12,45 @@
 use quantlab_linalg::frame::nhwc::{self, Taps};
 use quantlab_linalg::{ConvGeom, Epilogue, Ops};
 
+use crate::model::LayerImpl;
 use crate::network::Dense;
+
+/// A depthwise layer as a session runs it, prepared once: weights tap-major (f32 for a
+/// float layer, the integer ones widened to i16 for an int8 one) and where each tap reads.
+#[derive(Debug, Clone)]
+pub struct DwWeights {
+    f32: Vec<f32>,
+    int8: Vec<i16>,
+    taps: Taps,
+    /// The padded-sample offset of every tap, for a sample padded by [`nhwc::pad`].
+    offsets: Vec<usize>,
+}
+
+impl DwWeights {
+    /// `d`'s weights for its implementation `layer` (`d` is depthwise, with a geometry).
+    pub fn new(d: &Dense, g: &ConvGeom, layer: Option<&LayerImpl>) -> Self {
+        let taps = g.kernel[0] * g.kernel[1];
+        let int8 = |w: &quantlab_linalg::QWeights| {
+            let wide: Vec<i16> = w.w.iter().map(|&v| v as i16).collect();
+            tap_major(&wide, d.n, taps)
+        };
+        let (f32, int8) = match layer {
+            Some(LayerImpl::F32) | None => (tap_major(&d.weight, d.n, taps), Vec::new()),
+            Some(LayerImpl::Static(l)) => (Vec::new(), int8(&l.w)),
+            Some(LayerImpl::Dynamic(l)) => (Vec::new(), int8(&l.w)),
+        };
+        let (c, wp) = (g.in_channels, g.in_hw[1] + 2 * g.padding[1]);
+        let offsets = (0..g.kernel[0])
+            .flat_map(|ky| (0..g.kernel[1]).map(move |kx| (ky * wp + kx) * c))
+            .collect();
+        Self {
+            f32,
+            int8,
+            taps: Taps::new(g),
+            offsets,
+        }
+    }
+}
 
 /// `[n, taps]` weights (PyTorch's order) as `[taps, n]`.
 pub fn tap_major<T: Copy + Default>(w: &[T], n: usize, taps: usize) -> Vec<T> {
@@ -25,27 +63,17 @@ pub fn tap_major<T: Copy + Default>(w: &[T], n: usize, taps: usize) -> Vec<T> {
     out
 }
 
-/// The padded-sample offset of every tap, for a sample padded by [`nhwc::pad`].
-fn tap_offsets(g: &ConvGeom) -> Vec<usize> {
-    let c = g.in_channels;
-    let wp = g.in_hw[1] + 2 * g.padding[1];
-    (0..g.kernel[0])
-        .flat_map(|ky| (0..g.kernel[1]).map(move |kx| (ky * wp + kx) * c))
-        .collect()
-}
-
 /// The float layer over `batch` channels-last samples of `x` into `y` (`[oh, ow, c]` each).
 pub fn run_f32(
     d: &Dense,
-    w: &[f32],
+    dw: &DwWeights,
     x: &[f32],
     batch: usize,
     padded: &mut Vec<f32>,
     y: &mut [f32],
 ) {
     let g = d.conv.as_ref().expect("a depthwise layer has a geometry");
-    let (c, taps) = (d.n, Taps::new(g));
-    let offsets = tap_offsets(g);
+    let (c, w) = (d.n, &dw.f32);
     for (xs, ys) in x
         .chunks_exact(d.in_len())
         .zip(y.chunks_exact_mut(d.out_len()))
@@ -54,8 +82,8 @@ pub fn run_f32(
         nhwc::pad(xs, g, 0.0, padded);
         for (p, out) in ys.chunks_exact_mut(c).enumerate() {
             out.copy_from_slice(&d.bias);
-            let base = taps.base(p);
-            for (t, &off) in offsets.iter().enumerate() {
+            let base = dw.taps.base(p);
+            for (t, &off) in dw.offsets.iter().enumerate() {
                 let src = &padded[base + off..base + off + c];
                 let wt = &w[t * c..(t + 1) * c];
                 for ((o, &v), &k) in out.iter_mut().zip(src).zip(wt) {
@@ -73,7 +101,7 @@ pub fn run_f32(
 pub fn run_int8(
     ops: &Ops,
     d: &Dense,
-    w: &[i16],
+    dw: &DwWeights,
     input: &[u8],
     batch: usize,
     zp: u8,
@@ -81,8 +109,7 @@ pub fn run_int8(
     epi: &mut Epilogue,
 ) {
     let g = d.conv.as_ref().expect("a depthwise layer has a geometry");
-    let (c, taps) = (d.n, Taps::new(g));
-    let offsets = tap_offsets(g);
+    let (c, w) = (d.n, &dw.int8);
     let pixels = g.pixels();
     acc.clear();
     acc.resize(pixels * c, 0);
@@ -90,8 +117,8 @@ pub fn run_int8(
         nhwc::pad(xs, g, zp, padded);
         for (p, a) in acc.chunks_exact_mut(c).enumerate() {
             a.iter_mut().for_each(|v| *v = 0);
-            let base = taps.base(p);
-            for (t, &off) in offsets.iter().enumerate() {
+            let base = dw.taps.base(p);
+            for (t, &off) in dw.offsets.iter().enumerate() {
                 let src = &padded[base + off..base + off + c];
                 let wt = &w[t * c..(t + 1) * c];
                 // u8 x i8 fits in i16 (|255 * -128| < 2^15): an i16 multiply the baseline

@@ -334,7 +334,11 @@ impl Session {
         };
         trace(0, &act);
         let keep = &self.plan.keep;
-        let mut kept: Vec<Option<Act>> = keep.iter().map(|_| None).collect();
+        // No allocation for a model without residual Adds (nothing is kept).
+        let mut kept: Vec<Option<Act>> = match keep.contains(&true) {
+            true => keep.iter().map(|_| None).collect(),
+            false => Vec::new(),
+        };
         if keep[0] {
             kept[0] = Some(act.copy_in(&mut bufs));
         }
@@ -380,7 +384,7 @@ impl Session {
                 let d = self.dense(node);
                 let x = act.into_f32();
                 let mut y = bufs.take(batch * d.out_len());
-                let (w, _) = self.depthwise_weights(node);
+                let w = self.depthwise_weights(node);
                 depthwise::run_f32(d, w, &x, batch, &mut bufs.padded_f32, &mut y);
                 bufs.give(x);
                 Act::F32(y)
@@ -512,9 +516,9 @@ impl Session {
         }
     }
 
-    fn depthwise_weights(&self, node: usize) -> (&[f32], &[i16]) {
+    fn depthwise_weights(&self, node: usize) -> &depthwise::DwWeights {
         match &self.plan.weights[node] {
-            Some(Weights::Depthwise { f32, int8 }) => (f32, int8),
+            Some(Weights::Depthwise(w)) => w,
             _ => unreachable!("a depthwise step has depthwise weights"),
         }
     }
@@ -531,7 +535,7 @@ impl Session {
     ) -> Vec<f32> {
         let dq = DynamicInput::new(x, &l.w.col_sums, &l.w_scales, bufs);
         let mut out = bufs.take(batch * d.out_len());
-        let (_, w) = self.depthwise_weights(node);
+        let w = self.depthwise_weights(node);
         let (mut padded, mut acc) = (
             std::mem::take(&mut bufs.padded_u8),
             std::mem::take(&mut bufs.acc),
@@ -613,7 +617,7 @@ impl Session {
         bufs: &mut Buffers,
     ) -> Vec<u8> {
         if d.depthwise {
-            let (_, w) = self.depthwise_weights(node);
+            let w = self.depthwise_weights(node);
             let (zo, lo, hi) = l.out_clamp(d.relu, d.cap);
             let mut out = bufs.take(batch * d.out_len());
             let mut epi = Epilogue::Requant {

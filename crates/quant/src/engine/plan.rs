@@ -36,14 +36,9 @@ pub enum Weights {
         /// Constants for requantizing in registers.
         rq: Option<Requantizer>,
     },
-    /// A depthwise convolution's weights, tap-major `[kh*kw, c]`: f32 for a float layer,
-    /// the integer weights widened to i32 for an int8 one (see [`super::depthwise`]).
-    Depthwise {
-        /// Float weights (float layers).
-        f32: Vec<f32>,
-        /// Integer weights (static and dynamic layers), widened to i16.
-        int8: Vec<i16>,
-    },
+    /// A depthwise convolution's weights, tap-major, and its taps (see
+    /// [`super::depthwise`]).
+    Depthwise(super::depthwise::DwWeights),
 }
 
 /// A model's feature-map layout at one point.
@@ -255,7 +250,7 @@ fn steps(model: &QuantModel, weights: &[Option<Weights>], keep: &[bool], fuse: b
                     pool: rq.as_ref().and_then(|_| pool_after(d)),
                 }
             }
-            (Node::Dense(_), Some(LayerImpl::Static(_)), Some(Weights::Depthwise { .. })) => {
+            (Node::Dense(_), Some(LayerImpl::Static(_)), Some(Weights::Depthwise(_))) => {
                 Step::DenseStatic {
                     node: i,
                     pool: None,
@@ -307,25 +302,7 @@ fn prepare_dense(
     ops: &Ops,
 ) -> (Weights, Layout) {
     if let (true, Some(g)) = (d.depthwise, &d.conv) {
-        let taps = g.kernel[0] * g.kernel[1];
-        let int8 = |w: &quantlab_linalg::QWeights| {
-            let wide: Vec<i16> = w.w.iter().map(|&v| v as i16).collect();
-            super::depthwise::tap_major(&wide, d.n, taps)
-        };
-        let prepared = match layer {
-            Some(LayerImpl::F32) | None => Weights::Depthwise {
-                f32: super::depthwise::tap_major(&d.weight, d.n, taps),
-                int8: Vec::new(),
-            },
-            Some(LayerImpl::Static(l)) => Weights::Depthwise {
-                f32: Vec::new(),
-                int8: int8(&l.w),
-            },
-            Some(LayerImpl::Dynamic(l)) => Weights::Depthwise {
-                f32: Vec::new(),
-                int8: int8(&l.w),
-            },
-        };
+        let prepared = Weights::Depthwise(super::depthwise::DwWeights::new(d, g, layer));
         return (prepared, Layout::Map([d.n, g.out_hw[0], g.out_hw[1]]));
     }
     // Int8 kernel rows are rounded up to whole groups of 4 (see `Taps::seg_len4`).
