@@ -31,4 +31,4 @@ pub use config::{BenchConfig, DeviceKind, Method, SweepSettings};
 pub use error::{BenchError, Result};
 pub use measure::CountingAlloc;
 pub use row::Row;
-pub use run::{BenchOptions, OnnxModel, Results, run};
+pub use run::{BenchOptions, OnnxModel, PairDone, Results, run, run_with};

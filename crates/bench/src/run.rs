@@ -55,6 +55,26 @@ pub struct BenchOptions {
     /// Instead of the config's models: one float model brought as an ONNX file (imported by
     /// the caller), measured on one dataset.
     pub onnx: Option<OnnxModel>,
+    /// Background work (streaming runs to a tracking server) hushed while rows are timed.
+    pub quiet: Option<std::sync::Arc<quantlab_track::Gate>>,
+}
+
+/// One dataset/model pair, measured: what [`run_with`] hands its caller as soon as it is,
+/// so runs can be recorded (and sent) while the next pair is measured.
+#[derive(Debug, Clone, Copy)]
+pub struct PairDone<'a> {
+    /// The run folder (its `models/` holds the pair's int8 files by now).
+    pub dir: &'a Path,
+    /// The run's date, as `bench.json` will record it.
+    pub date: &'a str,
+    /// Calibration images of the static rows.
+    pub calib: usize,
+    /// The pair's rows, their speed-ups and drops derived.
+    pub rows: &'a [Row],
+    /// Its training curves.
+    pub curve: &'a Curve,
+    /// Its calibration-sweep points.
+    pub calib_sweep: &'a [SweepPoint],
 }
 
 /// A float model from elsewhere (`quantlab bench --onnx FILE --dataset D`), already mapped
@@ -166,6 +186,14 @@ fn fnv(s: &str) -> u64 {
 
 /// Runs the matrix; returns the run folder and its results.
 pub fn run(opts: &BenchOptions) -> Result<(PathBuf, Results)> {
+    run_with(opts, &mut |_| {})
+}
+
+/// [`run`], handing each pair to `pair_done` once it is measured.
+pub fn run_with(
+    opts: &BenchOptions,
+    pair_done: &mut dyn FnMut(PairDone<'_>),
+) -> Result<(PathBuf, Results)> {
     let mut cfg = BenchConfig::load(&opts.config)?;
     if opts.quick {
         cfg = cfg.quick();
@@ -279,25 +307,32 @@ pub fn run(opts: &BenchOptions) -> Result<(PathBuf, Results)> {
                 dir: &dir,
             };
             let (mut r, curve, mut sw, mut bits) = pair.measure(&methods)?;
+            // Ratios are taken within a pair, so this pair's are final now.
+            derive_ratios(&mut r);
             if opts.progress {
                 // This pair's figures now; the whole table again at the end.
-                let mut mine = r.clone();
-                derive_ratios(&mut mine);
                 let width = crate::summary::name_width([(ds.as_str(), source.name())]);
                 if rows.is_empty() {
                     println!("{}", crate::summary::header(width));
                 }
-                if let Some(l) = crate::summary::line(&mine, ds.as_str(), source.name(), width) {
+                if let Some(l) = crate::summary::line(&r, ds.as_str(), source.name(), width) {
                     println!("{l}");
                 }
             }
+            pair_done(PairDone {
+                dir: &dir,
+                date: &date,
+                calib: cfg.calib,
+                rows: &r,
+                curve: &curve,
+                calib_sweep: &sw,
+            });
             rows.append(&mut r);
             curves.push(curve);
             sweep_points.append(&mut sw);
             bit_points.append(&mut bits);
         }
     }
-    derive_ratios(&mut rows);
     let mut notes = vec![
         format!(
             "timing: the rows of each dataset/model are timed interleaved in {} rounds (each round runs every row once, in a rotating order); latencies are medians over rounds, speed-ups medians of per-round ratios, shown with their min-max over rounds; ~ marks a speed-up whose min-max contains 1.00x (not significant)",
@@ -629,6 +664,7 @@ impl Pair<'_> {
             runners.len(),
             self.cfg.rounds
         ));
+        let hush = self.opts.quiet.as_deref().map(quantlab_track::Gate::hush);
         time_in_rounds(
             &mut rows,
             &runners,
@@ -637,6 +673,7 @@ impl Pair<'_> {
             &self.timing,
             self.cfg.rounds,
         )?;
+        drop(hush);
         drop(runners);
         gpu_notes(&mut rows);
         let mut points = Vec::new();

@@ -18,11 +18,11 @@
 use std::path::Path;
 
 use quantlab_quant::report::LayerReport;
-use quantlab_track::{ExperimentId, Run, Status, Store};
+use quantlab_track::{ExperimentId, Run, RunId, Status, Store};
 use quantlab_train::{History, TrainConfig};
 
 use crate::row::Row;
-use crate::run::Results;
+use crate::run::PairDone;
 use crate::sweep::summarize;
 
 /// Experiment of ad-hoc `quantlab train` runs.
@@ -212,34 +212,62 @@ fn method_params(method: &str) -> (String, &'static str) {
     }
 }
 
-/// Records a finished bench run (`dir` is its folder under `results/`).
-pub fn record_bench(
-    store: &Store,
-    config: &Path,
-    dir: &Path,
-    r: &Results,
-) -> Result<Recorded, quantlab_track::Error> {
-    let stem = config
-        .file_stem()
-        .map_or("bench".into(), |s| s.to_string_lossy().into_owned());
-    let experiment = format!(
-        "quantlab bench: {stem}{}",
-        if r.meta.quick { " (quick)" } else { "" }
-    );
-    let exp = store.experiment(&experiment)?;
-    let mut runs = 0;
-    let commit = git_commit();
-    let plots: Vec<std::path::PathBuf> = std::fs::read_dir(dir.join("plots"))
-        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
-        .unwrap_or_default();
-    for curve in &r.curves {
+/// A bench's runs, recorded pair by pair as the bench measures them ([`crate::run_with`]):
+/// each model's run stays RUNNING until [`BenchRecorder::finish`] adds REPORT.md and the
+/// plots (drawn at the end) and ends it; its rows' child runs are complete at once, so a
+/// tracking server can be sent them while the bench goes on.
+pub struct BenchRecorder {
+    store: Store,
+    exp: ExperimentId,
+    experiment: String,
+    commit: Option<String>,
+    /// Each model's run, with its dataset and model.
+    parents: Vec<(Run, String, String)>,
+    runs: usize,
+}
+
+impl BenchRecorder {
+    /// The experiment of `config`'s matrix (`quantlab bench: <stem>`, `(quick)` apart).
+    pub fn open(
+        store: &Store,
+        config: &Path,
+        quick: bool,
+    ) -> Result<BenchRecorder, quantlab_track::Error> {
+        let stem = config
+            .file_stem()
+            .map_or("bench".into(), |s| s.to_string_lossy().into_owned());
+        let experiment = format!(
+            "quantlab bench: {stem}{}",
+            if quick { " (quick)" } else { "" }
+        );
+        let exp = store.experiment(&experiment)?;
+        Ok(BenchRecorder {
+            store: store.clone(),
+            exp,
+            experiment,
+            commit: git_commit(),
+            parents: Vec::new(),
+            runs: 0,
+        })
+    }
+
+    /// The experiment's id in the store.
+    pub fn experiment_id(&self) -> &ExperimentId {
+        &self.exp
+    }
+
+    /// Records one measured pair; returns the ids of the runs it wrote (the model's run
+    /// first, still RUNNING, then its rows').
+    pub fn pair(&mut self, p: &PairDone<'_>) -> Result<Vec<RunId>, quantlab_track::Error> {
+        let (store, exp, commit) = (&self.store, &self.exp, self.commit.as_deref());
+        let curve = p.curve;
         let (ds, model) = (curve.dataset.as_str(), curve.model.as_str());
-        let mut tags = base_tags(ds, model, "quantlab", commit.as_deref());
-        let folder = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+        let mut tags = base_tags(ds, model, "quantlab", commit);
+        let folder = p.dir.canonicalize().unwrap_or_else(|_| p.dir.to_path_buf());
         tags.push(("run_folder".into(), folder.display().to_string()));
-        tags.push(("date".into(), r.meta.date.clone()));
-        let parent = start(store, &exp, &format!("{ds}/{model}"), None, &tags)?;
-        runs += 1;
+        tags.push(("date".into(), p.date.to_owned()));
+        let parent = start(store, exp, &format!("{ds}/{model}"), None, &tags)?;
+        let mut ids = vec![parent.id().clone()];
         let ck = Path::new(&curve.checkpoint);
         if let Ok(cfg) =
             TrainConfig::from_toml_file(&ck.join(quantlab_train::checkpoint::CONFIG_FILE))
@@ -249,15 +277,10 @@ pub fn record_bench(
         }
         parent.set_tag("trained_now", &curve.trained_now.to_string())?;
         log_history(&parent, &curve.history)?;
-        let rows: Vec<&Row> = r
-            .rows
-            .iter()
-            .filter(|x| x.dataset == ds && x.model == model)
-            .collect();
-        if let Some(f) = rows.iter().find(|x| x.is_reference()) {
+        if let Some(f) = p.rows.iter().find(|x| x.is_reference()) {
             log_row_metrics(&parent, f)?;
         }
-        for s in summarize(&r.calib_sweep)
+        for s in summarize(p.calib_sweep)
             .iter()
             .filter(|s| s.dataset == ds && s.model == model)
         {
@@ -278,73 +301,117 @@ pub fn record_bench(
                 step,
             )?;
         }
-        parent.log_artifact(&dir.join("REPORT.md"), None)?;
-        for p in plots.iter().filter(|p| {
-            let n = p
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            n.starts_with("training_curves")
-                || n.contains(&format!("-{ds}."))
-                || n.contains(&format!("-{ds}-{model}."))
-        }) {
-            parent.log_artifact(p, Some("plots"))?;
+        for row in p.rows {
+            let child = self.row(p, &parent, row)?;
+            ids.push(child);
         }
-        for row in rows {
-            let name = match (row.backend == "quantlab", row.threads) {
-                (true, 1) => row.method.clone(),
-                (true, t) => format!("{} ({t} threads)", row.method),
-                (false, _) => format!("{} ({}, {})", row.method, row.backend, row.device),
-            };
-            let mut tags = base_tags(ds, model, &row.backend, commit.as_deref());
-            tags.push(("device".into(), row.device.clone()));
-            let child = start(store, &exp, &name, Some(&parent), &tags)?;
-            runs += 1;
-            let (observer, act) = method_params(&row.method);
-            child.log_params([
-                ("method", row.method.as_str()),
-                ("observer", observer.as_str()),
-                ("granularity", row.granularity.as_str()),
-                ("act_dtype", act),
-                ("backend", row.backend.as_str()),
-                ("device", row.device.as_str()),
-                ("kernel", row.kernel.as_str()),
-                ("threads", row.threads.to_string().as_str()),
-            ])?;
-            let calib = if row.method.starts_with("static-") {
-                r.meta.config.calib.to_string()
-            } else {
-                "0".into()
-            };
-            child.log_param("calib_size", calib)?;
-            if !row.note.is_empty() {
-                child.set_tag("note", &row.note)?;
-            }
-            if !row.supported {
-                child.set_tag("supported", "false")?;
-                child.end(Status::Finished)?;
-                continue;
-            }
-            log_row_metrics(&child, row)?;
-            // A QAT row's fine-tune: per-epoch curves (fake-quantized validation figures).
-            if let Some((_, h)) = curve
-                .qat
-                .iter()
-                .find(|(m, _)| *m == row.method && row.backend == "quantlab" && row.threads == 1)
-            {
-                log_history(&child, h)?;
-            }
-            if row.backend == "quantlab" {
-                let file = dir
-                    .join("models")
-                    .join(format!("{ds}-{model}-{}.safetensors", row.method));
-                if file.is_file() {
-                    child.log_artifact(&file, Some("model"))?;
-                }
-            }
-            child.end(Status::Finished)?;
-        }
-        parent.end(Status::Finished)?;
+        self.runs += ids.len();
+        self.parents.push((parent, ds.to_owned(), model.to_owned()));
+        Ok(ids)
     }
-    Ok(Recorded { experiment, runs })
+
+    /// One row's child run of `parent`, ended.
+    fn row(
+        &self,
+        p: &PairDone<'_>,
+        parent: &Run,
+        row: &Row,
+    ) -> Result<RunId, quantlab_track::Error> {
+        let (ds, model) = (p.curve.dataset.as_str(), p.curve.model.as_str());
+        let name = match (row.backend == "quantlab", row.threads) {
+            (true, 1) => row.method.clone(),
+            (true, t) => format!("{} ({t} threads)", row.method),
+            (false, _) => format!("{} ({}, {})", row.method, row.backend, row.device),
+        };
+        let mut tags = base_tags(ds, model, &row.backend, self.commit.as_deref());
+        tags.push(("device".into(), row.device.clone()));
+        let child = start(&self.store, &self.exp, &name, Some(parent), &tags)?;
+        let (observer, act) = method_params(&row.method);
+        child.log_params([
+            ("method", row.method.as_str()),
+            ("observer", observer.as_str()),
+            ("granularity", row.granularity.as_str()),
+            ("act_dtype", act),
+            ("backend", row.backend.as_str()),
+            ("device", row.device.as_str()),
+            ("kernel", row.kernel.as_str()),
+            ("threads", row.threads.to_string().as_str()),
+        ])?;
+        let calib = if row.method.starts_with("static-") {
+            p.calib.to_string()
+        } else {
+            "0".into()
+        };
+        child.log_param("calib_size", calib)?;
+        if !row.note.is_empty() {
+            child.set_tag("note", &row.note)?;
+        }
+        if !row.supported {
+            child.set_tag("supported", "false")?;
+            let id = child.id().clone();
+            child.end(Status::Finished)?;
+            return Ok(id);
+        }
+        log_row_metrics(&child, row)?;
+        // A QAT row's fine-tune: per-epoch curves (fake-quantized validation figures).
+        if let Some((_, h)) = p
+            .curve
+            .qat
+            .iter()
+            .find(|(m, _)| *m == row.method && row.backend == "quantlab" && row.threads == 1)
+        {
+            log_history(&child, h)?;
+        }
+        if row.backend == "quantlab" {
+            let file = p
+                .dir
+                .join("models")
+                .join(format!("{ds}-{model}-{}.safetensors", row.method));
+            if file.is_file() {
+                child.log_artifact(&file, Some("model"))?;
+            }
+        }
+        let id = child.id().clone();
+        child.end(Status::Finished)?;
+        Ok(id)
+    }
+
+    /// Ends every model's run FINISHED, with the run's REPORT.md and the plots of its
+    /// dataset and model (both drawn in `dir` once the bench is over).
+    pub fn finish(self, dir: &Path) -> Result<Recorded, quantlab_track::Error> {
+        let plots: Vec<std::path::PathBuf> = std::fs::read_dir(dir.join("plots"))
+            .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        for (parent, ds, model) in self.parents {
+            parent.log_artifact(&dir.join("REPORT.md"), None)?;
+            for p in plots.iter().filter(|p| {
+                let n = p
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                n.starts_with("training_curves")
+                    || n.contains(&format!("-{ds}."))
+                    || n.contains(&format!("-{ds}-{model}."))
+            }) {
+                parent.log_artifact(p, Some("plots"))?;
+            }
+            parent.end(Status::Finished)?;
+        }
+        Ok(Recorded {
+            experiment: self.experiment,
+            runs: self.runs,
+        })
+    }
+
+    /// Ends every model's run FAILED (the bench stopped on an error); its rows' runs
+    /// recorded so far stay as they are.
+    pub fn fail(self) -> Result<Recorded, quantlab_track::Error> {
+        for (parent, ..) in self.parents {
+            parent.end(Status::Failed)?;
+        }
+        Ok(Recorded {
+            experiment: self.experiment,
+            runs: self.runs,
+        })
+    }
 }

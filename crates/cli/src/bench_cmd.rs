@@ -104,6 +104,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
         }
         _ => None,
     };
+    // Each pair's runs are recorded as soon as it is measured and, with a tracking server,
+    // sent in the background while the next pair is (hushed while rows are timed).
+    let mut tracking =
+        crate::bench_tracking::BenchTracking::new(&args.mlflow, &args.config, args.quick);
     let opts = BenchOptions {
         onnx,
         config: args.config.clone(),
@@ -114,44 +118,35 @@ pub fn run(args: BenchArgs) -> Result<()> {
         results_dir: args.results.clone(),
         data_dir: args.data_dir,
         progress: true,
+        quiet: tracking.gate(),
     };
     let start = std::time::Instant::now();
-    let (dir, results) = quantlab_bench::run(&opts)?;
-    if results.rows.is_empty() {
-        bail!("no dataset/model pair ran (see the skipped notes above)");
-    }
-    write::write_all(&dir, &results)?;
-    let files = plots::draw_all(&dir, &results)?;
-    let latest = write::update_latest(&args.results, &dir)?;
-    summary(&results.rows);
-    println!(
-        "\n{} rows in {:.0} s; int8 kernel {}; report {}, {} plot files; {} -> {}",
-        results.rows.len(),
-        start.elapsed().as_secs_f64(),
-        results.meta.machine.kernel,
-        dir.join("REPORT.md").display(),
-        files.len(),
-        latest.display(),
-        dir.display()
-    );
-    if let Some((store, root)) = args.mlflow.open() {
-        match quantlab_bench::tracking::record_bench(&store, &args.config, &dir, &results) {
-            Ok(r) => {
-                println!(
-                    "MLflow: {} runs in experiment \"{}\" of {}; open them with\n  {}",
-                    r.runs,
-                    r.experiment,
-                    root.display(),
-                    quantlab_bench::tracking::ui_command(&root)
-                );
-                if let Some(server) = args.mlflow.server() {
-                    crate::mlflow_args::send(&server, &store, &root, &r.experiment);
-                }
+    let outcome = quantlab_bench::run_with(&opts, &mut |pair| tracking.pair(&pair));
+    let finished = outcome
+        .map_err(anyhow::Error::from)
+        .and_then(|(dir, results)| {
+            if results.rows.is_empty() {
+                bail!("no dataset/model pair ran (see the skipped notes above)");
             }
-            Err(e) => crate::mlflow_args::warn(&e),
-        }
-    }
-    Ok(())
+            write::write_all(&dir, &results)?;
+            let files = plots::draw_all(&dir, &results)?;
+            let latest = write::update_latest(&args.results, &dir)?;
+            summary(&results.rows);
+            println!(
+                "\n{} rows in {:.0} s; int8 kernel {}; report {}, {} plot files; {} -> {}",
+                results.rows.len(),
+                start.elapsed().as_secs_f64(),
+                results.meta.machine.kernel,
+                dir.join("REPORT.md").display(),
+                files.len(),
+                latest.display(),
+                dir.display()
+            );
+            anyhow::Ok(dir)
+        });
+    // Sending went on while the reports and plots were written.
+    tracking.end(finished.as_ref().ok().map(|d| d.as_path()));
+    finished.map(|_| ())
 }
 
 /// One line per dataset/model: float vs the best static int8 row.

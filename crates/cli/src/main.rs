@@ -2,6 +2,7 @@
 //! are printed on one line (`error: what: why`) with a non-zero exit status.
 
 mod bench_cmd;
+mod bench_tracking;
 mod data_cmd;
 mod eval_cmd;
 mod export_cmd;

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use quantlab_bench::tracking;
-use quantlab_track::{Run, Server, Status, Store, is_server_uri, resolve_store_dir};
+use quantlab_track::{PushReport, Run, Server, Status, Store, is_server_uri, resolve_store_dir};
 
 /// MLflow's variable naming the tracking server (or store) its clients log to.
 pub const TRACKING_URI_VAR: &str = "MLFLOW_TRACKING_URI";
@@ -21,8 +21,8 @@ pub struct MlflowArgs {
     mlflow_dir: Option<PathBuf>,
     /// MLflow tracking server to send the runs to, http(s)://host:port (default:
     /// $MLFLOW_TRACKING_URI when it is one). Runs are recorded in the file store first and
-    /// sent when the command ends; credentials come from MLFLOW_TRACKING_USERNAME/_PASSWORD
-    /// or MLFLOW_TRACKING_TOKEN.
+    /// sent as they are made (the bench) or when the command ends; credentials come from
+    /// MLFLOW_TRACKING_USERNAME/_PASSWORD or MLFLOW_TRACKING_TOKEN.
     #[arg(long)]
     mlflow_uri: Option<String>,
     /// Do not record the run in MLflow.
@@ -51,17 +51,46 @@ pub fn server(flag: Option<&str>) -> Option<Server> {
 
 /// Sends `experiment`'s runs that `server` does not have yet, printing one line either way.
 pub fn send(server: &Server, store: &Store, root: &Path, experiment: &str) {
+    send_rest(server, store, root, experiment, None);
+}
+
+/// [`send`] after a background push (`streamed`: what it sent while the command worked,
+/// and the error that stopped it, if one did): the line says how much was left for the end.
+pub fn send_rest(
+    server: &Server,
+    store: &Store,
+    root: &Path,
+    experiment: &str,
+    streamed: Option<(PushReport, Option<quantlab_track::Error>)>,
+) {
     let t = std::time::Instant::now();
     match store.push(server, Some(experiment)) {
-        Ok(r) => println!(
-            "MLflow: {} runs ({} metric values, {} artifacts) sent to {} in {:.1} s, \
-             experiment \"{experiment}\"",
-            r.sent,
-            r.metrics,
-            r.artifacts,
-            server.uri(),
-            t.elapsed().as_secs_f64()
-        ),
+        Ok(r) => {
+            let secs = t.elapsed().as_secs_f64();
+            match streamed {
+                None => println!(
+                    "MLflow: {} runs ({} metric values, {} artifacts) sent to {} in {secs:.1} s, \
+                     experiment \"{experiment}\"",
+                    r.sent,
+                    r.metrics,
+                    r.artifacts,
+                    server.uri(),
+                ),
+                Some((early, _)) => {
+                    // A run sent while still RUNNING locally was sent again to finish it.
+                    let before = early.sent - early.running;
+                    println!(
+                        "MLflow: {} runs ({} metric values, {} artifacts) sent to {}: {before} \
+                         while the bench ran, the rest in {secs:.1} s after it, experiment \
+                         \"{experiment}\"",
+                        before + r.sent,
+                        early.metrics + r.metrics,
+                        early.artifacts + r.artifacts,
+                        server.uri(),
+                    )
+                }
+            }
+        }
         Err(e) => eprintln!(
             "warning: {e}; the runs are kept in {}: send them later with \
              `quantlab track push --uri {} --mlflow-dir {}`",

@@ -32,7 +32,8 @@
 //! A team's **tracking server** gets the same runs afterwards: [`Store::push`] sends every
 //! run of the store that a [`Server`] (MLflow's REST API) does not have yet, idempotently
 //! (`quantlab-push.jsonl` in the store remembers what each server got), so a server that
-//! was down loses nothing.
+//! was down loses nothing. [`Store::push_in_background`] streams runs while the command
+//! still works, held off by a [`Gate`] while it times something.
 //!
 //! Tracking is usually optional to the program doing the work: every error names the path
 //! or the name it concerns on one line, so a caller can print it as a warning and go on.
@@ -45,6 +46,7 @@ mod context;
 mod error;
 mod experiment;
 mod fsio;
+mod gate;
 mod ids;
 mod local;
 mod location;
@@ -61,11 +63,12 @@ mod validate;
 mod yaml;
 
 pub use error::Error;
+pub use gate::{Gate, Hush};
 pub use ids::{ExperimentId, RunId};
 pub use local::{LocalRun, MetricPoint};
 pub use location::{DEFAULT_DIR, ENV_VAR, resolve_store_dir, resolve_store_dir_from};
 pub use meta::experiment_meta_from_bytes;
-pub use push::{PUSH_RECORD, PushReport};
+pub use push::{Background, PUSH_RECORD, PushReport};
 pub use run::Run;
 pub use server::{Server, is_server_uri};
 pub use status::Status;

@@ -10,7 +10,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::error::Error;
-use crate::ids::RunId;
+use crate::ids::{ExperimentId, RunId};
 use crate::meta::{ACTIVE, META, RunMeta};
 use crate::status::Status;
 use crate::store::{Store, TRASH};
@@ -90,6 +90,31 @@ impl Store {
         }
         // Parents first (a child's remote parent id must exist when the child is sent),
         // then by start time.
+        out.sort_by_key(|r| (r.parent.is_some(), r.start_time));
+        Ok(out)
+    }
+}
+
+impl Store {
+    /// The active runs `ids` of experiment `exp`, parents first: what a background push
+    /// reads without scanning the whole store. An unreadable or missing run is an error
+    /// naming it.
+    pub fn local_runs_of(&self, exp: &ExperimentId, ids: &[RunId]) -> Result<Vec<LocalRun>, Error> {
+        let dir = self.experiment_dir(exp);
+        let name = self
+            .read_experiment_meta(&dir)?
+            .ok_or_else(|| Error::NoSuchExperiment {
+                id: exp.as_str().to_owned(),
+                root: self.root().to_path_buf(),
+            })?
+            .name;
+        let mut out = Vec::new();
+        for id in ids {
+            let (run, stage) = read_run(&dir.join(id.as_str()), &name)?;
+            if stage == ACTIVE {
+                out.push(run);
+            }
+        }
         out.sort_by_key(|r| (r.parent.is_some(), r.start_time));
         Ok(out)
     }
