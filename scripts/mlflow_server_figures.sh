@@ -7,6 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 q="${1:-${CARGO_TARGET_DIR:-target}/debug/quantlab}"
+[ -x "$q" ] || { echo "no quantlab binary at $q: pass its path" >&2; exit 2; }
 py="${2:-${QUANTLAB_PYTHON:-$HOME/.cache/quantlab/venv/bin/python}}"
 port="${PORT:-5124}"
 uri="http://127.0.0.1:$port"
