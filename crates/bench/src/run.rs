@@ -361,6 +361,7 @@ pub fn run_with(
         ));
     }
     notes.extend(crate::summary::noise(&rows));
+    notes.extend(crate::summary::kernel_note(path.as_str()));
     if devices.contains(&DeviceKind::Gpu) {
         notes.push("gpu rows: burn on wgpu (float forward, and burn-weights where burn's packed int8 storage allows), timed with host transfers included: the host batch is uploaded and the logits read back before the clock stops, which also synchronises the device; quantlab-gpu rows: quantlab's static int8 on the GPU (WGSL kernels, bit-identical to the CPU engine), same timing rules, speed-ups against burn-wgpu's f32".into());
         // Initialised (or refused) before the first row, so always there by now.

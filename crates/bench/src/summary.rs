@@ -103,6 +103,21 @@ pub fn noise(rows: &[Row]) -> Option<String> {
     ))
 }
 
+/// What the int8 rows can be expected to gain on a CPU whose int8 kernel is `kernel`, when
+/// that is less than a reader of "int8" expects: on AVX2 without VNNI, exact int8 is not
+/// faster than float, and a summary showing int8 slower must not read as a defect.
+pub fn kernel_note(kernel: &str) -> Option<String> {
+    match kernel {
+        "avx2" => Some(
+            "int8 kernel avx2: this CPU has no VNNI, so exact int8 widens to 16-bit pairs and multiplies with vpmaddwd, 16 MACs per instruction plus an add: no more per instruction than f32's FMA, and the requantization comes on top, so int8 here is smaller but not faster than f32 (the per-layer tables give both measured peaks); int8's speed-ups need AVX-512 VNNI. ONNX Runtime's u8s8 kernels on such CPUs use vpmaddubsw, which saturates (docs/engine.md)".into(),
+        ),
+        "scalar" => Some(
+            "int8 kernel scalar: no SIMD int8 path on this CPU; int8 rows show size and accuracy, not speed".into(),
+        ),
+        _ => None,
+    }
+}
+
 /// Every pair's line, in the order the rows list them, after the header.
 pub fn table(rows: &[Row]) -> Vec<String> {
     let mut pairs: Vec<(&str, &str)> = rows
@@ -126,6 +141,13 @@ pub fn table(rows: &[Row]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_kernels_without_fast_int8_get_a_note() {
+        assert!(kernel_note("avx2").is_some_and(|n| n.contains("VNNI")));
+        assert!(kernel_note("scalar").is_some());
+        assert!(kernel_note("avx512vnni").is_none());
+    }
 
     #[test]
     fn the_name_column_fits_the_longest_name() {

@@ -415,3 +415,86 @@ impl BenchRecorder {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run::Curve;
+
+    fn pair_rows() -> Vec<Row> {
+        let mut f = Row::new("mnist", "mlp", "f32", "cpu", "quantlab");
+        f.accuracy = 0.9;
+        let mut q = Row::new(
+            "mnist",
+            "mlp",
+            "static-minmax-per-channel",
+            "cpu",
+            "quantlab",
+        );
+        q.accuracy = 0.89;
+        vec![f, q]
+    }
+
+    fn curve() -> Curve {
+        Curve {
+            dataset: "mnist".into(),
+            model: "mlp".into(),
+            trained_now: false,
+            checkpoint: String::new(),
+            history: History::default(),
+            qat: Vec::new(),
+        }
+    }
+
+    /// A pair's rows are complete when recorded, its model's run only once the bench ends:
+    /// FINISHED with the report, or FAILED when the bench stopped on an error.
+    #[test]
+    fn a_pair_is_recorded_at_once_and_its_model_run_ended_by_the_bench() {
+        for ok in [true, false] {
+            let tmp = tempfile::tempdir().unwrap();
+            let store = Store::open(&tmp.path().join("mlruns")).unwrap();
+            let dir = tmp.path().join("run");
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("REPORT.md"), "# report").unwrap();
+            let mut rec =
+                BenchRecorder::open(&store, Path::new("configs/bench.toml"), true).unwrap();
+            let (rows, curve) = (pair_rows(), curve());
+            let ids = rec
+                .pair(&PairDone {
+                    dir: &dir,
+                    date: "2026-11-30",
+                    calib: 100,
+                    rows: &rows,
+                    curve: &curve,
+                    calib_sweep: &[],
+                })
+                .unwrap();
+            assert_eq!(ids.len(), 3);
+            let status = |id: &RunId| {
+                store
+                    .local_runs(Some("quantlab bench: bench (quick)"))
+                    .unwrap()
+                    .into_iter()
+                    .find(|r| &r.id == id)
+                    .unwrap()
+            };
+            assert_eq!(status(&ids[0]).status, Status::Running);
+            for child in &ids[1..] {
+                let c = status(child);
+                assert_eq!(
+                    (c.status, c.parent.as_ref()),
+                    (Status::Finished, Some(&ids[0]))
+                );
+            }
+            let recorded = if ok { rec.finish(&dir) } else { rec.fail() }.unwrap();
+            assert_eq!(recorded.runs, 3);
+            let parent = status(&ids[0]);
+            if ok {
+                assert_eq!(parent.status, Status::Finished);
+                assert!(parent.artifacts.iter().any(|(rel, _)| rel == "REPORT.md"));
+            } else {
+                assert_eq!(parent.status, Status::Failed);
+            }
+        }
+    }
+}

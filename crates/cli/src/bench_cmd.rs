@@ -132,6 +132,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
             let files = plots::draw_all(&dir, &results)?;
             let latest = write::update_latest(&args.results, &dir)?;
             summary(&results.rows);
+            if let Some(n) = quantlab_bench::summary::kernel_note(&results.meta.machine.kernel) {
+                println!("{n}");
+            }
             println!(
                 "\n{} rows in {:.0} s; int8 kernel {}; report {}, {} plot files; {} -> {}",
                 results.rows.len(),
