@@ -673,6 +673,9 @@ impl Session {
             );
             return out;
         }
+        if let (Some(pg), Some(g), Some(taps), None) = (pool, &d.conv, taps, rq) {
+            return self.conv_pool_unfused(d, (g, pg, taps), l, w, input, batch, bufs);
+        }
         let mut out = bufs.take(batch * d.out_len());
         let epilogue = |out| Epilogue::Requant {
             offset: &l.offset,
@@ -706,6 +709,60 @@ impl Session {
             }
             _ => ops.qgemm(batch, input, d.k, w, &mut epilogue(&mut out)),
         }
+        out
+    }
+
+    /// A static convolution and the max pool after it on a path without a fused
+    /// requantizer (AVX2, scalar): each sample's raw accumulators, max-pooled as i32, then
+    /// only the pooled pixels requantized (a quarter of them under a 2x2 pool). The same
+    /// bytes as requantizing every pixel and pooling after: requantization is monotonic
+    /// (`acc + offset`, a positive multiplier, a clamp), so it commutes with max.
+    #[allow(clippy::too_many_arguments)] // a layer, its geometry, weights, input and buffers
+    fn conv_pool_unfused(
+        &self,
+        d: &Dense,
+        (g, pg, taps): (&ConvGeom, &PoolGeom, &Taps),
+        l: &StaticLayer,
+        w: &PackedI8,
+        input: &[u8],
+        batch: usize,
+        bufs: &mut Buffers,
+    ) -> Vec<u8> {
+        let ops = self.ops;
+        let (zo, lo, hi) = l.out_clamp(d.relu, d.cap);
+        let (pixels, pooled) = (g.pixels(), pg.out_hw[0] * pg.out_hw[1]);
+        let n = d.n;
+        let mut out = bufs.take(batch * pooled * n);
+        let (mut raw, mut acc) = (std::mem::take(&mut bufs.raw), std::mem::take(&mut bufs.acc));
+        raw.resize(pixels * n, 0);
+        acc.resize(pooled * n, 0);
+        let zp = l.in_q.zero_point as u8;
+        conv_samples(
+            d,
+            g,
+            taps,
+            input,
+            zp,
+            &mut out,
+            pooled * n,
+            bufs,
+            |rows, b, os| {
+                let raw = &mut raw[..pixels * n];
+                ops.qgemm_rows(rows, w, &mut Epilogue::Raw { out: raw }, &mut b.rows);
+                nhwc::maxpool(raw, 1, pg, &mut acc[..pooled * n]);
+                let mut epi = Epilogue::Requant {
+                    offset: &l.offset,
+                    requant: &l.requant,
+                    zo,
+                    lo,
+                    hi,
+                    layout: OutLayout::RowMajor,
+                    out: os,
+                };
+                ops.epilogue(&mut epi, 0, pooled, n, &acc, n);
+            },
+        );
+        (bufs.raw, bufs.acc) = (raw, acc);
         out
     }
 

@@ -11,8 +11,9 @@
 //!
 //! Fusion is decided here, as explicit steps, not while running: a convolution followed by
 //! a non-overlapping max pool over its whole output runs as one step (the float path pools
-//! each sample's map while it is in cache; the int8 path max-reduces accumulators where the
-//! kernel path has a fused requantizer), and a static first layer quantizes the caller's
+//! each sample's map while it is in cache; the int8 path max-reduces i32 accumulators, in the
+//! kernel where the path has a fused requantizer, else over each sample's raw accumulators,
+//! and requantizes only the pooled pixels), and a static first layer quantizes the caller's
 //! input directly. A traced run ([`Plan::traced`]) has no fusion, so every node's output
 //! can be seen.
 
@@ -72,7 +73,7 @@ pub enum Step {
         pool: Option<usize>,
     },
     /// Dense node `node` integer end to end; with `pool`, the max pool after it fused into
-    /// the accumulators (a path with a fused requantizer only).
+    /// the accumulators.
     DenseStatic {
         /// Node index.
         node: usize,
@@ -244,10 +245,10 @@ fn steps(model: &QuantModel, weights: &[Option<Weights>], keep: &[bool], fuse: b
                 node: i,
                 pool: pool_after(d),
             },
-            (Node::Dense(d), Some(LayerImpl::Static(_)), Some(Weights::Int8 { rq, .. })) => {
+            (Node::Dense(d), Some(LayerImpl::Static(_)), Some(Weights::Int8 { .. })) => {
                 Step::DenseStatic {
                     node: i,
-                    pool: rq.as_ref().and_then(|_| pool_after(d)),
+                    pool: pool_after(d),
                 }
             }
             (Node::Dense(_), Some(LayerImpl::Static(_)), Some(Weights::Depthwise(_))) => {
