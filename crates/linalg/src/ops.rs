@@ -279,6 +279,7 @@ fn x86_64_ops(path: KernelPath, base: Ops) -> Ops {
             sgemm,
             layout: |w| I8Layout::Pairs(Packed16::new(&w.w, w.n, w.k)),
             qgemm: avx2::qgemm,
+            qgemm_rows: Some(avx2::qgemm_rows),
             epilogue: avx2::epilogue,
             ..base
         },
