@@ -618,17 +618,8 @@ impl Session {
     ) -> Vec<u8> {
         if d.depthwise {
             let w = self.depthwise_weights(node);
-            let (zo, lo, hi) = l.out_clamp(d.relu, d.cap);
             let mut out = bufs.take(batch * d.out_len());
-            let mut epi = Epilogue::Requant {
-                offset: &l.offset,
-                requant: &l.requant,
-                zo,
-                lo,
-                hi,
-                layout: OutLayout::RowMajor,
-                out: &mut out,
-            };
+            let mut epi = requant_rows(l, l.out_clamp(d.relu, d.cap), &mut out);
             let (mut padded, mut acc) = (
                 std::mem::take(&mut bufs.padded_u8),
                 std::mem::take(&mut bufs.acc),
@@ -649,7 +640,7 @@ impl Session {
         }
         let (w, rq) = self.int8_weights(node);
         let taps = self.plan.taps[node].as_ref();
-        let c @ (zo, lo, hi) = l.out_clamp(d.relu, d.cap);
+        let c = l.out_clamp(d.relu, d.cap);
         let zp = l.in_q.zero_point as u8;
         let ops = self.ops;
         if let (Some(pg), Some(g), Some(taps), Some(rq)) = (pool, &d.conv, taps, rq) {
@@ -677,15 +668,7 @@ impl Session {
             return self.conv_pool_unfused(d, (g, pg, taps), l, w, input, batch, bufs);
         }
         let mut out = bufs.take(batch * d.out_len());
-        let epilogue = |out| Epilogue::Requant {
-            offset: &l.offset,
-            requant: &l.requant,
-            zo,
-            lo,
-            hi,
-            layout: OutLayout::RowMajor,
-            out,
-        };
+        let epilogue = |out| requant_rows(l, c, out);
         match (&d.conv, taps, rq) {
             (None, _, Some(rq)) => {
                 ops.qgemm_requant(&Rows::matrix(input, batch, d.k, d.k), w, rq, c, &mut out)
@@ -729,7 +712,7 @@ impl Session {
         bufs: &mut Buffers,
     ) -> Vec<u8> {
         let ops = self.ops;
-        let (zo, lo, hi) = l.out_clamp(d.relu, d.cap);
+        let c = l.out_clamp(d.relu, d.cap);
         let (pixels, pooled) = (g.pixels(), pg.out_hw[0] * pg.out_hw[1]);
         let n = d.n;
         let mut out = bufs.take(batch * pooled * n);
@@ -750,16 +733,7 @@ impl Session {
                 let raw = &mut raw[..pixels * n];
                 ops.qgemm_rows(rows, w, &mut Epilogue::Raw { out: raw }, &mut b.rows);
                 nhwc::maxpool(raw, 1, pg, &mut acc[..pooled * n]);
-                let mut epi = Epilogue::Requant {
-                    offset: &l.offset,
-                    requant: &l.requant,
-                    zo,
-                    lo,
-                    hi,
-                    layout: OutLayout::RowMajor,
-                    out: os,
-                };
-                ops.epilogue(&mut epi, 0, pooled, n, &acc, n);
+                ops.epilogue(&mut requant_rows(l, c, os), 0, pooled, n, &acc, n);
             },
         );
         (bufs.raw, bufs.acc) = (raw, acc);
@@ -919,6 +893,23 @@ fn conv_rows<'a, T>(padded: &'a [T], g: &ConvGeom, taps: &'a Taps, seg_len: usiz
             col_step: taps.col_step,
             ow: taps.ow,
         },
+    }
+}
+
+/// The static epilogue of layer `l` into row-major `out`, clamped to `(zo, lo, hi)`.
+fn requant_rows<'a>(
+    l: &'a StaticLayer,
+    (zo, lo, hi): (i32, i32, i32),
+    out: &'a mut [u8],
+) -> Epilogue<'a> {
+    Epilogue::Requant {
+        offset: &l.offset,
+        requant: &l.requant,
+        zo,
+        lo,
+        hi,
+        layout: OutLayout::RowMajor,
+        out,
     }
 }
 
