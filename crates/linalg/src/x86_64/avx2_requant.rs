@@ -62,24 +62,12 @@ unsafe fn rows_avx2(
     out: &mut [u8],
 ) {
     let shared = requant.len() == 1;
-    let one = _mm256_set1_epi64x(1);
     let sign = _mm256_set1_epi64x(i64::MIN);
     let (vlo, vhi, vzo) = (
         _mm256_set1_epi32(lo.saturating_sub(zo)),
         _mm256_set1_epi32(hi.saturating_sub(zo)),
         _mm256_set1_epi32(zo),
     );
-    let pack = |r: &Requant| (r.multiplier as u32 as i64) | ((r.shift as i64) << 32);
-    // For 4 outputs: the (multiplier, shift) lanes, the shift, the rounding term and
-    // `2^63 >> s` (a shift of 0 gives a rounding term of 0: `vpsllvq` by 2^64 - 1).
-    let consts = |r: [Requant; 4]| {
-        let p: [i64; 4] = std::array::from_fn(|i| pack(&r[i]));
-        // SAFETY: a 32-byte load from a local array.
-        let rq = unsafe { _mm256_loadu_si256(p.as_ptr().cast()) };
-        let s = _mm256_srli_epi64::<32>(rq);
-        let round = _mm256_sllv_epi64(one, _mm256_sub_epi64(s, one));
-        [rq, s, round, _mm256_srlv_epi64(sign, s)]
-    };
     // Output `j`'s multiplier; a zero one past `n` (for the padded tail).
     let rq_at = |j: usize| match (shared, j < n) {
         (true, _) => requant[0],
@@ -90,6 +78,7 @@ unsafe fn rows_avx2(
         },
     };
     let k = Consts {
+        one: _mm256_set1_epi64x(1),
         sign,
         lows: _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7),
         vlo,
@@ -101,8 +90,8 @@ unsafe fn rows_avx2(
     let mut j = 0;
     while j < full {
         let (c0, c1) = (
-            consts(std::array::from_fn(|i| rq_at(j + i))),
-            consts(std::array::from_fn(|i| rq_at(j + 4 + i))),
+            consts(&k, std::array::from_fn(|i| rq_at(j + i))),
+            consts(&k, std::array::from_fn(|i| rq_at(j + 4 + i))),
         );
         // SAFETY: j + 8 <= n <= offset.len().
         let off = unsafe { _mm256_loadu_si256(offset[j..].as_ptr().cast()) };
@@ -124,8 +113,8 @@ unsafe fn rows_avx2(
     // past `n`, and only `tail` bytes stored.
     if stride >= full + 8 && acc.len() >= (rows - 1) * stride + full + 8 {
         let (c0, c1) = (
-            consts(std::array::from_fn(|i| rq_at(full + i))),
-            consts(std::array::from_fn(|i| rq_at(full + 4 + i))),
+            consts(&k, std::array::from_fn(|i| rq_at(full + i))),
+            consts(&k, std::array::from_fn(|i| rq_at(full + 4 + i))),
         );
         let mut pad = [0i32; 8];
         pad[..tail].copy_from_slice(&offset[full..n]);
@@ -150,13 +139,28 @@ unsafe fn rows_avx2(
     }
 }
 
-/// The constants [`eight`] reads.
+/// The constants [`eight`] and [`consts`] read.
 struct Consts {
+    one: __m256i,
     sign: __m256i,
     lows: __m256i,
     vlo: __m256i,
     vhi: __m256i,
     vzo: __m256i,
+}
+
+/// For 4 outputs: the (multiplier, shift) lanes, the shift, the rounding term and
+/// `2^63 >> s` (a shift of 0 gives a rounding term of 0: `vpsllvq` by 2^64 - 1).
+#[target_feature(enable = "avx2")]
+#[inline]
+fn consts(k: &Consts, r: [Requant; 4]) -> [__m256i; 4] {
+    let p: [i64; 4] =
+        std::array::from_fn(|i| (r[i].multiplier as u32 as i64) | ((r[i].shift as i64) << 32));
+    // SAFETY: a 32-byte load from a local array.
+    let rq = unsafe { _mm256_loadu_si256(p.as_ptr().cast()) };
+    let s = _mm256_srli_epi64::<32>(rq);
+    let round = _mm256_sllv_epi64(k.one, _mm256_sub_epi64(s, k.one));
+    [rq, s, round, _mm256_srlv_epi64(k.sign, s)]
 }
 
 /// `floor((a * m + 2^(s-1)) / 2^s)` per 64-bit lane (its low 32 bits are the result).
