@@ -196,6 +196,10 @@ pub fn quantize_u8(x: &[f32], inv: f32, zp: i32, lo: i32, hi: i32, out: &mut [u8
     if CpuFeatures::get().avx512_f32() {
         return crate::x86_64::quantize::quantize_avx512(x, inv, zp, lo, hi, out);
     }
+    #[cfg(target_arch = "x86_64")]
+    if CpuFeatures::get().avx2 {
+        return crate::x86_64::quantize::quantize_avx2(x, inv, zp, lo, hi, out);
+    }
     quantize::quantize_slice(x, inv, zp, lo, hi, out)
 }
 
