@@ -80,7 +80,7 @@ unsafe fn rows_avx2(
     let k = Consts {
         one: _mm256_set1_epi64x(1),
         sign,
-        lows: _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7),
+        lows: _mm256_setr_epi32(0, 4, 0, 0, 0, 0, 0, 0),
         vlo,
         vhi,
         vzo,
@@ -90,8 +90,8 @@ unsafe fn rows_avx2(
     let mut j = 0;
     while j < full {
         let (c0, c1) = (
-            consts(&k, std::array::from_fn(|i| rq_at(j + i))),
-            consts(&k, std::array::from_fn(|i| rq_at(j + 4 + i))),
+            consts(&k, std::array::from_fn(|i| rq_at(j + 2 * i))),
+            consts(&k, std::array::from_fn(|i| rq_at(j + 2 * i + 1))),
         );
         // SAFETY: j + 8 <= n <= offset.len().
         let off = unsafe { _mm256_loadu_si256(offset[j..].as_ptr().cast()) };
@@ -113,8 +113,8 @@ unsafe fn rows_avx2(
     // past `n`, and only `tail` bytes stored.
     if stride >= full + 8 && acc.len() >= (rows - 1) * stride + full + 8 {
         let (c0, c1) = (
-            consts(&k, std::array::from_fn(|i| rq_at(full + i))),
-            consts(&k, std::array::from_fn(|i| rq_at(full + 4 + i))),
+            consts(&k, std::array::from_fn(|i| rq_at(full + 2 * i))),
+            consts(&k, std::array::from_fn(|i| rq_at(full + 2 * i + 1))),
         );
         let mut pad = [0i32; 8];
         pad[..tail].copy_from_slice(&offset[full..n]);
@@ -163,36 +163,35 @@ fn consts(k: &Consts, r: [Requant; 4]) -> [__m256i; 4] {
     [rq, s, round, _mm256_srlv_epi64(k.sign, s)]
 }
 
-/// `floor((a * m + 2^(s-1)) / 2^s)` per 64-bit lane (its low 32 bits are the result).
+/// `floor((a * m + 2^(s-1)) / 2^s)` per 64-bit lane, for the low 32 bits of each lane of
+/// `a` (its result in the low 32 bits of the lane).
 #[target_feature(enable = "avx2")]
 #[inline]
-fn scale(k: &Consts, a: __m128i, [rq, s, round, bias]: [__m256i; 4]) -> __m256i {
-    let prod = _mm256_mul_epi32(_mm256_cvtepi32_epi64(a), rq);
+fn scale(k: &Consts, a: __m256i, [rq, s, round, bias]: [__m256i; 4]) -> __m256i {
+    let prod = _mm256_mul_epi32(a, rq);
     let u = _mm256_xor_si256(_mm256_add_epi64(prod, round), k.sign);
     _mm256_sub_epi64(_mm256_srlv_epi64(u, s), bias)
 }
 
 /// 8 outputs of one row as bytes: accumulators `x` plus offsets `off`, requantized with the
-/// two halves' constants `c0`/`c1`, clamped and shifted by the zero point.
+/// even outputs' constants `c0` and the odd ones' `c1`, clamped and shifted by the zero
+/// point. `vpmuldq` reads the even 32-bit lanes, so the even outputs are multiplied where
+/// they lie and the odd ones after a 32-bit shift, and one blend puts the results back in
+/// order (no cross-lane permutes).
 #[target_feature(enable = "avx2")]
 #[inline]
 fn eight(k: &Consts, x: __m256i, off: __m256i, c0: [__m256i; 4], c1: [__m256i; 4]) -> [u8; 8] {
     let x = _mm256_add_epi32(x, off);
-    let q0 = scale(k, _mm256_castsi256_si128(x), c0);
-    let q1 = scale(k, _mm256_extracti128_si256::<1>(x), c1);
-    // Low 32 bits of each i64: permute both to the low halves, then join.
-    let l0 = _mm256_permutevar8x32_epi32(q0, k.lows);
-    let l1 = _mm256_permutevar8x32_epi32(q1, k.lows);
-    let y = _mm256_permute2x128_si256::<0x20>(l0, l1);
+    let even = scale(k, x, c0);
+    let odd = scale(k, _mm256_srli_epi64::<32>(x), c1);
+    let y = _mm256_blend_epi32::<0b1010_1010>(even, _mm256_slli_epi64::<32>(odd));
     let y = _mm256_add_epi32(_mm256_min_epi32(_mm256_max_epi32(y, k.vlo), k.vhi), k.vzo);
-    // 8 values in 0..=255 to bytes.
+    // 8 values in 0..=255 to bytes: packed within each 128-bit lane, then the two lanes'
+    // first 4 bytes side by side.
     let w = _mm256_packus_epi32(y, y);
     let b = _mm256_packus_epi16(w, w);
-    let lo4 = _mm256_castsi256_si128(b);
-    let hi4 = _mm256_extracti128_si256::<1>(b);
-    let bytes =
-        (_mm_cvtsi128_si32(lo4) as u32 as u64) | ((_mm_cvtsi128_si32(hi4) as u32 as u64) << 32);
-    bytes.to_le_bytes()
+    let joined = _mm256_permutevar8x32_epi32(b, k.lows);
+    (_mm_cvtsi128_si64(_mm256_castsi256_si128(joined)) as u64).to_le_bytes()
 }
 
 #[cfg(test)]
