@@ -4,6 +4,7 @@
 //! and the scalar references every path is tested against ([`scalar`], [`sgemm`]; the
 //! self-test itself is `testing.rs` at the crate root).
 
+pub mod depthwise;
 pub mod epilogue;
 pub mod geom;
 pub mod im2col;

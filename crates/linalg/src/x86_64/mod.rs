@@ -7,6 +7,7 @@
 pub mod avx2;
 pub mod avx2_requant;
 pub mod avx512;
+pub mod depthwise;
 pub mod peak;
 pub mod quantize;
 pub mod sgemm;

@@ -1,7 +1,9 @@
 //! Depthwise convolutions (MobileNet's 3x3 per-channel filters): not a GEMM, so not the
 //! GEMM kernels. On a channels-last sample every tap is a row of `c` contiguous values
-//! multiplied by the tap's row of `c` weights, so the loops run over channels innermost and
-//! the compiler vectorises them. Weights are kept tap-major (`[kh*kw, c]`).
+//! multiplied by the tap's row of `c` weights, so the loops run over channels innermost
+//! (the float form in `quantlab_linalg::frame::depthwise`, with its AVX2 + FMA kernel; the
+//! integer form here, which the compiler vectorises). Weights are kept tap-major
+//! (`[kh*kw, c]`).
 //!
 //! The float form adds the bias and the fused activation. The integer form pads with the
 //! input's zero point and hands each sample's i32 accumulators to the same [`Epilogue`] as
@@ -9,6 +11,7 @@
 //! depthwise layer is quantized and requantized exactly like every other dense layer.
 //! Weights below 8 bits are stored as i8 values too, so the i16 products below hold.
 
+use quantlab_linalg::frame::depthwise::{Activation, depthwise_f32};
 use quantlab_linalg::frame::nhwc::{self, Taps};
 use quantlab_linalg::{ConvGeom, Epilogue, Ops};
 
@@ -73,25 +76,18 @@ pub fn run_f32(
     y: &mut [f32],
 ) {
     let g = d.conv.as_ref().expect("a depthwise layer has a geometry");
-    let (c, w) = (d.n, &dw.f32);
+    let w = &dw.f32;
+    let act = Activation {
+        relu: d.relu,
+        cap: d.cap,
+    };
     for (xs, ys) in x
         .chunks_exact(d.in_len())
         .zip(y.chunks_exact_mut(d.out_len()))
         .take(batch)
     {
         nhwc::pad(xs, g, 0.0, padded);
-        for (p, out) in ys.chunks_exact_mut(c).enumerate() {
-            out.copy_from_slice(&d.bias);
-            let base = dw.taps.base(p);
-            for (t, &off) in dw.offsets.iter().enumerate() {
-                let src = &padded[base + off..base + off + c];
-                let wt = &w[t * c..(t + 1) * c];
-                for ((o, &v), &k) in out.iter_mut().zip(src).zip(wt) {
-                    *o += v * k;
-                }
-            }
-            out.iter_mut().for_each(|v| *v = d.activate(*v));
-        }
+        depthwise_f32(padded, &dw.taps, &dw.offsets, w, &d.bias, act, ys);
     }
 }
 

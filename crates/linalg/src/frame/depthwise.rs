@@ -1,0 +1,107 @@
+//! The float depthwise convolution of one channels-last sample (MobileNet's per-channel
+//! 3x3 filters): every output pixel is, per channel, the bias plus the products of the
+//! `kh * kw` taps with their weights, then the fused activation. [`depthwise_f32`] runs the
+//! fastest form this CPU has (AVX2 + FMA, eight channels per vector); [`depthwise_scalar`] is
+//! the reference it is tested against (they differ only in FMA rounding).
+
+use super::nhwc::Taps;
+
+/// The fused activation: none, ReLU, or ReLU capped (ReLU6).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Activation {
+    /// `max(v, 0)`.
+    pub relu: bool,
+    /// `min(.., cap)` after the ReLU.
+    pub cap: Option<f32>,
+}
+
+impl Activation {
+    /// On one value (a NaN becomes 0 under ReLU, as `f32::max` does).
+    #[inline(always)]
+    pub fn apply(self, v: f32) -> f32 {
+        match (self.relu, self.cap) {
+            (false, _) => v,
+            (true, None) => v.max(0.0),
+            (true, Some(c)) => v.max(0.0).min(c),
+        }
+    }
+}
+
+/// One sample: `out[p * c + j] = act(bias[j] + sum_t padded[taps.base(p) + offsets[t] + j] *
+/// w[t * c + j])` for the `out.len() / c` output pixels, `c = bias.len()`.
+///
+/// # Panics
+/// When a tap of a pixel reads past `padded`, or the weights are fewer than `offsets.len() * c`.
+pub fn depthwise_f32(
+    padded: &[f32],
+    taps: &Taps,
+    offsets: &[usize],
+    w: &[f32],
+    bias: &[f32],
+    act: Activation,
+    out: &mut [f32],
+) {
+    check(padded, taps, offsets, w, bias, out);
+    #[cfg(target_arch = "x86_64")]
+    if crate::CpuFeatures::get().avx2_fma() {
+        return crate::x86_64::depthwise::depthwise_avx2(padded, taps, offsets, w, bias, act, out);
+    }
+    depthwise_scalar(padded, taps, offsets, w, bias, act, out)
+}
+
+/// The shapes [`depthwise_f32`] promises to read within.
+pub(crate) fn check(
+    padded: &[f32],
+    taps: &Taps,
+    offsets: &[usize],
+    w: &[f32],
+    bias: &[f32],
+    out: &[f32],
+) {
+    let c = bias.len();
+    assert!(
+        c > 0 && out.len().is_multiple_of(c),
+        "depthwise: output is not whole pixels"
+    );
+    assert!(w.len() >= offsets.len() * c, "depthwise: too few weights");
+    let pixels = out.len() / c;
+    if pixels == 0 {
+        return;
+    }
+    // Bases grow with the pixel within an output row: the largest is the last pixel's or
+    // the one ending the row before it.
+    let far = match pixels - 1 {
+        last if last >= taps.ow => taps.base(last).max(taps.base(last / taps.ow * taps.ow - 1)),
+        last => taps.base(last),
+    };
+    let reach = offsets.iter().max().copied().unwrap_or(0) + c;
+    assert!(
+        far + reach <= padded.len(),
+        "depthwise: taps reach past the padded sample ({far} + {reach} > {})",
+        padded.len()
+    );
+}
+
+/// The reference: plain loops, multiply then add.
+pub fn depthwise_scalar(
+    padded: &[f32],
+    taps: &Taps,
+    offsets: &[usize],
+    w: &[f32],
+    bias: &[f32],
+    act: Activation,
+    out: &mut [f32],
+) {
+    let c = bias.len();
+    for (p, o) in out.chunks_exact_mut(c).enumerate() {
+        o.copy_from_slice(bias);
+        let base = taps.base(p);
+        for (t, &off) in offsets.iter().enumerate() {
+            let src = &padded[base + off..base + off + c];
+            for ((v, &x), &k) in o.iter_mut().zip(src).zip(&w[t * c..(t + 1) * c]) {
+                *v += x * k;
+            }
+        }
+        o.iter_mut().for_each(|v| *v = act.apply(*v));
+    }
+}

@@ -1,0 +1,139 @@
+//! The float depthwise convolution on AVX2 + FMA: eight channels per vector, the taps
+//! accumulated in a register (the portable loop wrote every tap's products back to memory),
+//! the channels past the last multiple of 8 through masked loads and stores.
+
+use std::arch::x86_64::*;
+
+use crate::frame::depthwise::Activation;
+use crate::frame::nhwc::Taps;
+
+/// [`crate::frame::depthwise::depthwise_f32`] on AVX2 + FMA; the caller has checked the
+/// shapes (`frame::depthwise::check`).
+pub fn depthwise_avx2(
+    padded: &[f32],
+    taps: &Taps,
+    offsets: &[usize],
+    w: &[f32],
+    bias: &[f32],
+    act: Activation,
+    out: &mut [f32],
+) {
+    assert!(
+        crate::CpuFeatures::get().avx2_fma(),
+        "AVX2 depthwise called on a CPU without AVX2 and FMA"
+    );
+    crate::frame::depthwise::check(padded, taps, offsets, w, bias, out);
+    // SAFETY: the features and every reach were checked above.
+    unsafe { run(padded, taps, offsets, w, bias, act, out) }
+}
+
+#[target_feature(enable = "avx2,fma")]
+unsafe fn run(
+    padded: &[f32],
+    taps: &Taps,
+    offsets: &[usize],
+    w: &[f32],
+    bias: &[f32],
+    act: Activation,
+    out: &mut [f32],
+) {
+    let c = bias.len();
+    let full = c / 8 * 8;
+    let tail = c - full;
+    let mask: [i32; 8] = std::array::from_fn(|i| if i < tail { -1 } else { 0 });
+    // SAFETY: a 32-byte load from a local array.
+    let mask = unsafe { _mm256_loadu_si256(mask.as_ptr().cast()) };
+    let zero = _mm256_setzero_ps();
+    let cap = _mm256_set1_ps(act.cap.unwrap_or(f32::INFINITY));
+    let activate = |v: __m256| match (act.relu, act.cap) {
+        (false, _) => v,
+        // `max(v, 0)` returns its second operand for a NaN, as `f32::max(NaN, 0)` gives 0.
+        (true, None) => _mm256_max_ps(v, zero),
+        (true, Some(_)) => _mm256_min_ps(_mm256_max_ps(v, zero), cap),
+    };
+    let (pp, wp, bp) = (padded.as_ptr(), w.as_ptr(), bias.as_ptr());
+    for (p, o) in out.chunks_exact_mut(c).enumerate() {
+        let base = taps.base(p);
+        let op = o.as_mut_ptr();
+        let mut j = 0;
+        // SAFETY (whole block): `check` bounded every tap's reach `base + off + c` by
+        // `padded.len()` and the weights by `offsets.len() * c`; `j + 8 <= c` in the loop and
+        // the tail's masked lanes stay below `c`.
+        unsafe {
+            while j < full {
+                let mut acc = _mm256_loadu_ps(bp.add(j));
+                for (t, &off) in offsets.iter().enumerate() {
+                    let x = _mm256_loadu_ps(pp.add(base + off + j));
+                    acc = _mm256_fmadd_ps(x, _mm256_loadu_ps(wp.add(t * c + j)), acc);
+                }
+                _mm256_storeu_ps(op.add(j), activate(acc));
+                j += 8;
+            }
+            if tail > 0 {
+                let mut acc = _mm256_maskload_ps(bp.add(j), mask);
+                for (t, &off) in offsets.iter().enumerate() {
+                    let x = _mm256_maskload_ps(pp.add(base + off + j), mask);
+                    acc = _mm256_fmadd_ps(x, _mm256_maskload_ps(wp.add(t * c + j), mask), acc);
+                }
+                _mm256_maskstore_ps(op.add(j), mask, activate(acc));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::depthwise::depthwise_scalar;
+    use crate::frame::geom::ConvGeom;
+
+    /// Channel counts around the vector width, strides 1 and 2, every activation: within
+    /// FMA rounding of the reference.
+    #[test]
+    fn avx2_depthwise_matches_the_reference() {
+        if !crate::CpuFeatures::get().avx2_fma() {
+            println!("avx2 depthwise: AVX2 + FMA not available on this CPU, not run");
+            return;
+        }
+        for (c, stride) in [(1, 1), (3, 2), (8, 1), (13, 1), (16, 2), (32, 1)] {
+            let g = ConvGeom::new(c, [7, 6], [3, 3], [stride, stride], [1, 1]).unwrap();
+            let taps = Taps::new(&g);
+            let wp = g.in_hw[1] + 2;
+            let offsets: Vec<usize> = (0..3)
+                .flat_map(|ky| (0..3).map(move |kx| (ky * wp + kx) * c))
+                .collect();
+            let padded: Vec<f32> = (0..(g.in_hw[0] + 2) * wp * c)
+                .map(|i| ((i * 7919 % 1000) as f32 - 500.0) / 250.0)
+                .collect();
+            let w: Vec<f32> = (0..9 * c)
+                .map(|i| ((i * 31 % 17) as f32 - 8.0) / 8.0)
+                .collect();
+            let bias: Vec<f32> = (0..c).map(|j| j as f32 * 0.1 - 0.4).collect();
+            for act in [
+                Activation {
+                    relu: false,
+                    cap: None,
+                },
+                Activation {
+                    relu: true,
+                    cap: None,
+                },
+                Activation {
+                    relu: true,
+                    cap: Some(1.5),
+                },
+            ] {
+                let n = g.pixels() * c;
+                let (mut want, mut got) = (vec![0.0; n], vec![f32::NAN; n]);
+                depthwise_scalar(&padded, &taps, &offsets, &w, &bias, act, &mut want);
+                depthwise_avx2(&padded, &taps, &offsets, &w, &bias, act, &mut got);
+                for (i, (a, b)) in want.iter().zip(&got).enumerate() {
+                    assert!(
+                        (a - b).abs() <= 1e-5 * (1.0 + a.abs()),
+                        "c {c} stride {stride} {act:?} [{i}]: {a} vs {b}"
+                    );
+                }
+            }
+        }
+    }
+}
