@@ -1,8 +1,11 @@
-//! The float depthwise convolution of one channels-last sample (MobileNet's per-channel
-//! 3x3 filters): every output pixel is, per channel, the bias plus the products of the
-//! `kh * kw` taps with their weights, then the fused activation. [`depthwise_f32`] runs the
-//! fastest form this CPU has (AVX2 + FMA, eight channels per vector); [`depthwise_scalar`] is
-//! the reference it is tested against (they differ only in FMA rounding).
+//! The depthwise convolution of one channels-last sample (MobileNet's per-channel 3x3
+//! filters): every output pixel is, per channel, the sum of the products of the `kh * kw`
+//! taps with their weights. Float: plus the bias, then the fused activation
+//! ([`depthwise_f32`], AVX2 + FMA where the CPU has it, eight channels per vector, against
+//! the reference [`depthwise_scalar`]: they differ only in FMA rounding). Integer: u8
+//! activations times i8 weights (held as i16) into i32 accumulators for the layer's
+//! epilogue ([`depthwise_i32`], AVX2 sixteen channels at a time, equal to
+//! [`depthwise_i32_scalar`] bit for bit).
 
 use super::nhwc::Taps;
 
@@ -41,7 +44,7 @@ pub fn depthwise_f32(
     act: Activation,
     out: &mut [f32],
 ) {
-    check(padded, taps, offsets, w, bias, out);
+    check(padded.len(), taps, offsets, w.len(), bias.len(), out.len());
     #[cfg(target_arch = "x86_64")]
     if crate::CpuFeatures::get().avx2_fma() {
         return crate::x86_64::depthwise::depthwise_avx2(padded, taps, offsets, w, bias, act, out);
@@ -49,22 +52,67 @@ pub fn depthwise_f32(
     depthwise_scalar(padded, taps, offsets, w, bias, act, out)
 }
 
-/// The shapes [`depthwise_f32`] promises to read within.
-pub(crate) fn check(
-    padded: &[f32],
+/// One int8 sample: `acc[p * c + j] = sum_t padded[taps.base(p) + offsets[t] + j] *
+/// w[t * c + j]` (the padding holds the input's zero point; `c = acc.len() / pixels` is
+/// given), for the layer's epilogue. `w` holds i8 values widened to i16, so each product
+/// fits in i16 (|255 * -128| < 2^15).
+///
+/// # Panics
+/// As [`depthwise_f32`].
+pub fn depthwise_i32(
+    padded: &[u8],
     taps: &Taps,
     offsets: &[usize],
-    w: &[f32],
-    bias: &[f32],
-    out: &[f32],
+    w: &[i16],
+    c: usize,
+    acc: &mut [i32],
 ) {
-    let c = bias.len();
+    check(padded.len(), taps, offsets, w.len(), c, acc.len());
+    #[cfg(target_arch = "x86_64")]
+    if crate::CpuFeatures::get().avx2 {
+        return crate::x86_64::depthwise::depthwise_i32_avx2(padded, taps, offsets, w, c, acc);
+    }
+    depthwise_i32_scalar(padded, taps, offsets, w, c, acc)
+}
+
+/// The integer reference: plain loops.
+pub fn depthwise_i32_scalar(
+    padded: &[u8],
+    taps: &Taps,
+    offsets: &[usize],
+    w: &[i16],
+    c: usize,
+    acc: &mut [i32],
+) {
+    for (p, a) in acc.chunks_exact_mut(c).enumerate() {
+        a.iter_mut().for_each(|v| *v = 0);
+        let base = taps.base(p);
+        for (t, &off) in offsets.iter().enumerate() {
+            let src = &padded[base + off..base + off + c];
+            for ((o, &v), &k) in a.iter_mut().zip(src).zip(&w[t * c..(t + 1) * c]) {
+                *o += i32::from(v as i16 * k);
+            }
+        }
+    }
+}
+
+/// The shapes [`depthwise_f32`] and [`depthwise_i32`] promise to read within: `c`
+/// channels, `out_len / c` pixels, a padded sample of `padded_len` values and `w_len`
+/// weights.
+pub(crate) fn check(
+    padded_len: usize,
+    taps: &Taps,
+    offsets: &[usize],
+    w_len: usize,
+    c: usize,
+    out_len: usize,
+) {
     assert!(
-        c > 0 && out.len().is_multiple_of(c),
+        c > 0 && out_len.is_multiple_of(c),
         "depthwise: output is not whole pixels"
     );
-    assert!(w.len() >= offsets.len() * c, "depthwise: too few weights");
-    let pixels = out.len() / c;
+    assert!(w_len >= offsets.len() * c, "depthwise: too few weights");
+    let pixels = out_len / c;
     if pixels == 0 {
         return;
     }
@@ -76,9 +124,8 @@ pub(crate) fn check(
     };
     let reach = offsets.iter().max().copied().unwrap_or(0) + c;
     assert!(
-        far + reach <= padded.len(),
-        "depthwise: taps reach past the padded sample ({far} + {reach} > {})",
-        padded.len()
+        far + reach <= padded_len,
+        "depthwise: taps reach past the padded sample ({far} + {reach} > {padded_len})"
     );
 }
 

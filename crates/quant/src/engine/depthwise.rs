@@ -1,9 +1,8 @@
 //! Depthwise convolutions (MobileNet's 3x3 per-channel filters): not a GEMM, so not the
 //! GEMM kernels. On a channels-last sample every tap is a row of `c` contiguous values
 //! multiplied by the tap's row of `c` weights, so the loops run over channels innermost
-//! (the float form in `quantlab_linalg::frame::depthwise`, with its AVX2 + FMA kernel; the
-//! integer form here, which the compiler vectorises). Weights are kept tap-major
-//! (`[kh*kw, c]`).
+//! (`quantlab_linalg::frame::depthwise`, with AVX2 kernels for both forms). Weights are kept
+//! tap-major (`[kh*kw, c]`).
 //!
 //! The float form adds the bias and the fused activation. The integer form pads with the
 //! input's zero point and hands each sample's i32 accumulators to the same [`Epilogue`] as
@@ -11,7 +10,7 @@
 //! depthwise layer is quantized and requantized exactly like every other dense layer.
 //! Weights below 8 bits are stored as i8 values too, so the i16 products below hold.
 
-use quantlab_linalg::frame::depthwise::{Activation, depthwise_f32};
+use quantlab_linalg::frame::depthwise::{Activation, depthwise_f32, depthwise_i32};
 use quantlab_linalg::frame::nhwc::{self, Taps};
 use quantlab_linalg::{ConvGeom, Epilogue, Ops};
 
@@ -111,19 +110,7 @@ pub fn run_int8(
     acc.resize(pixels * c, 0);
     for (s, xs) in input.chunks_exact(d.in_len()).take(batch).enumerate() {
         nhwc::pad(xs, g, zp, padded);
-        for (p, a) in acc.chunks_exact_mut(c).enumerate() {
-            a.iter_mut().for_each(|v| *v = 0);
-            let base = dw.taps.base(p);
-            for (t, &off) in dw.offsets.iter().enumerate() {
-                let src = &padded[base + off..base + off + c];
-                let wt = &w[t * c..(t + 1) * c];
-                // u8 x i8 fits in i16 (|255 * -128| < 2^15): an i16 multiply the baseline
-                // x86-64 target has (pmullw; a 32-bit multiply needs SSE4.1), widened to add.
-                for ((o, &v), &k) in a.iter_mut().zip(src).zip(wt) {
-                    *o += i32::from(v as i16 * k);
-                }
-            }
-        }
+        depthwise_i32(padded, &dw.taps, &dw.offsets, w, c, acc);
         ops.epilogue(epi, s * pixels, pixels, c, acc, c);
     }
 }
