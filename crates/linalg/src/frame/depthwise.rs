@@ -30,123 +30,106 @@ impl Activation {
     }
 }
 
+/// One zero-padded channels-last sample and what a depthwise layer reads of it: where each
+/// output pixel starts (`taps`), the offset of each kernel tap from there (`offsets`) and
+/// the tap-major weights `[taps, c]`.
+#[derive(Debug, Clone, Copy)]
+pub struct DwSample<'a, T, W> {
+    /// The padded sample.
+    pub padded: &'a [T],
+    /// Output pixel bases.
+    pub taps: &'a Taps,
+    /// Each tap's offset from a pixel's base.
+    pub offsets: &'a [usize],
+    /// Tap-major weights.
+    pub w: &'a [W],
+}
+
+impl<T, W> DwSample<'_, T, W> {
+    /// Panics unless `c` channels and `out_len / c` pixels read within the sample and the
+    /// weights: the one check that lets the SIMD kernels read without bounds tests.
+    pub(crate) fn check(&self, c: usize, out_len: usize) {
+        assert!(
+            c > 0 && out_len.is_multiple_of(c),
+            "depthwise: output is not whole pixels"
+        );
+        assert!(
+            self.w.len() >= self.offsets.len() * c,
+            "depthwise: too few weights"
+        );
+        let (taps, pixels) = (self.taps, out_len / c);
+        if pixels == 0 {
+            return;
+        }
+        // Bases grow with the pixel within an output row: the largest is the last pixel's or
+        // the one ending the row before it.
+        let far = match pixels - 1 {
+            last if last >= taps.ow => taps.base(last).max(taps.base(last / taps.ow * taps.ow - 1)),
+            last => taps.base(last),
+        };
+        let reach = self.offsets.iter().max().copied().unwrap_or(0) + c;
+        assert!(
+            far + reach <= self.padded.len(),
+            "depthwise: taps reach past the padded sample ({far} + {reach} > {})",
+            self.padded.len()
+        );
+    }
+}
+
 /// One sample: `out[p * c + j] = act(bias[j] + sum_t padded[taps.base(p) + offsets[t] + j] *
 /// w[t * c + j])` for the `out.len() / c` output pixels, `c = bias.len()`.
 ///
 /// # Panics
-/// When a tap of a pixel reads past `padded`, or the weights are fewer than `offsets.len() * c`.
-pub fn depthwise_f32(
-    padded: &[f32],
-    taps: &Taps,
-    offsets: &[usize],
-    w: &[f32],
-    bias: &[f32],
-    act: Activation,
-    out: &mut [f32],
-) {
-    check(padded.len(), taps, offsets, w.len(), bias.len(), out.len());
+/// When a tap of a pixel reads past the sample, or the weights are fewer than
+/// `offsets.len() * c`.
+pub fn depthwise_f32(x: DwSample<f32, f32>, bias: &[f32], act: Activation, out: &mut [f32]) {
+    x.check(bias.len(), out.len());
     #[cfg(target_arch = "x86_64")]
     if crate::CpuFeatures::get().avx2_fma() {
-        return crate::x86_64::depthwise::depthwise_avx2(padded, taps, offsets, w, bias, act, out);
+        return crate::x86_64::depthwise::depthwise_avx2(x, bias, act, out);
     }
-    depthwise_scalar(padded, taps, offsets, w, bias, act, out)
+    depthwise_scalar(x, bias, act, out)
 }
 
 /// One int8 sample: `acc[p * c + j] = sum_t padded[taps.base(p) + offsets[t] + j] *
-/// w[t * c + j]` (the padding holds the input's zero point; `c = acc.len() / pixels` is
-/// given), for the layer's epilogue. `w` holds i8 values widened to i16, so each product
-/// fits in i16 (|255 * -128| < 2^15).
+/// w[t * c + j]` (the padding holds the input's zero point), for the layer's epilogue. `w`
+/// holds i8 values widened to i16, so each product fits in i16 (|255 * -128| < 2^15).
 ///
 /// # Panics
 /// As [`depthwise_f32`].
-pub fn depthwise_i32(
-    padded: &[u8],
-    taps: &Taps,
-    offsets: &[usize],
-    w: &[i16],
-    c: usize,
-    acc: &mut [i32],
-) {
-    check(padded.len(), taps, offsets, w.len(), c, acc.len());
+pub fn depthwise_i32(x: DwSample<u8, i16>, c: usize, acc: &mut [i32]) {
+    x.check(c, acc.len());
     #[cfg(target_arch = "x86_64")]
     if crate::CpuFeatures::get().avx2 {
-        return crate::x86_64::depthwise::depthwise_i32_avx2(padded, taps, offsets, w, c, acc);
+        return crate::x86_64::depthwise::depthwise_i32_avx2(x, c, acc);
     }
-    depthwise_i32_scalar(padded, taps, offsets, w, c, acc)
+    depthwise_i32_scalar(x, c, acc)
 }
 
 /// The integer reference: plain loops.
-pub fn depthwise_i32_scalar(
-    padded: &[u8],
-    taps: &Taps,
-    offsets: &[usize],
-    w: &[i16],
-    c: usize,
-    acc: &mut [i32],
-) {
+pub fn depthwise_i32_scalar(x: DwSample<u8, i16>, c: usize, acc: &mut [i32]) {
     for (p, a) in acc.chunks_exact_mut(c).enumerate() {
         a.iter_mut().for_each(|v| *v = 0);
-        let base = taps.base(p);
-        for (t, &off) in offsets.iter().enumerate() {
-            let src = &padded[base + off..base + off + c];
-            for ((o, &v), &k) in a.iter_mut().zip(src).zip(&w[t * c..(t + 1) * c]) {
+        let base = x.taps.base(p);
+        for (t, &off) in x.offsets.iter().enumerate() {
+            let src = &x.padded[base + off..base + off + c];
+            for ((o, &v), &k) in a.iter_mut().zip(src).zip(&x.w[t * c..(t + 1) * c]) {
                 *o += i32::from(v as i16 * k);
             }
         }
     }
 }
 
-/// The shapes [`depthwise_f32`] and [`depthwise_i32`] promise to read within: `c`
-/// channels, `out_len / c` pixels, a padded sample of `padded_len` values and `w_len`
-/// weights.
-pub(crate) fn check(
-    padded_len: usize,
-    taps: &Taps,
-    offsets: &[usize],
-    w_len: usize,
-    c: usize,
-    out_len: usize,
-) {
-    assert!(
-        c > 0 && out_len.is_multiple_of(c),
-        "depthwise: output is not whole pixels"
-    );
-    assert!(w_len >= offsets.len() * c, "depthwise: too few weights");
-    let pixels = out_len / c;
-    if pixels == 0 {
-        return;
-    }
-    // Bases grow with the pixel within an output row: the largest is the last pixel's or
-    // the one ending the row before it.
-    let far = match pixels - 1 {
-        last if last >= taps.ow => taps.base(last).max(taps.base(last / taps.ow * taps.ow - 1)),
-        last => taps.base(last),
-    };
-    let reach = offsets.iter().max().copied().unwrap_or(0) + c;
-    assert!(
-        far + reach <= padded_len,
-        "depthwise: taps reach past the padded sample ({far} + {reach} > {padded_len})"
-    );
-}
-
-/// The reference: plain loops, multiply then add.
-pub fn depthwise_scalar(
-    padded: &[f32],
-    taps: &Taps,
-    offsets: &[usize],
-    w: &[f32],
-    bias: &[f32],
-    act: Activation,
-    out: &mut [f32],
-) {
+/// The float reference: plain loops, multiply then add.
+pub fn depthwise_scalar(x: DwSample<f32, f32>, bias: &[f32], act: Activation, out: &mut [f32]) {
     let c = bias.len();
     for (p, o) in out.chunks_exact_mut(c).enumerate() {
         o.copy_from_slice(bias);
-        let base = taps.base(p);
-        for (t, &off) in offsets.iter().enumerate() {
-            let src = &padded[base + off..base + off + c];
-            for ((v, &x), &k) in o.iter_mut().zip(src).zip(&w[t * c..(t + 1) * c]) {
-                *v += x * k;
+        let base = x.taps.base(p);
+        for (t, &off) in x.offsets.iter().enumerate() {
+            let src = &x.padded[base + off..base + off + c];
+            for ((v, &a), &k) in o.iter_mut().zip(src).zip(&x.w[t * c..(t + 1) * c]) {
+                *v += a * k;
             }
         }
         o.iter_mut().for_each(|v| *v = act.apply(*v));

@@ -1,42 +1,25 @@
-//! The float depthwise convolution on AVX2 + FMA: eight channels per vector, the taps
-//! accumulated in a register (the portable loop wrote every tap's products back to memory),
-//! the channels past the last multiple of 8 through masked loads and stores.
+//! The depthwise convolution on AVX2: the float form eight channels per vector with FMA, the
+//! taps accumulated in a register (the portable loop wrote every tap's products back to
+//! memory), the channels past the last multiple of 8 through masked loads and stores; the
+//! integer form sixteen channels per step with exact i16 products.
 
 use std::arch::x86_64::*;
 
-use crate::frame::depthwise::Activation;
-use crate::frame::nhwc::Taps;
+use crate::frame::depthwise::{Activation, DwSample};
 
-/// [`crate::frame::depthwise::depthwise_f32`] on AVX2 + FMA; the caller has checked the
-/// shapes (`frame::depthwise::check`).
-pub fn depthwise_avx2(
-    padded: &[f32],
-    taps: &Taps,
-    offsets: &[usize],
-    w: &[f32],
-    bias: &[f32],
-    act: Activation,
-    out: &mut [f32],
-) {
+/// [`crate::frame::depthwise::depthwise_f32`] on AVX2 + FMA.
+pub fn depthwise_avx2(x: DwSample<f32, f32>, bias: &[f32], act: Activation, out: &mut [f32]) {
     assert!(
         crate::CpuFeatures::get().avx2_fma(),
         "AVX2 depthwise called on a CPU without AVX2 and FMA"
     );
-    crate::frame::depthwise::check(padded.len(), taps, offsets, w.len(), bias.len(), out.len());
+    x.check(bias.len(), out.len());
     // SAFETY: the features and every reach were checked above.
-    unsafe { run(padded, taps, offsets, w, bias, act, out) }
+    unsafe { run(x, bias, act, out) }
 }
 
 #[target_feature(enable = "avx2,fma")]
-unsafe fn run(
-    padded: &[f32],
-    taps: &Taps,
-    offsets: &[usize],
-    w: &[f32],
-    bias: &[f32],
-    act: Activation,
-    out: &mut [f32],
-) {
+unsafe fn run(x: DwSample<f32, f32>, bias: &[f32], act: Activation, out: &mut [f32]) {
     let c = bias.len();
     let full = c / 8 * 8;
     let tail = c - full;
@@ -51,29 +34,29 @@ unsafe fn run(
         (true, None) => _mm256_max_ps(v, zero),
         (true, Some(_)) => _mm256_min_ps(_mm256_max_ps(v, zero), cap),
     };
-    let (pp, wp, bp) = (padded.as_ptr(), w.as_ptr(), bias.as_ptr());
+    let (pp, wp, bp) = (x.padded.as_ptr(), x.w.as_ptr(), bias.as_ptr());
     for (p, o) in out.chunks_exact_mut(c).enumerate() {
-        let base = taps.base(p);
+        let base = x.taps.base(p);
         let op = o.as_mut_ptr();
         let mut j = 0;
-        // SAFETY (whole block): `check` bounded every tap's reach `base + off + c` by
-        // `padded.len()` and the weights by `offsets.len() * c`; `j + 8 <= c` in the loop and
-        // the tail's masked lanes stay below `c`.
+        // SAFETY (whole block): `check` bounded every tap's reach `base + off + c` by the
+        // sample's length and the weights by `offsets.len() * c`; `j + 8 <= c` in the loop
+        // and the tail's masked lanes stay below `c`.
         unsafe {
             while j < full {
                 let mut acc = _mm256_loadu_ps(bp.add(j));
-                for (t, &off) in offsets.iter().enumerate() {
-                    let x = _mm256_loadu_ps(pp.add(base + off + j));
-                    acc = _mm256_fmadd_ps(x, _mm256_loadu_ps(wp.add(t * c + j)), acc);
+                for (t, &off) in x.offsets.iter().enumerate() {
+                    let v = _mm256_loadu_ps(pp.add(base + off + j));
+                    acc = _mm256_fmadd_ps(v, _mm256_loadu_ps(wp.add(t * c + j)), acc);
                 }
                 _mm256_storeu_ps(op.add(j), activate(acc));
                 j += 8;
             }
             if tail > 0 {
                 let mut acc = _mm256_maskload_ps(bp.add(j), mask);
-                for (t, &off) in offsets.iter().enumerate() {
-                    let x = _mm256_maskload_ps(pp.add(base + off + j), mask);
-                    acc = _mm256_fmadd_ps(x, _mm256_maskload_ps(wp.add(t * c + j), mask), acc);
+                for (t, &off) in x.offsets.iter().enumerate() {
+                    let v = _mm256_maskload_ps(pp.add(base + off + j), mask);
+                    acc = _mm256_fmadd_ps(v, _mm256_maskload_ps(wp.add(t * c + j), mask), acc);
                 }
                 _mm256_maskstore_ps(op.add(j), mask, activate(acc));
             }
@@ -84,47 +67,33 @@ unsafe fn run(
 /// [`crate::frame::depthwise::depthwise_i32`] on AVX2: sixteen channels per step, each
 /// tap's u8 values widened to i16, multiplied by the i16 weights (exact: every product fits),
 /// and added into two registers of eight i32; the last `c % 16` channels as the reference.
-pub fn depthwise_i32_avx2(
-    padded: &[u8],
-    taps: &Taps,
-    offsets: &[usize],
-    w: &[i16],
-    c: usize,
-    acc: &mut [i32],
-) {
+pub fn depthwise_i32_avx2(x: DwSample<u8, i16>, c: usize, acc: &mut [i32]) {
     assert!(
         crate::CpuFeatures::get().avx2,
         "AVX2 depthwise called on a CPU without AVX2"
     );
-    crate::frame::depthwise::check(padded.len(), taps, offsets, w.len(), c, acc.len());
+    x.check(c, acc.len());
     // SAFETY: the feature and every reach were checked above.
-    unsafe { run_i32(padded, taps, offsets, w, c, acc) }
+    unsafe { run_i32(x, c, acc) }
 }
 
 #[target_feature(enable = "avx2")]
-unsafe fn run_i32(
-    padded: &[u8],
-    taps: &Taps,
-    offsets: &[usize],
-    w: &[i16],
-    c: usize,
-    acc: &mut [i32],
-) {
+unsafe fn run_i32(x: DwSample<u8, i16>, c: usize, acc: &mut [i32]) {
     let full = c / 16 * 16;
-    let (pp, wp) = (padded.as_ptr(), w.as_ptr());
+    let (pp, wp) = (x.padded.as_ptr(), x.w.as_ptr());
     for (p, a) in acc.chunks_exact_mut(c).enumerate() {
-        let base = taps.base(p);
+        let base = x.taps.base(p);
         let ap = a.as_mut_ptr();
         let mut j = 0;
-        // SAFETY (whole block): `check` bounded every tap's reach `base + off + c` by
-        // `padded.len()` and the weights by `offsets.len() * c`; `j + 16 <= c` here.
+        // SAFETY (whole block): `check` bounded every tap's reach `base + off + c` by the
+        // sample's length and the weights by `offsets.len() * c`; `j + 16 <= c` here.
         unsafe {
             while j < full {
                 let (mut lo, mut hi) = (_mm256_setzero_si256(), _mm256_setzero_si256());
-                for (t, &off) in offsets.iter().enumerate() {
-                    let x = _mm256_cvtepu8_epi16(_mm_loadu_si128(pp.add(base + off + j).cast()));
+                for (t, &off) in x.offsets.iter().enumerate() {
+                    let v = _mm256_cvtepu8_epi16(_mm_loadu_si128(pp.add(base + off + j).cast()));
                     let k = _mm256_loadu_si256(wp.add(t * c + j).cast());
-                    let prod = _mm256_mullo_epi16(x, k);
+                    let prod = _mm256_mullo_epi16(v, k);
                     lo = _mm256_add_epi32(lo, _mm256_cvtepi16_epi32(_mm256_castsi256_si128(prod)));
                     hi = _mm256_add_epi32(
                         hi,
@@ -136,12 +105,12 @@ unsafe fn run_i32(
                 j += 16;
             }
         }
-        for jj in full..c {
+        for (jj, slot) in a.iter_mut().enumerate().skip(full) {
             let mut s = 0i32;
-            for (t, &off) in offsets.iter().enumerate() {
-                s += i32::from(padded[base + off + jj] as i16 * w[t * c + jj]);
+            for (t, &off) in x.offsets.iter().enumerate() {
+                s += i32::from(x.padded[base + off + jj] as i16 * x.w[t * c + jj]);
             }
-            a[jj] = s;
+            *slot = s;
         }
     }
 }
@@ -151,6 +120,18 @@ mod tests {
     use super::*;
     use crate::frame::depthwise::{depthwise_i32_scalar, depthwise_scalar};
     use crate::frame::geom::ConvGeom;
+    use crate::frame::nhwc::Taps;
+
+    /// A 3x3 depthwise layer's taps over a `c`-channel sample (padding 1): the geometry,
+    /// the pixel bases, each tap's offset and the padded sample's length.
+    fn layer(c: usize, hw: [usize; 2], stride: usize) -> (ConvGeom, Taps, Vec<usize>, usize) {
+        let g = ConvGeom::new(c, hw, [3, 3], [stride, stride], [1, 1]).unwrap();
+        let wp = hw[1] + 2;
+        let offsets = (0..3)
+            .flat_map(|ky| (0..3).map(move |kx| (ky * wp + kx) * c))
+            .collect();
+        (g, Taps::new(&g), offsets, (hw[0] + 2) * wp * c)
+    }
 
     /// Channel counts around the vector width, strides 1 and 2, every activation: within
     /// FMA rounding of the reference.
@@ -161,37 +142,26 @@ mod tests {
             return;
         }
         for (c, stride) in [(1, 1), (3, 2), (8, 1), (13, 1), (16, 2), (32, 1)] {
-            let g = ConvGeom::new(c, [7, 6], [3, 3], [stride, stride], [1, 1]).unwrap();
-            let taps = Taps::new(&g);
-            let wp = g.in_hw[1] + 2;
-            let offsets: Vec<usize> = (0..3)
-                .flat_map(|ky| (0..3).map(move |kx| (ky * wp + kx) * c))
-                .collect();
-            let padded: Vec<f32> = (0..(g.in_hw[0] + 2) * wp * c)
+            let (g, taps, offsets, len) = layer(c, [7, 6], stride);
+            let padded: Vec<f32> = (0..len)
                 .map(|i| ((i * 7919 % 1000) as f32 - 500.0) / 250.0)
                 .collect();
             let w: Vec<f32> = (0..9 * c)
                 .map(|i| ((i * 31 % 17) as f32 - 8.0) / 8.0)
                 .collect();
+            let x = DwSample {
+                padded: &padded,
+                taps: &taps,
+                offsets: &offsets,
+                w: &w,
+            };
             let bias: Vec<f32> = (0..c).map(|j| j as f32 * 0.1 - 0.4).collect();
-            for act in [
-                Activation {
-                    relu: false,
-                    cap: None,
-                },
-                Activation {
-                    relu: true,
-                    cap: None,
-                },
-                Activation {
-                    relu: true,
-                    cap: Some(1.5),
-                },
-            ] {
+            for (relu, cap) in [(false, None), (true, None), (true, Some(1.5))] {
+                let act = Activation { relu, cap };
                 let n = g.pixels() * c;
                 let (mut want, mut got) = (vec![0.0; n], vec![f32::NAN; n]);
-                depthwise_scalar(&padded, &taps, &offsets, &w, &bias, act, &mut want);
-                depthwise_avx2(&padded, &taps, &offsets, &w, &bias, act, &mut got);
+                depthwise_scalar(x, &bias, act, &mut want);
+                depthwise_avx2(x, &bias, act, &mut got);
                 for (i, (a, b)) in want.iter().zip(&got).enumerate() {
                     assert!(
                         (a - b).abs() <= 1e-5 * (1.0 + a.abs()),
@@ -210,13 +180,8 @@ mod tests {
             return;
         }
         for (c, stride) in [(1, 1), (5, 2), (16, 1), (21, 1), (32, 2), (48, 1)] {
-            let g = ConvGeom::new(c, [6, 7], [3, 3], [stride, stride], [1, 1]).unwrap();
-            let taps = Taps::new(&g);
-            let wp = g.in_hw[1] + 2;
-            let offsets: Vec<usize> = (0..3)
-                .flat_map(|ky| (0..3).map(move |kx| (ky * wp + kx) * c))
-                .collect();
-            let padded: Vec<u8> = (0..(g.in_hw[0] + 2) * wp * c)
+            let (g, taps, offsets, len) = layer(c, [6, 7], stride);
+            let padded: Vec<u8> = (0..len)
                 .map(|i| {
                     if i % 11 == 0 {
                         255
@@ -234,10 +199,16 @@ mod tests {
                     }
                 })
                 .collect();
+            let x = DwSample {
+                padded: &padded,
+                taps: &taps,
+                offsets: &offsets,
+                w: &w,
+            };
             let n = g.pixels() * c;
             let (mut want, mut got) = (vec![0; n], vec![7; n]);
-            depthwise_i32_scalar(&padded, &taps, &offsets, &w, c, &mut want);
-            depthwise_i32_avx2(&padded, &taps, &offsets, &w, c, &mut got);
+            depthwise_i32_scalar(x, c, &mut want);
+            depthwise_i32_avx2(x, c, &mut got);
             assert_eq!(want, got, "c {c} stride {stride}");
         }
     }

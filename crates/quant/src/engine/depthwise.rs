@@ -10,7 +10,7 @@
 //! depthwise layer is quantized and requantized exactly like every other dense layer.
 //! Weights below 8 bits are stored as i8 values too, so the i16 products below hold.
 
-use quantlab_linalg::frame::depthwise::{Activation, depthwise_f32, depthwise_i32};
+use quantlab_linalg::frame::depthwise::{Activation, DwSample, depthwise_f32, depthwise_i32};
 use quantlab_linalg::frame::nhwc::{self, Taps};
 use quantlab_linalg::{ConvGeom, Epilogue, Ops};
 
@@ -54,6 +54,18 @@ impl DwWeights {
     }
 }
 
+impl DwWeights {
+    /// A padded sample as the kernels read it, with these taps and weights `w`.
+    fn sample<'a, T, W>(&'a self, padded: &'a [T], w: &'a [W]) -> DwSample<'a, T, W> {
+        DwSample {
+            padded,
+            taps: &self.taps,
+            offsets: &self.offsets,
+            w,
+        }
+    }
+}
+
 /// `[n, taps]` weights (PyTorch's order) as `[taps, n]`.
 pub fn tap_major<T: Copy + Default>(w: &[T], n: usize, taps: usize) -> Vec<T> {
     let mut out = vec![T::default(); n * taps];
@@ -86,7 +98,7 @@ pub fn run_f32(
         .take(batch)
     {
         nhwc::pad(xs, g, 0.0, padded);
-        depthwise_f32(padded, &dw.taps, &dw.offsets, w, &d.bias, act, ys);
+        depthwise_f32(dw.sample(padded, w), &d.bias, act, ys);
     }
 }
 
@@ -110,7 +122,7 @@ pub fn run_int8(
     acc.resize(pixels * c, 0);
     for (s, xs) in input.chunks_exact(d.in_len()).take(batch).enumerate() {
         nhwc::pad(xs, g, zp, padded);
-        depthwise_i32(padded, &dw.taps, &dw.offsets, w, c, acc);
+        depthwise_i32(dw.sample(padded, w), c, acc);
         ops.epilogue(epi, s * pixels, pixels, c, acc, c);
     }
 }
