@@ -213,6 +213,61 @@ fn float_engine_matches_the_nchw_reference_on_every_path() {
     }
 }
 
+/// Float models whose first layer reads the caller's input in place (no copy): a plain MLP
+/// (flattened first) and a one-channel CNN with its pool fused, at 1 and 3 threads.
+#[test]
+fn float_first_layers_reading_the_input_in_place_match_the_reference() {
+    let mut rng = Rng::new(11);
+    let mlp = Network::from_nodes(
+        vec![2, 3, 5],
+        vec![
+            Node::Flatten,
+            Node::Dense(linear(&mut rng, 30, 9, true)),
+            Node::Dense(linear(&mut rng, 9, 4, false)),
+        ],
+    )
+    .unwrap();
+    let pool = PoolGeom {
+        channels: 4,
+        in_hw: [7, 6],
+        kernel: [2, 2],
+        stride: [2, 2],
+        out_hw: [3, 3],
+    };
+    let cnn = Network::from_nodes(
+        vec![1, 7, 6],
+        vec![
+            Node::Dense(conv(&mut rng, 1, [7, 6], 4, 1, 1)),
+            Node::MaxPool(pool),
+            Node::Flatten,
+            Node::Dense(linear(&mut rng, 36, 3, false)),
+        ],
+    )
+    .unwrap();
+    for net in [mlp, cnn] {
+        let model = QuantModel::float(net);
+        let d = model.network.in_len();
+        let x: Vec<f32> = (0..7 * d).map(|_| rng.normal() as f32).collect();
+        let want = reference(&model, &x, 7);
+        for path in paths() {
+            for threads in [1, 3] {
+                let session = Engine { path, threads }.prepare(&model).unwrap();
+                // Twice: the second call runs on the first one's recycled buffers.
+                for _ in 0..2 {
+                    let got = session.run(&x, 7).unwrap();
+                    assert_eq!(got.len(), want.len());
+                    for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+                        assert!(
+                            (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
+                            "{path:?} x{threads} logit {i}: {a} vs {b}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn static_int8_is_bit_identical_to_the_nchw_reference_on_every_path_and_thread_count() {
     let net = network();
