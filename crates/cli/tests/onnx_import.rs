@@ -257,22 +257,25 @@ fn the_bench_runs_its_matrix_on_an_imported_model() {
     let results = tmp.path().join("results");
     let lenet = fixture("lenet_bn_opset13.onnx");
     let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/bench.toml");
-    let args = [
-        "bench",
-        "--config",
-        config.to_str().unwrap(),
-        "--quick",
-        "--onnx",
-        lenet.to_str().unwrap(),
-        "--dataset",
-        "mnist",
-        "--normalize",
-        "0.1307,0.3081",
-        "--no-mlflow",
-        "--results",
-        results.to_str().unwrap(),
-    ];
-    let out = stdout(&quantlab(&args));
+    // A quick bench of LeNet-BN on `dataset`, with `extra` arguments.
+    let run_bench = |dataset: &str, extra: &[&str]| {
+        let mut args = vec![
+            "bench",
+            "--config",
+            config.to_str().unwrap(),
+            "--quick",
+            "--onnx",
+            lenet.to_str().unwrap(),
+            "--dataset",
+            dataset,
+            "--no-mlflow",
+            "--results",
+            results.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        quantlab(&args)
+    };
+    let out = stdout(&run_bench("mnist", &["--normalize", "0.1307,0.3081"]));
     assert!(out.contains("mnist/lenet_bn_opset13"), "{out}");
     let run = std::fs::read_link(results.join("latest"))
         .map(|p| if p.is_absolute() { p } else { results.join(p) })
@@ -297,18 +300,6 @@ fn the_bench_runs_its_matrix_on_an_imported_model() {
     let report = std::fs::read_to_string(run.join("REPORT.md")).unwrap();
     assert!(report.contains("imported from"), "{report}");
     // The model's input must match the dataset's.
-    let e = one_line_error(&quantlab(&[
-        "bench",
-        "--config",
-        config.to_str().unwrap(),
-        "--quick",
-        "--onnx",
-        lenet.to_str().unwrap(),
-        "--dataset",
-        "digits",
-        "--no-mlflow",
-        "--results",
-        results.to_str().unwrap(),
-    ]));
+    let e = one_line_error(&run_bench("digits", &[]));
     assert!(e.contains("[1, 28, 28]") && e.contains("digits"), "{e}");
 }

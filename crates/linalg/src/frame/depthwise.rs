@@ -83,11 +83,12 @@ impl<T, W> DwSample<'_, T, W> {
 /// When a tap of a pixel reads past the sample, or the weights are fewer than
 /// `offsets.len() * c`.
 pub fn depthwise_f32(x: DwSample<f32, f32>, bias: &[f32], act: Activation, out: &mut [f32]) {
-    x.check(bias.len(), out.len());
+    // The AVX2 kernel checks the shapes itself (it reads without bounds tests).
     #[cfg(target_arch = "x86_64")]
     if crate::CpuFeatures::get().avx2_fma() {
         return crate::x86_64::depthwise::depthwise_avx2(x, bias, act, out);
     }
+    x.check(bias.len(), out.len());
     depthwise_scalar(x, bias, act, out)
 }
 
@@ -98,11 +99,11 @@ pub fn depthwise_f32(x: DwSample<f32, f32>, bias: &[f32], act: Activation, out: 
 /// # Panics
 /// As [`depthwise_f32`].
 pub fn depthwise_i32(x: DwSample<u8, i16>, c: usize, acc: &mut [i32]) {
-    x.check(c, acc.len());
     #[cfg(target_arch = "x86_64")]
     if crate::CpuFeatures::get().avx2 {
         return crate::x86_64::depthwise::depthwise_i32_avx2(x, c, acc);
     }
+    x.check(c, acc.len());
     depthwise_i32_scalar(x, c, acc)
 }
 
