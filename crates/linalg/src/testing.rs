@@ -181,24 +181,66 @@ pub fn rows_in_place(ops: &Ops) {
             seg_len,
             map: RowMap::Strided { lda: stride },
         };
-        let qw = random_weights(&mut rng, n, rows.k());
-        let mut flat = vec![0u8; m * rows.k()];
-        crate::frame::rows::gather(&rows, &mut flat);
-        let want = raw(reference(), m, &flat, rows.k(), &qw);
-        let mut got = vec![0i32; m * n];
-        ops.qgemm_rows(
-            &rows,
-            &ops.pack(&qw),
-            &mut Epilogue::Raw { out: &mut got },
-            &mut Vec::new(),
-        );
-        assert_eq!(
-            got,
-            want,
-            "{:?} m={m} n={n} segs={segs_n}x{seg_len}",
-            ops.path()
-        );
+        check_rows(ops, &mut rng, &rows, n);
     }
+    // A convolution's rows: output pixels `[oh, ow]` at strides over a shared input, one
+    // segment per kernel row, overlapping (each input value read by several rows).
+    let mut overlapping = 0;
+    for _ in 0..30 {
+        let (oh, ow, n, segs_n, seg_len) = (
+            1 + rng.below(6),
+            1 + rng.below(9),
+            1 + rng.below(40),
+            1 + rng.below(5),
+            4 * (1 + rng.below(4)),
+        );
+        let col_step = 1 + rng.below(seg_len + 2);
+        let row_step = ow * col_step + rng.below(7);
+        let segs: Vec<usize> = (0..segs_n).map(|s| s * row_step).collect();
+        let len = (oh - 1) * row_step + (ow - 1) * col_step + segs[segs_n - 1] + seg_len;
+        let a: Vec<u8> = (0..len + rng.below(3))
+            .map(|_| rng.below(256) as u8)
+            .collect();
+        let rows = Rows {
+            a: &a,
+            m: oh * ow,
+            segs: &segs,
+            seg_len,
+            map: RowMap::Conv {
+                row_step,
+                col_step,
+                ow,
+            },
+        };
+        overlapping += usize::from(a.len() < rows.m * rows.k());
+        check_rows(ops, &mut rng, &rows, n);
+    }
+    assert!(overlapping >= 10, "only {overlapping} cases overlap");
+}
+
+/// `rows` through `ops` against the same rows gathered into a matrix, by the reference.
+fn check_rows(ops: &Ops, rng: &mut Rng, rows: &Rows<u8>, n: usize) {
+    let (m, k) = (rows.m, rows.k());
+    let qw = random_weights(rng, n, k);
+    let mut flat = vec![0u8; m * k];
+    crate::frame::rows::gather(rows, &mut flat);
+    let want = raw(reference(), m, &flat, k, &qw);
+    let mut got = vec![0i32; m * n];
+    ops.qgemm_rows(
+        rows,
+        &ops.pack(&qw),
+        &mut Epilogue::Raw { out: &mut got },
+        &mut Vec::new(),
+    );
+    assert_eq!(
+        got,
+        want,
+        "{:?} m={m} n={n} segs={}x{} map={:?}",
+        ops.path(),
+        rows.segs.len(),
+        rows.seg_len,
+        rows.map
+    );
 }
 
 fn f64_reference(x: &[f32], m: usize, k: usize, w: &[f32], b: &[f32], relu: bool) -> Vec<f32> {

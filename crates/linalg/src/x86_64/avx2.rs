@@ -25,10 +25,11 @@ pub fn qgemm(m: usize, a: &[u8], lda: usize, w: &PackedI8, epi: &mut Epilogue) {
     qgemm_rows(&Rows::matrix(a, m, w.k, lda), w, epi)
 }
 
-/// The GEMM over any [`Rows`] (a convolution read tap by tap from its padded input): each
-/// block's rows are widened to i16 pairs straight from where they lie, so no im2col matrix
-/// is gathered first (gathering, then widening the gathered copy, was a fifth of an int8
-/// CNN's time).
+/// The GEMM over any [`Rows`] (a convolution read tap by tap from its padded input), read
+/// where they lie, so no im2col matrix is gathered first (gathering, then widening the
+/// gathered copy, was a fifth of an int8 CNN's time). A convolution's input is widened to
+/// i16 once per call, not once per row that reads it (up to kh * kw times: widening per
+/// row was a fifth of the residual CNN's int8 time, and the bulk of a 1-channel conv's).
 pub fn qgemm_rows(rows: &Rows<u8>, w: &PackedI8, epi: &mut Epilogue) {
     assert!(
         crate::CpuFeatures::get().avx2,
@@ -55,6 +56,14 @@ thread_local! {
     };
 }
 
+/// Where a block's rows read their i16 pairs: row `r`'s pair `i` of segment `s` is the
+/// `u16` pair at `rows[r] + segs[s] + 2 * i` (read as one i32: `lo | hi << 16`).
+struct Src<'a, const R: usize> {
+    rows: [*const u16; R],
+    segs: &'a [usize],
+    seg_pairs: usize,
+}
+
 #[target_feature(enable = "avx2")]
 unsafe fn qgemm_avx2(
     rows: &Rows<u8>,
@@ -68,10 +77,34 @@ unsafe fn qgemm_avx2(
     let stride = p.panels * NR16;
     tile.clear();
     tile.resize(CHUNK * stride, 0);
-    // The block's activations as i16 pairs, one i32 per (row, pair): the inner loop
-    // broadcasts them straight from memory instead of assembling each from two bytes.
+    // Rows that overlap (a convolution's, whose taps read each input value up to kh * kw
+    // times) read a copy of the whole input widened once; other rows are widened block by
+    // block (each value read once), into one i32 per (row, pair) that the inner loop
+    // broadcasts straight from memory.
+    let whole = rows.seg_len.is_multiple_of(2) && rows.a.len() < m.saturating_mul(rows.k());
     pairs.clear();
-    pairs.resize(MR * p.k2, 0);
+    pairs.resize(
+        if whole {
+            rows.a.len().div_ceil(2)
+        } else {
+            MR * p.k2
+        },
+        0,
+    );
+    // SAFETY: an i32 buffer viewed as twice as many u16 (same allocation, alignment 4 >= 2).
+    let halves = unsafe {
+        std::slice::from_raw_parts_mut(pairs.as_mut_ptr().cast::<u16>(), pairs.len() * 2)
+    };
+    if whole {
+        // Safe to call: this function enables AVX2 too.
+        widen(rows.a, &mut halves[..rows.a.len()]);
+    }
+    let row_segs = [0];
+    let (segs, seg_pairs): (&[usize], usize) = if whole {
+        (rows.segs, rows.seg_len / 2)
+    } else {
+        (&row_segs, p.k2)
+    };
     let mut chunk0 = 0;
     while chunk0 < m {
         let chunk_rows = CHUNK.min(m - chunk0);
@@ -80,20 +113,33 @@ unsafe fn qgemm_avx2(
             let row0 = chunk0 + done;
             let n_rows = MR.min(chunk_rows - done);
             let bases = rows.bases::<MR>(row0);
-            for (r, &base) in bases.iter().enumerate().take(n_rows) {
-                // The pair `lo | hi << 16` is the two bytes zero-extended to u16, side by
-                // side in memory (x86 is little-endian): a widening copy per segment.
-                // Safe to call: this function enables AVX2 too.
-                widen_row(rows, base, &mut pairs[r * p.k2..(r + 1) * p.k2]);
+            if !whole {
+                for (r, &base) in bases.iter().enumerate().take(n_rows) {
+                    // The pair `lo | hi << 16` is the two bytes zero-extended to u16, side
+                    // by side in memory (x86 is little-endian): a widening copy per segment.
+                    widen_row(rows, base, &mut halves[r * 2 * p.k2..(r + 1) * 2 * p.k2]);
+                }
             }
+            let start = |r: usize| {
+                let at = if whole { bases[r] } else { r * 2 * p.k2 };
+                halves[at.min(halves.len())..].as_ptr()
+            };
+            let src = Src {
+                rows: std::array::from_fn(start),
+                segs,
+                seg_pairs,
+            };
             let t = &mut tile[done * stride..];
-            // SAFETY: the caller enabled the target features this function is compiled for.
+            // SAFETY: the caller enabled the target features this function is compiled for;
+            // every pair a row reads lies in `halves`: inside the widened block of its row,
+            // or (whole input) inside the input, which `Rows::check` proved for every row
+            // (`n_rows` of the `MR` pointers are read).
             unsafe {
                 match n_rows {
-                    4 => block::<4>(pairs, p, t, stride),
-                    3 => block::<3>(pairs, p, t, stride),
-                    2 => block::<2>(pairs, p, t, stride),
-                    _ => block::<1>(pairs, p, t, stride),
+                    4 => block::<4>(&src, p, t, stride),
+                    3 => block::<3>(&src.first::<3>(), p, t, stride),
+                    2 => block::<2>(&src.first::<2>(), p, t, stride),
+                    _ => block::<1>(&src.first::<1>(), p, t, stride),
                 }
             }
             done += n_rows;
@@ -102,6 +148,17 @@ unsafe fn qgemm_avx2(
         // constants built once per chunk of rows.
         epilogue(epi, chunk0, chunk_rows, n, tile, stride);
         chunk0 += chunk_rows;
+    }
+}
+
+impl<'a> Src<'a, MR> {
+    /// The first `R` rows.
+    fn first<const R: usize>(&self) -> Src<'a, R> {
+        Src {
+            rows: std::array::from_fn(|r| self.rows[r]),
+            segs: self.segs,
+            seg_pairs: self.seg_pairs,
+        }
     }
 }
 
@@ -141,16 +198,12 @@ pub fn epilogue(
     }
 }
 
-/// The row at `base` (its segments, concatenated) as u16 values in the i32 slots of
-/// `pairs` (two per slot), the last half-slot 0 when the row has an odd length.
+/// The row at `base` (its segments, concatenated) zero-extended to u16 in `halves`
+/// (`2 * ceil(k / 2)` slots), the last one 0 when the row has an odd length.
 #[target_feature(enable = "avx2")]
-fn widen_row(rows: &Rows<u8>, base: usize, pairs: &mut [i32]) {
+fn widen_row(rows: &Rows<u8>, base: usize, halves: &mut [u16]) {
     let k = rows.k();
-    assert_eq!(pairs.len(), k.div_ceil(2));
-    // SAFETY: an i32 slice viewed as twice as many u16 (same allocation, alignment 4 >= 2).
-    let halves = unsafe {
-        std::slice::from_raw_parts_mut(pairs.as_mut_ptr().cast::<u16>(), pairs.len() * 2)
-    };
+    assert_eq!(halves.len(), 2 * k.div_ceil(2));
     let len = rows.seg_len;
     for (i, &s) in rows.segs.iter().enumerate() {
         widen(
@@ -198,23 +251,27 @@ fn widen(src: &[u8], dst: &mut [u16]) {
 
 /// Panels of 8 outputs taken two at a time: each broadcast pair feeds two `vpmaddwd`s,
 /// and `R` rows x 2 panels of accumulators stay in registers.
+///
+/// # Safety
+/// AVX2; every pair `src` names for its `R` rows is readable, and `k` of the weights is
+/// `src.segs.len() * src.seg_pairs` pairs.
 #[target_feature(enable = "avx2")]
-unsafe fn block<const R: usize>(pairs: &[i32], p: &Packed16, tile: &mut [i32], stride: usize) {
+unsafe fn block<const R: usize>(src: &Src<R>, p: &Packed16, tile: &mut [i32], stride: usize) {
     let mut panel = 0;
     while panel + 2 <= p.panels {
         // SAFETY: as the caller; panels `panel` and `panel + 1` exist.
-        unsafe { panels::<R, 2>(pairs, p, panel, tile, stride) };
+        unsafe { panels::<R, 2>(src, p, panel, tile, stride) };
         panel += 2;
     }
     if panel < p.panels {
         // SAFETY: as above, for the last panel.
-        unsafe { panels::<R, 1>(pairs, p, panel, tile, stride) };
+        unsafe { panels::<R, 1>(src, p, panel, tile, stride) };
     }
 }
 
 #[target_feature(enable = "avx2")]
 unsafe fn panels<const R: usize, const P: usize>(
-    pairs: &[i32],
+    src: &Src<R>,
     p: &Packed16,
     first: usize,
     tile: &mut [i32],
@@ -222,18 +279,25 @@ unsafe fn panels<const R: usize, const P: usize>(
 ) {
     let k2 = p.k2;
     let panel_len = k2 * NR16 * 2;
-    assert!(pairs.len() >= R * k2 && p.data.len() >= (first + P) * panel_len);
+    assert!(src.segs.len() * src.seg_pairs == k2 && p.data.len() >= (first + P) * panel_len);
     let b: [*const i16; P] = std::array::from_fn(|j| p.data[(first + j) * panel_len..].as_ptr());
     let mut acc = [[_mm256_setzero_si256(); P]; R];
-    for g in 0..k2 {
-        // SAFETY: group g < k2 lies inside each panel (k2 * 16 i16), checked above.
-        let wv: [__m256i; P] =
-            std::array::from_fn(|j| unsafe { _mm256_loadu_si256(b[j].add(g * NR16 * 2).cast()) });
-        for r in 0..R {
-            let bc = _mm256_set1_epi32(pairs[r * k2 + g]);
-            for j in 0..P {
-                acc[r][j] = _mm256_add_epi32(acc[r][j], _mm256_madd_epi16(bc, wv[j]));
+    let mut g = 0;
+    for &s in src.segs {
+        for i in 0..src.seg_pairs {
+            // SAFETY: group g < k2 lies inside each panel (k2 * 16 i16), checked above.
+            let wv: [__m256i; P] = std::array::from_fn(|j| unsafe {
+                _mm256_loadu_si256(b[j].add(g * NR16 * 2).cast())
+            });
+            for (row, a) in src.rows.iter().zip(acc.iter_mut()) {
+                // SAFETY: a pair the caller vouched for.
+                let pair = unsafe { row.add(s + 2 * i).cast::<i32>().read_unaligned() };
+                let bc = _mm256_set1_epi32(pair);
+                for j in 0..P {
+                    a[j] = _mm256_add_epi32(a[j], _mm256_madd_epi16(bc, wv[j]));
+                }
             }
+            g += 1;
         }
     }
     for r in 0..R {
