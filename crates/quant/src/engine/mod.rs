@@ -23,12 +23,15 @@ pub mod depthwise;
 pub mod plan;
 pub mod residual;
 
+use std::sync::OnceLock;
+
 use buffers::{Buffers, Pooled, Stash};
 use quantlab_linalg::frame::nhwc::{self, Taps};
 use quantlab_linalg::{
     ConvGeom, Epilogue, KernelPath, Ops, OutLayout, PackedF32, PackedI8, PoolGeom, PoolShape,
     RowMap, Rows,
 };
+use residual::AddTable;
 
 pub use plan::{Entry, Layout, Plan, Step, Weights};
 
@@ -160,6 +163,7 @@ impl Engine {
             ops,
             threads: self.threads.max(1),
             stash: Stash::default(),
+            add_tables: (0..nodes.len()).map(|_| OnceLock::new()).collect(),
         })
     }
 }
@@ -179,6 +183,8 @@ pub struct Session {
     ops: &'static Ops,
     threads: usize,
     stash: Stash,
+    /// Per node: the integer Add's table, built on its first run (see [`AddTable`]).
+    add_tables: Vec<OnceLock<AddTable>>,
 }
 
 impl std::fmt::Debug for Session {
@@ -486,7 +492,13 @@ impl Session {
                 // otherwise (a float model, or a mixed one where a side fell back).
                 match (other, act, self.model.points[node + 1]) {
                     (Act::U8(a, qa), Act::U8(mut b, qb), Some(qo)) => {
-                        residual::QAdd::new(qa, &qb, &qo, relu).run(a, &mut b);
+                        let add = residual::QAdd::new(qa, &qb, &qo, relu);
+                        let table = self.add_tables[node].get_or_init(|| AddTable::new(add));
+                        if *table.add() == add {
+                            table.run(a, &mut b);
+                        } else {
+                            add.run(a, &mut b);
+                        }
                         Act::U8(b, qo)
                     }
                     (other, act, _) => {

@@ -72,6 +72,39 @@ impl QAdd {
     }
 }
 
+/// A [`QAdd`] tabulated: the output byte of every `(a, b)` pair (64 KiB, built once per
+/// Add node of a session). One table load per value instead of two 64-bit multiplies: the
+/// integer Add was a tenth of the residual CNN's int8 time. Bit-identical by construction.
+#[derive(Debug)]
+pub struct AddTable {
+    add: QAdd,
+    table: Box<[u8; 1 << 16]>,
+}
+
+impl AddTable {
+    /// The table of `add`.
+    pub fn new(add: QAdd) -> Self {
+        let mut table = Box::new([0u8; 1 << 16]);
+        for (i, y) in table.iter_mut().enumerate() {
+            *y = add.apply((i >> 8) as u8, i as u8);
+        }
+        Self { add, table }
+    }
+
+    /// The Add this table holds.
+    pub fn add(&self) -> &QAdd {
+        &self.add
+    }
+
+    /// [`QAdd::run`] by table.
+    pub fn run(&self, a: &[u8], b: &mut [u8]) {
+        assert_eq!(a.len(), b.len(), "the two sides of an Add differ in length");
+        b.iter_mut()
+            .zip(a)
+            .for_each(|(y, &x)| *y = self.table[usize::from(u16::from_be_bytes([x, *y]))]);
+    }
+}
+
 /// `b[i] += a[i]`, then ReLU if fused.
 pub fn add_f32(a: &[f32], b: &mut [f32], relu: bool) {
     b.iter_mut().zip(a).for_each(|(y, &x)| *y += x);
@@ -119,6 +152,25 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn the_table_gives_the_adds_bytes_for_every_pair() {
+        let q = |lo: f32, hi: f32| QParams::from_range(lo, hi, ActDtype::U8Affine);
+        let add = QAdd::new(&q(-1.0, 3.0), &q(-4.0, 4.0), &q(-0.7, 5.2), true);
+        let t = AddTable::new(add);
+        let a: Vec<u8> = (0..=255u8).flat_map(|x| [x; 256]).collect();
+        let b: Vec<u8> = (0..256 * 256).map(|i| i as u8).collect();
+        let mut got = b.clone();
+        t.run(&a, &mut got);
+        let mut want = b;
+        add.run(&a, &mut want);
+        assert_eq!(got, want);
+        // Operands taken the other way round give another result: the order is not lost.
+        assert_ne!(
+            AddTable::new(QAdd::new(&q(-4.0, 4.0), &q(-1.0, 3.0), &q(-0.7, 5.2), true)).table,
+            t.table
+        );
     }
 
     #[test]
