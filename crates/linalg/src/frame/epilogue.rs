@@ -4,6 +4,7 @@
 //! over small row blocks that are still in cache, so no i32 tensor goes back to memory.
 
 use super::requant::Requant;
+use super::rows::PoolShape;
 
 /// Where output `(row, col)` of a GEMM goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +79,20 @@ pub enum Epilogue<'a> {
         /// Destination.
         out: &'a mut [i32],
     },
+    /// A convolution's raw accumulators max-reduced into the non-overlapping pool after it:
+    /// `out[t * stride + j] = max(out[t * stride + j], acc)` for the pooled pixel `t` each
+    /// row falls in (`out` starts at `i32::MIN`). Requantizing the pooled maxima afterwards
+    /// gives the bytes of pooling the requantized outputs, since requantization is
+    /// monotonic; and no per-pixel accumulator tensor is written.
+    PoolMax {
+        /// Which pooled pixel each conv output pixel falls in.
+        pool: PoolShape,
+        /// Values per pooled pixel in `out`, at least `n` (a multiple of 8 lets the AVX2
+        /// path take whole vectors; the values past `n` are never read).
+        stride: usize,
+        /// `[pooled pixels, stride]`.
+        out: &'a mut [i32],
+    },
 }
 
 impl Epilogue<'_> {
@@ -146,6 +161,16 @@ impl Epilogue<'_> {
                         .copy_from_slice(&acc[r * stride..r * stride + n]);
                 }
             }
+            Epilogue::PoolMax {
+                pool,
+                stride: os,
+                out,
+            } => pool.each_target(row0, rows, |r, t| {
+                out[t * *os..t * *os + n]
+                    .iter_mut()
+                    .zip(&acc[r * stride..r * stride + n])
+                    .for_each(|(o, &a)| *o = (*o).max(a));
+            }),
         }
     }
 }

@@ -133,15 +133,22 @@ impl PoolShape {
     /// requantization it saves); `usize::MAX` for a pixel no window covers.
     #[inline(always)]
     pub fn targets<const R: usize>(&self, row0: usize) -> [usize; R] {
+        let mut t = [usize::MAX; R];
+        self.each_target(row0, R, |r, p| t[r] = p);
+        t
+    }
+
+    /// `f(r, pooled pixel)` for each of the conv output pixels `row0 + r`, `r < rows`, that
+    /// a window covers, in order (the counters of [`Self::targets`]).
+    #[inline(always)]
+    pub fn each_target(&self, row0: usize, rows: usize, mut f: impl FnMut(usize, usize)) {
         let ([sy, sx], [ph, pw]) = (self.window, self.out_hw);
         let (oy, mut ox) = (row0 / self.ow, row0 % self.ow);
         let (mut py, mut cy, mut px, mut cx) = (oy / sy, oy % sy, ox / sx, ox % sx);
-        std::array::from_fn(|_| {
-            let t = if py < ph && px < pw {
-                py * pw + px
-            } else {
-                usize::MAX
-            };
+        for r in 0..rows {
+            if py < ph && px < pw {
+                f(r, py * pw + px);
+            }
             ox += 1;
             cx += 1;
             if cx == sx {
@@ -154,8 +161,7 @@ impl PoolShape {
                     (cy, py) = (0, py + 1);
                 }
             }
-            t
-        })
+        }
     }
 }
 

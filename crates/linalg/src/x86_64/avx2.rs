@@ -10,7 +10,7 @@ use std::arch::x86_64::*;
 use super::avx2_requant;
 use crate::frame::epilogue::{Epilogue, OutLayout};
 use crate::frame::pack::{NR16, Packed16};
-use crate::frame::rows::Rows;
+use crate::frame::rows::{PoolShape, Rows};
 use crate::frame::weights::PackedI8;
 
 /// Rows per block.
@@ -194,7 +194,56 @@ pub fn epilogue(
                 &mut out[row0 * n..],
             )
         }
+        Epilogue::PoolMax {
+            pool,
+            stride: os,
+            out,
+        } if crate::CpuFeatures::get().avx2 && os.is_multiple_of(8) && stride >= *os => {
+            assert!(rows == 0 || acc.len() >= (rows - 1) * stride + *os);
+            // SAFETY: AVX2 was checked; `acc`'s rows hold `os` values (asserted above).
+            unsafe { pool_max(*pool, row0, rows, acc, stride, out, *os) }
+        }
         _ => epi.apply_block(row0, rows, n, acc, stride),
+    }
+}
+
+/// [`Epilogue::PoolMax`] in whole 8-lane vectors (`os` a multiple of 8): the scalar form's
+/// read-modify-write per value, each waiting on the last row's store to the same pooled
+/// pixel, cost more than the copy and separate pool pass it replaced.
+///
+/// # Safety
+/// AVX2, and every row `r < rows` of `acc` holds `os` values at `r * stride`.
+#[target_feature(enable = "avx2")]
+unsafe fn pool_max(
+    pool: PoolShape,
+    row0: usize,
+    rows: usize,
+    acc: &[i32],
+    stride: usize,
+    out: &mut [i32],
+    os: usize,
+) {
+    const STEP: usize = 16;
+    for c in (0..rows).step_by(STEP) {
+        let targets = pool.targets::<STEP>(row0 + c);
+        for (r, &t) in targets.iter().enumerate().take(rows - c) {
+            if t == usize::MAX {
+                continue;
+            }
+            let o = &mut out[t * os..(t + 1) * os];
+            let a = acc[(c + r) * stride..].as_ptr();
+            for j in (0..os).step_by(8) {
+                // SAFETY: `j + 8 <= os`, inside `o` (a checked slice) and the row of `acc`.
+                unsafe {
+                    let p = o.as_mut_ptr().add(j).cast::<__m256i>();
+                    let v = _mm256_max_epi32(
+                        _mm256_loadu_si256(p),
+                        _mm256_loadu_si256(a.add(j).cast()),
+                    );
+                    _mm256_storeu_si256(p, v);
+                }
+            }
+        }
     }
 }
 

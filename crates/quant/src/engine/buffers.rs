@@ -19,9 +19,6 @@ pub(super) struct Buffers {
     pub(super) rows: Vec<u8>,
     /// Pooled i32 accumulators (fused conv + pool).
     pub(super) acc: Vec<i32>,
-    /// One sample's unpooled i32 accumulators (conv + pool on a path without a fused
-    /// requantizer).
-    pub(super) raw: Vec<i32>,
     /// One sample's unpooled f32 map.
     pub(super) map: Vec<f32>,
     /// Free activation buffers. Fresh allocations of feature maps (hundreds of KB) are

@@ -748,10 +748,11 @@ impl Session {
     }
 
     /// A static convolution and the max pool after it on a path without a fused
-    /// requantizer (AVX2, scalar): each sample's raw accumulators, max-pooled as i32, then
-    /// only the pooled pixels requantized (a quarter of them under a 2x2 pool). The same
-    /// bytes as requantizing every pixel and pooling after: requantization is monotonic
-    /// (`acc + offset`, a positive multiplier, a clamp), so it commutes with max.
+    /// requantizer (AVX2, scalar): each sample's accumulators max-reduced into the pooled
+    /// pixels as the GEMM hands them over ([`Epilogue::PoolMax`]), then only the pooled
+    /// pixels requantized (a quarter of them under a 2x2 pool). The same bytes as
+    /// requantizing every pixel and pooling after: requantization is monotonic (`acc +
+    /// offset`, a positive multiplier, a clamp), so it commutes with max.
     #[allow(clippy::too_many_arguments)] // a layer, its geometry, weights, input and buffers
     fn conv_pool_unfused(
         &self,
@@ -765,12 +766,17 @@ impl Session {
     ) -> Vec<u8> {
         let ops = self.ops;
         let c = l.out_clamp(d.relu, d.cap);
-        let (pixels, pooled) = (g.pixels(), pg.out_hw[0] * pg.out_hw[1]);
+        let pooled = pg.out_hw[0] * pg.out_hw[1];
+        let pool = PoolShape {
+            ow: g.out_hw[1],
+            out_hw: pg.out_hw,
+            window: pg.stride,
+        };
         let n = d.n;
+        // Pooled rows padded to whole 8-lane vectors (the AVX2 epilogue's unit).
+        let os = n.next_multiple_of(8);
         let mut out = bufs.take(batch * pooled * n);
-        let (mut raw, mut acc) = (std::mem::take(&mut bufs.raw), std::mem::take(&mut bufs.acc));
-        raw.resize(pixels * n, 0);
-        acc.resize(pooled * n, 0);
+        let mut acc = std::mem::take(&mut bufs.acc);
         let zp = l.in_q.zero_point as u8;
         conv_samples(
             d,
@@ -781,14 +787,19 @@ impl Session {
             &mut out,
             pooled * n,
             bufs,
-            |rows, b, os| {
-                let raw = &mut raw[..pixels * n];
-                ops.qgemm_rows(rows, w, &mut Epilogue::Raw { out: raw }, &mut b.rows);
-                nhwc::maxpool(raw, 1, pg, &mut acc[..pooled * n]);
-                ops.epilogue(&mut requant_rows(l, c, os), 0, pooled, n, &acc, n);
+            |rows, b, out_s| {
+                acc.clear();
+                acc.resize(pooled * os, i32::MIN);
+                let mut epi = Epilogue::PoolMax {
+                    pool,
+                    stride: os,
+                    out: &mut acc,
+                };
+                ops.qgemm_rows(rows, w, &mut epi, &mut b.rows);
+                ops.epilogue(&mut requant_rows(l, c, out_s), 0, pooled, n, &acc, os);
             },
         );
-        (bufs.raw, bufs.acc) = (raw, acc);
+        bufs.acc = acc;
         out
     }
 

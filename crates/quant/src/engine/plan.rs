@@ -12,7 +12,7 @@
 //! Fusion is decided here, as explicit steps, not while running: a convolution followed by
 //! a non-overlapping max pool over its whole output runs as one step (the float path pools
 //! each sample's map while it is in cache; the int8 path max-reduces i32 accumulators, in the
-//! kernel where the path has a fused requantizer, else over each sample's raw accumulators,
+//! kernel where the path has a fused requantizer, else in the epilogue the GEMM hands them to,
 //! and requantizes only the pooled pixels), and a static first layer quantizes the caller's
 //! input directly. A traced run ([`Plan::traced`]) has no fusion, so every node's output
 //! can be seen.
