@@ -225,24 +225,34 @@ unsafe fn pool_max(
 ) {
     const STEP: usize = 16;
     for c in (0..rows).step_by(STEP) {
+        let n_rows = STEP.min(rows - c);
         let targets = pool.targets::<STEP>(row0 + c);
-        for (r, &t) in targets.iter().enumerate().take(rows - c) {
-            if t == usize::MAX {
-                continue;
+        let mut r = 0;
+        while r < n_rows {
+            let t = targets[r];
+            // The run of rows in the same window (neighbours along a pooled row): their
+            // maximum is taken in registers, then stored once.
+            let mut end = r + 1;
+            while end < n_rows && targets[end] == t {
+                end += 1;
             }
-            let o = &mut out[t * os..(t + 1) * os];
-            let a = acc[(c + r) * stride..].as_ptr();
-            for j in (0..os).step_by(8) {
-                // SAFETY: `j + 8 <= os`, inside `o` (a checked slice) and the row of `acc`.
-                unsafe {
-                    let p = o.as_mut_ptr().add(j).cast::<__m256i>();
-                    let v = _mm256_max_epi32(
-                        _mm256_loadu_si256(p),
-                        _mm256_loadu_si256(a.add(j).cast()),
-                    );
-                    _mm256_storeu_si256(p, v);
+            if t != usize::MAX {
+                let o = &mut out[t * os..(t + 1) * os];
+                for j in (0..os).step_by(8) {
+                    // SAFETY: `j + 8 <= os`, inside `o` (a checked slice) and inside each
+                    // row of `acc` (the caller's promise).
+                    unsafe {
+                        let p = o.as_mut_ptr().add(j).cast::<__m256i>();
+                        let mut v = _mm256_loadu_si256(p);
+                        for rr in r..end {
+                            let a = acc[(c + rr) * stride..].as_ptr().add(j);
+                            v = _mm256_max_epi32(v, _mm256_loadu_si256(a.cast()));
+                        }
+                        _mm256_storeu_si256(p, v);
+                    }
                 }
             }
+            r = end;
         }
     }
 }
