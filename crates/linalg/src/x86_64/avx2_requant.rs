@@ -85,21 +85,20 @@ unsafe fn rows_avx2(
         vhi,
         vzo,
     };
+    // Every multiplier with a shift of 33 or more: the short form (see `Group::High`).
+    let high = requant.iter().all(|r| r.multiplier == 0 || r.shift >= 33);
     let full = n / 8 * 8;
     // Columns outermost: a group's constants are built once for all the block's rows.
     let mut j = 0;
     while j < full {
-        let (c0, c1) = (
-            consts(&k, std::array::from_fn(|i| rq_at(j + 2 * i))),
-            consts(&k, std::array::from_fn(|i| rq_at(j + 2 * i + 1))),
-        );
+        let g = group(&k, high, std::array::from_fn(|i| rq_at(j + i)));
         // SAFETY: j + 8 <= n <= offset.len().
         let off = unsafe { _mm256_loadu_si256(offset[j..].as_ptr().cast()) };
         for r in 0..rows {
             // SAFETY: j + 8 <= n for the row of `acc`.
             let x = unsafe { _mm256_loadu_si256(acc[r * stride + j..].as_ptr().cast()) };
             // Safe to call: this function enables AVX2 too.
-            let b = eight(&k, x, off, c0, c1);
+            let b = eight(&k, x, off, &g);
             out[r * n + j..r * n + j + 8].copy_from_slice(&b);
         }
         j += 8;
@@ -112,10 +111,7 @@ unsafe fn rows_avx2(
     // `full` (a GEMM tile's rows are padded to whole panels), zero multipliers and offsets
     // past `n`, and only `tail` bytes stored.
     if stride >= full + 8 && acc.len() >= (rows - 1) * stride + full + 8 {
-        let (c0, c1) = (
-            consts(&k, std::array::from_fn(|i| rq_at(full + 2 * i))),
-            consts(&k, std::array::from_fn(|i| rq_at(full + 2 * i + 1))),
-        );
+        let g = group(&k, high, std::array::from_fn(|i| rq_at(full + i)));
         let mut pad = [0i32; 8];
         pad[..tail].copy_from_slice(&offset[full..n]);
         // SAFETY: a 32-byte load from a local array.
@@ -125,7 +121,7 @@ unsafe fn rows_avx2(
             // (checked above).
             let x = unsafe { _mm256_loadu_si256(acc[r * stride + full..].as_ptr().cast()) };
             // Safe to call: this function enables AVX2 too.
-            let b = eight(&k, x, off, c0, c1);
+            let b = eight(&k, x, off, &g);
             out[r * n + full..(r + 1) * n].copy_from_slice(&b[..tail]);
         }
         return;
@@ -173,18 +169,78 @@ fn scale(k: &Consts, a: __m256i, [rq, s, round, bias]: [__m256i; 4]) -> __m256i 
     _mm256_sub_epi64(_mm256_srlv_epi64(u, s), bias)
 }
 
-/// 8 outputs of one row as bytes: accumulators `x` plus offsets `off`, requantized with the
-/// even outputs' constants `c0` and the odd ones' `c1`, clamped and shifted by the zero
-/// point. `vpmuldq` reads the even 32-bit lanes, so the even outputs are multiplied where
-/// they lie and the odd ones after a 32-bit shift, and one blend puts the results back in
-/// order (no cross-lane permutes).
+/// The constants of 8 outputs.
+#[derive(Clone, Copy)]
+enum Group {
+    /// Any shift of 1 or more: the even outputs' [`consts`], then the odd ones'.
+    Wide([__m256i; 4], [__m256i; 4]),
+    /// Every shift `s >= 33` (or a zero multiplier): with `x = acc * m` and `h` its high 32
+    /// bits, `floor((x + 2^(s-1)) / 2^s) = (h + 2^(s-33)) >> (s - 32)` exactly (the rounding
+    /// term is a multiple of 2^32, and the low word, below 2^32, cannot carry a whole step),
+    /// so the 64-bit work stops at the multiply: 8-lane adds and `vpsravd` instead of
+    /// 4-lane 64-bit adds, flips and shifts. `|h| <= 2^30` and the term `<= 2^29`: no
+    /// overflow. A zero multiplier takes `s = 33`: `(0 + 1) >> 1 = 0`, as the scalar rule.
+    High {
+        /// Multipliers of the even, then the odd outputs, in the low half of 64-bit lanes.
+        m: [__m256i; 2],
+        /// `2^(s-33)` per output.
+        round: __m256i,
+        /// `s - 32` per output.
+        shift: __m256i,
+    },
+}
+
+/// The constants of outputs `r[0..8]` (`high`: every shift is at least 33, see
+/// [`Group::High`]).
 #[target_feature(enable = "avx2")]
 #[inline]
-fn eight(k: &Consts, x: __m256i, off: __m256i, c0: [__m256i; 4], c1: [__m256i; 4]) -> [u8; 8] {
+fn group(k: &Consts, high: bool, r: [Requant; 8]) -> Group {
+    if !high {
+        return Group::Wide(
+            consts(k, std::array::from_fn(|i| r[2 * i])),
+            consts(k, std::array::from_fn(|i| r[2 * i + 1])),
+        );
+    }
+    let m: [[i64; 4]; 2] =
+        std::array::from_fn(|o| std::array::from_fn(|i| r[2 * i + o].multiplier as u32 as i64));
+    let s: [i32; 8] = std::array::from_fn(|i| match r[i].multiplier {
+        0 => 33,
+        _ => r[i].shift as i32,
+    });
+    let round: [i32; 8] = std::array::from_fn(|i| 1 << (s[i] - 33));
+    let shift: [i32; 8] = std::array::from_fn(|i| s[i] - 32);
+    // SAFETY: 32-byte loads from local arrays.
+    unsafe {
+        Group::High {
+            m: m.map(|v| _mm256_loadu_si256(v.as_ptr().cast())),
+            round: _mm256_loadu_si256(round.as_ptr().cast()),
+            shift: _mm256_loadu_si256(shift.as_ptr().cast()),
+        }
+    }
+}
+
+/// 8 outputs of one row as bytes: accumulators `x` plus offsets `off`, requantized with the
+/// group's constants, clamped and shifted by the zero point. `vpmuldq` reads the even
+/// 32-bit lanes, so the even outputs are multiplied where they lie and the odd ones after a
+/// 32-bit shift, and one blend puts the results back in order (no cross-lane permutes).
+#[target_feature(enable = "avx2")]
+#[inline]
+fn eight(k: &Consts, x: __m256i, off: __m256i, g: &Group) -> [u8; 8] {
     let x = _mm256_add_epi32(x, off);
-    let even = scale(k, x, c0);
-    let odd = scale(k, _mm256_srli_epi64::<32>(x), c1);
-    let y = _mm256_blend_epi32::<0b1010_1010>(even, _mm256_slli_epi64::<32>(odd));
+    let y = match g {
+        Group::Wide(c0, c1) => {
+            let even = scale(k, x, *c0);
+            let odd = scale(k, _mm256_srli_epi64::<32>(x), *c1);
+            _mm256_blend_epi32::<0b1010_1010>(even, _mm256_slli_epi64::<32>(odd))
+        }
+        Group::High { m, round, shift } => {
+            let even = _mm256_mul_epi32(x, m[0]);
+            let odd = _mm256_mul_epi32(_mm256_srli_epi64::<32>(x), m[1]);
+            // The high words: the even products' moved down, the odd ones' where they lie.
+            let h = _mm256_blend_epi32::<0b1010_1010>(_mm256_srli_epi64::<32>(even), odd);
+            _mm256_srav_epi32(_mm256_add_epi32(h, *round), *shift)
+        }
+    };
     let y = _mm256_add_epi32(_mm256_min_epi32(_mm256_max_epi32(y, k.vlo), k.vhi), k.vzo);
     // 8 values in 0..=255 to bytes: packed within each 128-bit lane, then the two lanes'
     // first 4 bytes side by side.
@@ -212,7 +268,11 @@ mod tests {
             return;
         }
         let mut rng = Rng::new(17);
-        for &(rows, n) in &[(1, 1), (3, 6), (3, 7), (4, 8), (2, 16), (4, 21), (1, 64)] {
+        // `small`: every shift at least 33, the short form (`Group::High`).
+        for (&(rows, n), small) in [(1, 1), (3, 6), (3, 7), (4, 8), (2, 16), (4, 21), (1, 64)]
+            .iter()
+            .flat_map(|s| [(s, false), (s, true)])
+        {
             for shared in [false, true] {
                 for _ in 0..50 {
                     // Strides from exactly `n` (the scalar tail) to a tile's padding.
@@ -228,13 +288,16 @@ mod tests {
                         .map(|_| (rng.next_u64() % 20_001) as i32 - 10_000)
                         .collect();
                     let requant: Vec<Requant> = (0..if shared { 1 } else { n })
-                        .map(|_| match rng.next_u64() % 7 {
-                            0 => Requant::new(0.0),
-                            1 => Requant::new(0.5),
-                            2 => Requant::new(1.0 - 1e-9),
-                            _ => Requant::new(10f64.powf(-6.0 + 6.0 * rng.uniform())),
+                        .map(|_| match (rng.next_u64() % 7, small) {
+                            (0, _) => Requant::new(0.0),
+                            (1, false) => Requant::new(0.5),
+                            (2, false) => Requant::new(1.0 - 1e-9),
+                            (_, false) => Requant::new(10f64.powf(-6.0 + 6.0 * rng.uniform())),
+                            // 2^-2 (shift 33) down to 1e-9 (shift 60).
+                            (_, true) => Requant::new(10f64.powf(-9.0 + 8.39 * rng.uniform())),
                         })
                         .collect();
+                    assert!(!small || requant.iter().all(|r| r.multiplier == 0 || r.shift >= 33));
                     assert!(supported(&requant));
                     let zo = (rng.next_u64() % 256) as i32;
                     let lo = if rng.next_u64().is_multiple_of(2) {
