@@ -73,13 +73,20 @@ pub const SLACK: usize = 4;
 /// tap without a bounds test.
 pub fn pad<T: Copy>(x: &[T], g: &ConvGeom, pad: T, out: &mut Vec<T>) {
     let ([h, w], [py, px], c) = (g.in_hw, g.padding, g.in_channels);
-    let wp = w + 2 * px;
-    out.clear();
-    out.resize((h + 2 * py) * wp * c + SLACK, pad);
+    let (row, inner) = ((w + 2 * px) * c, w * c);
+    let len = (h + 2 * py) * row + SLACK;
+    // Only the border is filled (every value outside the copied rows, whatever the buffer
+    // held before): filling the whole buffer first wrote each sample twice.
+    out.resize(len, pad);
+    out[..py * row + px * c].fill(pad);
     for y in 0..h {
-        let dst = ((y + py) * wp + px) * c;
-        out[dst..dst + w * c].copy_from_slice(&x[y * w * c..(y + 1) * w * c]);
+        let dst = (y + py) * row + px * c;
+        out[dst..dst + inner].copy_from_slice(&x[y * inner..(y + 1) * inner]);
+        // The right margin of this row and the left margin of the next (past the end only
+        // with no bottom padding, where SLACK may be shorter than a margin).
+        out[(dst + inner).min(len)..(dst + inner + 2 * px * c).min(len)].fill(pad);
     }
+    out[((h + py) * row + px * c).min(len)..].fill(pad);
 }
 
 /// A convolution over a [`pad`]ded channels-last sample as GEMM rows: row `r` is output
@@ -240,6 +247,34 @@ mod tests {
 
     fn geom(c: usize, hw: [usize; 2], pad: usize, stride: usize) -> ConvGeom {
         ConvGeom::new(c, hw, [3, 3], [stride; 2], [pad; 2]).expect("a 3x3 kernel fits")
+    }
+
+    #[test]
+    fn padding_rewrites_every_border_value_whatever_the_buffer_held() {
+        for (c, hw, [py, px]) in [
+            (1, [5, 4], [1, 1]),
+            (16, [3, 3], [0, 1]),
+            (3, [4, 6], [2, 0]),
+            (2, [2, 2], [0, 0]),
+            (5, [3, 2], [1, 3]),
+        ] {
+            let g = ConvGeom::new(c, hw, [1, 1], [1, 1], [py, px]).expect("a 1x1 kernel fits");
+            let x: Vec<i32> = (1..=(c * hw[0] * hw[1]) as i32).collect();
+            let (hp, wp) = (hw[0] + 2 * py, hw[1] + 2 * px);
+            let mut want = vec![-1; hp * wp * c + SLACK];
+            for y in 0..hw[0] {
+                for xx in 0..hw[1] {
+                    for ch in 0..c {
+                        want[((y + py) * wp + xx + px) * c + ch] = x[(y * hw[1] + xx) * c + ch];
+                    }
+                }
+            }
+            for held in [0, want.len() - 3, want.len(), want.len() + 7] {
+                let mut out = vec![99; held];
+                pad(&x, &g, -1, &mut out);
+                assert_eq!(out, want, "c={c} {hw:?} pad {py},{px}, buffer of {held}");
+            }
+        }
     }
 
     #[test]

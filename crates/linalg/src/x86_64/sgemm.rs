@@ -234,8 +234,9 @@ unsafe fn block256<const R: usize>(
         let c0 = panel * NR;
         let valid = (w.n - c0).min(NR);
         for r in 0..R {
-            let mut v = [0f32; NR];
-            // SAFETY: two 8-lane stores into a 16-value array; bias holds panels * NR values.
+            let dst = &mut out[(row0 + r) * w.n + c0..][..valid];
+            // SAFETY: the bias holds panels * NR values; the stores write 16 values into
+            // `dst` when it has 16 (a full panel), else into a local array.
             unsafe {
                 let (b0, b1) = (
                     _mm256_loadu_ps(w.bias.as_ptr().add(c0)),
@@ -246,10 +247,18 @@ unsafe fn block256<const R: usize>(
                     x0 = _mm256_max_ps(x0, _mm256_setzero_ps());
                     x1 = _mm256_max_ps(x1, _mm256_setzero_ps());
                 }
-                _mm256_storeu_ps(v.as_mut_ptr(), x0);
-                _mm256_storeu_ps(v.as_mut_ptr().add(8), x1);
+                // A full panel is stored straight into the output: through a local array
+                // and a copy of variable length, every row had called memmove.
+                if valid == NR {
+                    _mm256_storeu_ps(dst.as_mut_ptr(), x0);
+                    _mm256_storeu_ps(dst.as_mut_ptr().add(8), x1);
+                } else {
+                    let mut v = [0f32; NR];
+                    _mm256_storeu_ps(v.as_mut_ptr(), x0);
+                    _mm256_storeu_ps(v.as_mut_ptr().add(8), x1);
+                    dst.copy_from_slice(&v[..valid]);
+                }
             }
-            out[(row0 + r) * w.n + c0..][..valid].copy_from_slice(&v[..valid]);
         }
     }
 }
