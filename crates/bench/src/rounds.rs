@@ -7,6 +7,12 @@
 //! rotates by one each round. A row's latency is the median of its round medians, and a
 //! speed-up is taken round by round (`row::derive_ratios`): a burst slows every row of its
 //! round alike and moves no median, and the rounds' min-max shows how far to trust it.
+//!
+//! A round of twenty rows lasts about a second, and this project's machines change speed
+//! within one (a float row at 171, 340 and 264 us in three rounds while an int8 row held
+//! 180 us, so two runs read its speed-up as 0.67x and 1.47x). So each row's batch-64
+//! timing is preceded by one of its reference (the float row it is compared with, timed
+//! the same way), and the per-round speed-up is taken against that pair.
 
 use burn::tensor::Device;
 use quantlab_models::Classifier;
@@ -14,7 +20,7 @@ use quantlab_quant::Session;
 
 use crate::error::Result;
 use crate::measure::{Latency, Timing, latency, pinned};
-use crate::row::{Row, median_sorted};
+use crate::row::{Row, is_reference_for, median_sorted, reference_backend};
 
 /// What a row's latency is measured on.
 pub(crate) enum Runner {
@@ -76,28 +82,40 @@ pub(crate) fn time_in_rounds(
         }
     }
     let n = runners.len();
+    let reference = references(rows, runners);
     let mut seen: Vec<[Vec<Latency>; 3]> = (0..n)
         .map(|_| [Vec::new(), Vec::new(), Vec::new()])
         .collect();
+    let mut beside: Vec<Vec<Latency>> = vec![Vec::new(); n];
     for round in 0..rounds {
         for j in 0..n {
             let k = (j + round) % n;
             let r = &runners[k].1;
-            let once = || -> Result<[Latency; 3]> {
-                Ok([
-                    latency(&per, || r.run(&inputs[0], batches[0]))?,
-                    latency(&per, || r.run(&inputs[1], batches[1]))?,
-                    latency(&per, || r.run(&inputs[2], batches[2]))?,
-                ])
+            let f = reference[k].map(|i| &runners[i].1);
+            let once = || -> Result<([Latency; 3], Option<Latency>)> {
+                let b1 = latency(&per, || r.run(&inputs[0], batches[0]))?;
+                // The reference right before the row at batch 64: the pair sees the same
+                // machine, whatever it did earlier or later in the round.
+                let f64_ = match f {
+                    Some(f) => Some(latency(&per, || f.run(&inputs[1], batches[1]))?),
+                    None => None,
+                };
+                let b64 = latency(&per, || r.run(&inputs[1], batches[1]))?;
+                let b256 = latency(&per, || r.run(&inputs[2], batches[2]))?;
+                Ok(([b1, b64, b256], f64_))
             };
-            let ls = if r.pinned() { pinned(once)? } else { once()? };
+            let (ls, paired) = if r.pinned() { pinned(once)? } else { once()? };
             for (s, l) in seen[k].iter_mut().zip(ls) {
                 s.push(l);
             }
+            beside[k].extend(paired);
         }
     }
-    for ((idx, _), [b1, b64, b256]) in runners.iter().zip(&seen) {
+    for (((idx, _), [b1, b64, b256]), paired) in runners.iter().zip(&seen).zip(&beside) {
         let row = &mut rows[*idx];
+        if !paired.is_empty() {
+            row.latency_b64_ref_rounds_us = summarize(paired).2;
+        }
         (
             row.latency_b1_us,
             row.latency_b1_p90_us,
@@ -113,6 +131,24 @@ pub(crate) fn time_in_rounds(
         row.throughput_b256_sps = batches[2] as f64 / (row.latency_b256_us / 1e6);
     }
     Ok(())
+}
+
+/// For each runner, the runner of the float row its speed-up is taken against, where that
+/// row is timed here too and runs the same way (pinned or not).
+fn references(rows: &[Row], runners: &[(usize, Runner)]) -> Vec<Option<usize>> {
+    runners
+        .iter()
+        .map(|(idx, run)| {
+            let r = &rows[*idx];
+            if r.method == "f32" || !r.supported {
+                return None;
+            }
+            let backend = reference_backend(r);
+            runners.iter().position(|(j, f)| {
+                is_reference_for(&rows[*j], r, backend) && f.pinned() == run.pinned()
+            })
+        })
+        .collect()
 }
 
 /// `(median of the round medians, median of the round p90s, the round medians)`.

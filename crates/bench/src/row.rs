@@ -87,6 +87,11 @@ pub struct Row {
     /// Same at batch 64.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub latency_b64_rounds_us: Vec<f64>,
+    /// The reference row's batch-64 latency timed right before this row's, in each round
+    /// (`rounds::time_in_rounds`): the per-round speed-up is taken against it, so a change
+    /// in the machine's speed between two rows of one round cancels too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub latency_b64_ref_rounds_us: Vec<f64>,
     /// Lowest and highest per-round `speedup_b64` (the reference's round latency over this
     /// row's, round by round): a spread that contains 1.0 is not a significant speed-up.
     #[serde(default)]
@@ -134,6 +139,7 @@ impl Row {
             layers: Vec::new(),
             latency_b1_rounds_us: Vec::new(),
             latency_b64_rounds_us: Vec::new(),
+            latency_b64_ref_rounds_us: Vec::new(),
             speedup_b64_min: None,
             speedup_b64_max: None,
         }
@@ -186,24 +192,11 @@ pub fn derive_ratios(rows: &mut [Row]) {
     let refs: Vec<Row> = rows.iter().filter(|r| r.method == "f32").cloned().collect();
     let find = |r: &Row, backend: &str| {
         refs.iter()
-            .find(|f| {
-                f.dataset == r.dataset
-                    && f.model == r.model
-                    && f.backend == backend
-                    && f.supported
-                    && (f.threads == r.threads || backend != r.backend)
-            })
+            .find(|f| is_reference_for(f, r, backend))
             .cloned()
     };
     for r in rows.iter_mut().filter(|r| r.method != "f32" && r.supported) {
-        // GPU int8 against the GPU's float (burn on wgpu), CPU rows against their own.
-        let own = if r.backend.starts_with("burn") {
-            r.backend.clone()
-        } else if r.backend == "quantlab-gpu" {
-            "burn-wgpu".into()
-        } else {
-            "quantlab".into()
-        };
+        let own = reference_backend(r).to_string();
         let (Some(f), flex, nd) = (
             find(r, &own).or_else(|| find(r, "quantlab")),
             find(r, "burn-flex"),
@@ -215,8 +208,14 @@ pub fn derive_ratios(rows: &mut [Row]) {
         r.accuracy_drop_pp = Some((f.accuracy - r.accuracy) * 100.0);
         r.size_ratio = ratio(f.size_bytes as f64, r.size_bytes as f64);
         r.speedup_b64 = ratio(f.latency_b64_us, r.latency_b64_us);
-        // Timed in the same rounds: the speed-up of each round, then their median.
-        let (a, b) = (&f.latency_b64_rounds_us, &r.latency_b64_rounds_us);
+        // Timed in the same rounds: the speed-up of each round, then their median; against
+        // the reference timed right before this row where the rounds did that.
+        let b = &r.latency_b64_rounds_us;
+        let a = if r.latency_b64_ref_rounds_us.len() == b.len() {
+            &r.latency_b64_ref_rounds_us
+        } else {
+            &f.latency_b64_rounds_us
+        };
         if a.len() == b.len() && !a.is_empty() && b.iter().all(|&v| v > 0.0) {
             let mut per: Vec<f64> = a.iter().zip(b).map(|(x, y)| x / y).collect();
             per.sort_by(f64::total_cmp);
@@ -234,6 +233,29 @@ pub fn derive_ratios(rows: &mut [Row]) {
     }
 }
 
+/// The backend of the float row that `r`'s speed-ups are taken against: GPU int8 against
+/// the GPU's float (burn on wgpu), CPU rows against their own backend.
+pub(crate) fn reference_backend(r: &Row) -> &str {
+    if r.backend.starts_with("burn") {
+        &r.backend
+    } else if r.backend == "quantlab-gpu" {
+        "burn-wgpu"
+    } else {
+        "quantlab"
+    }
+}
+
+/// Whether `f` is the float row of `backend` that `r` is compared with (same pair, and the
+/// same thread count within one backend).
+pub(crate) fn is_reference_for(f: &Row, r: &Row, backend: &str) -> bool {
+    f.method == "f32"
+        && f.dataset == r.dataset
+        && f.model == r.model
+        && f.backend == backend
+        && f.supported
+        && (f.threads == r.threads || backend != r.backend)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -246,6 +268,30 @@ mod tests {
         r.latency_b64_us = median_sorted(&s);
         r.latency_b1_us = 1.0;
         r
+    }
+
+    /// A slow spell that catches the reference in one round but not the row: against the
+    /// reference's round medians the speed-up would swing (0.5x to 3x); against the
+    /// reference timed right before the row it holds.
+    #[test]
+    fn speed_ups_use_the_reference_timed_beside_the_row() {
+        let mut rows = vec![
+            timed("f32", &[100.0, 300.0, 100.0]),
+            timed("static", &[200.0, 100.0, 100.0]),
+        ];
+        rows[1].latency_b64_ref_rounds_us = vec![400.0, 200.0, 200.0];
+        derive_ratios(&mut rows);
+        let q = &rows[1];
+        assert_eq!(q.speedup_b64, Some(2.0));
+        assert_eq!(
+            (q.speedup_b64_min, q.speedup_b64_max),
+            (Some(2.0), Some(2.0))
+        );
+        // Without the paired timings (a file written before them): the rounds' medians.
+        rows[1].latency_b64_ref_rounds_us.clear();
+        derive_ratios(&mut rows);
+        assert_eq!(rows[1].speedup_b64, Some(1.0));
+        assert_eq!(rows[1].speedup_b64_min, Some(0.5));
     }
 
     /// A burst in one round lands on both rows of that round: the speed-up is taken round
