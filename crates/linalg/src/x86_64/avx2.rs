@@ -10,7 +10,7 @@ use std::arch::x86_64::*;
 use super::avx2_requant;
 use crate::frame::epilogue::{Epilogue, OutLayout};
 use crate::frame::pack::{NR16, Packed16};
-use crate::frame::rows::{PoolShape, Rows};
+use crate::frame::rows::{PoolShape, RowMap, Rows};
 use crate::frame::weights::PackedI8;
 
 /// Rows per block.
@@ -80,11 +80,16 @@ unsafe fn qgemm_avx2(
     let stride = p.panels * NR16;
     tile.clear();
     tile.resize(CHUNK * stride, 0);
-    // Rows that overlap (a convolution's, whose taps read each input value up to kh * kw
-    // times) read a copy of the whole input widened once; other rows are widened block by
-    // block (each value read once), into one i32 per (row, pair) that the inner loop
-    // broadcasts straight from memory.
-    let whole = rows.seg_len.is_multiple_of(2) && rows.a.len() < m.saturating_mul(rows.k());
+    // A convolution's rows read a copy of the whole input (one sample) widened once: its
+    // taps read each value up to kh * kw times, and even a 1x1 convolution's rows, read
+    // once each, cost a widening call per row otherwise. Where the rows read less than half
+    // of the input (a strided 1x1 convolution) or are a matrix (a linear layer's, whose
+    // widened rows then stay in L1 block by block), each block's rows are widened as they
+    // come, into one i32 per (row, pair) that the inner loop broadcasts from memory.
+    let needed = m.saturating_mul(rows.k());
+    let whole = rows.seg_len.is_multiple_of(2)
+        && (rows.a.len() < needed
+            || matches!(rows.map, RowMap::Conv { .. }) && rows.a.len() <= 2 * needed);
     pairs.clear();
     pairs.resize(
         if whole {
