@@ -648,9 +648,10 @@ impl Session {
                 }
                 None => self.ops.sgemm(&rows, w, d.relu, ys),
             }
+            // Sample by sample, while it is in cache (after the pool is the same: a cap
+            // commutes with max).
+            cap(d, ys);
         }
-        // After the pool is the same: a cap commutes with max.
-        cap(d, &mut y);
         y
     }
 
@@ -895,10 +896,12 @@ impl DynamicInput {
 }
 
 /// The fused ReLU's upper bound (ReLU6), where the layer has one: the float kernels fuse
-/// the ReLU, this pass the cap.
+/// the ReLU, this pass the cap. After the ReLU no value is NaN (`f32::max(NaN, 0) = 0`),
+/// so a plain comparison does what `f32::min` does, without its NaN handling (three
+/// instructions per vector, 8% of the MobileNet-like model's f32 time).
 fn cap(d: &Dense, y: &mut [f32]) {
     if let (true, Some(c)) = (d.relu, d.cap) {
-        y.iter_mut().for_each(|v| *v = v.min(c));
+        y.iter_mut().for_each(|v| *v = if *v > c { c } else { *v });
     }
 }
 
