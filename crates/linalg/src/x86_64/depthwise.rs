@@ -35,13 +35,40 @@ unsafe fn run(x: DwSample<f32, f32>, bias: &[f32], act: Activation, out: &mut [f
         (true, Some(_)) => _mm256_min_ps(_mm256_max_ps(v, zero), cap),
     };
     let (pp, wp, bp) = (x.padded.as_ptr(), x.w.as_ptr(), bias.as_ptr());
-    for (p, o) in out.chunks_exact_mut(c).enumerate() {
-        let base = x.taps.base(p);
-        let op = o.as_mut_ptr();
-        let mut j = 0;
-        // SAFETY (whole block): `check` bounded every tap's reach `base + off + c` by the
-        // sample's length and the weights by `offsets.len() * c`; `j + 8 <= c` in the loop
-        // and the tail's masked lanes stay below `c`.
+    let op = out.as_mut_ptr();
+    let pixels = out.len() / c;
+    // A 3x3 kernel: eight channels at a time over every pixel, the nine weight vectors
+    // held in registers (reloading them for every pixel made the loop load-bound: two loads
+    // per FMA).
+    let nine = x.offsets.len() == 9;
+    if nine {
+        let off: [usize; 9] = std::array::from_fn(|t| x.offsets[t]);
+        for j in (0..full).step_by(8) {
+            // SAFETY (whole block): `check` bounded every tap's reach `base + off + c` by the
+            // sample's length and the weights by `9 * c`; `j + 8 <= c`.
+            unsafe {
+                let w: [__m256; 9] = std::array::from_fn(|t| _mm256_loadu_ps(wp.add(t * c + j)));
+                let b = _mm256_loadu_ps(bp.add(j));
+                for_bases(x, pixels, |p, base| {
+                    let mut acc = b;
+                    for t in 0..9 {
+                        let v = _mm256_loadu_ps(pp.add(base + off[t] + j));
+                        acc = _mm256_fmadd_ps(v, w[t], acc);
+                    }
+                    _mm256_storeu_ps(op.add(p * c + j), activate(acc));
+                });
+            }
+        }
+    }
+    let first = if nine { full } else { 0 };
+    if first == c {
+        return;
+    }
+    for_bases(x, pixels, |p, base| {
+        let o = p * c;
+        let mut j = first;
+        // SAFETY (whole block): as above, with `offsets.len() * c` weights; `j + 8 <= c` in
+        // the loop and the tail's masked lanes stay below `c`.
         unsafe {
             while j < full {
                 let mut acc = _mm256_loadu_ps(bp.add(j));
@@ -49,7 +76,7 @@ unsafe fn run(x: DwSample<f32, f32>, bias: &[f32], act: Activation, out: &mut [f
                     let v = _mm256_loadu_ps(pp.add(base + off + j));
                     acc = _mm256_fmadd_ps(v, _mm256_loadu_ps(wp.add(t * c + j)), acc);
                 }
-                _mm256_storeu_ps(op.add(j), activate(acc));
+                _mm256_storeu_ps(op.add(o + j), activate(acc));
                 j += 8;
             }
             if tail > 0 {
@@ -58,8 +85,23 @@ unsafe fn run(x: DwSample<f32, f32>, bias: &[f32], act: Activation, out: &mut [f
                     let v = _mm256_maskload_ps(pp.add(base + off + j), mask);
                     acc = _mm256_fmadd_ps(v, _mm256_maskload_ps(wp.add(t * c + j), mask), acc);
                 }
-                _mm256_maskstore_ps(op.add(j), mask, activate(acc));
+                _mm256_maskstore_ps(op.add(o + j), mask, activate(acc));
             }
+        }
+    });
+}
+
+/// `f(p, base of pixel p)` for the sample's `pixels` output pixels in order, the bases
+/// stepped along each output row (`Taps::base` divides, once per pixel and channel block).
+#[inline(always)]
+fn for_bases<T, W>(x: DwSample<T, W>, pixels: usize, mut f: impl FnMut(usize, usize)) {
+    let t = x.taps;
+    let (mut row, mut ox) = (0, 0);
+    for p in 0..pixels {
+        f(p, row + ox * t.col_step);
+        ox += 1;
+        if ox == t.ow {
+            (ox, row) = (0, row + t.row_step);
         }
     }
 }
@@ -81,38 +123,65 @@ pub fn depthwise_i32_avx2(x: DwSample<u8, i16>, c: usize, acc: &mut [i32]) {
 unsafe fn run_i32(x: DwSample<u8, i16>, c: usize, acc: &mut [i32]) {
     let full = c / 16 * 16;
     let (pp, wp) = (x.padded.as_ptr(), x.w.as_ptr());
-    for (p, a) in acc.chunks_exact_mut(c).enumerate() {
-        let base = x.taps.base(p);
-        let ap = a.as_mut_ptr();
-        let mut j = 0;
-        // SAFETY (whole block): `check` bounded every tap's reach `base + off + c` by the
-        // sample's length and the weights by `offsets.len() * c`; `j + 16 <= c` here.
-        unsafe {
-            while j < full {
-                let (mut lo, mut hi) = (_mm256_setzero_si256(), _mm256_setzero_si256());
-                for (t, &off) in x.offsets.iter().enumerate() {
-                    let v = _mm256_cvtepu8_epi16(_mm_loadu_si128(pp.add(base + off + j).cast()));
-                    let k = _mm256_loadu_si256(wp.add(t * c + j).cast());
-                    let prod = _mm256_mullo_epi16(v, k);
-                    lo = _mm256_add_epi32(lo, _mm256_cvtepi16_epi32(_mm256_castsi256_si128(prod)));
-                    hi = _mm256_add_epi32(
-                        hi,
-                        _mm256_cvtepi16_epi32(_mm256_extracti128_si256::<1>(prod)),
-                    );
-                }
-                _mm256_storeu_si256(ap.add(j).cast(), lo);
-                _mm256_storeu_si256(ap.add(j + 8).cast(), hi);
-                j += 16;
+    let ap = acc.as_mut_ptr();
+    let pixels = acc.len() / c;
+    // `v` (16 u8 widened to i16) times the tap's weights `k`, added to the two i32 halves.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn mac(v: __m128i, k: __m256i, (lo, hi): (__m256i, __m256i)) -> (__m256i, __m256i) {
+        let prod = _mm256_mullo_epi16(_mm256_cvtepu8_epi16(v), k);
+        let half = |h: __m128i| _mm256_cvtepi16_epi32(h);
+        (
+            _mm256_add_epi32(lo, half(_mm256_castsi256_si128(prod))),
+            _mm256_add_epi32(hi, half(_mm256_extracti128_si256::<1>(prod))),
+        )
+    }
+    // A 3x3 kernel: sixteen channels at a time over every pixel, the nine weight vectors in
+    // registers; other kernels pixel by pixel.
+    let nine = x.offsets.len() == 9;
+    // SAFETY (whole block): `check` bounded every tap's reach `base + off + c` by the
+    // sample's length and the weights by `offsets.len() * c`; `j + 16 <= c` here.
+    unsafe {
+        if nine {
+            let off: [usize; 9] = std::array::from_fn(|t| x.offsets[t]);
+            for j in (0..full).step_by(16) {
+                let w: [__m256i; 9] =
+                    std::array::from_fn(|t| _mm256_loadu_si256(wp.add(t * c + j).cast()));
+                for_bases(x, pixels, |p, base| {
+                    let mut s = (_mm256_setzero_si256(), _mm256_setzero_si256());
+                    for t in 0..9 {
+                        s = mac(_mm_loadu_si128(pp.add(base + off[t] + j).cast()), w[t], s);
+                    }
+                    _mm256_storeu_si256(ap.add(p * c + j).cast(), s.0);
+                    _mm256_storeu_si256(ap.add(p * c + j + 8).cast(), s.1);
+                });
             }
+        } else {
+            for_bases(x, pixels, |p, base| {
+                for j in (0..full).step_by(16) {
+                    let mut s = (_mm256_setzero_si256(), _mm256_setzero_si256());
+                    for (t, &off) in x.offsets.iter().enumerate() {
+                        let k = _mm256_loadu_si256(wp.add(t * c + j).cast());
+                        s = mac(_mm_loadu_si128(pp.add(base + off + j).cast()), k, s);
+                    }
+                    _mm256_storeu_si256(ap.add(p * c + j).cast(), s.0);
+                    _mm256_storeu_si256(ap.add(p * c + j + 8).cast(), s.1);
+                }
+            });
         }
-        for (jj, slot) in a.iter_mut().enumerate().skip(full) {
+    }
+    if full == c {
+        return;
+    }
+    for_bases(x, pixels, |p, base| {
+        for (jj, slot) in acc[p * c..(p + 1) * c].iter_mut().enumerate().skip(full) {
             let mut s = 0i32;
             for (t, &off) in x.offsets.iter().enumerate() {
                 s += i32::from(x.padded[base + off + jj] as i16 * x.w[t * c + jj]);
             }
             *slot = s;
         }
-    }
+    });
 }
 
 #[cfg(test)]
@@ -124,13 +193,19 @@ mod tests {
 
     /// A 3x3 depthwise layer's taps over a `c`-channel sample (padding 1): the geometry,
     /// the pixel bases, each tap's offset and the padded sample's length.
-    fn layer(c: usize, hw: [usize; 2], stride: usize) -> (ConvGeom, Taps, Vec<usize>, usize) {
-        let g = ConvGeom::new(c, hw, [3, 3], [stride, stride], [1, 1]).unwrap();
-        let wp = hw[1] + 2;
-        let offsets = (0..3)
-            .flat_map(|ky| (0..3).map(move |kx| (ky * wp + kx) * c))
+    fn layer(
+        c: usize,
+        hw: [usize; 2],
+        stride: usize,
+        k: usize,
+    ) -> (ConvGeom, Taps, Vec<usize>, usize) {
+        let pad = k / 2;
+        let g = ConvGeom::new(c, hw, [k, k], [stride, stride], [pad, pad]).unwrap();
+        let wp = hw[1] + 2 * pad;
+        let offsets = (0..k)
+            .flat_map(|ky| (0..k).map(move |kx| (ky * wp + kx) * c))
             .collect();
-        (g, Taps::new(&g), offsets, (hw[0] + 2) * wp * c)
+        (g, Taps::new(&g), offsets, (hw[0] + 2 * pad) * wp * c)
     }
 
     /// Channel counts around the vector width, strides 1 and 2, every activation: within
@@ -141,12 +216,22 @@ mod tests {
             println!("avx2 depthwise: AVX2 + FMA not available on this CPU, not run");
             return;
         }
-        for (c, stride) in [(1, 1), (3, 2), (8, 1), (13, 1), (16, 2), (32, 1)] {
-            let (g, taps, offsets, len) = layer(c, [7, 6], stride);
+        // 3x3 kernels (weights held in registers) and others (5x5, 1x1: pixel by pixel).
+        for (c, stride, k) in [
+            (1, 1, 3),
+            (3, 2, 3),
+            (8, 1, 3),
+            (13, 1, 3),
+            (16, 2, 3),
+            (32, 1, 3),
+            (13, 1, 5),
+            (8, 2, 1),
+        ] {
+            let (g, taps, offsets, len) = layer(c, [7, 6], stride, k);
             let padded: Vec<f32> = (0..len)
                 .map(|i| ((i * 7919 % 1000) as f32 - 500.0) / 250.0)
                 .collect();
-            let w: Vec<f32> = (0..9 * c)
+            let w: Vec<f32> = (0..k * k * c)
                 .map(|i| ((i * 31 % 17) as f32 - 8.0) / 8.0)
                 .collect();
             let x = DwSample {
@@ -165,7 +250,7 @@ mod tests {
                 for (i, (a, b)) in want.iter().zip(&got).enumerate() {
                     assert!(
                         (a - b).abs() <= 1e-5 * (1.0 + a.abs()),
-                        "c {c} stride {stride} {act:?} [{i}]: {a} vs {b}"
+                        "c {c} stride {stride} {k}x{k} {act:?} [{i}]: {a} vs {b}"
                     );
                 }
             }
@@ -179,8 +264,17 @@ mod tests {
             println!("avx2 int8 depthwise: AVX2 not available on this CPU, not run");
             return;
         }
-        for (c, stride) in [(1, 1), (5, 2), (16, 1), (21, 1), (32, 2), (48, 1)] {
-            let (g, taps, offsets, len) = layer(c, [6, 7], stride);
+        for (c, stride, k) in [
+            (1, 1, 3),
+            (5, 2, 3),
+            (16, 1, 3),
+            (21, 1, 3),
+            (32, 2, 3),
+            (48, 1, 3),
+            (21, 1, 5),
+            (32, 2, 1),
+        ] {
+            let (g, taps, offsets, len) = layer(c, [6, 7], stride, k);
             let padded: Vec<u8> = (0..len)
                 .map(|i| {
                     if i % 11 == 0 {
@@ -190,7 +284,7 @@ mod tests {
                     }
                 })
                 .collect();
-            let w: Vec<i16> = (0..9 * c)
+            let w: Vec<i16> = (0..k * k * c)
                 .map(|i| {
                     if i % 5 == 0 {
                         -128
@@ -209,7 +303,7 @@ mod tests {
             let (mut want, mut got) = (vec![0; n], vec![7; n]);
             depthwise_i32_scalar(x, c, &mut want);
             depthwise_i32_avx2(x, c, &mut got);
-            assert_eq!(want, got, "c {c} stride {stride}");
+            assert_eq!(want, got, "c {c} stride {stride} {k}x{k}");
         }
     }
 }
