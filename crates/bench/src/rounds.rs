@@ -96,13 +96,13 @@ pub(crate) fn time_in_rounds(
                 let b1 = latency(&per, || r.run(&inputs[0], batches[0]))?;
                 // The reference right before the row at batch 64: the pair sees the same
                 // machine, whatever it did earlier or later in the round.
-                let f64_ = match f {
+                let beside64 = match f {
                     Some(f) => Some(latency(&per, || f.run(&inputs[1], batches[1]))?),
                     None => None,
                 };
                 let b64 = latency(&per, || r.run(&inputs[1], batches[1]))?;
                 let b256 = latency(&per, || r.run(&inputs[2], batches[2]))?;
-                Ok(([b1, b64, b256], f64_))
+                Ok(([b1, b64, b256], beside64))
             };
             let (ls, paired) = if r.pinned() { pinned(once)? } else { once()? };
             for (s, l) in seen[k].iter_mut().zip(ls) {
