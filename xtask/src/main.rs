@@ -22,10 +22,38 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-fn main() -> Result<()> {
+/// Usage of every task, printed by `cargo xtask help` and by `--help` after any task.
+const USAGE: &str = "usage: cargo xtask <task> [ARGS]
+  bench [--features ndarray] [ARGS]   the main job: quantlab bench ARGS (configs/bench.toml;
+                                      --quick, --only mnist/mlp, --device cpu|gpu|all, --retrain)
+  plots RUN                           redraw the plots of a saved run
+  peers [--run DIR] [--rounds R] [--reps K] [--threads 1,2] [--batches 1,64,256] [--models mlp,cnn]
+                                      quantlab against ONNX Runtime on the bench run's MNIST models
+  peers --onnx FILE --dataset NAME [--normalize MEAN,STD|none] [same timing options]
+                                      the same for a float ONNX model brought from elsewhere
+  ci                                  what CI runs (bash .ci/run)";
+
+/// Errors end the task with one `error:` line and its causes, not a backtrace (which
+/// `anyhow` prints from `main`'s `Result` whenever `RUST_BACKTRACE` is set).
+fn main() -> std::process::ExitCode {
+    match xtask() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn xtask() -> Result<()> {
     let mut args = std::env::args().skip(1);
     let task = args.next().unwrap_or_default();
     let rest: Vec<String> = args.collect();
+    // `--help` after a task (bench's own options are quantlab's: it answers for itself).
+    if task != "bench" && rest.iter().any(|a| a == "--help" || a == "-h") {
+        println!("{USAGE}");
+        return Ok(());
+    }
     match task.as_str() {
         "bench" | "plots" => {
             // `--features F` (first) is cargo's, for the build; the rest is quantlab's.
@@ -39,9 +67,7 @@ fn main() -> Result<()> {
         "peers" => peers(&rest),
         "ci" => run(Command::new("bash").arg(".ci/run")),
         "" | "help" | "-h" | "--help" => {
-            println!(
-                "usage: cargo xtask <bench [--features ndarray] [ARGS] | plots RUN | peers [--run DIR] [--rounds R] [--reps K] | ci>"
-            );
+            println!("{USAGE}");
             Ok(())
         }
         other => bail!("unknown task {other:?}; known: bench, plots, peers, ci"),
