@@ -503,8 +503,12 @@ impl Session {
                     }
                     (other, act, _) => {
                         let mut b = act.into_f32();
-                        let a = other.to_f32();
-                        residual::add_f32(&a, &mut b, relu);
+                        // A float side is read where it is kept: a copy of it (3 MB for a
+                        // batch of 64 residual CNN maps) cost more than the Add.
+                        match other {
+                            Act::F32(a) => residual::add_f32(a, &mut b, relu),
+                            u8_side => residual::add_f32(&u8_side.to_f32(), &mut b, relu),
+                        }
                         Act::F32(b)
                     }
                 }

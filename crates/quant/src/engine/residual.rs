@@ -107,9 +107,13 @@ impl AddTable {
 
 /// `b[i] += a[i]`, then ReLU if fused.
 pub fn add_f32(a: &[f32], b: &mut [f32], relu: bool) {
-    b.iter_mut().zip(a).for_each(|(y, &x)| *y += x);
+    // One pass, the ReLU's branch outside the loop (both loops vectorise).
     if relu {
-        b.iter_mut().for_each(|y| *y = y.max(0.0));
+        b.iter_mut()
+            .zip(a)
+            .for_each(|(y, &x)| *y = (*y + x).max(0.0));
+    } else {
+        b.iter_mut().zip(a).for_each(|(y, &x)| *y += x);
     }
 }
 
