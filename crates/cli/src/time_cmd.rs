@@ -9,6 +9,7 @@ use std::time::Instant;
 use anyhow::{Result, bail};
 use clap::Args;
 use quantlab_data::{DatasetName, LabeledSet, Normalize};
+use quantlab_quant::report::{layer_name, session_node_times};
 use quantlab_quant::{Engine, KernelPath, QuantModel};
 
 /// Arguments of `quantlab time`.
@@ -45,6 +46,11 @@ pub struct TimeArgs {
     /// host transfers included; `--threads` does not apply.
     #[arg(long, conflicts_with = "threads")]
     gpu: bool,
+    /// Also time every node on its own (after the totals, at each batch size and thread
+    /// count): where the time goes, with each layer's GMAC/s and its share of this core's
+    /// measured peak.
+    #[arg(long, conflicts_with = "gpu")]
+    layers: bool,
 }
 
 /// What is timed, on which inputs.
@@ -53,6 +59,8 @@ struct Timed {
     kind: String,
     dataset: String,
     test: LabeledSet,
+    /// The ONNX file's node names, by node.
+    names: Option<Vec<String>>,
 }
 
 /// Runs `quantlab time`.
@@ -76,6 +84,7 @@ pub fn run(args: TimeArgs) -> Result<()> {
             kind: src.label,
             dataset: src.data,
             test: src.test,
+            names: src.node_names,
         }
     } else {
         let f =
@@ -85,6 +94,7 @@ pub fn run(args: TimeArgs) -> Result<()> {
             kind: f.kind,
             dataset: f.dataset.to_string(),
             test: f.splits.test,
+            names: None,
         }
     };
     let test = &f.test;
@@ -139,12 +149,24 @@ pub fn run(args: TimeArgs) -> Result<()> {
                 measure()?
             };
             let (median, p90) = quantlab_bench::measure::median_p90(&mut samples.clone());
+            let layers = if args.layers {
+                let times = || session_node_times(&session, &x, batch, args.reps);
+                let times = if threads == 1 {
+                    quantlab_bench::measure::pinned(times)?
+                } else {
+                    times()?
+                };
+                Some(layer_rows(&f, &times, batch))
+            } else {
+                None
+            };
             results.push(serde_json::json!({
                 "batch": batch,
                 "threads": threads,
                 "median_us": median,
                 "p90_us": p90,
                 "samples_us": samples,
+                "layers": layers,
             }));
         }
     }
@@ -183,5 +205,98 @@ pub fn run(args: TimeArgs) -> Result<()> {
             r["p90_us"].as_f64().unwrap_or(f64::NAN)
         );
     }
+    if args.layers {
+        let peak = quantlab_bench::measure::pinned(|| quantlab_linalg::peak::measure(path));
+        for r in &results {
+            print_layers(r, peak, f.names.is_some());
+        }
+    }
     Ok(())
+}
+
+/// Each node's line of `--layers`: what it is, how it runs, its multiply-accumulates and
+/// its median time.
+fn layer_rows(f: &Timed, times: &[f64], batch: usize) -> Vec<serde_json::Value> {
+    let model = &f.model;
+    (0..model.network.nodes.len())
+        .map(|i| {
+            let (macs, precision) = match model.dense(i) {
+                Some((d, l)) => (d.macs(), l.as_str()),
+                None => (0, "-"),
+            };
+            serde_json::json!({
+                "node": i,
+                "layer": layer_name(model, i),
+                "onnx_node": f.names.as_ref().and_then(|n| n.get(i)),
+                "precision": precision,
+                "macs_per_sample": macs,
+                "median_us": times.get(i).copied().unwrap_or(0.0),
+                "gmacs": (macs * batch) as f64 / times.get(i).copied().unwrap_or(0.0).max(1e-9) / 1e3,
+            })
+        })
+        .collect()
+}
+
+/// The `--layers` table of one timed case; shares of the peak measured on this core (the
+/// kernels' inner instructions in a throughput loop, as the bench's report).
+fn print_layers(r: &serde_json::Value, peak: quantlab_linalg::Peak, names: bool) {
+    let Some(layers) = r["layers"].as_array() else {
+        return;
+    };
+    let total: f64 = layers.iter().filter_map(|l| l["median_us"].as_f64()).sum();
+    let gmacs = |p: Option<f64>| p.map_or("-".into(), |g| format!("{g:.1} GMAC/s"));
+    println!(
+        "\nbatch {}, {} thread(s), each node on its own (a convolution unfused from its pool), \
+         {:.1} us in all; peaks measured on this core: f32 {}, int8 {}",
+        r["batch"],
+        r["threads"],
+        total,
+        gmacs(peak.f32_gmacs),
+        gmacs(peak.int8_gmacs)
+    );
+    println!(
+        "  {:<4} {:<32} {:<13} {:>6} {:>10} {:>6} {:>8} {:>7}{}",
+        "node",
+        "layer",
+        "precision",
+        "MMAC",
+        "median us",
+        "share",
+        "GMAC/s",
+        "% peak",
+        if names { "  ONNX node" } else { "" }
+    );
+    for l in layers {
+        let us = l["median_us"].as_f64().unwrap_or(0.0);
+        let macs = l["macs_per_sample"].as_u64().unwrap_or(0);
+        let precision = l["precision"].as_str().unwrap_or("-");
+        let rate = l["gmacs"].as_f64().unwrap_or(0.0);
+        let of_peak = match precision {
+            "f32" => peak.f32_gmacs,
+            "int8-static" | "int8-dynamic" => peak.int8_gmacs,
+            _ => None,
+        };
+        let (rate_s, peak_s) = if macs == 0 {
+            ("-".to_string(), "-".to_string())
+        } else {
+            (
+                format!("{rate:.1}"),
+                of_peak.map_or("-".into(), |p| format!("{:.0}%", 100.0 * rate / p)),
+            )
+        };
+        println!(
+            "  {:<4} {:<32} {:<13} {:>6.2} {:>10.1} {:>5.0}% {:>8} {:>7}{}",
+            l["node"].as_u64().unwrap_or(0),
+            l["layer"].as_str().unwrap_or(""),
+            precision,
+            macs as f64 / 1e6,
+            us,
+            100.0 * us / total.max(1e-9),
+            rate_s,
+            peak_s,
+            l["onnx_node"]
+                .as_str()
+                .map_or(String::new(), |n| format!("  {n}"))
+        );
+    }
 }

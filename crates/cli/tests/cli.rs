@@ -406,6 +406,46 @@ fn export_time_and_mlflow_end_to_end() {
     assert_eq!(res.len(), 2);
     assert_eq!(res[1]["batch"], 8);
     assert_eq!(res[1]["samples_us"].as_array().unwrap().len(), 3);
+    assert!(
+        res[1]["layers"].is_null(),
+        "per-node times only with --layers"
+    );
+    // --layers: one entry per node with its multiply-accumulates and time.
+    let o = quantlab(&[
+        "time",
+        &s(&int8),
+        "--batch",
+        "8",
+        "--reps",
+        "2",
+        "--layers",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let line = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .last()
+        .unwrap()
+        .to_string();
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let layers = v["results"][0]["layers"].as_array().unwrap();
+    assert!(layers.len() >= 2, "{line}");
+    let dense: Vec<_> = layers
+        .iter()
+        .filter(|l| l["macs_per_sample"].as_u64().unwrap() > 0)
+        .collect();
+    assert!(!dense.is_empty(), "{line}");
+    for l in &dense {
+        assert!(l["median_us"].as_f64().unwrap() > 0.0, "{line}");
+        assert!(
+            l["precision"].as_str().unwrap().starts_with("int8"),
+            "{line}"
+        );
+    }
+    fails_cleanly(
+        &quantlab(&["time", &s(&int8), "--gpu", "--layers"]),
+        "--layers",
+    );
     fails_cleanly(&quantlab(&["time", &s(&int8), "--batch", "0"]), "--batch");
     // --gpu: the static model on quantlab's GPU int8 path; a model without one is refused.
     let o = quantlab(&[

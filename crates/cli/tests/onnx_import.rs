@@ -80,6 +80,52 @@ fn an_onnx_model_quantizes_and_scores_like_a_checkpoint() {
         "{line} vs eval {int8}"
     );
     assert!(int8 > 0.975, "{int8}");
+    // `time --layers`: every node of the int8 file and of the ONNX file itself on its own
+    // line, the dense ones with a rate; the ONNX file's lines carry the user's node names.
+    let layers = stdout(&quantlab(&[
+        "time",
+        out.to_str().unwrap(),
+        "--batch",
+        "4",
+        "--reps",
+        "2",
+        "--layers",
+    ]));
+    let table = |t: &str| -> Vec<String> {
+        t.lines()
+            .skip_while(|l| !l.trim_start().starts_with("node "))
+            .skip(1)
+            .map(str::to_owned)
+            .collect()
+    };
+    let rows = table(&layers);
+    assert!(rows.len() >= 6, "{layers}");
+    for (i, r) in rows.iter().enumerate() {
+        assert!(r.trim_start().starts_with(&format!("{i} ")), "{layers}");
+    }
+    assert!(
+        rows.iter()
+            .any(|r| r.contains("conv2d") && r.contains("int8-static") && r.ends_with('%')),
+        "{layers}"
+    );
+    let float_layers = stdout(&quantlab(&[
+        "time",
+        onnx.to_str().unwrap(),
+        "--dataset",
+        "mnist",
+        "--batch",
+        "4",
+        "--reps",
+        "2",
+        "--layers",
+    ]));
+    assert!(
+        float_layers.contains("ONNX node")
+            && table(&float_layers)
+                .iter()
+                .any(|r| r.contains("f32") && r.ends_with("/9/Gemm")),
+        "{float_layers}"
+    );
     let float = json_accuracy(&stdout(&quantlab(&[
         "eval",
         "--model",

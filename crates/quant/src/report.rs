@@ -9,7 +9,7 @@ use std::time::Instant;
 use quantlab_data::LabeledSet;
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{Act, Engine};
+use crate::engine::{Act, Engine, Session};
 use crate::error::Result;
 use crate::methods::{only_layer, with_fallback};
 use crate::model::QuantModel;
@@ -48,7 +48,9 @@ pub struct LayerReport {
     pub int8_us: f64,
 }
 
-fn name(model: &QuantModel, i: usize) -> String {
+/// What node `i` of `model` does, in a report's words: `conv2d+relu 1->16 3x3 @28x28`,
+/// `linear 128x10`, `maxpool 2x2 /2 @14x14`, `add (point 3)+relu`.
+pub fn layer_name(model: &QuantModel, i: usize) -> String {
     match &model.network.nodes[i] {
         Node::Dense(d) => match d.conv {
             None => format!("{} {}x{}", d.kind(), d.k, d.n),
@@ -63,7 +65,29 @@ fn name(model: &QuantModel, i: usize) -> String {
                 g.out_hw[1]
             ),
         },
-        other => format!("{other:?}"),
+        Node::MaxPool(g) | Node::AvgPool(g) => format!(
+            "{} {}x{} /{} @{}x{}",
+            if matches!(model.network.nodes[i], Node::MaxPool(_)) {
+                "maxpool"
+            } else {
+                "avgpool"
+            },
+            g.kernel[0],
+            g.kernel[1],
+            g.stride[0],
+            g.out_hw[0],
+            g.out_hw[1]
+        ),
+        Node::Add { from, relu } => format!(
+            "add{} (+ {})",
+            if *relu { "+relu" } else { "" },
+            match from {
+                0 => "the input".to_string(),
+                f => format!("node {}", f - 1),
+            }
+        ),
+        Node::Relu => "relu".into(),
+        Node::Flatten => "flatten".into(),
     }
 }
 
@@ -126,12 +150,23 @@ pub fn layer_sqnr(
 pub fn node_times(engine: &Engine, model: &QuantModel, x: &[f32]) -> Result<Vec<f64>> {
     let d = model.network.in_len();
     let batch = TIMING_BATCH.min(x.len() / d.max(1)).max(1);
-    let x = &x[..batch * d];
-    let nodes = model.network.nodes.len();
-    let mut samples = vec![Vec::with_capacity(TIMING_REPS); nodes];
     let session = engine.prepare(model)?;
-    session.run(x, batch)?; // warm-up
-    for _ in 0..TIMING_REPS {
+    session_node_times(&session, &x[..batch * d], batch, TIMING_REPS)
+}
+
+/// Median time of every node of `session` over `reps` runs of `batch` samples `x` (us): from
+/// one node's output to the next's, in the traced form, where each node runs on its own
+/// (a convolution unfused from its pooling), so a node's time is its own.
+pub fn session_node_times(
+    session: &Session,
+    x: &[f32],
+    batch: usize,
+    reps: usize,
+) -> Result<Vec<f64>> {
+    let nodes = session.model().network.nodes.len();
+    let mut samples = vec![Vec::with_capacity(reps); nodes];
+    session.run_traced(x, batch, &mut |_, _| {})?; // warm-up
+    for _ in 0..reps.max(1) {
         let mut last = Instant::now();
         session.run_traced(x, batch, &mut |p, _| {
             let now = Instant::now();
@@ -145,7 +180,7 @@ pub fn node_times(engine: &Engine, model: &QuantModel, x: &[f32]) -> Result<Vec<
         .into_iter()
         .map(|mut v| {
             v.sort_by(f64::total_cmp);
-            v[v.len() / 2]
+            v.get(v.len() / 2).copied().unwrap_or(0.0)
         })
         .collect())
 }
@@ -184,7 +219,7 @@ pub fn layer_report(
         };
         out.push(LayerReport {
             node: i,
-            name: name(quant, i),
+            name: layer_name(quant, i),
             precision,
             macs,
             sqnr_db,
