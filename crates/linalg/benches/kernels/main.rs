@@ -1,5 +1,6 @@
 //! Integer vs float GEMM, single-threaded, on the shapes that matter: 512x512x512 and the
-//! MNIST MLP's first layer (64x784 by 784x50). Run with the shared dev profile:
+//! MNIST MLP's first layer (64x784 by 784x50) and the MNIST CNN's first convolution as a GEMM
+//! (K = 9). Run with the shared dev profile:
 //! `cargo bench --profile dev --workspace --bench kernels`.
 //!
 //! Criterion measures every path; a summary table then prints GOPS and the fraction of the
@@ -23,7 +24,7 @@ struct Case {
     k: usize,
 }
 
-const CASES: [Case; 2] = [
+const CASES: [Case; 3] = [
     Case {
         name: "512x512x512",
         m: 512,
@@ -35,6 +36,14 @@ const CASES: [Case; 2] = [
         m: 64,
         n: 50,
         k: 784,
+    },
+    // The MNIST CNN's first convolution (1 -> 16, 3x3) as a GEMM over gathered rows: batch
+    // 64 x 28 x 28 pixels, K = 9. Small K: the per-block overheads weigh most here.
+    Case {
+        name: "conv1 50176x9x16",
+        m: 50176,
+        n: 16,
+        k: 9,
     },
 ];
 
