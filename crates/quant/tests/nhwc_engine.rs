@@ -323,3 +323,51 @@ fn a_session_keeps_its_model_and_a_changed_model_needs_its_own() {
     assert_eq!(session.run(&x, 4).unwrap(), before);
     assert_eq!(before, reference(&q, &x, 4));
 }
+
+/// A conv + 2x2 max pool the engine fuses, on an odd-width map of more rows than one
+/// epilogue call takes (11 x 13 = 143 rows: calls start mid-row, at odd and even columns,
+/// and a window's two neighbours land in different calls), with an uncovered last row and
+/// column, 16 outputs and 12 (pooled rows padded past `n`): int8 bit-identical to the NCHW
+/// reference on every path.
+#[test]
+fn fused_conv_pools_on_odd_maps_are_bit_identical_on_every_path() {
+    for (c, n) in [(1, 16), (3, 12)] {
+        let mut rng = Rng::new(17 + n as u64);
+        let hw = [11, 13];
+        let pool = PoolGeom {
+            channels: n,
+            in_hw: hw,
+            kernel: [2, 2],
+            stride: [2, 2],
+            out_hw: [5, 6],
+        };
+        let net = Network::from_nodes(
+            vec![c, hw[0], hw[1]],
+            vec![
+                Node::Dense(conv(&mut rng, c, hw, n, 1, 1)),
+                Node::MaxPool(pool),
+                Node::Flatten,
+                Node::Dense(linear(&mut rng, n * 30, 5, false)),
+            ],
+        )
+        .unwrap();
+        let d = net.in_len();
+        let calib: Vec<f32> = (0..30 * d).map(|_| rng.normal() as f32).collect();
+        let opts = QuantizeOptions {
+            method: MethodKind::Static,
+            calib: 30,
+            ..QuantizeOptions::default()
+        };
+        let q = quantize(&net, &opts, &calib, &Engine::default()).unwrap();
+        let x: Vec<f32> = (0..5 * d).map(|_| rng.normal() as f32).collect();
+        let want = reference(&q, &x, 5);
+        for path in paths() {
+            let got = Engine { path, threads: 1 }
+                .prepare(&q)
+                .unwrap()
+                .run(&x, 5)
+                .unwrap();
+            assert_eq!(got, want, "{path:?}, {c} -> {n} channels");
+        }
+    }
+}
