@@ -27,6 +27,17 @@ fn text(o: &Output) -> String {
     )
 }
 
+/// The last line of stdout, as the line it is and parsed as JSON (`--json` prints one).
+fn last_json(o: &Output) -> (String, serde_json::Value) {
+    let line = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_string();
+    let v = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    (line, v)
+}
+
 fn fails_cleanly(o: &Output, needle: &str) {
     let t = text(o);
     assert!(!o.status.success(), "expected failure: {t}");
@@ -120,12 +131,7 @@ fn train_quantize_eval_inspect_round_trip() {
     assert!(text(&o).contains("not retraining"), "{}", text(&o));
     let f32_json = quantlab(&["eval", "--model", ck_s, "--json"]);
     assert!(f32_json.status.success(), "{}", text(&f32_json));
-    let line = String::from_utf8_lossy(&f32_json.stdout)
-        .lines()
-        .last()
-        .unwrap()
-        .to_string();
-    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let (line, v) = last_json(&f32_json);
     let f32_acc = v["accuracy"].as_f64().unwrap();
     assert!(f32_acc > 0.8 && v["loss"].as_f64().unwrap() > 0.0, "{line}");
 
@@ -146,12 +152,7 @@ fn train_quantize_eval_inspect_round_trip() {
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("SQNR"), "{}", text(&o));
     let o = quantlab(&["eval", "--model", file.to_str().unwrap(), "--json"]);
-    let line = String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .last()
-        .unwrap()
-        .to_string();
-    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let (line, v) = last_json(&o);
     assert_eq!(v["method"], "static-percentile-per-channel");
     assert!(
         (f32_acc - v["accuracy"].as_f64().unwrap()).abs() < 0.03,
@@ -396,12 +397,7 @@ fn export_time_and_mlflow_end_to_end() {
     // quantlab time: JSON with every sample.
     let o = quantlab(&["time", &s(&int8), "--batch", "1,8", "--reps", "3", "--json"]);
     assert!(o.status.success(), "{}", text(&o));
-    let line = String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .last()
-        .unwrap()
-        .to_string();
-    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let (_, v) = last_json(&o);
     let res = v["results"].as_array().unwrap();
     assert_eq!(res.len(), 2);
     assert_eq!(res[1]["batch"], 8);
@@ -422,12 +418,7 @@ fn export_time_and_mlflow_end_to_end() {
         "--json",
     ]);
     assert!(o.status.success(), "{}", text(&o));
-    let line = String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .last()
-        .unwrap()
-        .to_string();
-    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let (line, v) = last_json(&o);
     let layers = v["results"][0]["layers"].as_array().unwrap();
     assert!(layers.len() >= 2, "{line}");
     let dense: Vec<_> = layers
@@ -464,12 +455,7 @@ fn export_time_and_mlflow_end_to_end() {
     } else {
         assert!(o.status.success(), "{}", text(&o));
         assert!(text(&o).contains("int8 dot product:"), "{}", text(&o));
-        let line = String::from_utf8_lossy(&o.stdout)
-            .lines()
-            .last()
-            .unwrap()
-            .to_string();
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        let (_, v) = last_json(&o);
         assert_eq!(v["kernel"], "gpu wgsl");
         assert_eq!(v["results"].as_array().unwrap().len(), 2);
         let dynamic = d.path().join("dynamic.safetensors");
