@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::{Result, bail};
 use clap::Args;
 use quantlab_data::{DatasetName, LabeledSet, Normalize};
-use quantlab_quant::report::{layer_name, session_node_times};
+use quantlab_quant::report::{StepTime, layer_name, session_step_times};
 use quantlab_quant::{Engine, KernelPath, QuantModel};
 
 /// Arguments of `quantlab time`.
@@ -46,9 +46,9 @@ pub struct TimeArgs {
     /// host transfers included; `--threads` does not apply.
     #[arg(long, conflicts_with = "threads")]
     gpu: bool,
-    /// Also time every node on its own (after the totals, at each batch size and thread
-    /// count): where the time goes, with each layer's GMAC/s and its share of this core's
-    /// measured peak.
+    /// Also time each step of the model as the engine runs it (a convolution and its fused
+    /// pool are one step) at each batch size, on one thread pinned to one core: where the
+    /// time goes, with each layer's GMAC/s and its share of this core's measured peak.
     #[arg(long, conflicts_with = "gpu")]
     layers: bool,
 }
@@ -149,24 +149,31 @@ pub fn run(args: TimeArgs) -> Result<()> {
                 measure()?
             };
             let (median, p90) = quantlab_bench::measure::median_p90(&mut samples.clone());
-            let layers = if args.layers {
-                let times = || session_node_times(&session, &x, batch, args.reps);
-                let times = if threads == 1 {
-                    quantlab_bench::measure::pinned(times)?
-                } else {
-                    times()?
-                };
-                Some(layer_rows(&f, &times, batch))
-            } else {
-                None
-            };
             results.push(serde_json::json!({
                 "batch": batch,
                 "threads": threads,
                 "median_us": median,
                 "p90_us": p90,
                 "samples_us": samples,
-                "layers": layers,
+            }));
+        }
+    }
+    // Per step: timed on one pinned thread (a session with more splits the batch, and each
+    // slice runs every step), so labelled as one thread.
+    let mut layers = Vec::new();
+    if args.layers {
+        let session = Engine { path, threads: 1 }.prepare(&f.model)?;
+        for &batch in &args.batch {
+            let x: Vec<f32> = (0..batch)
+                .flat_map(|i| test.sample(i % test.len()).to_vec())
+                .collect();
+            let times = quantlab_bench::measure::pinned(|| {
+                session_step_times(&session, &x, batch, args.reps)
+            })?;
+            layers.push(serde_json::json!({
+                "batch": batch,
+                "threads": 1,
+                "steps": layer_rows(&f, &times, batch),
             }));
         }
     }
@@ -184,6 +191,7 @@ pub fn run(args: TimeArgs) -> Result<()> {
             "method": method,
             "kernel": kernel,
             "results": results,
+            "layers": args.layers.then_some(&layers),
         });
         println!("{out}");
         return Ok(());
@@ -207,66 +215,83 @@ pub fn run(args: TimeArgs) -> Result<()> {
     }
     if args.layers {
         let peak = quantlab_bench::measure::pinned(|| quantlab_linalg::peak::measure(path));
-        for r in &results {
-            print_layers(r, peak, f.names.is_some());
+        for l in &layers {
+            print_layers(l, peak, f.names.is_some());
         }
     }
     Ok(())
 }
 
-/// Each node's line of `--layers`: what it is, how it runs, its multiply-accumulates and
-/// its median time.
-fn layer_rows(f: &Timed, times: &[f64], batch: usize) -> Vec<serde_json::Value> {
+/// Each step's line of `--layers`: the nodes it runs (a convolution and its fused pool
+/// together; none for the input's preparation), how its layer runs, its multiply-accumulates
+/// and its median time.
+fn layer_rows(f: &Timed, steps: &[StepTime], batch: usize) -> Vec<serde_json::Value> {
     let model = &f.model;
-    (0..model.network.nodes.len())
-        .map(|i| {
-            let (macs, precision) = match model.dense(i) {
-                Some((d, l)) => (d.macs(), l.as_str()),
-                None => (0, "-"),
+    steps
+        .iter()
+        .map(|st| {
+            let nodes = st.nodes.clone();
+            let dense = nodes.clone().find_map(|i| model.dense(i));
+            let macs: usize = nodes
+                .clone()
+                .filter_map(|i| model.dense(i))
+                .map(|(d, _)| d.macs())
+                .sum();
+            let layer = if nodes.is_empty() {
+                "input".to_string()
+            } else {
+                nodes
+                    .clone()
+                    .map(|i| layer_name(model, i))
+                    .collect::<Vec<_>>()
+                    .join(" + ")
             };
+            let onnx: Vec<&String> = nodes
+                .clone()
+                .filter_map(|i| f.names.as_ref().and_then(|n| n.get(i)))
+                .collect();
             serde_json::json!({
-                "node": i,
-                "layer": layer_name(model, i),
-                "onnx_node": f.names.as_ref().and_then(|n| n.get(i)),
-                "precision": precision,
+                "nodes": [nodes.start, nodes.end],
+                "layer": layer,
+                "onnx_nodes": onnx,
+                "precision": dense.map_or("-", |(_, l)| l.as_str()),
                 "macs_per_sample": macs,
-                "median_us": times.get(i).copied().unwrap_or(0.0),
-                "gmacs": (macs * batch) as f64 / times.get(i).copied().unwrap_or(0.0).max(1e-9) / 1e3,
+                "median_us": st.us,
+                "gmacs": (macs * batch) as f64 / st.us.max(1e-9) / 1e3,
             })
         })
         .collect()
 }
 
-/// The `--layers` table of one timed case; shares of the peak measured on this core (the
+/// The `--layers` table of one batch size; shares of the peak measured on this core (the
 /// kernels' inner instructions in a throughput loop, as the bench's report).
 fn print_layers(r: &serde_json::Value, peak: quantlab_linalg::Peak, names: bool) {
-    let Some(layers) = r["layers"].as_array() else {
+    let Some(steps) = r["steps"].as_array() else {
         return;
     };
-    let total: f64 = layers.iter().filter_map(|l| l["median_us"].as_f64()).sum();
+    let total: f64 = steps.iter().filter_map(|l| l["median_us"].as_f64()).sum();
     let gmacs = |p: Option<f64>| p.map_or("-".into(), |g| format!("{g:.1} GMAC/s"));
     println!(
-        "\nbatch {}, {} thread(s), each node on its own (a convolution unfused from its pool), \
-         {:.1} us in all; peaks measured on this core: f32 {}, int8 {}",
+        "\nbatch {}, one thread, each step as the engine runs it (a convolution and its fused \
+         pool are one step), {:.1} us in all; peaks measured on this core: f32 {}, int8 {}",
         r["batch"],
-        r["threads"],
         total,
         gmacs(peak.f32_gmacs),
         gmacs(peak.int8_gmacs)
     );
     println!(
-        "  {:<4} {:<32} {:<13} {:>6} {:>10} {:>6} {:>8} {:>7}{}",
-        "node",
-        "layer",
+        "  {:<6} {:<52} {:<12} {:>6} {:>10} {:>6} {:>7} {:>7}{}",
+        "nodes",
+        "step",
         "precision",
         "MMAC",
         "median us",
         "share",
         "GMAC/s",
         "% peak",
-        if names { "  ONNX node" } else { "" }
+        if names { "  ONNX nodes" } else { "" }
     );
-    for l in layers {
+    for l in steps {
         let us = l["median_us"].as_f64().unwrap_or(0.0);
         let macs = l["macs_per_sample"].as_u64().unwrap_or(0);
         let precision = l["precision"].as_str().unwrap_or("-");
@@ -284,9 +309,21 @@ fn print_layers(r: &serde_json::Value, peak: quantlab_linalg::Peak, names: bool)
                 of_peak.map_or("-".into(), |p| format!("{:.0}%", 100.0 * rate / p)),
             )
         };
+        let (a, b) = (
+            l["nodes"][0].as_u64().unwrap_or(0),
+            l["nodes"][1].as_u64().unwrap_or(0),
+        );
+        let nodes = match b.saturating_sub(a) {
+            0 => "-".to_string(),
+            1 => a.to_string(),
+            _ => format!("{a}-{}", b - 1),
+        };
+        let onnx: Vec<&str> = l["onnx_nodes"]
+            .as_array()
+            .map_or(vec![], |v| v.iter().filter_map(|n| n.as_str()).collect());
         println!(
-            "  {:<4} {:<32} {:<13} {:>6.2} {:>10.1} {:>5.0}% {:>8} {:>7}{}",
-            l["node"].as_u64().unwrap_or(0),
+            "  {:<6} {:<52} {:<12} {:>6.2} {:>10.1} {:>5.0}% {:>7} {:>7}{}",
+            nodes,
             l["layer"].as_str().unwrap_or(""),
             precision,
             macs as f64 / 1e6,
@@ -294,9 +331,11 @@ fn print_layers(r: &serde_json::Value, peak: quantlab_linalg::Peak, names: bool)
             100.0 * us / total.max(1e-9),
             rate_s,
             peak_s,
-            l["onnx_node"]
-                .as_str()
-                .map_or(String::new(), |n| format!("  {n}"))
+            if onnx.is_empty() {
+                String::new()
+            } else {
+                format!("  {}", onnx.join(", "))
+            }
         );
     }
 }

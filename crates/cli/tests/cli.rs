@@ -402,10 +402,7 @@ fn export_time_and_mlflow_end_to_end() {
     assert_eq!(res.len(), 2);
     assert_eq!(res[1]["batch"], 8);
     assert_eq!(res[1]["samples_us"].as_array().unwrap().len(), 3);
-    assert!(
-        res[1]["layers"].is_null(),
-        "per-node times only with --layers"
-    );
+    assert!(v["layers"].is_null(), "per-node times only with --layers");
     // --layers: one entry per node with its multiply-accumulates and time.
     let o = quantlab(&[
         "time",
@@ -414,13 +411,29 @@ fn export_time_and_mlflow_end_to_end() {
         "8",
         "--reps",
         "2",
+        "--threads",
+        "1,2",
         "--layers",
         "--json",
     ]);
     assert!(o.status.success(), "{}", text(&o));
     let (line, v) = last_json(&o);
-    let layers = v["results"][0]["layers"].as_array().unwrap();
+    // Asked at two thread counts, the steps are timed once per batch, on one thread, and
+    // cover the nodes in order (the input's preparation first, as an empty range).
+    assert_eq!(v["results"].as_array().unwrap().len(), 2, "{line}");
+    assert_eq!(v["layers"].as_array().unwrap().len(), 1, "{line}");
+    assert_eq!(v["layers"][0]["threads"], 1, "{line}");
+    let layers = v["layers"][0]["steps"].as_array().unwrap();
     assert!(layers.len() >= 2, "{line}");
+    let mut next = 0;
+    for l in layers {
+        let (a, b) = (
+            l["nodes"][0].as_u64().unwrap(),
+            l["nodes"][1].as_u64().unwrap(),
+        );
+        assert_eq!(a, next, "{line}");
+        next = b;
+    }
     let dense: Vec<_> = layers
         .iter()
         .filter(|l| l["macs_per_sample"].as_u64().unwrap() > 0)

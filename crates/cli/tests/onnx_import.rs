@@ -80,8 +80,9 @@ fn an_onnx_model_quantizes_and_scores_like_a_checkpoint() {
         "{line} vs eval {int8}"
     );
     assert!(int8 > 0.975, "{int8}");
-    // `time --layers`: every node of the int8 file and of the ONNX file itself on its own
-    // line, the dense ones with a rate; the ONNX file's lines carry the user's node names.
+    // `time --layers`: every step of the int8 file as the engine runs it, in order, the
+    // conv + pool pairs as one step each, the dense ones with a rate; the ONNX file's lines
+    // carry the user's node names.
     let layers = stdout(&quantlab(&[
         "time",
         out.to_str().unwrap(),
@@ -93,19 +94,29 @@ fn an_onnx_model_quantizes_and_scores_like_a_checkpoint() {
     ]));
     let table = |t: &str| -> Vec<String> {
         t.lines()
-            .skip_while(|l| !l.trim_start().starts_with("node "))
+            .skip_while(|l| !l.trim_start().starts_with("nodes "))
             .skip(1)
             .map(str::to_owned)
             .collect()
     };
     let rows = table(&layers);
-    assert!(rows.len() >= 6, "{layers}");
-    for (i, r) in rows.iter().enumerate() {
-        assert!(r.trim_start().starts_with(&format!("{i} ")), "{layers}");
+    let mut next = 0;
+    for r in &rows {
+        let first = r.split_whitespace().next().unwrap();
+        if first == "-" {
+            assert!(r.contains("input"), "{layers}");
+            continue;
+        }
+        let (a, b) = first.split_once('-').unwrap_or((first, first));
+        assert_eq!(a.parse::<usize>().unwrap(), next, "{layers}");
+        next = b.parse::<usize>().unwrap() + 1;
     }
+    assert!(next >= 8, "{layers}");
     assert!(
-        rows.iter()
-            .any(|r| r.contains("conv2d") && r.contains("int8-static") && r.ends_with('%')),
+        rows.iter().any(|r| r.contains("conv2d")
+            && r.contains("+ maxpool")
+            && r.contains("int8-static")
+            && r.ends_with('%')),
         "{layers}"
     );
     let float_layers = stdout(&quantlab(&[
@@ -120,7 +131,7 @@ fn an_onnx_model_quantizes_and_scores_like_a_checkpoint() {
         "--layers",
     ]));
     assert!(
-        float_layers.contains("ONNX node")
+        float_layers.contains("ONNX nodes")
             && table(&float_layers)
                 .iter()
                 .any(|r| r.contains("f32") && r.ends_with("/9/Gemm")),

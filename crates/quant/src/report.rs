@@ -185,6 +185,55 @@ pub fn session_node_times(
         .collect())
 }
 
+/// One step of a session as it runs, timed: the nodes it covers (a convolution and the pool
+/// fused with it are one step; an empty range is the input's preparation: quantizing it, or
+/// its channels-last copy) and its median time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepTime {
+    /// Nodes `nodes.start..nodes.end` of the network.
+    pub nodes: std::ops::Range<usize>,
+    /// Median time over the runs (us).
+    pub us: f64,
+}
+
+/// Median time of every step of `session` as it runs (fused, one thread) over `reps` runs
+/// of `batch` samples `x`: where a model's time goes, summing to its latency. The traced
+/// form ([`session_node_times`]) times a convolution without its pool instead, which
+/// requantizes four times the outputs a fused 2x2 pool does.
+pub fn session_step_times(
+    session: &Session,
+    x: &[f32],
+    batch: usize,
+    reps: usize,
+) -> Result<Vec<StepTime>> {
+    let mut samples: std::collections::BTreeMap<usize, Vec<f64>> = Default::default();
+    session.run_steps(x, batch, &mut |_, _| {})?; // warm-up
+    for _ in 0..reps.max(1) {
+        let mut last = Instant::now();
+        session.run_steps(x, batch, &mut |p, _| {
+            let now = Instant::now();
+            samples
+                .entry(p)
+                .or_default()
+                .push(now.duration_since(last).as_secs_f64() * 1e6);
+            last = now;
+        })?;
+    }
+    let mut prev = 0;
+    Ok(samples
+        .into_iter()
+        .map(|(p, mut v)| {
+            v.sort_by(f64::total_cmp);
+            let nodes = prev..p;
+            prev = p;
+            StepTime {
+                nodes,
+                us: v[v.len() / 2],
+            }
+        })
+        .collect())
+}
+
 /// Builds the per-layer report of `quant` against `float`. `calib_x` (training split) feeds
 /// the error and timing measurements; `eval`, when given, the sensitivities.
 pub fn layer_report(

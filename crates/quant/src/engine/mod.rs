@@ -272,6 +272,20 @@ impl Session {
         Ok(self.forward(x, batch, true, trace))
     }
 
+    /// Like [`Self::run`] on one thread, with the steps this session runs (a convolution
+    /// fused with its pool is one step), calling `trace(point, activation)` once the input
+    /// is prepared (point 0) and after every step (`point` = its last node + 1). A float
+    /// first layer that reads the caller's input in place reports only after its step.
+    pub fn run_steps(
+        &self,
+        x: &[f32],
+        batch: usize,
+        trace: &mut dyn FnMut(usize, &Act),
+    ) -> Result<Vec<f32>> {
+        self.check_input(x, batch)?;
+        Ok(self.forward(x, batch, false, trace))
+    }
+
     /// Threads worth using at `batch`.
     pub fn threads_for(&self, batch: usize) -> usize {
         let model = &self.model;
@@ -345,8 +359,10 @@ impl Session {
                 (Act::F32(v), 0)
             }
         };
-        if done == 0 {
-            trace(0, &act);
+        match done {
+            0 => trace(0, &act),
+            // A float first layer read the input in place: its step is done.
+            d => trace(steps[d - 1].last_node() + 1, &act),
         }
         let keep = &self.plan.keep;
         // No allocation for a model without residual Adds (nothing is kept).
