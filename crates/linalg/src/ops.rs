@@ -47,6 +47,10 @@ pub struct Ops {
     /// The epilogue over a block of accumulators computed outside the GEMMs (depthwise
     /// convolutions): vectorised where the path has a vector requantizer.
     epilogue: EpilogueFn,
+    /// What a convolution's int8 segments (one kernel row each) are padded to a multiple
+    /// of: 4 where the kernels take K in groups of 4 (VNNI's `vpdpbusd`, and the scalar
+    /// path, kept as it was), 2 for AVX2's i16 pairs.
+    seg_multiple: usize,
 }
 
 impl std::fmt::Debug for Ops {
@@ -84,6 +88,14 @@ impl Ops {
     /// Name of the float kernels (`avx512f`, `avx2-fma`, `scalar`).
     pub fn f32_name(&self) -> &'static str {
         self.f32_name
+    }
+
+    /// What a convolution's int8 segments (`kw * c` values each) are rounded up to a
+    /// multiple of for this path's GEMM: the zero-weighted values read past a kernel row
+    /// are work, so each path pads only as far as its kernels need (a 5x5 kernel over one
+    /// channel: 8 per row for VNNI's groups of 4, 6 for AVX2's pairs).
+    pub fn seg_multiple(&self) -> usize {
+        self.seg_multiple
     }
 
     /// `w` in the layout this path's kernels read.
@@ -228,6 +240,7 @@ fn build(path: KernelPath) -> Ops {
         fused: None,
         sgemm: scalar_sgemm,
         epilogue: |epi, row0, rows, n, acc, stride| epi.apply_block(row0, rows, n, acc, stride),
+        seg_multiple: 4,
     };
     match path {
         KernelPath::Scalar => scalar_ops,
@@ -285,6 +298,7 @@ fn x86_64_ops(path: KernelPath, base: Ops) -> Ops {
             qgemm: avx2::qgemm,
             qgemm_rows: Some(avx2::qgemm_rows),
             epilogue: avx2::epilogue,
+            seg_multiple: 2,
             ..base
         },
     }

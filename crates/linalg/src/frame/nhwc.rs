@@ -120,9 +120,10 @@ impl Taps {
         }
     }
 
-    /// Segment length rounded up to whole groups of 4 (the int8 kernels' unit).
-    pub fn seg_len4(&self) -> usize {
-        self.seg_len.div_ceil(4) * 4
+    /// Segment length rounded up to a multiple of `m` (an int8 path's unit, see
+    /// `Ops::seg_multiple`).
+    pub fn seg_len_to(&self, m: usize) -> usize {
+        self.seg_len.next_multiple_of(m.max(1))
     }
 
     /// Base offset of output pixel `r`.

@@ -727,7 +727,7 @@ impl Session {
             conv_samples(
                 d,
                 g,
-                taps,
+                (taps, self.ops.seg_multiple()),
                 input,
                 zp,
                 &mut out,
@@ -751,7 +751,7 @@ impl Session {
                 conv_samples(
                     d,
                     g,
-                    taps,
+                    (taps, self.ops.seg_multiple()),
                     input,
                     zp,
                     &mut out,
@@ -802,7 +802,7 @@ impl Session {
         conv_samples(
             d,
             g,
-            taps,
+            (taps, self.ops.seg_multiple()),
             input,
             zp,
             &mut out,
@@ -869,9 +869,17 @@ impl Session {
     ) {
         let ops = self.ops;
         let out_len = d.out_len();
-        conv_samples(d, g, taps, input, zp, out, out_len, bufs, |rows, b, os| {
-            ops.qgemm_rows(rows, w, &mut epilogue(os), &mut b.rows)
-        })
+        conv_samples(
+            d,
+            g,
+            (taps, ops.seg_multiple()),
+            input,
+            zp,
+            out,
+            out_len,
+            bufs,
+            |rows, b, os| ops.qgemm_rows(rows, w, &mut epilogue(os), &mut b.rows),
+        )
     }
 }
 
@@ -941,13 +949,14 @@ where
 }
 
 /// Runs `f(rows, buffers, output sample)` for every sample of an int8 convolution: the
-/// sample padded with the zero point `zp`, read as one segment per kernel row (`out_len`
-/// outputs per sample; the padded sample is not in the buffers `f` gets).
+/// sample padded with the zero point `zp`, read as one segment per kernel row rounded up to
+/// the path's `seg_multiple` (`out_len` outputs per sample; the padded sample is not in the
+/// buffers `f` gets).
 #[allow(clippy::too_many_arguments)] // a layer, its input, its output and what runs
 fn conv_samples<'o, O>(
     d: &Dense,
     g: &ConvGeom,
-    taps: &Taps,
+    (taps, seg_multiple): (&Taps, usize),
     input: &[u8],
     zp: u8,
     out: &'o mut [O],
@@ -961,13 +970,17 @@ fn conv_samples<'o, O>(
         .zip(out.chunks_exact_mut(out_len));
     for (xs, os) in samples {
         nhwc::pad(xs, g, zp, &mut padded);
-        f(&conv_rows(&padded, g, taps, taps.seg_len4()), bufs, os);
+        f(
+            &conv_rows(&padded, g, taps, taps.seg_len_to(seg_multiple)),
+            bufs,
+            os,
+        );
     }
     bufs.padded_u8 = padded;
 }
 
 /// A convolution's rows over a padded channels-last sample: one segment per kernel row,
-/// `seg_len` values long (`kw * c`, or that rounded up to 4 for int8).
+/// `seg_len` values long (`kw * c`, or for int8 that rounded up to the path's unit).
 fn conv_rows<'a, T>(padded: &'a [T], g: &ConvGeom, taps: &'a Taps, seg_len: usize) -> Rows<'a, T> {
     Rows {
         a: padded,

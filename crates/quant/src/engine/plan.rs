@@ -306,13 +306,13 @@ fn prepare_dense(
         let prepared = Weights::Depthwise(super::depthwise::DwWeights::new(d, g, layer));
         return (prepared, Layout::Map([d.n, g.out_hw[0], g.out_hw[1]]));
     }
-    // Int8 kernel rows are rounded up to whole groups of 4 (see `Taps::seg_len4`).
+    // Int8 kernel rows are rounded up to the path's unit (see `Ops::seg_multiple`).
     let (order, order8, next) = match (&d.conv, layout) {
         (Some(g), _) => {
             let t = Taps::new(g);
             (
                 Order::Conv(*g, t.seg_len),
-                Order::Conv(*g, t.seg_len4()),
+                Order::Conv(*g, t.seg_len_to(ops.seg_multiple())),
                 Layout::Map([d.n, g.out_hw[0], g.out_hw[1]]),
             )
         }
