@@ -24,7 +24,7 @@ struct Case {
     k: usize,
 }
 
-const CASES: [Case; 3] = [
+const CASES: [Case; 4] = [
     Case {
         name: "512x512x512",
         m: 512,
@@ -42,6 +42,13 @@ const CASES: [Case; 3] = [
     Case {
         name: "conv1 50176x9x16",
         m: 50176,
+        n: 16,
+        k: 9,
+    },
+    // The same for one sample (784 pixels), as the engine runs it: in cache.
+    Case {
+        name: "conv1 784x9x16",
+        m: 784,
         n: 16,
         k: 9,
     },
