@@ -281,7 +281,7 @@ pub fn markdown(r: &Results) -> String {
                 };
                 let _ = writeln!(
                     s,
-                    "\nPer layer ({}), error and speed at batch 64, one thread, each layer on its own (convolutions unfused from their pooling); GMAC/s and the share of one core's peak: f32 {:.1} GMAC/s ({}), int8 {:.1} GMAC/s ({}); measured peaks come from the kernels' inner instructions in a throughput loop on this core, nominal ones from the clock ({:.2} GHz) and the instruction set. A share at 100% marked `*` ran at or above the measured peak (timing noise):\n\n| node | layer | SQNR dB | cosine | MMAC | f32 us | f32 GMAC/s (% peak) | int8 us | int8 GMAC/s (% peak) |\n|---|---|---|---|---|---|---|---|---|",
+                    "\nPer layer ({}), error and speed at batch 64, one thread, each layer as the engine runs it (a convolution's time includes the max pool fused after it); GMAC/s and the share of one core's peak: f32 {:.1} GMAC/s ({}), int8 {:.1} GMAC/s ({}); measured peaks come from the kernels' inner instructions in a throughput loop on this core, nominal ones from the clock ({:.2} GHz) and the instruction set. A share at 100% marked `*` ran at or above the measured peak (timing noise):\n\n| node | layer | SQNR dB | cosine | MMAC | f32 us | f32 GMAC/s (% peak) | int8 us | int8 GMAC/s (% peak) |\n|---|---|---|---|---|---|---|---|---|",
                     q.method,
                     f32_peak,
                     source(mc.f32_peak_gmacs),

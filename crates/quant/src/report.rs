@@ -42,9 +42,10 @@ pub struct LayerReport {
     pub only_layer_accuracy: Option<f64>,
     /// Float accuracy minus `only_layer_accuracy`, percentage points.
     pub sensitivity_pp: Option<f64>,
-    /// Median time of the layer at batch [`TIMING_BATCH`], float model (microseconds).
+    /// Median time of the layer's step at batch [`TIMING_BATCH`], float model
+    /// (microseconds; a convolution's includes a max pool fused after it).
     pub f32_us: f64,
-    /// Median time of the layer at batch [`TIMING_BATCH`], quantized model (microseconds).
+    /// The same in the quantized model.
     pub int8_us: f64,
 }
 
@@ -146,43 +147,29 @@ pub fn layer_sqnr(
         .collect())
 }
 
-/// Median time of every node over [`TIMING_REPS`] runs at batch [`TIMING_BATCH`] (us).
+/// Median time of every node over [`TIMING_REPS`] runs at batch [`TIMING_BATCH`] (us), as
+/// the engine runs them: a step's time goes to its first dense node (a convolution's
+/// includes the max pool fused after it, whose own entry is then 0), so the times add up
+/// to the model's latency. Timing each node on its own instead (the traced form) put a
+/// pooled convolution at up to 2.3x its time in the model, requantizing four times the
+/// outputs.
 pub fn node_times(engine: &Engine, model: &QuantModel, x: &[f32]) -> Result<Vec<f64>> {
     let d = model.network.in_len();
     let batch = TIMING_BATCH.min(x.len() / d.max(1)).max(1);
     let session = engine.prepare(model)?;
-    session_node_times(&session, &x[..batch * d], batch, TIMING_REPS)
-}
-
-/// Median time of every node of `session` over `reps` runs of `batch` samples `x` (us): from
-/// one node's output to the next's, in the traced form, where each node runs on its own
-/// (a convolution unfused from its pooling), so a node's time is its own.
-pub fn session_node_times(
-    session: &Session,
-    x: &[f32],
-    batch: usize,
-    reps: usize,
-) -> Result<Vec<f64>> {
-    let nodes = session.model().network.nodes.len();
-    let mut samples = vec![Vec::with_capacity(reps); nodes];
-    session.run_traced(x, batch, &mut |_, _| {})?; // warm-up
-    for _ in 0..reps.max(1) {
-        let mut last = Instant::now();
-        session.run_traced(x, batch, &mut |p, _| {
-            let now = Instant::now();
-            if p > 0 {
-                samples[p - 1].push(now.duration_since(last).as_secs_f64() * 1e6);
-            }
-            last = now;
-        })?;
+    let steps = session_step_times(&session, &x[..batch * d], batch, TIMING_REPS)?;
+    let mut times = vec![0.0; model.network.nodes.len()];
+    for st in steps {
+        let owner = st
+            .nodes
+            .clone()
+            .find(|&i| matches!(model.network.nodes[i], Node::Dense(_)))
+            .or(st.nodes.clone().next());
+        if let Some(i) = owner {
+            times[i] = st.us;
+        }
     }
-    Ok(samples
-        .into_iter()
-        .map(|mut v| {
-            v.sort_by(f64::total_cmp);
-            v.get(v.len() / 2).copied().unwrap_or(0.0)
-        })
-        .collect())
+    Ok(times)
 }
 
 /// One step of a session as it runs, timed: the nodes it covers (a convolution and the pool
@@ -197,9 +184,9 @@ pub struct StepTime {
 }
 
 /// Median time of every step of `session` as it runs (fused, one thread) over `reps` runs
-/// of `batch` samples `x`: where a model's time goes, summing to its latency. The traced
-/// form ([`session_node_times`]) times a convolution without its pool instead, which
-/// requantizes four times the outputs a fused 2x2 pool does.
+/// of `batch` samples `x`: where a model's time goes, summing to its latency. (A traced
+/// run, [`Session::run_traced`], would time a convolution without its pool instead,
+/// requantizing four times the outputs a fused 2x2 pool does.)
 pub fn session_step_times(
     session: &Session,
     x: &[f32],

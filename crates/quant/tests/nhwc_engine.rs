@@ -371,3 +371,29 @@ fn fused_conv_pools_on_odd_maps_are_bit_identical_on_every_path() {
         }
     }
 }
+
+/// The report's layer times are the steps the engine runs: the convolution carries the max
+/// pool fused after it (whose own entry is 0), every other dense layer its own step.
+#[test]
+fn layer_times_follow_the_fused_steps() {
+    let net = network();
+    let calib = inputs(40);
+    let opts = QuantizeOptions {
+        method: MethodKind::Static,
+        calib: 40,
+        ..QuantizeOptions::default()
+    };
+    let q = quantize(&net, &opts, &calib, &Engine::default()).unwrap();
+    for model in [QuantModel::float(net.clone()), q] {
+        let t = quantlab_quant::report::node_times(&Engine::default(), &model, &calib).unwrap();
+        assert_eq!(t.len(), model.network.nodes.len());
+        assert!(matches!(model.network.nodes[1], Node::MaxPool(_)));
+        assert_eq!(
+            t[1], 0.0,
+            "the fused pool's time is in its convolution's: {t:?}"
+        );
+        for i in model.network.dense_indices() {
+            assert!(t[i] > 0.0, "node {i}: {t:?}");
+        }
+    }
+}
