@@ -113,6 +113,12 @@ pub fn run(args: TimeArgs) -> Result<()> {
     } else {
         args.threads.clone()
     };
+    // The first `batch` test images, repeating the split if it is smaller.
+    let inputs = |batch: usize| -> Vec<f32> {
+        (0..batch)
+            .flat_map(|i| test.sample(i % test.len()).to_vec())
+            .collect()
+    };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut results = Vec::new();
     for &threads in &threads_list {
@@ -125,10 +131,7 @@ pub fn run(args: TimeArgs) -> Result<()> {
             })
         };
         for &batch in &args.batch {
-            // The first `batch` test images, repeating the split if it is smaller.
-            let x: Vec<f32> = (0..batch)
-                .flat_map(|i| test.sample(i % test.len()).to_vec())
-                .collect();
+            let x = inputs(batch);
             let measure = || -> Result<Vec<f64>> {
                 for _ in 0..args.warmup {
                     run_once(&x, batch)?;
@@ -164,9 +167,7 @@ pub fn run(args: TimeArgs) -> Result<()> {
     if args.layers {
         let session = Engine { path, threads: 1 }.prepare(&f.model)?;
         for &batch in &args.batch {
-            let x: Vec<f32> = (0..batch)
-                .flat_map(|i| test.sample(i % test.len()).to_vec())
-                .collect();
+            let x = inputs(batch);
             let times = quantlab_bench::measure::pinned(|| {
                 session_step_times(&session, &x, batch, args.reps)
             })?;
