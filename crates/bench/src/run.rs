@@ -517,7 +517,9 @@ impl Pair<'_> {
                 let (ck_dir, history, trained_now) = self.checkpoint(kind, &bar)?;
                 let (ck, model) = checkpoint::load(&ck_dir, &Device::flex())?;
                 let net = Network::from_graph(&model.to_graph(&ck.meta.input_shape)?)?;
-                let prov = serde_json::json!({"dataset": self.ds, "model": kind, "checkpoint": ck.dir.display().to_string(), "split_seed": ck.config.split_seed});
+                // The same provenance as `quantlab quantize` writes: a synthetic model's
+                // file needs the set's parameters to be scored or timed again.
+                let prov = ck.provenance();
                 let origin = ck_dir.display().to_string();
                 (net, Some((ck_dir, history, trained_now, ck)), prov, origin)
             }

@@ -162,24 +162,6 @@ pub fn checkpoint_data(ck: &Checkpoint, data_dir: Option<&Path>) -> Result<Split
     Ok(splits)
 }
 
-/// Provenance written into the int8 file: enough to reload the data (dataset, split seed,
-/// synthetic parameters) and to trace the model back to its checkpoint. Kept compact: every
-/// byte of metadata counts against the int8 file's size.
-pub fn provenance(ck: &Checkpoint) -> serde_json::Value {
-    let mut p = serde_json::json!({
-        "checkpoint": ck.dir.display().to_string(),
-        "dataset": ck.meta.dataset,
-        "model": ck.meta.model.kind,
-        "classes": ck.meta.classes,
-        "normalization": [ck.meta.normalization.mean.first(), ck.meta.normalization.std.first()],
-        "split_seed": ck.config.split_seed,
-    });
-    if ck.meta.dataset == quantlab_data::DatasetName::Synthetic {
-        p["synthetic"] = serde_json::to_value(&ck.config.synthetic).expect("serialisable");
-    }
-    p
-}
-
 /// Runs `quantlab quantize`.
 pub fn run(args: QuantizeArgs) -> Result<()> {
     let npy = crate::source::NpyData::new(

@@ -140,7 +140,7 @@ fn open_checkpoint(
         val: Some(splits.val.clone()),
         test: splits.test.clone(),
         splits: Some(splits),
-        provenance: crate::quantize_cmd::provenance(&ck),
+        provenance: ck.provenance(),
         original: (ck.meta.model_bytes, "burn f32 record"),
         checkpoint: Some((ck, model)),
         node_names: None,

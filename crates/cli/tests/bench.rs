@@ -184,6 +184,34 @@ fn quick_matrix_writes_complete_results_and_plots() {
             }
         }
     }
+    // Every model file the bench wrote opens again with its data, the synthetic ones
+    // included (their provenance carries the set's parameters): scored and timed.
+    for (ds, model) in pairs {
+        for method in ["f32", "static-minmax-per-channel"] {
+            let file = run.join(format!("models/{ds}-{model}-{method}.safetensors"));
+            let o = Command::new(env!("CARGO_BIN_EXE_quantlab"))
+                .args(["eval", "--model", file.to_str().unwrap(), "--json"])
+                .current_dir(&root)
+                .output()
+                .unwrap();
+            let said = String::from_utf8_lossy(&o.stderr);
+            assert!(o.status.success(), "eval {}: {said}", file.display());
+            let o = Command::new(env!("CARGO_BIN_EXE_quantlab"))
+                .args([
+                    "time",
+                    file.to_str().unwrap(),
+                    "--batch",
+                    "4",
+                    "--reps",
+                    "2",
+                ])
+                .current_dir(&root)
+                .output()
+                .unwrap();
+            let said = String::from_utf8_lossy(&o.stderr);
+            assert!(o.status.success(), "time {}: {said}", file.display());
+        }
+    }
     // Below 8 bits: at W2A2, QAT recovers what post-training quantization loses, and the
     // bit-width sweep has every observer at every width.
     let acc = |m: &str| {

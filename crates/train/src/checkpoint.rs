@@ -81,6 +81,25 @@ impl Checkpoint {
     pub fn model_path(&self) -> PathBuf {
         self.dir.join(MODEL_FILE)
     }
+
+    /// The provenance an int8 file quantized from this checkpoint records: enough to
+    /// reload its data (dataset, split seed, and the synthetic set's parameters, without
+    /// which a synthetic model's file cannot be scored or timed) and to trace it back to
+    /// the checkpoint. Compact: every byte counts against the int8 file's size.
+    pub fn provenance(&self) -> serde_json::Value {
+        let mut p = serde_json::json!({
+            "checkpoint": self.dir.display().to_string(),
+            "dataset": self.meta.dataset,
+            "model": self.meta.model.kind,
+            "classes": self.meta.classes,
+            "normalization": [self.meta.normalization.mean.first(), self.meta.normalization.std.first()],
+            "split_seed": self.config.split_seed,
+        });
+        if self.meta.dataset == DatasetName::Synthetic {
+            p["synthetic"] = serde_json::to_value(&self.config.synthetic).expect("serialisable");
+        }
+        p
+    }
 }
 
 fn md5_hex(bytes: &[u8]) -> String {
