@@ -4,6 +4,8 @@
 //!
 //! Register blocking: up to [`MR`] rows x 2 panels of 16 outputs = 16 accumulators; each
 //! step loads 2 x 64 bytes of packed weights and broadcasts 4 activation bytes per row.
+//! Weights of one panel (16 outputs, the common width of small convolutions) take
+//! [`MR_ONE_PANEL`] rows instead, so that they too keep 16 accumulators in flight.
 //! Accumulators for a row block go to a small stack-resident tile and straight into the
 //! epilogue, so no i32 tensor is written to memory.
 
@@ -17,6 +19,15 @@ use crate::frame::weights::PackedI8;
 
 /// Rows per block.
 pub const MR: usize = 8;
+
+/// Rows per block when the weights are a single panel: 8 accumulators cannot hide
+/// `vpdpbusd`'s latency (5 cycles) on a core with two such pipes, 16 can.
+pub const MR_ONE_PANEL: usize = 16;
+
+/// Rows per block for weights of `p`'s width.
+fn rows_per_block(p: &Packed) -> usize {
+    if p.panels == 1 { MR_ONE_PANEL } else { MR }
+}
 
 /// The four activation bytes of group `g` of a row (zero-filled past `k`) as one u32.
 #[inline(always)]
@@ -189,9 +200,9 @@ unsafe fn conv_pool_vnni(
             stride,
             pool,
         };
-        let mut row0 = 0;
+        let (mut row0, mr) = (0, rows_per_block(p));
         while row0 < rows.m {
-            let r = MR.min(rows.m - row0);
+            let r = mr.min(rows.m - row0);
             // SAFETY: same target features.
             unsafe { rows_block(r, rows, row0, p, &mut sink) };
             row0 += r;
@@ -237,11 +248,11 @@ unsafe fn qgemm_vnni(rows: &Rows<u8>, w: &PackedI8, epi: &mut Epilogue) {
         unsafe { requant_vnni(rows, p, &f, (*zo, *lo, *hi), *layout, n, out) };
         return;
     }
-    let stride = p.panels * NR;
-    let mut tile = vec![0i32; MR * stride];
+    let (stride, mr) = (p.panels * NR, rows_per_block(p));
+    let mut tile = vec![0i32; mr * stride];
     let mut row0 = 0;
     while row0 < m {
-        let r = MR.min(m - row0);
+        let r = mr.min(m - row0);
         // SAFETY: the caller enabled the target features this function is compiled for.
         unsafe {
             rows_block(
@@ -280,9 +291,9 @@ unsafe fn requant_vnni(
         n,
         out,
     };
-    let mut row0 = 0;
+    let (mut row0, mr) = (0, rows_per_block(p));
     while row0 < rows.m {
-        let r = MR.min(rows.m - row0);
+        let r = mr.min(rows.m - row0);
         // SAFETY: the caller enabled the target features this function is compiled for.
         unsafe { rows_block(r, rows, row0, p, &mut sink) };
         row0 += r;
@@ -391,70 +402,102 @@ unsafe fn requant_panel<const R: usize>(
     }
 }
 
-/// [`block`] for a run-time row count `1..=MR`.
+/// [`block`] for a run-time row count: `1..=MR`, or `1..=MR_ONE_PANEL` for single-panel
+/// weights (which never need the second panel's accumulators).
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl")]
 unsafe fn rows_block(r: usize, rows: &Rows<u8>, row0: usize, p: &Packed, sink: &mut Sink) {
     // SAFETY: same target features as the caller.
     unsafe {
+        if p.panels == 1 {
+            match r {
+                16 => block::<16, false>(rows, row0, p, sink),
+                15 => block::<15, false>(rows, row0, p, sink),
+                14 => block::<14, false>(rows, row0, p, sink),
+                13 => block::<13, false>(rows, row0, p, sink),
+                12 => block::<12, false>(rows, row0, p, sink),
+                11 => block::<11, false>(rows, row0, p, sink),
+                10 => block::<10, false>(rows, row0, p, sink),
+                9 => block::<9, false>(rows, row0, p, sink),
+                8 => block::<8, false>(rows, row0, p, sink),
+                7 => block::<7, false>(rows, row0, p, sink),
+                6 => block::<6, false>(rows, row0, p, sink),
+                5 => block::<5, false>(rows, row0, p, sink),
+                4 => block::<4, false>(rows, row0, p, sink),
+                3 => block::<3, false>(rows, row0, p, sink),
+                2 => block::<2, false>(rows, row0, p, sink),
+                _ => block::<1, false>(rows, row0, p, sink),
+            }
+            return;
+        }
         match r {
-            8 => block::<8>(rows, row0, p, sink),
-            7 => block::<7>(rows, row0, p, sink),
-            6 => block::<6>(rows, row0, p, sink),
-            5 => block::<5>(rows, row0, p, sink),
-            4 => block::<4>(rows, row0, p, sink),
-            3 => block::<3>(rows, row0, p, sink),
-            2 => block::<2>(rows, row0, p, sink),
-            _ => block::<1>(rows, row0, p, sink),
+            8 => block::<8, true>(rows, row0, p, sink),
+            7 => block::<7, true>(rows, row0, p, sink),
+            6 => block::<6, true>(rows, row0, p, sink),
+            5 => block::<5, true>(rows, row0, p, sink),
+            4 => block::<4, true>(rows, row0, p, sink),
+            3 => block::<3, true>(rows, row0, p, sink),
+            2 => block::<2, true>(rows, row0, p, sink),
+            _ => block::<1, true>(rows, row0, p, sink),
         }
     }
 }
 
-/// Computes rows `row0..row0+R` against every panel into `tile` (`R x stride` i32). Group
-/// `g` of the packed weights pairs with the `g`-th 4 bytes of the row's segments in order.
+/// Computes rows `row0..row0+R` against every panel, two panels at a time where `PAIR`
+/// (one at a time otherwise), and hands each panel's accumulators to `sink`. Group `g` of
+/// the packed weights pairs with the `g`-th 4 bytes of the row's segments in order.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl")]
-unsafe fn block<const R: usize>(rows: &Rows<u8>, row0: usize, p: &Packed, sink: &mut Sink) {
+unsafe fn block<const R: usize, const PAIR: bool>(
+    rows: &Rows<u8>,
+    row0: usize,
+    p: &Packed,
+    sink: &mut Sink,
+) {
     let bases: [usize; R] = rows.bases(row0);
     let a = rows.a.as_ptr();
     let (full, tail) = (rows.seg_len / 4, !rows.seg_len.is_multiple_of(4));
     let mut panel = 0;
     while panel < p.panels {
-        let two = panel + 1 < p.panels;
+        let two = PAIR && panel + 1 < p.panels;
         let b0 = p.panel(panel).as_ptr();
         let b1 = if two { p.panel(panel + 1).as_ptr() } else { b0 };
         let mut acc0 = [_mm512_setzero_si512(); R];
         let mut acc1 = [_mm512_setzero_si512(); R];
-        let mut step = |g: usize, quads: [i32; R]| {
-            // SAFETY: group g < k4 lies inside each panel (k4 * 64 bytes).
-            let w0 = unsafe { _mm512_loadu_si512(b0.add(g * 64).cast()) };
-            let w1 = unsafe { _mm512_loadu_si512(b1.add(g * 64).cast()) };
-            for r in 0..R {
-                let x = _mm512_set1_epi32(quads[r]);
-                acc0[r] = _mm512_dpbusd_epi32(acc0[r], x, w0);
-                if two {
-                    acc1[r] = _mm512_dpbusd_epi32(acc1[r], x, w1);
-                }
-            }
-        };
+        // Each row's 4 bytes are broadcast straight from memory inside the row loop: read
+        // into an array first, they were gathered into a vector register and extracted
+        // again (twice the instructions at 16 rows).
         let mut g = 0;
         for &s in rows.segs {
             for q in 0..full {
-                // SAFETY: base + s + 4q + 4 <= base + s + seg_len, inside `a` by `rows.check()`.
-                step(
-                    g,
-                    std::array::from_fn(|r| unsafe {
-                        a.add(bases[r] + s + 4 * q).cast::<i32>().read_unaligned()
-                    }),
-                );
+                let off = s + 4 * q;
+                // SAFETY: group g < k4 lies inside each panel (k4 * 64 bytes).
+                let w0 = unsafe { _mm512_loadu_si512(b0.add(g * 64).cast()) };
+                let w1 = unsafe { _mm512_loadu_si512(b1.add(g * 64).cast()) };
+                for r in 0..R {
+                    // SAFETY: base + s + 4q + 4 <= base + s + seg_len, inside `a` by
+                    // `rows.check()`.
+                    let v = unsafe { a.add(bases[r] + off).cast::<i32>().read_unaligned() };
+                    let x = _mm512_set1_epi32(v);
+                    acc0[r] = _mm512_dpbusd_epi32(acc0[r], x, w0);
+                    if two {
+                        acc1[r] = _mm512_dpbusd_epi32(acc1[r], x, w1);
+                    }
+                }
                 g += 1;
             }
         }
         if tail {
             // Only a single-segment (matrix) row has a ragged end.
             let s = rows.segs[0];
-            step(
-                g,
-                std::array::from_fn(|r| quad(&rows.a[bases[r] + s..], full, rows.seg_len)),
-            );
+            // SAFETY: as above.
+            let w0 = unsafe { _mm512_loadu_si512(b0.add(g * 64).cast()) };
+            let w1 = unsafe { _mm512_loadu_si512(b1.add(g * 64).cast()) };
+            for r in 0..R {
+                let x = _mm512_set1_epi32(quad(&rows.a[bases[r] + s..], full, rows.seg_len));
+                acc0[r] = _mm512_dpbusd_epi32(acc0[r], x, w0);
+                if two {
+                    acc1[r] = _mm512_dpbusd_epi32(acc1[r], x, w1);
+                }
+            }
         }
         match sink {
             Sink::Tile { tile, stride } => {
