@@ -31,12 +31,13 @@ mod x86_64;
 
 pub use cpu::CpuFeatures;
 pub use error::LinalgError;
+pub use frame::add::QAdd;
 pub use frame::epilogue::{Epilogue, OutLayout};
 pub use frame::geom::{ConvGeom, PoolGeom, window_out};
 pub use frame::requant::Requant;
 pub use frame::rows::{PoolShape, RowMap, Rows};
 pub use frame::sgemm::PackedF32;
 pub use frame::weights::{PackedI8, QWeights};
-pub use ops::{Clamp, Ops, Requantizer, quantize_u8};
+pub use ops::{Clamp, Ops, Requantizer, add_u8, quantize_u8};
 pub use path::{KERNEL_ENV, KernelPath};
 pub use peak::Peak;

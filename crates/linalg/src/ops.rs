@@ -6,6 +6,7 @@
 use std::sync::OnceLock;
 
 use crate::cpu::CpuFeatures;
+use crate::frame::add::QAdd;
 use crate::frame::epilogue::Epilogue;
 use crate::frame::pack::{Packed, Packed16};
 use crate::frame::requant::Requant;
@@ -213,6 +214,28 @@ pub fn quantize_u8(x: &[f32], inv: f32, zp: i32, lo: i32, hi: i32, out: &mut [u8
         return crate::x86_64::quantize::quantize_avx2(x, inv, zp, lo, hi, out);
     }
     quantize::quantize_slice(x, inv, zp, lo, hi, out)
+}
+
+/// `b[i] = a[i] (+) b[i]`, the integer Add of a residual block, on the fastest vector
+/// kernel this CPU has (bit-identical to [`QAdd::apply`]). Returns `false`, with nothing
+/// written, where this Add has no vector form (a scale ratio of 4 or more) or the CPU no
+/// vector kernel: the caller then takes its own route (a table, or [`QAdd::run_scalar`]).
+pub fn add_u8(add: &QAdd, a: &[u8], b: &mut [u8]) -> bool {
+    assert_eq!(a.len(), b.len(), "the two sides of an Add differ in length");
+    let Some(_v) = add.vector() else {
+        return false;
+    };
+    #[cfg(target_arch = "x86_64")]
+    if CpuFeatures::get().avx512_f32() {
+        crate::x86_64::add::add_avx512(&_v, a, b);
+        return true;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if CpuFeatures::get().avx2 {
+        crate::x86_64::add::add_avx2(&_v, a, b);
+        return true;
+    }
+    false
 }
 
 fn scalar_sgemm(rows: &Rows<f32>, w: &PackedF32, relu: bool, out: &mut [f32]) {

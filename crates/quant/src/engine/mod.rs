@@ -508,13 +508,9 @@ impl Session {
                 // otherwise (a float model, or a mixed one where a side fell back).
                 match (other, act, self.model.points[node + 1]) {
                     (Act::U8(a, qa), Act::U8(mut b, qb), Some(qo)) => {
-                        let add = residual::QAdd::new(qa, &qb, &qo, relu);
-                        let table = self.add_tables[node].get_or_init(|| AddTable::new(add));
-                        if *table.add() == add {
-                            table.run(a, &mut b);
-                        } else {
-                            add.run(a, &mut b);
-                        }
+                        let add = residual::qadd(qa, &qb, &qo, relu);
+                        let table = || self.add_tables[node].get_or_init(|| AddTable::new(add));
+                        residual::run_add(&add, table, a, &mut b);
                         Act::U8(b, qo)
                     }
                     (other, act, _) => {

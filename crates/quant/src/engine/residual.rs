@@ -1,6 +1,7 @@
 //! The Add of a residual block, in f32 and integer end to end.
 //!
-//! The integer Add requantizes both inputs to the output's parameters in one fixed-point
+//! The integer Add (its rule and vector kernels are `quantlab_linalg::QAdd` and `add_u8`)
+//! requantizes both inputs to the output's parameters in one fixed-point
 //! sum: `y = zo + round(ma * (a - za) + mb * (b - zb))` with `ma = sa / so` and `mb = sb / so`
 //! held as integers at `2^-30`, summed in i64 and rounded once (half up), then clamped (at
 //! the zero point with a fused ReLU). This is ONNX Runtime's `QLinearAdd` and PyTorch's
@@ -8,67 +9,37 @@
 //! formula only where the multipliers' rounding (relative `2^-31`) moves a value across a
 //! rounding boundary, by one step.
 
+use quantlab_linalg::QAdd;
+
 use crate::qparams::QParams;
 
-/// Fractional bits of the multipliers.
-const SHIFT: u32 = 30;
-
-/// The constants of one integer Add.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct QAdd {
-    za: i64,
-    zb: i64,
-    ma: i64,
-    mb: i64,
-    zo: i64,
-    lo: i64,
-    hi: i64,
-}
-
-/// `ratio` at `2^-SHIFT`, bounded so that `255 * m` stays far inside i64 for any scales a
-/// file may hold (a ratio beyond `2^24` would mean one input's every step saturates the
-/// output anyway).
-fn fixed(ratio: f64) -> i64 {
-    let m = (ratio * (1i64 << SHIFT) as f64).round();
-    if m.is_finite() {
-        m.clamp(0.0, (1i64 << 54) as f64) as i64
+/// The integer Add of a value at `a` and one at `b` into `out`, with `relu` fused (the
+/// clamp's lower end at the output's zero point).
+pub fn qadd(a: &QParams, b: &QParams, out: &QParams, relu: bool) -> QAdd {
+    let lo = if relu {
+        out.zero_point.max(out.qmin)
     } else {
-        0
-    }
+        out.qmin
+    };
+    QAdd::new(
+        (a.scale, a.zero_point),
+        (b.scale, b.zero_point),
+        (out.scale, out.zero_point),
+        (lo, out.qmax),
+    )
 }
 
-impl QAdd {
-    /// The Add of a value at `a` and one at `b` into `out`, with `relu` fused.
-    pub fn new(a: &QParams, b: &QParams, out: &QParams, relu: bool) -> Self {
-        let so = out.scale as f64;
-        Self {
-            za: a.zero_point as i64,
-            zb: b.zero_point as i64,
-            ma: fixed(a.scale as f64 / so),
-            mb: fixed(b.scale as f64 / so),
-            zo: out.zero_point as i64,
-            lo: if relu {
-                out.zero_point.max(out.qmin) as i64
-            } else {
-                out.qmin as i64
-            },
-            hi: out.qmax as i64,
-        }
+/// `b[i] = a[i] (+) b[i]`: the vector kernel where the Add has one (every Add of a scale
+/// ratio below 4), else `table` (built on first use by the caller's `OnceLock`).
+pub fn run_add<'t>(add: &QAdd, table: impl FnOnce() -> &'t AddTable, a: &[u8], b: &mut [u8]) {
+    if quantlab_linalg::add_u8(add, a, b) {
+        return;
     }
-
-    /// One output value.
-    #[inline(always)]
-    pub fn apply(&self, a: u8, b: u8) -> u8 {
-        let acc = self.ma * (a as i64 - self.za) + self.mb * (b as i64 - self.zb);
-        let y = ((acc + (1 << (SHIFT - 1))) >> SHIFT) + self.zo;
-        y.clamp(self.lo, self.hi) as u8
-    }
-
-    /// `b[i] = a[i] (+) b[i]` for the whole activation.
-    pub fn run(&self, a: &[u8], b: &mut [u8]) {
-        b.iter_mut()
-            .zip(a)
-            .for_each(|(y, &x)| *y = self.apply(x, *y));
+    let t = table();
+    if t.add() == add {
+        t.run(a, b);
+    } else {
+        add.run_scalar(a, b);
     }
 }
 
@@ -96,7 +67,7 @@ impl AddTable {
         &self.add
     }
 
-    /// [`QAdd::run`] by table.
+    /// [`QAdd::run_scalar`] by table.
     pub fn run(&self, a: &[u8], b: &mut [u8]) {
         assert_eq!(a.len(), b.len(), "the two sides of an Add differ in length");
         b.iter_mut()
@@ -145,7 +116,7 @@ mod tests {
         ];
         for (qa, qb, qo) in &cases {
             for relu in [false, true] {
-                let add = QAdd::new(qa, qb, qo, relu);
+                let add = qadd(qa, qb, qo, relu);
                 for a in 0..=255u8 {
                     for b in 0..=255u8 {
                         let (want, tie) = exact(a, b, qa, qb, qo, relu);
@@ -161,18 +132,18 @@ mod tests {
     #[test]
     fn the_table_gives_the_adds_bytes_for_every_pair() {
         let q = |lo: f32, hi: f32| QParams::from_range(lo, hi, ActDtype::U8Affine);
-        let add = QAdd::new(&q(-1.0, 3.0), &q(-4.0, 4.0), &q(-0.7, 5.2), true);
+        let add = qadd(&q(-1.0, 3.0), &q(-4.0, 4.0), &q(-0.7, 5.2), true);
         let t = AddTable::new(add);
         let a: Vec<u8> = (0..=255u8).flat_map(|x| [x; 256]).collect();
         let b: Vec<u8> = (0..256 * 256).map(|i| i as u8).collect();
         let mut got = b.clone();
         t.run(&a, &mut got);
         let mut want = b;
-        add.run(&a, &mut want);
+        add.run_scalar(&a, &mut want);
         assert_eq!(got, want);
         // Operands taken the other way round give another result: the order is not lost.
         assert_ne!(
-            AddTable::new(QAdd::new(&q(-4.0, 4.0), &q(-1.0, 3.0), &q(-0.7, 5.2), true)).table,
+            AddTable::new(qadd(&q(-4.0, 4.0), &q(-1.0, 3.0), &q(-0.7, 5.2), true)).table,
             t.table
         );
     }
@@ -180,7 +151,7 @@ mod tests {
     #[test]
     fn a_fused_relu_clamps_at_the_zero_point_and_f32_agrees() {
         let q = QParams::from_range(-2.0, 2.0, ActDtype::U8Affine);
-        let add = QAdd::new(&q, &q, &q, true);
+        let add = qadd(&q, &q, &q, true);
         let zp = q.zero_point as u8;
         assert_eq!(add.apply(0, 0), zp);
         let mut b = vec![-1.0f32, 2.0];
