@@ -121,6 +121,8 @@ mod tests {
     use super::*;
     use crate::frame::add::tests::cases;
 
+    type AddFn = fn(&VectorAdd, &[u8], &mut [u8]);
+
     /// Every (a, b) pair at every position of a 16-value step, plus a ragged tail: the
     /// scalar definition's bytes, for each path this CPU has.
     #[test]
@@ -131,7 +133,7 @@ mod tests {
             .chain(9..16)
             .collect();
         let cpu = crate::CpuFeatures::get();
-        let paths: [(&str, bool, fn(&VectorAdd, &[u8], &mut [u8])); 2] = [
+        let paths: [(&str, bool, AddFn); 2] = [
             ("avx512", cpu.avx512_f32(), add_avx512),
             ("avx2", cpu.avx2, add_avx2),
         ];
