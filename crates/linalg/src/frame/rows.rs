@@ -70,6 +70,27 @@ impl<'a, T> Rows<'a, T> {
         }
     }
 
+    /// How many rows from `row0` (at most `max`, within `m`) have bases in one arithmetic
+    /// run, `base(row0) + i * step`: all of them for a matrix, the rest of the output row
+    /// for a convolution. Kernels that block rows this way address each row by one add.
+    #[inline(always)]
+    pub fn run_len(&self, row0: usize, max: usize) -> usize {
+        let left = max.min(self.m - row0);
+        match self.map {
+            RowMap::Strided { .. } => left,
+            RowMap::Conv { ow, .. } => left.min(ow - row0 % ow),
+        }
+    }
+
+    /// `(base(row0), step)` of the run starting at `row0` (see [`Self::run_len`]).
+    #[inline(always)]
+    pub fn run(&self, row0: usize) -> (usize, usize) {
+        match self.map {
+            RowMap::Strided { lda } => (row0 * lda, lda),
+            RowMap::Conv { col_step, .. } => (self.base(row0), col_step),
+        }
+    }
+
     /// Bases of rows `row0..row0 + R`: one division per block, then steps.
     #[inline(always)]
     pub fn bases<const R: usize>(&self, row0: usize) -> [usize; R] {

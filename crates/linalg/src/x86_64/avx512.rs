@@ -202,7 +202,7 @@ unsafe fn conv_pool_vnni(
         };
         let (mut row0, mr) = (0, rows_per_block(p));
         while row0 < rows.m {
-            let r = mr.min(rows.m - row0);
+            let r = rows.run_len(row0, mr);
             // SAFETY: same target features.
             unsafe { rows_block(r, rows, row0, p, &mut sink) };
             row0 += r;
@@ -252,7 +252,7 @@ unsafe fn qgemm_vnni(rows: &Rows<u8>, w: &PackedI8, epi: &mut Epilogue) {
     let mut tile = vec![0i32; mr * stride];
     let mut row0 = 0;
     while row0 < m {
-        let r = mr.min(m - row0);
+        let r = rows.run_len(row0, mr);
         // SAFETY: the caller enabled the target features this function is compiled for.
         unsafe {
             rows_block(
@@ -293,7 +293,7 @@ unsafe fn requant_vnni(
     };
     let (mut row0, mr) = (0, rows_per_block(p));
     while row0 < rows.m {
-        let r = mr.min(rows.m - row0);
+        let r = rows.run_len(row0, mr);
         // SAFETY: the caller enabled the target features this function is compiled for.
         unsafe { rows_block(r, rows, row0, p, &mut sink) };
         row0 += r;
@@ -452,14 +452,20 @@ unsafe fn block<const R: usize, const PAIR: bool>(
     p: &Packed,
     sink: &mut Sink,
 ) {
-    let bases: [usize; R] = rows.bases(row0);
+    // The block's rows are one run (`Rows::run_len`): row r's base is `b0 + r * step`, so
+    // each row's address is one add from the last, with no table of bases to spill.
+    let (b0, step) = rows.run(row0);
     let a = rows.a.as_ptr();
     let (full, tail) = (rows.seg_len / 4, !rows.seg_len.is_multiple_of(4));
     let mut panel = 0;
     while panel < p.panels {
         let two = PAIR && panel + 1 < p.panels;
-        let b0 = p.panel(panel).as_ptr();
-        let b1 = if two { p.panel(panel + 1).as_ptr() } else { b0 };
+        let w0p = p.panel(panel).as_ptr();
+        let w1p = if two {
+            p.panel(panel + 1).as_ptr()
+        } else {
+            w0p
+        };
         let mut acc0 = [_mm512_setzero_si512(); R];
         let mut acc1 = [_mm512_setzero_si512(); R];
         // Each row's 4 bytes are broadcast straight from memory inside the row loop: read
@@ -468,14 +474,15 @@ unsafe fn block<const R: usize, const PAIR: bool>(
         let mut g = 0;
         for &s in rows.segs {
             for q in 0..full {
-                let off = s + 4 * q;
                 // SAFETY: group g < k4 lies inside each panel (k4 * 64 bytes).
-                let w0 = unsafe { _mm512_loadu_si512(b0.add(g * 64).cast()) };
-                let w1 = unsafe { _mm512_loadu_si512(b1.add(g * 64).cast()) };
+                let w0 = unsafe { _mm512_loadu_si512(w0p.add(g * 64).cast()) };
+                let w1 = unsafe { _mm512_loadu_si512(w1p.add(g * 64).cast()) };
+                let mut at = a.wrapping_add(b0 + s + 4 * q);
                 for r in 0..R {
-                    // SAFETY: base + s + 4q + 4 <= base + s + seg_len, inside `a` by
-                    // `rows.check()`.
-                    let v = unsafe { a.add(bases[r] + off).cast::<i32>().read_unaligned() };
+                    // SAFETY: row r's base + s + 4q + 4 <= its base + s + seg_len, inside
+                    // `a` by `rows.check()`.
+                    let v = unsafe { at.cast::<i32>().read_unaligned() };
+                    at = at.wrapping_add(step);
                     let x = _mm512_set1_epi32(v);
                     acc0[r] = _mm512_dpbusd_epi32(acc0[r], x, w0);
                     if two {
@@ -489,10 +496,10 @@ unsafe fn block<const R: usize, const PAIR: bool>(
             // Only a single-segment (matrix) row has a ragged end.
             let s = rows.segs[0];
             // SAFETY: as above.
-            let w0 = unsafe { _mm512_loadu_si512(b0.add(g * 64).cast()) };
-            let w1 = unsafe { _mm512_loadu_si512(b1.add(g * 64).cast()) };
+            let w0 = unsafe { _mm512_loadu_si512(w0p.add(g * 64).cast()) };
+            let w1 = unsafe { _mm512_loadu_si512(w1p.add(g * 64).cast()) };
             for r in 0..R {
-                let x = _mm512_set1_epi32(quad(&rows.a[bases[r] + s..], full, rows.seg_len));
+                let x = _mm512_set1_epi32(quad(&rows.a[b0 + r * step + s..], full, rows.seg_len));
                 acc0[r] = _mm512_dpbusd_epi32(acc0[r], x, w0);
                 if two {
                     acc1[r] = _mm512_dpbusd_epi32(acc1[r], x, w1);
