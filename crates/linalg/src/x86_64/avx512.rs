@@ -452,8 +452,9 @@ unsafe fn block<const R: usize, const PAIR: bool>(
     p: &Packed,
     sink: &mut Sink,
 ) {
-    // The block's rows are one run (`Rows::run_len`): row r's base is `b0 + r * step`, so
-    // each row's address is one add from the last, with no table of bases to spill.
+    // The block's rows are one run: every caller takes R from `Rows::run_len`, so row r's
+    // base is `b0 + r * step` (what the reads below rely on to stay inside `a`), and each
+    // row's address is one add from the last, with no table of bases to spill.
     let (b0, step) = rows.run(row0);
     let a = rows.a.as_ptr();
     let (full, tail) = (rows.seg_len / 4, !rows.seg_len.is_multiple_of(4));
