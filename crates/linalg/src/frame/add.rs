@@ -2,8 +2,10 @@
 //! fixed-point sum: `y = zo + round(ma * (a - za) + mb * (b - zb))` with `ma = sa / so` and
 //! `mb = sb / so` held as integers at `2^-30`, summed in i64 and rounded once (half up), then
 //! clamped. This is ONNX Runtime's `QLinearAdd` and PyTorch's `quantized::add` in integer
-//! form; the rule lives here, beside [`crate::Requant`], so that the vector kernels and the
-//! scalar definition they are tested against are one crate's.
+//! form: it differs from the real-number formula only where the multipliers' rounding
+//! (relative `2^-31`) moves a value across a rounding boundary, by one step. The rule lives
+//! here, beside [`crate::Requant`], so that the vector kernels and the scalar definition
+//! they are tested against are one crate's.
 
 /// Fractional bits of the multipliers.
 pub const ADD_SHIFT: u32 = 30;

@@ -1,13 +1,10 @@
 //! The Add of a residual block, in f32 and integer end to end.
 //!
-//! The integer Add (its rule and vector kernels are `quantlab_linalg::QAdd` and `add_u8`)
-//! requantizes both inputs to the output's parameters in one fixed-point
-//! sum: `y = zo + round(ma * (a - za) + mb * (b - zb))` with `ma = sa / so` and `mb = sb / so`
-//! held as integers at `2^-30`, summed in i64 and rounded once (half up), then clamped (at
-//! the zero point with a fused ReLU). This is ONNX Runtime's `QLinearAdd` and PyTorch's
-//! `quantized::add` (`add_relu`) in integer form: the result differs from the real-number
-//! formula only where the multipliers' rounding (relative `2^-31`) moves a value across a
-//! rounding boundary, by one step.
+//! The integer Add requantizes both inputs to the output's grid in one fixed-point sum,
+//! clamped (at the zero point with a fused ReLU): ONNX Runtime's `QLinearAdd` and
+//! PyTorch's `quantized::add` (`add_relu`) in integer form. Its rule and vector kernels
+//! live in quantlab-linalg (`QAdd`, `add_u8`); this module builds one from a model's
+//! calibrated points and keeps the tabulated form for Adds without a vector form.
 
 use quantlab_linalg::QAdd;
 
