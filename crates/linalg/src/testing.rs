@@ -1,16 +1,18 @@
 //! The self-test every kernel path runs against the scalar reference: `self_test!(module,
 //! path)` (invoked at the end of this file, once per path) expands to a test module
-//! checking, for that path, the raw int8 GEMM on random and
-//! odd shapes, the requantizing epilogue, the extremes that would saturate a 16-bit
-//! intermediate, rows read in place against the same rows gathered, the fused
-//! requantization where the path has it, and the float GEMM against an f64 reference. On a
-//! CPU without the path the tests say so on one line and check nothing else.
+//! checking, for that path, the raw int8 GEMM on random and odd shapes, the requantizing
+//! epilogue, the extremes that would saturate a 16-bit intermediate, rows read in place
+//! against the same rows gathered, the fused requantization and convolution + max pool
+//! where the path has them, and the float GEMM against an f64 reference. On a CPU without
+//! the path the tests say so on one line and check nothing else.
 
 use quantlab_data::rng::Rng;
 
 use crate::frame::epilogue::{Epilogue, OutLayout};
+use crate::frame::geom::{ConvGeom, PoolGeom};
+use crate::frame::nhwc::{self, Taps};
 use crate::frame::requant::Requant;
-use crate::frame::rows::{RowMap, Rows};
+use crate::frame::rows::{PoolShape, RowMap, Rows};
 use crate::frame::sgemm::PackedF32;
 use crate::frame::weights::QWeights;
 use crate::{KernelPath, Ops};
@@ -218,6 +220,94 @@ pub fn rows_in_place(ops: &Ops) {
     assert!(overlapping >= 10, "only {overlapping} cases overlap");
 }
 
+/// The fused convolution + max pool (where the path has one) against the reference's
+/// requantized convolution pooled afterwards: 2x2 windows (the in-register kernel) and
+/// others (the general one), one to three panels of outputs, odd maps whose last row or
+/// column no window covers, strides, padding, one to sixteen input channels.
+pub fn conv_pool(ops: &Ops) {
+    let mut rng = Rng::new(44);
+    let mut fused = 0;
+    for case in 0..48 {
+        let c = [1, 3, 16, 5][case % 4];
+        let hw = [3 + rng.below(11), 3 + rng.below(11)];
+        let kernel = [[3, 3], [1, 1], [2, 3], [3, 1]][case / 4 % 4];
+        let stride = [1 + rng.below(2), 1 + rng.below(2)];
+        let pad = [rng.below(2), rng.below(2)];
+        let window = [[2, 2], [2, 2], [3, 3], [1, 2], [2, 1], [3, 2]][case % 6];
+        let n = [16, 5, 32, 40, 17, 12][case / 2 % 6];
+        let Some(g) = ConvGeom::new(c, hw, kernel, stride, pad) else {
+            continue;
+        };
+        let Some(pg) = PoolGeom::new(n, g.out_hw, window, window) else {
+            continue;
+        };
+        let taps = Taps::new(&g);
+        let seg_len = taps.seg_len_to(ops.seg_multiple());
+        let x: Vec<u8> = (0..c * hw[0] * hw[1])
+            .map(|_| rng.below(256) as u8)
+            .collect();
+        let zp = rng.below(256) as u8;
+        let mut padded = Vec::new();
+        nhwc::pad(&x, &g, zp, &mut padded);
+        let rows = Rows {
+            a: &padded,
+            m: g.pixels(),
+            segs: &taps.offsets,
+            seg_len,
+            map: RowMap::Conv {
+                row_step: taps.row_step,
+                col_step: taps.col_step,
+                ow: taps.ow,
+            },
+        };
+        let qw = random_weights(&mut rng, n, rows.k());
+        let packed = ops.pack(&qw);
+        let offset: Vec<i32> = (0..n).map(|_| rng.below(40_001) as i32 - 20_000).collect();
+        let requant: Vec<Requant> = (0..n)
+            .map(|_| Requant::new(10f64.powf(-5.5 + 3.0 * rng.uniform())))
+            .collect();
+        let Some(rq) = ops.requantizer(&offset, &requant, &packed) else {
+            continue;
+        };
+        fused += 1;
+        let zo = rng.below(256) as i32;
+        let clamp @ (_, lo, hi) = (zo, if case % 3 == 0 { zo } else { 0 }, 255);
+        // The reference: every conv pixel requantized, then pooled.
+        let mut flat = vec![0u8; rows.m * rows.k()];
+        crate::frame::rows::gather(&rows, &mut flat);
+        let mut conv = vec![0u8; rows.m * n];
+        let mut epi = Epilogue::Requant {
+            offset: &offset,
+            requant: &requant,
+            zo,
+            lo,
+            hi,
+            layout: OutLayout::RowMajor,
+            out: &mut conv,
+        };
+        reference().qgemm(rows.m, &flat, rows.k(), &reference().pack(&qw), &mut epi);
+        let pooled = pg.out_hw[0] * pg.out_hw[1];
+        let mut want = vec![0u8; pooled * n];
+        nhwc::maxpool(&conv, 1, &pg, &mut want);
+        let shape = PoolShape {
+            ow: g.out_hw[1],
+            out_hw: pg.out_hw,
+            window,
+        };
+        let mut got = vec![0u8; pooled * n];
+        ops.conv_pool(&rows, &packed, &rq, clamp, shape, &mut Vec::new(), &mut got);
+        assert!(
+            got == want,
+            "{:?} case {case}: {c} -> {n} channels, {hw:?} kernel {kernel:?} stride {stride:?} \
+             pad {pad:?}, pool {window:?}",
+            ops.path()
+        );
+    }
+    if ops.path() == KernelPath::Avx512Vnni {
+        assert!(fused >= 30, "only {fused} fused cases ran");
+    }
+}
+
 /// `rows` through `ops` against the same rows gathered into a matrix, by the reference.
 fn check_rows(ops: &Ops, rng: &mut Rng, rows: &Rows<u8>, n: usize) {
     let (m, k) = (rows.m, rows.k());
@@ -339,6 +429,11 @@ macro_rules! self_test {
             #[test]
             fn rows_read_in_place_match_gathered_rows() {
                 run("rows_read_in_place_match_gathered_rows", t::rows_in_place);
+            }
+
+            #[test]
+            fn fused_conv_pools_match_the_reference() {
+                run("fused_conv_pools_match_the_reference", t::conv_pool);
             }
 
             #[test]

@@ -91,6 +91,17 @@ impl<'a, T> Rows<'a, T> {
         }
     }
 
+    /// `(row_step, col_step)` of a convolution's rows (`None` for a matrix): conv pixel
+    /// `(oy, ox)` starts at `oy * row_step + ox * col_step`.
+    pub fn conv_steps(&self) -> Option<(usize, usize)> {
+        match self.map {
+            RowMap::Strided { .. } => None,
+            RowMap::Conv {
+                row_step, col_step, ..
+            } => Some((row_step, col_step)),
+        }
+    }
+
     /// Bases of rows `row0..row0 + R`: one division per block, then steps.
     #[inline(always)]
     pub fn bases<const R: usize>(&self, row0: usize) -> [usize; R] {

@@ -48,7 +48,7 @@ fn quad(row: &[u8], g: usize, k: usize) -> i32 {
 
 /// Per-output requantization constants, padded to whole panels, for the fused epilogue.
 #[derive(Debug, Clone)]
-struct Fused {
+pub(super) struct Fused {
     offset: Vec<i32>,
     /// Multipliers as i32, one per output.
     mult: Vec<i32>,
@@ -162,6 +162,14 @@ pub fn conv_pool_rows(
     let pooled = pool.out_hw[0] * pool.out_hw[1];
     assert!(out.len() >= pooled * w.n, "output buffer too short");
     check(rows, w, Some(rq));
+    if super::vnni_pool::applies(rows, &pool) {
+        // SAFETY: features checked above; reads bounded by `rows.check()`, writes by the
+        // output size (asserted above).
+        unsafe {
+            super::vnni_pool::conv_pool2(rows, w.quads(), &rq.0, (zo, lo, hi), pool, w.n, out)
+        };
+        return;
+    }
     let stride = w.quads().panels * NR;
     buf.clear();
     buf.resize(pooled * stride, i32::MIN);
@@ -343,54 +351,117 @@ enum Sink<'a> {
 /// [`Requant::apply`]; the panel's constants are loaded once for all rows.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512dq,avx512vl")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn requant_panel<const R: usize>(
+pub(super) unsafe fn requant_panel<const R: usize>(
     acc: &[__m512i; R],
     panel: usize,
     row0: usize,
     f: &Fused,
-    (zo, lo, hi): (i32, i32, i32),
+    c: (i32, i32, i32),
     layout: OutLayout,
     n: usize,
     out: &mut [u8],
 ) {
-    let c0 = panel * NR;
-    // SAFETY: 16 i32 / 2 x 8 i64 at the panel's offset, inside the padded vectors.
-    let (off, m, sh_e, sh_o, rd_e, rd_o) = unsafe {
-        (
-            _mm512_loadu_si512(f.offset[c0..].as_ptr().cast()),
-            _mm512_loadu_si512(f.mult[c0..].as_ptr().cast()),
-            _mm512_loadu_si512(f.shift[c0..].as_ptr().cast()),
-            _mm512_loadu_si512(f.shift[c0 + 8..].as_ptr().cast()),
-            _mm512_loadu_si512(f.round[c0..].as_ptr().cast()),
-            _mm512_loadu_si512(f.round[c0 + 8..].as_ptr().cast()),
-        )
-    };
-    let m_odd = _mm512_srli_epi64::<32>(m);
-    let (vzo, vlo, vhi) = (
-        _mm512_set1_epi32(zo),
-        _mm512_set1_epi32(lo),
-        _mm512_set1_epi32(hi),
-    );
-    let valid = (n - c0).min(NR);
-    let mask = if valid == NR {
-        u16::MAX
-    } else {
-        (1u16 << valid) - 1
-    };
+    let k = PanelRequant::new(f, panel, c, n);
     for (r, a) in acc.iter().enumerate() {
-        let x = _mm512_add_epi32(*a, off);
+        let (base, step) = layout.row_base(row0 + r, n);
+        k.store(*a, base, step, out);
+    }
+}
+
+/// One panel's requantization constants in registers, for kernels that requantize many
+/// rows of that panel in one call (loaded once, not per row block).
+#[derive(Clone, Copy)]
+pub(super) struct PanelRequant {
+    off: __m512i,
+    m: __m512i,
+    m_odd: __m512i,
+    sh_e: __m512i,
+    sh_o: __m512i,
+    rd_e: __m512i,
+    rd_o: __m512i,
+    zo: __m512i,
+    lo: __m512i,
+    hi: __m512i,
+    /// First output of the panel, and of the layer.
+    c0: usize,
+    n: usize,
+    /// Outputs of the panel below `n`, and their mask.
+    valid: usize,
+    mask: u16,
+}
+
+impl PanelRequant {
+    /// The constants of `panel` (its first output below `n`).
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512dq,avx512vl")]
+    #[inline]
+    pub(super) fn new(f: &Fused, panel: usize, (zo, lo, hi): (i32, i32, i32), n: usize) -> Self {
+        let c0 = panel * NR;
+        let load = |v: &[i32]| {
+            assert!(v.len() >= NR);
+            // SAFETY: 16 i32 inside `v`.
+            unsafe { _mm512_loadu_si512(v.as_ptr().cast()) }
+        };
+        let load64 = |v: &[i64]| {
+            assert!(v.len() >= 8);
+            // SAFETY: 8 i64 inside `v`.
+            unsafe { _mm512_loadu_si512(v.as_ptr().cast()) }
+        };
+        let m = load(&f.mult[c0..]);
+        let valid = (n - c0).min(NR);
+        Self {
+            off: load(&f.offset[c0..]),
+            m,
+            m_odd: _mm512_srli_epi64::<32>(m),
+            sh_e: load64(&f.shift[c0..]),
+            sh_o: load64(&f.shift[c0 + 8..]),
+            rd_e: load64(&f.round[c0..]),
+            rd_o: load64(&f.round[c0 + 8..]),
+            zo: _mm512_set1_epi32(zo),
+            lo: _mm512_set1_epi32(lo),
+            hi: _mm512_set1_epi32(hi),
+            c0,
+            n,
+            valid,
+            mask: if valid == NR {
+                u16::MAX
+            } else {
+                (1u16 << valid) - 1
+            },
+        }
+    }
+
+    /// Outputs of the layer (the row length of a row-major output).
+    pub(super) fn n(&self) -> usize {
+        self.n
+    }
+
+    /// The panel's 16 outputs of one row of accumulators as bytes.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512dq,avx512vl")]
+    #[inline]
+    pub(super) fn bytes(&self, a: __m512i) -> __m128i {
+        let x = _mm512_add_epi32(a, self.off);
         // Exact 32x32->64 products of the even and the odd lanes (`vpmuldq`), rounded and
         // shifted per output, then the two halves interleaved back into 16 i32.
-        let even = _mm512_srav_epi64(_mm512_add_epi64(_mm512_mul_epi32(x, m), rd_e), sh_e);
-        let odd = _mm512_mul_epi32(_mm512_srli_epi64::<32>(x), m_odd);
-        let odd = _mm512_srav_epi64(_mm512_add_epi64(odd, rd_o), sh_o);
+        let even = _mm512_mul_epi32(x, self.m);
+        let even = _mm512_srav_epi64(_mm512_add_epi64(even, self.rd_e), self.sh_e);
+        let odd = _mm512_mul_epi32(_mm512_srli_epi64::<32>(x), self.m_odd);
+        let odd = _mm512_srav_epi64(_mm512_add_epi64(odd, self.rd_o), self.sh_o);
         let q = _mm512_mask_blend_epi32(0xAAAA, even, _mm512_slli_epi64::<32>(odd));
-        let q = _mm512_min_epi32(_mm512_max_epi32(_mm512_add_epi32(q, vzo), vlo), vhi);
-        let bytes = _mm512_cvtepi32_epi8(q);
-        let (base, step) = layout.row_base(row0 + r, n);
+        let q = _mm512_add_epi32(q, self.zo);
+        _mm512_cvtepi32_epi8(_mm512_min_epi32(_mm512_max_epi32(q, self.lo), self.hi))
+    }
+
+    /// Requantizes one row of accumulators into `out`: output `c0 + j` of the row at
+    /// `base + (c0 + j) * step` (panics past the end of `out`).
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512dq,avx512vl")]
+    #[inline]
+    pub(super) fn store(&self, a: __m512i, base: usize, step: usize, out: &mut [u8]) {
+        let bytes = self.bytes(a);
+        let (c0, valid) = (self.c0, self.valid);
         if step == 1 {
+            assert!(base + c0 + valid <= out.len(), "output row past the buffer");
             // SAFETY: writes `valid` bytes at base + c0 .. base + c0 + valid <= out.len().
-            unsafe { _mm_mask_storeu_epi8(out[base + c0..].as_mut_ptr().cast(), mask, bytes) };
+            unsafe { _mm_mask_storeu_epi8(out[base + c0..].as_mut_ptr().cast(), self.mask, bytes) };
         } else {
             let mut b = [0u8; 16];
             // SAFETY: 16 bytes into a 16-byte array.
