@@ -73,7 +73,7 @@ struct Kernel<'a> {
 
 impl Kernel<'_> {
     /// Every pooled pixel against `panel` (and `panel + 1` where `PAIR`), `P` pooled pixels
-    /// of a row at a time, then the row's last `pw % P` one by one.
+    /// of a row at a time, then the row's last `pw % P` together.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512dq,avx512vl")]
     unsafe fn pass<const P: usize, const W: usize, const PAIR: bool>(
         &self,
@@ -89,9 +89,14 @@ impl Kernel<'_> {
                 unsafe { self.block::<P, W, PAIR>(panel, rq, py, px, out) };
                 px += P;
             }
-            while px < self.pw {
-                unsafe { self.block::<1, 2, PAIR>(panel, rq, py, px, out) };
-                px += 1;
+            // The row's last pw % P pooled pixels in one block (P = 4 leaves up to 3).
+            unsafe {
+                match self.pw - px {
+                    3 => self.block::<3, 6, PAIR>(panel, rq, py, px, out),
+                    2 => self.block::<2, 4, PAIR>(panel, rq, py, px, out),
+                    1 => self.block::<1, 2, PAIR>(panel, rq, py, px, out),
+                    _ => {}
+                }
             }
         }
     }
