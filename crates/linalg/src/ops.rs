@@ -24,6 +24,7 @@ type QgemmRowsFn = fn(&Rows<u8>, &PackedI8, &mut Epilogue);
 type ConvPoolFn =
     fn(&Rows<u8>, &PackedI8, &Requantizer, Clamp, PoolShape, &mut Vec<i32>, &mut [u8]);
 type SgemmFn = fn(&Rows<f32>, &PackedF32, bool, &mut [f32]);
+type SgemmPoolFn = fn(&Rows<f32>, &PackedF32, bool, PoolShape, &mut [f32]) -> bool;
 type EpilogueFn = fn(&mut Epilogue, usize, usize, usize, &[i32], usize);
 
 /// A path's GEMMs with the requantization done in registers, from constants prepared once.
@@ -45,6 +46,9 @@ pub struct Ops {
     qgemm_rows: Option<QgemmRowsFn>,
     fused: Option<FusedOps>,
     sgemm: SgemmFn,
+    /// The float convolution with the max pool after it in registers, for the pools it
+    /// takes (it says whether it ran).
+    sgemm_pool: Option<SgemmPoolFn>,
     /// The epilogue over a block of accumulators computed outside the GEMMs (depthwise
     /// convolutions): vectorised where the path has a vector requantizer.
     epilogue: EpilogueFn,
@@ -191,6 +195,21 @@ impl Ops {
         (self.fused(rq).conv_pool)(rows, w, rq, c, pool, buf, out)
     }
 
+    /// A float convolution and the non-overlapping max pool after it in one pass (`out` is
+    /// `[pooled pixels, n]`, bias and ReLU applied), where this path's float kernels have
+    /// that form for `pool`; `false`, with nothing written, where not: the caller then runs
+    /// [`Self::sgemm`] into a map and pools it, which gives the same values.
+    pub fn sgemm_pool(
+        &self,
+        rows: &Rows<f32>,
+        w: &PackedF32,
+        relu: bool,
+        pool: PoolShape,
+        out: &mut [f32],
+    ) -> bool {
+        self.sgemm_pool.is_some_and(|f| f(rows, w, relu, pool, out))
+    }
+
     /// The float layer `out = act(bias + rows x w^T)`, row-major.
     pub fn sgemm(&self, rows: &Rows<f32>, w: &PackedF32, relu: bool, out: &mut [f32]) {
         (self.sgemm)(rows, w, relu, out)
@@ -262,6 +281,7 @@ fn build(path: KernelPath) -> Ops {
         qgemm_rows: None,
         fused: None,
         sgemm: scalar_sgemm,
+        sgemm_pool: None,
         epilogue: |epi, row0, rows, n, acc, stride| epi.apply_block(row0, rows, n, acc, stride),
         seg_multiple: 4,
     };
@@ -278,20 +298,25 @@ fn build(path: KernelPath) -> Ops {
 /// the widest this CPU runs (AVX-512F on the VNNI path, else AVX2 + FMA, else scalar).
 #[cfg(target_arch = "x86_64")]
 fn x86_64_ops(path: KernelPath, base: Ops) -> Ops {
-    use crate::x86_64::{avx2, avx512, sgemm as x86_sgemm};
+    use crate::x86_64::{avx2, avx512, sgemm as x86_sgemm, sgemm_pool};
     let cpu = CpuFeatures::get();
-    let (f32_name, sgemm): (&'static str, SgemmFn) =
+    let (f32_name, sgemm, sgemm_pool): (&'static str, SgemmFn, Option<SgemmPoolFn>) =
         if cpu.avx512f && path == KernelPath::Avx512Vnni {
-            ("avx512f", x86_sgemm::sgemm_avx512)
+            (
+                "avx512f",
+                x86_sgemm::sgemm_avx512,
+                Some(sgemm_pool::sgemm_pool2_avx512),
+            )
         } else if cpu.avx2_fma() {
-            ("avx2-fma", x86_sgemm::sgemm_avx2_fma)
+            ("avx2-fma", x86_sgemm::sgemm_avx2_fma, None)
         } else {
-            ("scalar", scalar_sgemm)
+            ("scalar", scalar_sgemm, None)
         };
     match path {
         KernelPath::Avx512Vnni => Ops {
             f32_name,
             sgemm,
+            sgemm_pool,
             layout: |w| I8Layout::Quads(Packed::new(&w.w, w.n, w.k)),
             qgemm: avx512::qgemm,
             qgemm_rows: Some(avx512::qgemm_rows),
@@ -317,6 +342,7 @@ fn x86_64_ops(path: KernelPath, base: Ops) -> Ops {
         _ => Ops {
             f32_name,
             sgemm,
+            sgemm_pool,
             layout: |w| I8Layout::Pairs(Packed16::new(&w.w, w.n, w.k)),
             qgemm: avx2::qgemm,
             qgemm_rows: Some(avx2::qgemm_rows),

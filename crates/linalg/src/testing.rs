@@ -3,7 +3,8 @@
 //! checking, for that path, the raw int8 GEMM on random and odd shapes, the requantizing
 //! epilogue, the extremes that would saturate a 16-bit intermediate, rows read in place
 //! against the same rows gathered, the fused requantization and convolution + max pool
-//! where the path has them, and the float GEMM against an f64 reference. On a CPU without
+//! where the path has them, the float GEMM against an f64 reference and its fused
+//! convolution + pool against its pooled map. On a CPU without
 //! the path the tests say so on one line and check nothing else.
 
 use quantlab_data::rng::Rng;
@@ -308,6 +309,77 @@ pub fn conv_pool(ops: &Ops) {
     }
 }
 
+/// The float convolution + max pool in one pass (where the path has it) against the same
+/// path's GEMM into a map pooled afterwards: the same bits (bias and ReLU commute with max),
+/// on 2x2 windows over one to three panels, odd maps, strides and padding; other windows
+/// are declined with nothing written.
+pub fn float_conv_pool(ops: &Ops) {
+    let mut rng = Rng::new(45);
+    let mut ran = 0;
+    for case in 0..40 {
+        let c = [1, 3, 16, 5][case % 4];
+        let hw = [3 + rng.below(11), 3 + rng.below(11)];
+        let kernel = [[3, 3], [1, 1], [2, 3], [5, 5]][case / 4 % 4];
+        let stride = [1 + rng.below(2), 1 + rng.below(2)];
+        let pad = [rng.below(3), rng.below(3)];
+        let window = if case % 5 == 4 { [3, 3] } else { [2, 2] };
+        let n = [16, 5, 32, 40, 17][case / 2 % 5];
+        let Some(g) = ConvGeom::new(c, hw, kernel, stride, pad) else {
+            continue;
+        };
+        let Some(pg) = PoolGeom::new(n, g.out_hw, window, window) else {
+            continue;
+        };
+        let taps = Taps::new(&g);
+        let x: Vec<f32> = (0..c * hw[0] * hw[1])
+            .map(|_| rng.normal() as f32)
+            .collect();
+        let mut padded = Vec::new();
+        nhwc::pad(&x, &g, 0.0, &mut padded);
+        let rows = Rows {
+            a: &padded,
+            m: g.pixels(),
+            segs: &taps.offsets,
+            seg_len: taps.seg_len,
+            map: RowMap::Conv {
+                row_step: taps.row_step,
+                col_step: taps.col_step,
+                ow: taps.ow,
+            },
+        };
+        let k = rows.k();
+        let wv: Vec<f32> = (0..n * k).map(|_| rng.normal() as f32 * 0.3).collect();
+        let bias: Vec<f32> = (0..n).map(|_| rng.normal() as f32).collect();
+        let w = PackedF32::new(&wv, &bias, n, k);
+        let relu = case % 3 != 0;
+        let mut map = vec![0f32; rows.m * n];
+        ops.sgemm(&rows, &w, relu, &mut map);
+        let pooled = pg.out_hw[0] * pg.out_hw[1] * n;
+        let mut want = vec![0f32; pooled];
+        nhwc::maxpool(&map, 1, &pg, &mut want);
+        let shape = PoolShape {
+            ow: g.out_hw[1],
+            out_hw: pg.out_hw,
+            window,
+        };
+        let mut got = vec![f32::NAN; pooled];
+        if ops.sgemm_pool(&rows, &w, relu, shape, &mut got) {
+            ran += 1;
+            assert!(
+                got == want,
+                "{:?} case {case}: {c} -> {n} channels, {hw:?} kernel {kernel:?} stride \
+                 {stride:?} pad {pad:?}, relu {relu}",
+                ops.path()
+            );
+        } else {
+            assert!(got.iter().all(|v| v.is_nan()), "declined but wrote");
+        }
+    }
+    if ops.path() == KernelPath::Avx512Vnni && crate::CpuFeatures::get().avx512f {
+        assert!(ran >= 20, "only {ran} cases ran the fused float kernel");
+    }
+}
+
 /// `rows` through `ops` against the same rows gathered into a matrix, by the reference.
 fn check_rows(ops: &Ops, rng: &mut Rng, rows: &Rows<u8>, n: usize) {
     let (m, k) = (rows.m, rows.k());
@@ -434,6 +506,11 @@ macro_rules! self_test {
             #[test]
             fn fused_conv_pools_match_the_reference() {
                 run("fused_conv_pools_match_the_reference", t::conv_pool);
+            }
+
+            #[test]
+            fn float_conv_pools_match_the_pooled_map() {
+                run("float_conv_pools_match_the_pooled_map", t::float_conv_pool);
             }
 
             #[test]

@@ -658,9 +658,16 @@ impl Session {
             let rows = conv_rows(padded, g, taps, taps.seg_len);
             match pool {
                 Some(pg) => {
-                    map.resize(d.out_len(), 0.0);
-                    self.ops.sgemm(&rows, w, d.relu, map);
-                    nhwc::maxpool(map, 1, pg, ys);
+                    let shape = PoolShape {
+                        ow: g.out_hw[1],
+                        out_hw: pg.out_hw,
+                        window: pg.stride,
+                    };
+                    if !self.ops.sgemm_pool(&rows, w, d.relu, shape, ys) {
+                        map.resize(d.out_len(), 0.0);
+                        self.ops.sgemm(&rows, w, d.relu, map);
+                        nhwc::maxpool(map, 1, pg, ys);
+                    }
                 }
                 None => self.ops.sgemm(&rows, w, d.relu, ys),
             }
