@@ -397,3 +397,38 @@ fn layer_times_follow_the_fused_steps() {
         }
     }
 }
+
+/// A batch large enough to split runs in slices that the threads take as they come: the
+/// logits are one thread's, in order, in float and int8, whatever the slice count (the
+/// batch of 50 at 2 and 3 threads: slices of 7 and 5, a short last one).
+#[test]
+fn a_batch_split_into_slices_returns_one_threads_logits_in_order() {
+    let mut rng = Rng::new(11);
+    let net = Network::from_nodes(
+        vec![784],
+        vec![
+            Node::Dense(linear(&mut rng, 784, 128, true)),
+            Node::Dense(linear(&mut rng, 128, 10, false)),
+        ],
+    )
+    .unwrap();
+    let batch = 50;
+    let x: Vec<f32> = (0..batch * 784).map(|_| rng.normal() as f32).collect();
+    let opts = QuantizeOptions {
+        method: MethodKind::Static,
+        calib: batch,
+        ..QuantizeOptions::default()
+    };
+    let q = quantize(&net, &opts, &x, &Engine::default()).unwrap();
+    for model in [QuantModel::float(net.clone()), q] {
+        for path in paths() {
+            let one = Engine { path, threads: 1 }.prepare(&model).unwrap();
+            let want = one.run(&x, batch).unwrap();
+            for threads in [2, 3] {
+                let s = Engine { path, threads }.prepare(&model).unwrap();
+                assert_eq!(s.threads_for(batch), threads, "the batch splits");
+                assert_eq!(s.run(&x, batch).unwrap(), want, "{path:?} x{threads}");
+            }
+        }
+    }
+}

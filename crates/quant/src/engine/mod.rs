@@ -24,6 +24,7 @@ pub mod plan;
 pub mod residual;
 
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use buffers::{Buffers, Pooled, Stash};
 use quantlab_linalg::frame::nhwc::{self, Taps};
@@ -105,6 +106,13 @@ impl Act {
 
 /// Smallest batch split across threads (smaller ones, batch 1 above all, stay on one).
 pub const PARALLEL_MIN_BATCH: usize = 8;
+
+/// Slices of a parallel batch per thread (see [`Session::run`]).
+const SLICES_PER_THREAD: usize = 4;
+
+/// Fewest samples in a slice of a parallel batch: below this the per-call work of the
+/// forward pass (buffers, the logits' copy) starts to show.
+const PARALLEL_MIN_SLICE: usize = 4;
 
 /// Least multiply-accumulates (model MACs x batch) worth splitting across threads: about
 /// 25 us of work on the fastest int8 path, well above what handing work to another thread
@@ -227,10 +235,11 @@ impl Session {
 
     /// Logits `[batch, classes]` for `x` (`[batch, in_len]`, normalised inputs).
     ///
-    /// With `threads > 1` a large enough batch is split into `threads` slices that run the
-    /// whole network in parallel (one fork per call, not one per layer). Samples are
-    /// independent, so the logits are the same bits as one thread's, except for models
-    /// with dynamic layers, whose activation range is per batch: those run on one thread.
+    /// With `threads > 1` a large enough batch is cut into slices of samples that the
+    /// threads take from a shared counter, each running the whole network on its slices
+    /// (one fork per call, not one per layer). Samples are independent, so the logits are
+    /// the same bits as one thread's, except for models with dynamic layers, whose
+    /// activation range is per batch: those run on one thread.
     pub fn run(&self, x: &[f32], batch: usize) -> Result<Vec<f32>> {
         self.check_input(x, batch)?;
         let threads = self.threads_for(batch);
@@ -238,23 +247,37 @@ impl Session {
             return Ok(self.forward(x, batch, false, &mut |_, _| {}));
         }
         let d = self.model.network.in_len();
-        let per = batch.div_ceil(threads);
-        let chunks: Vec<&[f32]> = x.chunks(per * d).collect();
-        let mut parts: Vec<Option<Vec<f32>>> = (0..chunks.len()).map(|_| None).collect();
-        let run = |xs: &[f32]| Some(self.forward(xs, xs.len() / d, false, &mut |_, _| {}));
-        // The calling thread runs the first slice itself while pool threads take the others:
-        // a sleeping worker's wake-up then overlaps useful work instead of preceding all of it
-        // (par_chunks handed every slice to the pool: int8 CNN batch 64 scaled 1.50x, not 1.7x).
-        let (first, rest) = parts.split_first_mut().expect("batch >= 1");
-        rayon::in_place_scope(|s| {
-            for (slot, xs) in rest.iter_mut().zip(&chunks[1..]) {
-                s.spawn(move |_| *slot = run(xs));
+        // More slices than threads: on a shared machine a thread can start late (a sleeping
+        // pool worker's wake-up) or run slow (a neighbour's load on its core), and with one
+        // slice per thread the whole call waits for it (on 2 vCPUs of a VM, a 200 us batch
+        // gained 1.0-1.5x from a second thread). With several, the others take its share.
+        let per = batch
+            .div_ceil(threads * SLICES_PER_THREAD)
+            .max(PARALLEL_MIN_SLICE);
+        let slices: Vec<&[f32]> = x.chunks(per * d).collect();
+        let next = AtomicUsize::new(0);
+        let work = |done: &mut Vec<(usize, Vec<f32>)>| {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(xs) = slices.get(i) else { break };
+                done.push((i, self.forward(xs, xs.len() / d, false, &mut |_, _| {})));
             }
-            *first = run(chunks[0]);
+        };
+        let mut done: Vec<Vec<(usize, Vec<f32>)>> = (0..threads).map(|_| Vec::new()).collect();
+        // The calling thread starts at once while pool threads join as they wake.
+        let (first, rest) = done.split_first_mut().expect("threads >= 2");
+        rayon::in_place_scope(|s| {
+            for d in rest.iter_mut() {
+                s.spawn(|_| work(d));
+            }
+            work(first);
         });
+        let mut parts: Vec<(usize, Vec<f32>)> = done.into_iter().flatten().collect();
+        parts.sort_unstable_by_key(|(i, _)| *i);
+        assert_eq!(parts.len(), slices.len(), "every slice ran once");
         let mut logits = Vec::with_capacity(batch * self.model.network.out_len());
-        for p in parts {
-            logits.extend(p.expect("every slice ran"));
+        for (_, p) in parts {
+            logits.extend(p);
         }
         Ok(logits)
     }
