@@ -221,6 +221,28 @@ pub fn rows_in_place(ops: &Ops) {
     assert!(overlapping >= 10, "only {overlapping} cases overlap");
 }
 
+/// A convolution of test case `case` and the non-overlapping `window` pool after it with
+/// `n` outputs: input channels cycling through 1, 3, 16 and 5, kernels through `kernels`,
+/// maps of 3 to 13 pixels a side, strides of 1 or 2, padding below `pad_below`; `None`
+/// where the kernel or the window does not fit.
+fn conv_case(
+    rng: &mut Rng,
+    case: usize,
+    kernels: &[[usize; 2]],
+    pad_below: usize,
+    window: [usize; 2],
+    n: usize,
+) -> Option<(ConvGeom, PoolGeom)> {
+    let c = [1, 3, 16, 5][case % 4];
+    let hw = [3 + rng.below(11), 3 + rng.below(11)];
+    let kernel = kernels[case / 4 % kernels.len()];
+    let stride = [1 + rng.below(2), 1 + rng.below(2)];
+    let pad = [rng.below(pad_below), rng.below(pad_below)];
+    let g = ConvGeom::new(c, hw, kernel, stride, pad)?;
+    let pg = PoolGeom::new(n, g.out_hw, window, window)?;
+    Some((g, pg))
+}
+
 /// The fused convolution + max pool (where the path has one) against the reference's
 /// requantized convolution pooled afterwards: 2x2 windows (the in-register kernel) and
 /// others (the general one), one to three panels of outputs, odd maps whose last row or
@@ -229,38 +251,19 @@ pub fn conv_pool(ops: &Ops) {
     let mut rng = Rng::new(44);
     let mut fused = 0;
     for case in 0..48 {
-        let c = [1, 3, 16, 5][case % 4];
-        let hw = [3 + rng.below(11), 3 + rng.below(11)];
-        let kernel = [[3, 3], [1, 1], [2, 3], [3, 1]][case / 4 % 4];
-        let stride = [1 + rng.below(2), 1 + rng.below(2)];
-        let pad = [rng.below(2), rng.below(2)];
-        let window = [[2, 2], [2, 2], [3, 3], [1, 2], [2, 1], [3, 2]][case % 6];
+        let kernels = [[3, 3], [1, 1], [2, 3], [3, 1]];
+        let windows = [[2, 2], [2, 2], [3, 3], [1, 2], [2, 1], [3, 2]];
         let n = [16, 5, 32, 40, 17, 12][case / 2 % 6];
-        let Some(g) = ConvGeom::new(c, hw, kernel, stride, pad) else {
-            continue;
-        };
-        let Some(pg) = PoolGeom::new(n, g.out_hw, window, window) else {
+        let Some((g, pg)) = conv_case(&mut rng, case, &kernels, 2, windows[case % 6], n) else {
             continue;
         };
         let taps = Taps::new(&g);
-        let seg_len = taps.seg_len_to(ops.seg_multiple());
-        let x: Vec<u8> = (0..c * hw[0] * hw[1])
+        let x: Vec<u8> = (0..g.in_channels * g.in_hw[0] * g.in_hw[1])
             .map(|_| rng.below(256) as u8)
             .collect();
-        let zp = rng.below(256) as u8;
         let mut padded = Vec::new();
-        nhwc::pad(&x, &g, zp, &mut padded);
-        let rows = Rows {
-            a: &padded,
-            m: g.pixels(),
-            segs: &taps.offsets,
-            seg_len,
-            map: RowMap::Conv {
-                row_step: taps.row_step,
-                col_step: taps.col_step,
-                ow: taps.ow,
-            },
-        };
+        nhwc::pad(&x, &g, rng.below(256) as u8, &mut padded);
+        let rows = taps.rows(&padded, g.pixels(), taps.seg_len_to(ops.seg_multiple()));
         let qw = random_weights(&mut rng, n, rows.k());
         let packed = ops.pack(&qw);
         let offset: Vec<i32> = (0..n).map(|_| rng.below(40_001) as i32 - 20_000).collect();
@@ -290,19 +293,10 @@ pub fn conv_pool(ops: &Ops) {
         let pooled = pg.out_hw[0] * pg.out_hw[1];
         let mut want = vec![0u8; pooled * n];
         nhwc::maxpool(&conv, 1, &pg, &mut want);
-        let shape = PoolShape {
-            ow: g.out_hw[1],
-            out_hw: pg.out_hw,
-            window,
-        };
+        let shape = PoolShape::after(&g, &pg);
         let mut got = vec![0u8; pooled * n];
         ops.conv_pool(&rows, &packed, &rq, clamp, shape, &mut Vec::new(), &mut got);
-        assert!(
-            got == want,
-            "{:?} case {case}: {c} -> {n} channels, {hw:?} kernel {kernel:?} stride {stride:?} \
-             pad {pad:?}, pool {window:?}",
-            ops.path()
-        );
+        assert!(got == want, "{:?} case {case}: {g:?}, {pg:?}", ops.path());
     }
     if ops.path() == KernelPath::Avx512Vnni {
         assert!(fused >= 30, "only {fused} fused cases ran");
@@ -317,36 +311,19 @@ pub fn float_conv_pool(ops: &Ops) {
     let mut rng = Rng::new(45);
     let mut ran = 0;
     for case in 0..40 {
-        let c = [1, 3, 16, 5][case % 4];
-        let hw = [3 + rng.below(11), 3 + rng.below(11)];
-        let kernel = [[3, 3], [1, 1], [2, 3], [5, 5]][case / 4 % 4];
-        let stride = [1 + rng.below(2), 1 + rng.below(2)];
-        let pad = [rng.below(3), rng.below(3)];
+        let kernels = [[3, 3], [1, 1], [2, 3], [5, 5]];
         let window = if case % 5 == 4 { [3, 3] } else { [2, 2] };
         let n = [16, 5, 32, 40, 17][case / 2 % 5];
-        let Some(g) = ConvGeom::new(c, hw, kernel, stride, pad) else {
-            continue;
-        };
-        let Some(pg) = PoolGeom::new(n, g.out_hw, window, window) else {
+        let Some((g, pg)) = conv_case(&mut rng, case, &kernels, 3, window, n) else {
             continue;
         };
         let taps = Taps::new(&g);
-        let x: Vec<f32> = (0..c * hw[0] * hw[1])
+        let x: Vec<f32> = (0..g.in_channels * g.in_hw[0] * g.in_hw[1])
             .map(|_| rng.normal() as f32)
             .collect();
         let mut padded = Vec::new();
         nhwc::pad(&x, &g, 0.0, &mut padded);
-        let rows = Rows {
-            a: &padded,
-            m: g.pixels(),
-            segs: &taps.offsets,
-            seg_len: taps.seg_len,
-            map: RowMap::Conv {
-                row_step: taps.row_step,
-                col_step: taps.col_step,
-                ow: taps.ow,
-            },
-        };
+        let rows = taps.rows(&padded, g.pixels(), taps.seg_len);
         let k = rows.k();
         let wv: Vec<f32> = (0..n * k).map(|_| rng.normal() as f32 * 0.3).collect();
         let bias: Vec<f32> = (0..n).map(|_| rng.normal() as f32).collect();
@@ -357,18 +334,12 @@ pub fn float_conv_pool(ops: &Ops) {
         let pooled = pg.out_hw[0] * pg.out_hw[1] * n;
         let mut want = vec![0f32; pooled];
         nhwc::maxpool(&map, 1, &pg, &mut want);
-        let shape = PoolShape {
-            ow: g.out_hw[1],
-            out_hw: pg.out_hw,
-            window,
-        };
         let mut got = vec![f32::NAN; pooled];
-        if ops.sgemm_pool(&rows, &w, relu, shape, &mut got) {
+        if ops.sgemm_pool(&rows, &w, relu, PoolShape::after(&g, &pg), &mut got) {
             ran += 1;
             assert!(
                 got == want,
-                "{:?} case {case}: {c} -> {n} channels, {hw:?} kernel {kernel:?} stride \
-                 {stride:?} pad {pad:?}, relu {relu}",
+                "{:?} case {case}: {g:?}, {pg:?}, relu {relu}",
                 ops.path()
             );
         } else {

@@ -10,6 +10,7 @@
 //! ([`flatten_columns`]) so that its result is exactly the NCHW model's.
 
 use super::geom::{ConvGeom, PoolGeom};
+use super::rows::{PoolShape, RowMap, Rows};
 
 /// `[c, h, w]` -> `[h, w, c]` for one sample.
 pub fn to_nhwc<T: Copy>(x: &[T], [c, h, w]: [usize; 3], out: &mut [T]) {
@@ -130,6 +131,34 @@ impl Taps {
     #[inline(always)]
     pub fn base(&self, r: usize) -> usize {
         (r / self.ow) * self.row_step + (r % self.ow) * self.col_step
+    }
+
+    /// The convolution's `pixels` output pixels as GEMM rows over one [`pad`]ded sample:
+    /// one segment per kernel row, `seg_len` values long (`kw * c`, or for int8 that
+    /// rounded up to the path's unit).
+    pub fn rows<'a, T>(&'a self, padded: &'a [T], pixels: usize, seg_len: usize) -> Rows<'a, T> {
+        Rows {
+            a: padded,
+            m: pixels,
+            segs: &self.offsets,
+            seg_len,
+            map: RowMap::Conv {
+                row_step: self.row_step,
+                col_step: self.col_step,
+                ow: self.ow,
+            },
+        }
+    }
+}
+
+impl PoolShape {
+    /// The fused pool `pool` after the convolution `conv` (window = stride).
+    pub fn after(conv: &ConvGeom, pool: &PoolGeom) -> Self {
+        Self {
+            ow: conv.out_hw[1],
+            out_hw: pool.out_hw,
+            window: pool.stride,
+        }
     }
 }
 

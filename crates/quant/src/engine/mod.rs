@@ -29,8 +29,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use buffers::{Buffers, Pooled, Stash};
 use quantlab_linalg::frame::nhwc::{self, Taps};
 use quantlab_linalg::{
-    ConvGeom, Epilogue, KernelPath, Ops, OutLayout, PackedF32, PackedI8, PoolGeom, PoolShape,
-    RowMap, Rows,
+    ConvGeom, Epilogue, KernelPath, Ops, OutLayout, PackedF32, PackedI8, PoolGeom, PoolShape, Rows,
 };
 use residual::AddTable;
 
@@ -678,14 +677,10 @@ impl Session {
         } = bufs;
         for (xs, ys) in x.chunks_exact(d.in_len()).zip(y.chunks_exact_mut(out_len)) {
             nhwc::pad(xs, g, 0.0, padded);
-            let rows = conv_rows(padded, g, taps, taps.seg_len);
+            let rows = taps.rows(padded, g.pixels(), taps.seg_len);
             match pool {
                 Some(pg) => {
-                    let shape = PoolShape {
-                        ow: g.out_hw[1],
-                        out_hw: pg.out_hw,
-                        window: pg.stride,
-                    };
+                    let shape = PoolShape::after(g, pg);
                     if !self.ops.sgemm_pool(&rows, w, d.relu, shape, ys) {
                         map.resize(d.out_len(), 0.0);
                         self.ops.sgemm(&rows, w, d.relu, map);
@@ -744,11 +739,7 @@ impl Session {
         let ops = self.ops;
         if let (Some(pg), Some(g), Some(taps), Some(rq)) = (pool, &d.conv, taps, rq) {
             let pooled_len = d.n * pg.out_hw[0] * pg.out_hw[1];
-            let shape = PoolShape {
-                ow: g.out_hw[1],
-                out_hw: pg.out_hw,
-                window: pg.stride,
-            };
+            let shape = PoolShape::after(g, pg);
             let mut out = bufs.take(batch * pooled_len);
             conv_samples(
                 d,
@@ -814,11 +805,7 @@ impl Session {
         let ops = self.ops;
         let c = l.out_clamp(d.relu, d.cap);
         let pooled = pg.out_hw[0] * pg.out_hw[1];
-        let pool = PoolShape {
-            ow: g.out_hw[1],
-            out_hw: pg.out_hw,
-            window: pg.stride,
-        };
+        let pool = PoolShape::after(g, pg);
         let n = d.n;
         // Pooled rows padded to whole 8-lane vectors (the AVX2 epilogue's unit).
         let os = n.next_multiple_of(8);
@@ -997,28 +984,12 @@ fn conv_samples<'o, O>(
     for (xs, os) in samples {
         nhwc::pad(xs, g, zp, &mut padded);
         f(
-            &conv_rows(&padded, g, taps, taps.seg_len_to(seg_multiple)),
+            &taps.rows(&padded, g.pixels(), taps.seg_len_to(seg_multiple)),
             bufs,
             os,
         );
     }
     bufs.padded_u8 = padded;
-}
-
-/// A convolution's rows over a padded channels-last sample: one segment per kernel row,
-/// `seg_len` values long (`kw * c`, or for int8 that rounded up to the path's unit).
-fn conv_rows<'a, T>(padded: &'a [T], g: &ConvGeom, taps: &'a Taps, seg_len: usize) -> Rows<'a, T> {
-    Rows {
-        a: padded,
-        m: g.pixels(),
-        segs: &taps.offsets,
-        seg_len,
-        map: RowMap::Conv {
-            row_step: taps.row_step,
-            col_step: taps.col_step,
-            ow: taps.ow,
-        },
-    }
 }
 
 /// The static epilogue of layer `l` into row-major `out`, clamped to `(zo, lo, hi)`.
