@@ -97,18 +97,27 @@ pub fn csv(rows: &[Row]) -> String {
     s
 }
 
-/// A layer's rate `g` and its share of `peak` (GMAC/s): never above 100%, a rate at or over
-/// the peak marked `*`.
+/// A layer's rate `g` and its share of `peak` (GMAC/s), as [`peak_share`] writes it.
 fn share(g: f64, peak: f64) -> String {
-    if !(peak > 0.0 && g.is_finite()) {
-        return format!("{g:.1}");
+    match peak_share(g, peak) {
+        Some(pct) => format!("{g:.1} ({pct})"),
+        None => format!("{g:.1}"),
     }
-    let pct = 100.0 * g / peak;
-    if pct >= 100.0 {
-        format!("{g:.1} (100%*)")
+}
+
+/// A rate's share of the measured `peak`, never above 100%: a rate at or over the peak (a
+/// layer timed in a faster moment of a shared machine than the peak loop) reads `100%*`.
+/// `None` without a peak.
+pub fn peak_share(rate: f64, peak: f64) -> Option<String> {
+    if !(peak > 0.0 && rate.is_finite()) {
+        return None;
+    }
+    let pct = 100.0 * rate / peak;
+    Some(if pct >= 100.0 {
+        "100%*".into()
     } else {
-        format!("{g:.1} ({pct:.0}%)")
-    }
+        format!("{pct:.0}%")
+    })
 }
 
 /// A row's batch-64 speed-up with its min-max over the timing rounds, marked `~` where
@@ -506,5 +515,9 @@ mod tests {
         assert_eq!(share(50.0, 50.0), "50.0 (100%*)");
         assert_eq!(share(61.0, 50.0), "61.0 (100%*)");
         assert_eq!(share(3.0, 0.0), "3.0");
+        // The `time --layers` column: the same rule without the rate.
+        assert_eq!(peak_share(46.5, 50.0).as_deref(), Some("93%"));
+        assert_eq!(peak_share(52.0, 50.0).as_deref(), Some("100%*"));
+        assert_eq!(peak_share(1.0, f64::NAN), None);
     }
 }

@@ -307,7 +307,9 @@ fn print_layers(r: &serde_json::Value, peak: quantlab_linalg::Peak, names: bool)
         } else {
             (
                 format!("{rate:.1}"),
-                of_peak.map_or("-".into(), |p| format!("{:.0}%", 100.0 * rate / p)),
+                of_peak
+                    .and_then(|p| quantlab_bench::write::peak_share(rate, p))
+                    .unwrap_or_else(|| "-".into()),
             )
         };
         let (a, b) = (
