@@ -1,5 +1,5 @@
-//! AVX-512 VNNI: a convolution and the 2x2, stride-2 max pool after it, one pooled pixel at
-//! a time in registers.
+//! AVX-512 VNNI: a convolution and the 2x2, stride-2 max pool after it, whole pooling
+//! windows in registers.
 //!
 //! The general fused path ([`super::avx512::conv_pool_rows`]) runs the convolution's GEMM
 //! in row blocks and max-reduces each row into an i32 buffer of pooled pixels, which costs
