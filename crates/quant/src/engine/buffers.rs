@@ -54,6 +54,15 @@ impl Buffers {
         v
     }
 
+    /// A buffer of `len` values for a caller that writes every one of them: a recycled
+    /// buffer keeps what it held (only growth is filled), so a batch's input is not zeroed
+    /// before it is overwritten (50 KB of memset per call for 64 MNIST images).
+    pub(super) fn take_overwritten<T: Pooled>(&mut self, len: usize) -> Vec<T> {
+        let mut v = T::free(self).pop().unwrap_or_default();
+        v.resize(len, T::default());
+        v
+    }
+
     /// Returns a buffer for reuse.
     pub(super) fn give<T: Pooled>(&mut self, v: Vec<T>) {
         let free = T::free(self);

@@ -371,12 +371,12 @@ impl Session {
             (Some(started), _) => started,
             (None, Entry::ToNhwc(chw)) => (Act::F32(per_sample(x, batch, chw, nhwc::to_nhwc)), 0),
             (None, Entry::Quantize(q)) => {
-                let mut v = bufs.take(x.len());
+                let mut v = bufs.take_overwritten(x.len());
                 quantize_into(x, &q, &mut v);
                 (Act::U8(v, q), 0)
             }
             (None, Entry::Copy) => {
-                let mut v = bufs.take(x.len());
+                let mut v = bufs.take_overwritten(x.len());
                 v.copy_from_slice(x);
                 (Act::F32(v), 0)
             }
@@ -913,7 +913,7 @@ impl DynamicInput {
             .iter()
             .fold((0f32, 0f32), |(a, b), &v| (a.min(v), b.max(v)));
         let q = QParams::from_range(lo, hi, ActDtype::U8Affine);
-        let mut input = bufs.take(x.len());
+        let mut input = bufs.take_overwritten(x.len());
         quantize_into(x, &q, &mut input);
         Self {
             input,
