@@ -91,19 +91,34 @@ pub fn raw_gemm(ops: &Ops) {
     }
 }
 
+/// `count` requantization multipliers of case `case`: `10^(lo + span * u)` for uniform `u`,
+/// as small as real layers' (every shift 33 or more: the vector epilogues' short form), but
+/// in every fourth case from 0.01 to 3 (shifts 38 down to 30: the general form, alone or
+/// beside the short one in a layer).
+fn multipliers(rng: &mut Rng, count: usize, case: usize, (lo, span): (f64, f64)) -> Vec<Requant> {
+    let (lo, span) = if case % 4 == 1 {
+        (-2.0, 2.5)
+    } else {
+        (lo, span)
+    };
+    (0..count)
+        .map(|_| Requant::new(10f64.powf(lo + span * rng.uniform())))
+        .collect()
+}
+
 /// The requantizing epilogue (both layouts, per-tensor and per-channel) equals the
 /// reference's; so does the fused requantization where the path has one.
 pub fn requant_epilogue(ops: &Ops) {
     let mut rng = Rng::new(33);
     for case in 0..40 {
         let (m, n, k) = (1 + rng.below(40), 1 + rng.below(70), 1 + rng.below(150));
+        // Every fifth case one whole panel (rows written four at a time where fused).
+        let n = if case % 5 == 0 { 16 } else { n };
         let a: Vec<u8> = (0..m * k).map(|_| rng.below(256) as u8).collect();
         let qw = random_weights(&mut rng, n, k);
         let offset: Vec<i32> = (0..n).map(|_| rng.below(20_001) as i32 - 10_000).collect();
         let per_channel = case % 2 == 0;
-        let requant: Vec<Requant> = (0..if per_channel { n } else { 1 })
-            .map(|_| Requant::new(10f64.powf(-6.0 + 5.0 * rng.uniform())))
-            .collect();
+        let requant = multipliers(&mut rng, if per_channel { n } else { 1 }, case, (-6.0, 5.0));
         let pixels = [1, 3, 7][case % 3].min(m);
         let layout = if m % pixels == 0 && pixels > 1 {
             OutLayout::Nchw { pixels }
@@ -113,7 +128,7 @@ pub fn requant_epilogue(ops: &Ops) {
         let clamp @ (zo, lo, hi) = (
             rng.below(256) as i32,
             if case % 3 == 0 { 17 } else { 0 },
-            255,
+            if case % 4 == 3 { 215 } else { 255 },
         );
         let run = |ops: &Ops, layout| {
             let mut out = vec![0u8; m * n];
@@ -267,9 +282,7 @@ pub fn conv_pool(ops: &Ops) {
         let qw = random_weights(&mut rng, n, rows.k());
         let packed = ops.pack(&qw);
         let offset: Vec<i32> = (0..n).map(|_| rng.below(40_001) as i32 - 20_000).collect();
-        let requant: Vec<Requant> = (0..n)
-            .map(|_| Requant::new(10f64.powf(-5.5 + 3.0 * rng.uniform())))
-            .collect();
+        let requant = multipliers(&mut rng, n, case, (-5.5, 3.0));
         let Some(rq) = ops.requantizer(&offset, &requant, &packed) else {
             continue;
         };

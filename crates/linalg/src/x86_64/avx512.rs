@@ -56,6 +56,11 @@ pub(super) struct Fused {
     /// (the lane order of `vpmuldq` on even and odd i32 lanes).
     shift: Vec<i64>,
     round: Vec<i64>,
+    /// Every shift at least 33 (or a zero multiplier): the short form of [`PanelRequant`],
+    /// with `s - 32` and `2^(s-33)` per output in `shift32` and `round32`.
+    high: bool,
+    shift32: Vec<i32>,
+    round32: Vec<i32>,
 }
 
 impl Fused {
@@ -68,6 +73,9 @@ impl Fused {
             vec![1i64; len],
             vec![0i64; len],
         );
+        // A zero multiplier (and a padded output) takes s = 33 in the short form.
+        let (mut sh32, mut rd32) = (vec![1i32; len], vec![1i32; len]);
+        let mut high = true;
         for j in 0..n {
             let rq = requant[if requant.len() == 1 { 0 } else { j }];
             if rq.shift == 0 && rq.multiplier != 0 {
@@ -83,12 +91,20 @@ impl Fused {
             } else {
                 1i64 << (rq.shift - 1)
             };
+            if rq.multiplier != 0 {
+                high &= rq.shift >= 33;
+                sh32[j] = rq.shift as i32 - 32;
+                rd32[j] = 1i32.checked_shl(rq.shift.saturating_sub(33)).unwrap_or(0);
+            }
         }
         Some(Self {
             offset: o,
             mult: m,
             shift: sh,
             round: rd,
+            high,
+            shift32: sh32,
+            round32: rd32,
         })
     }
 }
@@ -350,6 +366,7 @@ enum Sink<'a> {
 /// shifted right by shift, lo, hi)` in 64-bit lanes, exactly
 /// [`Requant::apply`]; the panel's constants are loaded once for all rows.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512dq,avx512vl")]
+#[inline]
 #[allow(clippy::too_many_arguments)]
 pub(super) unsafe fn requant_panel<const R: usize>(
     acc: &[__m512i; R],
@@ -362,7 +379,18 @@ pub(super) unsafe fn requant_panel<const R: usize>(
     out: &mut [u8],
 ) {
     let k = PanelRequant::new(f, panel, c, n);
-    for (r, a) in acc.iter().enumerate() {
+    let mut r = 0;
+    if k.packs_rows() && layout == OutLayout::RowMajor {
+        while r + 4 <= R {
+            k.store4(
+                [acc[r], acc[r + 1], acc[r + 2], acc[r + 3]],
+                (row0 + r) * n,
+                out,
+            );
+            r += 4;
+        }
+    }
+    for (r, a) in acc.iter().enumerate().skip(r) {
         let (base, step) = layout.row_base(row0 + r, n);
         k.store(*a, base, step, out);
     }
@@ -379,9 +407,18 @@ pub(super) struct PanelRequant {
     sh_o: __m512i,
     rd_e: __m512i,
     rd_o: __m512i,
+    /// The short form's `s - 32` and `2^(s-33)` (see `bytes`), where `high`.
+    high: bool,
+    sh32: __m512i,
+    rd32: __m512i,
     zo: __m512i,
     lo: __m512i,
     hi: __m512i,
+    /// [`Self::store4`]'s byte clamp and dword order, and whether it applies.
+    lo8: __m512i,
+    hi8: __m512i,
+    rows_order: __m512i,
+    rows4: bool,
     /// First output of the panel, and of the layer.
     c0: usize,
     n: usize,
@@ -416,9 +453,16 @@ impl PanelRequant {
             sh_o: load64(&f.shift[c0 + 8..]),
             rd_e: load64(&f.round[c0..]),
             rd_o: load64(&f.round[c0 + 8..]),
+            high: f.high,
+            sh32: load(&f.shift32[c0..]),
+            rd32: load(&f.round32[c0..]),
             zo: _mm512_set1_epi32(zo),
             lo: _mm512_set1_epi32(lo),
             hi: _mm512_set1_epi32(hi),
+            lo8: _mm512_set1_epi8(lo.clamp(0, 255) as u8 as i8),
+            hi8: _mm512_set1_epi8(hi.clamp(0, 255) as u8 as i8),
+            rows_order: _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15),
+            rows4: n == NR && (0..=255).contains(&lo) && (lo..=255).contains(&hi),
             c0,
             n,
             valid,
@@ -439,16 +483,72 @@ impl PanelRequant {
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512dq,avx512vl")]
     #[inline]
     pub(super) fn bytes(&self, a: __m512i) -> __m128i {
-        let x = _mm512_add_epi32(a, self.off);
-        // Exact 32x32->64 products of the even and the odd lanes (`vpmuldq`), rounded and
-        // shifted per output, then the two halves interleaved back into 16 i32.
-        let even = _mm512_mul_epi32(x, self.m);
-        let even = _mm512_srav_epi64(_mm512_add_epi64(even, self.rd_e), self.sh_e);
-        let odd = _mm512_mul_epi32(_mm512_srli_epi64::<32>(x), self.m_odd);
-        let odd = _mm512_srav_epi64(_mm512_add_epi64(odd, self.rd_o), self.sh_o);
-        let q = _mm512_mask_blend_epi32(0xAAAA, even, _mm512_slli_epi64::<32>(odd));
-        let q = _mm512_add_epi32(q, self.zo);
+        let q = self.ints(a);
         _mm512_cvtepi32_epi8(_mm512_min_epi32(_mm512_max_epi32(q, self.lo), self.hi))
+    }
+
+    /// The panel's 16 outputs of one row, requantized and shifted by the zero point but not
+    /// yet clamped.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512dq,avx512vl")]
+    #[inline]
+    fn ints(&self, a: __m512i) -> __m512i {
+        let x = _mm512_add_epi32(a, self.off);
+        // Exact 32x32->64 products of the even and the odd lanes (`vpmuldq`).
+        let even = _mm512_mul_epi32(x, self.m);
+        let odd = _mm512_mul_epi32(_mm512_srli_epi64::<32>(x), self.m_odd);
+        let q = if self.high {
+            // Every shift s >= 33: with h the product's high 32 bits,
+            // floor((x + 2^(s-1)) / 2^s) = (h + 2^(s-33)) >> (s - 32) exactly (the rounding
+            // term is a multiple of 2^32, and the low word cannot carry a whole step);
+            // |h| <= 2^30 and the term <= 2^29, so no overflow. The even products' high
+            // words swap down into the even lanes over the odd products, whose high words
+            // already lie in the odd lanes: one masked shuffle, then 32-bit lanes only.
+            let h = _mm512_mask_shuffle_epi32::<_MM_PERM_CDAB>(odd, 0x5555, even);
+            _mm512_srav_epi32(_mm512_add_epi32(h, self.rd32), self.sh32)
+        } else {
+            // Rounded and shifted per output in 64-bit lanes, then the two halves
+            // interleaved back into 16 i32.
+            let even = _mm512_srav_epi64(_mm512_add_epi64(even, self.rd_e), self.sh_e);
+            let odd = _mm512_srav_epi64(_mm512_add_epi64(odd, self.rd_o), self.sh_o);
+            _mm512_mask_blend_epi32(0xAAAA, even, _mm512_slli_epi64::<32>(odd))
+        };
+        _mm512_add_epi32(q, self.zo)
+    }
+
+    /// Whether [`Self::store4`] applies: the layer is this one whole panel (16 outputs, so
+    /// consecutive rows are consecutive bytes) and its clamp lies in `0..=255`.
+    pub(super) fn packs_rows(&self) -> bool {
+        self.rows4
+    }
+
+    /// Four consecutive rows of a one-panel layer into the 64 bytes at `out[base..]`: the
+    /// saturating packs (i32 to i16 to u8) clamp to `0..=255` and put the rows' bytes side by
+    /// side in each 128-bit lane, one permute orders them, the clamp to `lo..=hi` runs on
+    /// the bytes, and one store writes them; per row that is a quarter of the clamps and
+    /// packs of [`Self::store`]. Same bytes: the clamp after a saturation to a wider range
+    /// is the clamp.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512dq,avx512vl")]
+    #[inline]
+    pub(super) fn store4(&self, a: [__m512i; 4], base: usize, out: &mut [u8]) {
+        debug_assert!(self.rows4);
+        // (Not `a.map(..)`: a closure does not inherit the target features, so it is a call.)
+        let q = [
+            self.ints(a[0]),
+            self.ints(a[1]),
+            self.ints(a[2]),
+            self.ints(a[3]),
+        ];
+        // Lane j: rows 0 and 1's outputs 4j..4j + 4 as i16, then rows 2 and 3's; as bytes,
+        // dword d of lane j is row d's outputs 4j..4j + 4.
+        let b = _mm512_packus_epi16(
+            _mm512_packs_epi32(q[0], q[1]),
+            _mm512_packs_epi32(q[2], q[3]),
+        );
+        let b = _mm512_permutexvar_epi32(self.rows_order, b);
+        let b = _mm512_min_epu8(_mm512_max_epu8(b, self.lo8), self.hi8);
+        assert!(base + 64 <= out.len(), "output rows past the buffer");
+        // SAFETY: 64 bytes at base .. base + 64 <= out.len().
+        unsafe { _mm512_storeu_si512(out[base..].as_mut_ptr().cast(), b) };
     }
 
     /// Requantizes one row of accumulators into `out`: output `c0 + j` of the row at
@@ -475,7 +575,7 @@ impl PanelRequant {
 
 /// [`block`] for a run-time row count: `1..=MR`, or `1..=MR_ONE_PANEL` for single-panel
 /// weights (which never need the second panel's accumulators).
-#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512dq,avx512vl")]
 unsafe fn rows_block(r: usize, rows: &Rows<u8>, row0: usize, p: &Packed, sink: &mut Sink) {
     // SAFETY: same target features as the caller.
     unsafe {
@@ -516,7 +616,7 @@ unsafe fn rows_block(r: usize, rows: &Rows<u8>, row0: usize, p: &Packed, sink: &
 /// Computes rows `row0..row0+R` against every panel, two panels at a time where `PAIR`
 /// (one at a time otherwise), and hands each panel's accumulators to `sink`. Group `g` of
 /// the packed weights pairs with the `g`-th 4 bytes of the row's segments in order.
-#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512dq,avx512vl")]
 unsafe fn block<const R: usize, const PAIR: bool>(
     rows: &Rows<u8>,
     row0: usize,

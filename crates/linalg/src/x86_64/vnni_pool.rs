@@ -160,10 +160,20 @@ impl Kernel<'_> {
             .zip(rq)
             .take(1 + usize::from(PAIR))
         {
-            for i in 0..P {
+            // (A loop, not `array::from_fn`: a closure may stay an out-of-line call.)
+            let mut pooled = [_mm512_setzero_si512(); P];
+            for (i, v) in pooled.iter_mut().enumerate() {
                 let top = _mm512_max_epi32(acc[0][2 * i], acc[0][2 * i + 1]);
                 let bottom = _mm512_max_epi32(acc[1][2 * i], acc[1][2 * i + 1]);
-                rq.store(_mm512_max_epi32(top, bottom), (t0 + i) * n, 1, out);
+                *v = _mm512_max_epi32(top, bottom);
+            }
+            if P == 4 && rq.packs_rows() {
+                // One whole panel: the 4 pooled pixels are 64 consecutive bytes.
+                rq.store4([pooled[0], pooled[1], pooled[2], pooled[3]], t0 * n, out);
+                continue;
+            }
+            for (i, v) in pooled.into_iter().enumerate() {
+                rq.store(v, (t0 + i) * n, 1, out);
             }
         }
     }
