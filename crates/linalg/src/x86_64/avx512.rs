@@ -306,8 +306,15 @@ unsafe fn requant_vnni(
     n: usize,
     out: &mut [u8],
 ) {
+    // One panel: its constants built once here, not per row block.
+    let one = if p.panels == 1 {
+        Some(PanelRequant::new(f, 0, (zo, lo, hi), n))
+    } else {
+        None
+    };
     let mut sink = Sink::Requant {
         f,
+        one,
         zo,
         lo,
         hi,
@@ -341,6 +348,9 @@ pub fn qgemm_requant(
 }
 
 /// Where a block's accumulators go.
+// One per call, on the stack: the large variant (a panel's constants) costs nothing, and
+// boxing it would allocate per call.
+#[allow(clippy::large_enum_variant)]
 enum Sink<'a> {
     /// Max-reduced into the pooled pixel's i32 row of `stride` (fused conv + max pool).
     PoolMax {
@@ -353,6 +363,8 @@ enum Sink<'a> {
     /// Requantized to u8 in registers (the static epilogue).
     Requant {
         f: &'a Fused,
+        /// The constants of the only panel, where the weights have one.
+        one: Option<PanelRequant>,
         zo: i32,
         lo: i32,
         hi: i32,
@@ -378,22 +390,7 @@ pub(super) unsafe fn requant_panel<const R: usize>(
     n: usize,
     out: &mut [u8],
 ) {
-    let k = PanelRequant::new(f, panel, c, n);
-    let mut r = 0;
-    if k.packs_rows() && layout == OutLayout::RowMajor {
-        while r + 4 <= R {
-            k.store4(
-                [acc[r], acc[r + 1], acc[r + 2], acc[r + 3]],
-                (row0 + r) * n,
-                out,
-            );
-            r += 4;
-        }
-    }
-    for (r, a) in acc.iter().enumerate().skip(r) {
-        let (base, step) = layout.row_base(row0 + r, n);
-        k.store(*a, base, step, out);
-    }
+    PanelRequant::new(f, panel, c, n).rows(acc, row0, layout, out);
 }
 
 /// One panel's requantization constants in registers, for kernels that requantize many
@@ -479,40 +476,73 @@ impl PanelRequant {
         self.n
     }
 
+    /// Requantizes rows `row0..row0 + R` of this panel into `out`, four at a time where
+    /// [`Self::store4`] applies.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512dq,avx512vl")]
+    #[inline]
+    fn rows<const R: usize>(
+        &self,
+        acc: &[__m512i; R],
+        row0: usize,
+        layout: OutLayout,
+        out: &mut [u8],
+    ) {
+        let n = self.n;
+        let mut r = 0;
+        if self.packs_rows() && layout == OutLayout::RowMajor {
+            while r + 4 <= R {
+                let four = [acc[r], acc[r + 1], acc[r + 2], acc[r + 3]];
+                // SAFETY: this function's target features are `store4`'s contract.
+                unsafe { self.store4(four, (row0 + r) * n, out) };
+                r += 4;
+            }
+        }
+        for (r, a) in acc.iter().enumerate().skip(r) {
+            let (base, step) = layout.row_base(row0 + r, n);
+            self.store(*a, base, step, out);
+        }
+    }
+
     /// The panel's 16 outputs of one row of accumulators as bytes.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512dq,avx512vl")]
     #[inline]
     pub(super) fn bytes(&self, a: __m512i) -> __m128i {
-        let q = self.ints(a);
+        // SAFETY: this function's target features are `ints`' contract.
+        let q = unsafe { self.ints(a) };
         _mm512_cvtepi32_epi8(_mm512_min_epi32(_mm512_max_epi32(q, self.lo), self.hi))
     }
 
     /// The panel's 16 outputs of one row, requantized and shifted by the zero point but not
     /// yet clamped.
-    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512dq,avx512vl")]
-    #[inline]
-    fn ints(&self, a: __m512i) -> __m512i {
-        let x = _mm512_add_epi32(a, self.off);
-        // Exact 32x32->64 products of the even and the odd lanes (`vpmuldq`).
-        let even = _mm512_mul_epi32(x, self.m);
-        let odd = _mm512_mul_epi32(_mm512_srli_epi64::<32>(x), self.m_odd);
-        let q = if self.high {
-            // Every shift s >= 33: with h the product's high 32 bits,
-            // floor((x + 2^(s-1)) / 2^s) = (h + 2^(s-33)) >> (s - 32) exactly (the rounding
-            // term is a multiple of 2^32, and the low word cannot carry a whole step);
-            // |h| <= 2^30 and the term <= 2^29, so no overflow. The even products' high
-            // words swap down into the even lanes over the odd products, whose high words
-            // already lie in the odd lanes: one masked shuffle, then 32-bit lanes only.
-            let h = _mm512_mask_shuffle_epi32::<_MM_PERM_CDAB>(odd, 0x5555, even);
-            _mm512_srav_epi32(_mm512_add_epi32(h, self.rd32), self.sh32)
-        } else {
-            // Rounded and shifted per output in 64-bit lanes, then the two halves
-            // interleaved back into 16 i32.
-            let even = _mm512_srav_epi64(_mm512_add_epi64(even, self.rd_e), self.sh_e);
-            let odd = _mm512_srav_epi64(_mm512_add_epi64(odd, self.rd_o), self.sh_o);
-            _mm512_mask_blend_epi32(0xAAAA, even, _mm512_slli_epi64::<32>(odd))
-        };
-        _mm512_add_epi32(q, self.zo)
+    ///
+    /// # Safety
+    /// As [`Self::store4`], which inlines it.
+    #[inline(always)]
+    unsafe fn ints(&self, a: __m512i) -> __m512i {
+        // SAFETY: the caller's CPU has the features (this function's contract).
+        unsafe {
+            let x = _mm512_add_epi32(a, self.off);
+            // Exact 32x32->64 products of the even and the odd lanes (`vpmuldq`).
+            let even = _mm512_mul_epi32(x, self.m);
+            let odd = _mm512_mul_epi32(_mm512_srli_epi64::<32>(x), self.m_odd);
+            let q = if self.high {
+                // Every shift s >= 33: with h the product's high 32 bits,
+                // floor((x + 2^(s-1)) / 2^s) = (h + 2^(s-33)) >> (s - 32) exactly (the rounding
+                // term is a multiple of 2^32, and the low word cannot carry a whole step);
+                // |h| <= 2^30 and the term <= 2^29, so no overflow. The even products' high
+                // words swap down into the even lanes over the odd products, whose high words
+                // already lie in the odd lanes: one masked shuffle, then 32-bit lanes only.
+                let h = _mm512_mask_shuffle_epi32::<_MM_PERM_CDAB>(odd, 0x5555, even);
+                _mm512_srav_epi32(_mm512_add_epi32(h, self.rd32), self.sh32)
+            } else {
+                // Rounded and shifted per output in 64-bit lanes, then the two halves
+                // interleaved back into 16 i32.
+                let even = _mm512_srav_epi64(_mm512_add_epi64(even, self.rd_e), self.sh_e);
+                let odd = _mm512_srav_epi64(_mm512_add_epi64(odd, self.rd_o), self.sh_o);
+                _mm512_mask_blend_epi32(0xAAAA, even, _mm512_slli_epi64::<32>(odd))
+            };
+            _mm512_add_epi32(q, self.zo)
+        }
     }
 
     /// Whether [`Self::store4`] applies: the layer is this one whole panel (16 outputs, so
@@ -527,25 +557,32 @@ impl PanelRequant {
     /// the bytes, and one store writes them; per row that is a quarter of the clamps and
     /// packs of [`Self::store`]. Same bytes: the clamp after a saturation to a wider range
     /// is the clamp.
-    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512dq,avx512vl")]
-    #[inline]
-    pub(super) fn store4(&self, a: [__m512i; 4], base: usize, out: &mut [u8]) {
+    ///
+    /// # Safety
+    /// The CPU has AVX-512 F/BW/DQ/VL. (Not `#[target_feature]`, which cannot be
+    /// `#[inline(always)]`: inlined into the kernels that call it, it takes theirs; as an
+    /// out-of-line call per four rows it cost a fifth of a small-K layer.)
+    #[inline(always)]
+    pub(super) unsafe fn store4(&self, a: [__m512i; 4], base: usize, out: &mut [u8]) {
         debug_assert!(self.rows4);
         // (Not `a.map(..)`: a closure does not inherit the target features, so it is a call.)
-        let q = [
-            self.ints(a[0]),
-            self.ints(a[1]),
-            self.ints(a[2]),
-            self.ints(a[3]),
-        ];
-        // Lane j: rows 0 and 1's outputs 4j..4j + 4 as i16, then rows 2 and 3's; as bytes,
-        // dword d of lane j is row d's outputs 4j..4j + 4.
-        let b = _mm512_packus_epi16(
-            _mm512_packs_epi32(q[0], q[1]),
-            _mm512_packs_epi32(q[2], q[3]),
-        );
-        let b = _mm512_permutexvar_epi32(self.rows_order, b);
-        let b = _mm512_min_epu8(_mm512_max_epu8(b, self.lo8), self.hi8);
+        // SAFETY: the caller's CPU has the features (this function's contract).
+        let b = unsafe {
+            let q = [
+                self.ints(a[0]),
+                self.ints(a[1]),
+                self.ints(a[2]),
+                self.ints(a[3]),
+            ];
+            // Lane j: rows 0 and 1's outputs 4j..4j + 4 as i16, then rows 2 and 3's; as bytes,
+            // dword d of lane j is row d's outputs 4j..4j + 4.
+            let b = _mm512_packus_epi16(
+                _mm512_packs_epi32(q[0], q[1]),
+                _mm512_packs_epi32(q[2], q[3]),
+            );
+            let b = _mm512_permutexvar_epi32(self.rows_order, b);
+            _mm512_min_epu8(_mm512_max_epu8(b, self.lo8), self.hi8)
+        };
         assert!(base + 64 <= out.len(), "output rows past the buffer");
         // SAFETY: 64 bytes at base .. base + 64 <= out.len().
         unsafe { _mm512_storeu_si512(out[base..].as_mut_ptr().cast(), b) };
@@ -713,6 +750,7 @@ unsafe fn block<const R: usize, const PAIR: bool>(
             }
             Sink::Requant {
                 f,
+                one,
                 zo,
                 lo,
                 hi,
@@ -723,6 +761,11 @@ unsafe fn block<const R: usize, const PAIR: bool>(
                 let c = (*zo, *lo, *hi);
                 // SAFETY: same target features; stores bounded as documented there.
                 unsafe {
+                    if let Some(k) = one {
+                        k.rows(&acc0, row0, *layout, out);
+                        panel += 1;
+                        continue;
+                    }
                     requant_panel(&acc0, panel, row0, f, c, *layout, *n, out);
                     if two {
                         requant_panel(&acc1, panel + 1, row0, f, c, *layout, *n, out);

@@ -169,7 +169,8 @@ impl Kernel<'_> {
             }
             if P == 4 && rq.packs_rows() {
                 // One whole panel: the 4 pooled pixels are 64 consecutive bytes.
-                rq.store4([pooled[0], pooled[1], pooled[2], pooled[3]], t0 * n, out);
+                // SAFETY: this function's target features are `store4`'s contract.
+                unsafe { rq.store4([pooled[0], pooled[1], pooled[2], pooled[3]], t0 * n, out) };
                 continue;
             }
             for (i, v) in pooled.into_iter().enumerate() {
