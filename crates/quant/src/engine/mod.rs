@@ -69,12 +69,12 @@ impl Act {
     fn copy_in(&self, bufs: &mut Buffers) -> Act {
         match self {
             Act::F32(v) => {
-                let mut c = bufs.take(v.len());
+                let mut c = bufs.take_overwritten(v.len());
                 c.copy_from_slice(v);
                 Act::F32(c)
             }
             Act::U8(v, q) => {
-                let mut c = bufs.take(v.len());
+                let mut c = bufs.take_overwritten(v.len());
                 c.copy_from_slice(v);
                 Act::U8(c, *q)
             }
@@ -392,16 +392,41 @@ impl Session {
             true => keep.iter().map(|_| None).collect(),
             false => Vec::new(),
         };
+        // A kept point's activation moves into `kept` (`at_kept`): the step after it reads
+        // it there when it only reads its input (a static layer: no copy of an 800 KB map
+        // per call), and works on a copy otherwise.
+        let mut at_kept = None;
         if keep[0] {
-            kept[0] = Some(act.copy_in(&mut bufs));
+            kept[0] = Some(std::mem::replace(&mut act, Act::F32(Vec::new())));
+            at_kept = Some(0);
         }
         for step in &steps[done..] {
-            act = self.step(*step, act, batch, &kept, &mut bufs);
+            act = match at_kept.take() {
+                Some(p) => {
+                    let input = kept[p].as_ref().expect("a kept point is kept");
+                    match self.step_reading(*step, input, batch, &mut bufs) {
+                        Some(y) => y,
+                        None => {
+                            let copy = input.copy_in(&mut bufs);
+                            self.step(*step, copy, batch, &kept, &mut bufs)
+                        }
+                    }
+                }
+                None => self.step(*step, act, batch, &kept, &mut bufs),
+            };
             let point = step.last_node() + 1;
             trace(point, &act);
             if keep[point] {
-                kept[point] = Some(act.copy_in(&mut bufs));
+                kept[point] = Some(std::mem::replace(&mut act, Act::F32(Vec::new())));
+                at_kept = Some(point);
             }
+        }
+        if let Some(p) = at_kept {
+            // The last point kept (a model ending at an Add's input): its copy is the output.
+            act = kept[p]
+                .as_ref()
+                .expect("a kept point is kept")
+                .copy_in(&mut bufs);
         }
         kept.into_iter()
             .flatten()
@@ -417,6 +442,33 @@ impl Session {
         bufs.give(out);
         self.stash.restore(bufs);
         logits
+    }
+
+    /// `step` on an input it only reads (a kept point's activation, left where it is), or
+    /// `None` where the step needs its input as its own: a static layer whose input is
+    /// already in its input's quantization reads it in place.
+    fn step_reading(
+        &self,
+        step: Step,
+        input: &Act,
+        batch: usize,
+        bufs: &mut Buffers,
+    ) -> Option<Act> {
+        let (Step::DenseStatic { node, pool }, Act::U8(x, q)) = (step, input) else {
+            return None;
+        };
+        let Some((d, LayerImpl::Static(l))) = self.model.dense(node) else {
+            return None;
+        };
+        if *q != l.in_q {
+            return None;
+        }
+        let pool = match pool.map(|p| &self.model.network.nodes[p]) {
+            Some(Node::MaxPool(g)) => Some(g),
+            _ => None,
+        };
+        let y = self.dense_static(node, d, l, pool, x, batch, bufs);
+        Some(Act::U8(y, l.out_q))
     }
 
     fn step(
