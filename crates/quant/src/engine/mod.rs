@@ -20,13 +20,15 @@
 
 mod buffers;
 pub mod depthwise;
+mod helpers;
 pub mod plan;
 pub mod residual;
 
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 use buffers::{Buffers, Pooled, Stash};
+use helpers::Helpers;
 use quantlab_linalg::frame::nhwc::{self, Taps};
 use quantlab_linalg::{
     ConvGeom, Epilogue, KernelPath, Ops, OutLayout, PackedF32, PackedI8, PoolGeom, PoolShape, Rows,
@@ -171,6 +173,10 @@ impl Engine {
             threads: self.threads.max(1),
             stash: Stash::default(),
             add_tables: (0..nodes.len()).map(|_| OnceLock::new()).collect(),
+            helpers: match self.threads {
+                0 | 1 => None,
+                t => Helpers::new(t - 1).ok(),
+            },
         })
     }
 }
@@ -192,6 +198,11 @@ pub struct Session {
     stash: Stash,
     /// Per node: the integer Add's table, built on its first run (see [`AddTable`]).
     add_tables: Vec<OnceLock<AddTable>>,
+    /// The `threads - 1` helper threads of a parallel batch (`None` on one thread, or if the
+    /// OS would not start them: batches then run on one thread). Started here, not on the
+    /// first parallel batch: they take the CPU set of the thread that starts them, and the
+    /// first batch may come from a thread pinned to one core.
+    helpers: Option<Helpers>,
 }
 
 impl std::fmt::Debug for Session {
@@ -242,36 +253,40 @@ impl Session {
     pub fn run(&self, x: &[f32], batch: usize) -> Result<Vec<f32>> {
         self.check_input(x, batch)?;
         let threads = self.threads_for(batch);
-        if threads <= 1 {
+        let helpers = self.helpers.as_ref().filter(|_| threads > 1);
+        // One parallel call at a time per session: a concurrent one runs on its own thread.
+        let Some((helpers, claim)) = helpers.and_then(|h| Some((h, h.try_claim()?))) else {
             return Ok(self.forward(x, batch, false, &mut |_, _| {}));
-        }
+        };
         let d = self.model.network.in_len();
-        // More slices than threads: on a shared machine a thread can start late (a sleeping
-        // pool worker's wake-up) or run slow (a neighbour's load on its core), and with one
-        // slice per thread the whole call waits for it (on 2 vCPUs of a VM, a 200 us batch
-        // gained 1.0-1.5x from a second thread). With several, the others take its share.
+        // More slices than threads: on a shared machine a thread can start late (a parked
+        // helper's wake-up after an idle spell) or run slow (a neighbour's load on its
+        // core), and with one slice per thread the whole call waits for it (on 2 vCPUs of a
+        // VM, a 200 us batch gained 1.0-1.5x from a second thread). With several, the
+        // others take its share, and a helper that joins after the last slice is taken is
+        // not waited for (see `helpers`).
         let per = batch
             .div_ceil(threads * SLICES_PER_THREAD)
             .max(PARALLEL_MIN_SLICE);
         let slices: Vec<&[f32]> = x.chunks(per * d).collect();
         let next = AtomicUsize::new(0);
-        let work = |done: &mut Vec<(usize, Vec<f32>)>| {
+        // Each participant's (slice, logits), in a slot of its own.
+        let done: Vec<Mutex<Vec<(usize, Vec<f32>)>>> = (0..helpers.participants())
+            .map(|_| Mutex::new(Vec::new()))
+            .collect();
+        helpers.run(&claim, &|p| {
+            let mut mine = done[p].lock().unwrap_or_else(|e| e.into_inner());
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(xs) = slices.get(i) else { break };
-                done.push((i, self.forward(xs, xs.len() / d, false, &mut |_, _| {})));
+                mine.push((i, self.forward(xs, xs.len() / d, false, &mut |_, _| {})));
             }
-        };
-        let mut done: Vec<Vec<(usize, Vec<f32>)>> = (0..threads).map(|_| Vec::new()).collect();
-        // The calling thread starts at once while pool threads join as they wake.
-        let (first, rest) = done.split_first_mut().expect("threads >= 2");
-        rayon::in_place_scope(|s| {
-            for d in rest.iter_mut() {
-                s.spawn(|_| work(d));
-            }
-            work(first);
         });
-        let mut parts: Vec<(usize, Vec<f32>)> = done.into_iter().flatten().collect();
+        drop(claim);
+        let mut parts: Vec<(usize, Vec<f32>)> = done
+            .into_iter()
+            .flat_map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()))
+            .collect();
         parts.sort_unstable_by_key(|(i, _)| *i);
         assert_eq!(parts.len(), slices.len(), "every slice ran once");
         let mut logits = Vec::with_capacity(batch * self.model.network.out_len());
