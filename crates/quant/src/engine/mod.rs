@@ -105,6 +105,9 @@ impl Act {
     }
 }
 
+/// A slice of a parallel batch: its index and its logits.
+type Slice = (usize, Vec<f32>);
+
 /// Smallest batch split across threads (smaller ones, batch 1 above all, stay on one).
 pub const PARALLEL_MIN_BATCH: usize = 8;
 
@@ -271,7 +274,7 @@ impl Session {
         let slices: Vec<&[f32]> = x.chunks(per * d).collect();
         let next = AtomicUsize::new(0);
         // Each participant's (slice, logits), in a slot of its own.
-        let done: Vec<Mutex<Vec<(usize, Vec<f32>)>>> = (0..helpers.participants())
+        let done: Vec<Mutex<Vec<Slice>>> = (0..helpers.participants())
             .map(|_| Mutex::new(Vec::new()))
             .collect();
         helpers.run(&claim, &|p| {
@@ -283,7 +286,7 @@ impl Session {
             }
         });
         drop(claim);
-        let mut parts: Vec<(usize, Vec<f32>)> = done
+        let mut parts: Vec<Slice> = done
             .into_iter()
             .flat_map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()))
             .collect();
