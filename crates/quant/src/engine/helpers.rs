@@ -282,18 +282,25 @@ mod tests {
         }
     }
 
+    /// A call whose caller share waits (at most a second) for a helper to join it: whether
+    /// one did.
+    fn a_helper_joins(h: &Helpers, claim: &MutexGuard<'_, ()>) -> bool {
+        let (joined, seen) = (AtomicBool::new(false), AtomicBool::new(false));
+        h.run(claim, &|p| match p {
+            0 => seen.store(wait_until(&joined), Ordering::SeqCst),
+            _ => joined.store(true, Ordering::SeqCst),
+        });
+        seen.load(Ordering::SeqCst)
+    }
+
     #[test]
     fn parked_helpers_wake_for_the_next_call() {
         let h = Helpers::new(1).expect("threads");
+        let claim = h.try_claim().expect("free");
         for _ in 0..3 {
             // Long enough for the helper to stop spinning and park.
             thread::sleep(SPIN * 10);
-            let joined = AtomicBool::new(false);
-            let claim = h.try_claim().expect("free");
-            h.run(&claim, &|p| match p {
-                0 => assert!(wait_until(&joined), "the parked helper did not join"),
-                _ => joined.store(true, Ordering::SeqCst),
-            });
+            assert!(a_helper_joins(&h, &claim), "the parked helper did not join");
         }
     }
 
@@ -335,11 +342,10 @@ mod tests {
         }));
         let msg = r.expect_err("the panic is resumed");
         assert_eq!(msg.downcast_ref::<&str>(), Some(&"a helper fails"));
-        let joined = AtomicBool::new(false);
-        h.run(&claim, &|p| match p {
-            0 => assert!(wait_until(&joined), "no helper joined after the panic"),
-            _ => joined.store(true, Ordering::SeqCst),
-        });
+        assert!(
+            a_helper_joins(&h, &claim),
+            "no helper joined after the panic"
+        );
     }
 
     #[test]
