@@ -490,12 +490,16 @@ impl Session {
         if *q != l.in_q {
             return None;
         }
-        let pool = match pool.map(|p| &self.model.network.nodes[p]) {
+        let y = self.dense_static(node, d, l, self.pool_of(pool), x, batch, bufs);
+        Some(Act::U8(y, l.out_q))
+    }
+
+    /// The geometry of a step's fused max pool (node `p`), if it has one.
+    fn pool_of(&self, p: Option<usize>) -> Option<&PoolGeom> {
+        match p.map(|p| &self.model.network.nodes[p]) {
             Some(Node::MaxPool(g)) => Some(g),
             _ => None,
-        };
-        let y = self.dense_static(node, d, l, pool, x, batch, bufs);
-        Some(Act::U8(y, l.out_q))
+        }
     }
 
     fn step(
@@ -507,10 +511,6 @@ impl Session {
         bufs: &mut Buffers,
     ) -> Act {
         let nodes = &self.model.network.nodes;
-        let pool_of = |p: Option<usize>| match p.map(|p| &nodes[p]) {
-            Some(Node::MaxPool(g)) => Some(g),
-            _ => None,
-        };
         match step {
             Step::DenseF32 { node, .. } if self.dense(node).depthwise => {
                 let d = self.dense(node);
@@ -528,7 +528,7 @@ impl Session {
                     d,
                     w,
                     self.plan.taps[node].as_ref(),
-                    pool_of(pool),
+                    self.pool_of(pool),
                     &x,
                     batch,
                     bufs,
@@ -542,7 +542,7 @@ impl Session {
                     _ => unreachable!("the plan made a static step of a static layer"),
                 };
                 let input = act.into_u8(&l.in_q, bufs);
-                let y = self.dense_static(node, d, l, pool_of(pool), &input, batch, bufs);
+                let y = self.dense_static(node, d, l, self.pool_of(pool), &input, batch, bufs);
                 bufs.give(input);
                 Act::U8(y, l.out_q)
             }
