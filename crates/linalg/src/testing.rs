@@ -3,7 +3,7 @@
 //! checking, for that path, the raw int8 GEMM on random and odd shapes, the requantizing
 //! epilogue, the extremes that would saturate a 16-bit intermediate, rows read in place
 //! against the same rows gathered, the fused requantization and convolution + max pool
-//! where the path has them, the float GEMM against an f64 reference and its fused
+//! where the path has them, one-panel layers of small reductions, the float GEMM against an f64 reference and its fused
 //! convolution + pool against its pooled map. On a CPU without
 //! the path the tests say so on one line and check nothing else.
 
@@ -316,6 +316,108 @@ pub fn conv_pool(ops: &Ops) {
     }
 }
 
+/// Layers whose reduction is one to four groups of four into one panel of 16 (the first
+/// convolution of an image model; on the VNNI path, the kernel that keeps its weights in
+/// registers), requantized, and pooled 2x2 where the path fuses it, against the reference:
+/// maps whose blocks of eight pixels cross output rows, strides, padding, clamps at the
+/// zero point and below 255, multipliers so small in every fourth case that the zero point
+/// cannot ride in the rounding term (the general kernels then), 12 outputs in every
+/// seventh; and matrices of K = 4 to 16.
+pub fn small_reductions(ops: &Ops) {
+    let mut rng = Rng::new(46);
+    let shapes = [
+        (1, [3, 3]),
+        (1, [2, 3]),
+        (1, [4, 4]),
+        (1, [3, 1]),
+        (2, [2, 2]),
+        (4, [1, 1]),
+    ];
+    let mut cases: Vec<(Vec<u8>, Option<ConvGeom>, usize, usize)> = Vec::new();
+    for case in 0..36 {
+        let (c, kernel) = shapes[case % 6];
+        let hw = [kernel[0] + rng.below(20), kernel[1] + rng.below(20)];
+        let stride = [1 + rng.below(2), 1 + rng.below(2)];
+        let pad = [rng.below(2), rng.below(2)];
+        let g = ConvGeom::new(c, hw, kernel, stride, pad).expect("the kernel fits");
+        let x: Vec<u8> = (0..c * hw[0] * hw[1])
+            .map(|_| rng.below(256) as u8)
+            .collect();
+        let mut padded = Vec::new();
+        nhwc::pad(&x, &g, rng.below(256) as u8, &mut padded);
+        cases.push((padded, Some(g), case, 0));
+    }
+    for case in 36..48 {
+        let (m, k) = (1 + rng.below(40), 4 * (1 + case % 4));
+        let a: Vec<u8> = (0..m * k).map(|_| rng.below(256) as u8).collect();
+        cases.push((a, None, case, m));
+    }
+    for (a, g, case, m) in &cases {
+        let taps = g.as_ref().map(Taps::new);
+        let rows = match (g, &taps) {
+            (Some(g), Some(t)) => t.rows(a, g.pixels(), t.seg_len_to(ops.seg_multiple())),
+            _ => Rows::matrix(a, *m, a.len() / m, a.len() / m),
+        };
+        let n = if case % 7 == 6 { 12 } else { 16 };
+        let qw = random_weights(&mut rng, n, rows.k());
+        let packed = ops.pack(&qw);
+        let offset: Vec<i32> = (0..n).map(|_| rng.below(40_001) as i32 - 20_000).collect();
+        let requant = if case % 4 == 3 {
+            (0..n)
+                .map(|_| Requant::new(10f64.powf(-9.0 + 0.5 * rng.uniform())))
+                .collect()
+        } else {
+            multipliers(&mut rng, n, *case, (-5.5, 3.0))
+        };
+        let zo = rng.below(256) as i32;
+        let hi = if case % 5 == 1 { 215 } else { 255 };
+        let clamp @ (_, lo, _) = (zo, if case % 3 == 0 { zo.min(hi) } else { 0 }, hi);
+        let conv = |ops: &Ops, rows: &Rows<u8>, w| {
+            let mut out = vec![0u8; rows.m * n];
+            let mut epi = Epilogue::Requant {
+                offset: &offset,
+                requant: &requant,
+                zo,
+                lo,
+                hi,
+                layout: OutLayout::RowMajor,
+                out: &mut out,
+            };
+            ops.qgemm_rows(rows, w, &mut epi, &mut Vec::new());
+            out
+        };
+        let mut flat = vec![0u8; rows.m * rows.k()];
+        crate::frame::rows::gather(&rows, &mut flat);
+        let flat_rows = Rows::matrix(&flat, rows.m, rows.k(), rows.k());
+        let ref_packed = reference().pack(&qw);
+        let want = conv(reference(), &flat_rows, &ref_packed);
+        let what = format!(
+            "{:?} case {case}: {g:?} m={} k={}",
+            ops.path(),
+            rows.m,
+            rows.k()
+        );
+        assert!(conv(ops, &rows, &packed) == want, "{what}");
+        let Some(rq) = ops.requantizer(&offset, &requant, &packed) else {
+            continue;
+        };
+        let mut got = vec![0u8; rows.m * n];
+        ops.qgemm_requant(&rows, &packed, &rq, clamp, &mut got);
+        assert!(got == want, "{what}, prepared");
+        let pg = g
+            .as_ref()
+            .and_then(|g| PoolGeom::new(n, g.out_hw, [2, 2], [2, 2]));
+        if let (Some(g), Some(pg)) = (g, pg) {
+            let pooled = pg.out_hw[0] * pg.out_hw[1];
+            let (mut want_pooled, mut got) = (vec![0u8; pooled * n], vec![0u8; pooled * n]);
+            nhwc::maxpool(&want, 1, &pg, &mut want_pooled);
+            let shape = PoolShape::after(g, &pg);
+            ops.conv_pool(&rows, &packed, &rq, clamp, shape, &mut Vec::new(), &mut got);
+            assert!(got == want_pooled, "{what}, pooled");
+        }
+    }
+}
+
 /// The float convolution + max pool in one pass (where the path has it) against the same
 /// path's GEMM into a map pooled afterwards: the same bits (bias and ReLU commute with max),
 /// on 2x2 windows over one to three panels, odd maps, strides and padding; other windows
@@ -490,6 +592,11 @@ macro_rules! self_test {
             #[test]
             fn fused_conv_pools_match_the_reference() {
                 run("fused_conv_pools_match_the_reference", t::conv_pool);
+            }
+
+            #[test]
+            fn small_reductions_match_the_reference() {
+                run("small_reductions_match_the_reference", t::small_reductions);
             }
 
             #[test]

@@ -179,8 +179,16 @@ pub fn conv_pool_rows(
     assert!(out.len() >= pooled * w.n, "output buffer too short");
     check(rows, w, Some(rq));
     if super::vnni_pool::applies(rows, &pool) {
-        // SAFETY: features checked above; reads bounded by `rows.check()`, writes by the
-        // output size (asserted above).
+        let c = (zo, lo, hi);
+        // SAFETY (both): features checked above; reads bounded by `rows.check()`, writes by
+        // the output size (asserted above).
+        if w.quads().panels == 1
+            && let Some(one) = unsafe { PanelRequant::folding(&rq.0, c, w.n) }
+            && super::vnni_small::applies(rows, w.quads(), &one)
+        {
+            unsafe { super::vnni_small::conv_pool2(rows, w.quads(), &one, pool, out) };
+            return;
+        }
         unsafe {
             super::vnni_pool::conv_pool2(rows, w.quads(), &rq.0, (zo, lo, hi), pool, w.n, out)
         };
@@ -306,6 +314,16 @@ unsafe fn requant_vnni(
     n: usize,
     out: &mut [u8],
 ) {
+    // A small reduction into one panel: weights and constants in registers for the call.
+    if p.panels == 1
+        && layout == OutLayout::RowMajor
+        && let Some(rq) = PanelRequant::folding(f, (zo, lo, hi), n)
+        && super::vnni_small::applies(rows, p, &rq)
+    {
+        // SAFETY: same target features; the caller checked the rows' reach.
+        unsafe { super::vnni_small::requant(rows, p, &rq, out) };
+        return;
+    }
     // One panel: its constants built once here, not per row block.
     let one = if p.panels == 1 {
         Some(PanelRequant::new(f, 0, (zo, lo, hi), n))
@@ -408,6 +426,10 @@ pub(super) struct PanelRequant {
     high: bool,
     sh32: __m512i,
     rd32: __m512i,
+    /// `rd32 + (zo << (s - 32))`: the short form's rounding term with the zero point in it,
+    /// where [`Self::folding`] built these constants (see [`Self::folds`]).
+    rd32z: __m512i,
+    folds: bool,
     zo: __m512i,
     lo: __m512i,
     hi: __m512i,
@@ -453,6 +475,8 @@ impl PanelRequant {
             high: f.high,
             sh32: load(&f.shift32[c0..]),
             rd32: load(&f.round32[c0..]),
+            rd32z: _mm512_setzero_si512(),
+            folds: false,
             zo: _mm512_set1_epi32(zo),
             lo: _mm512_set1_epi32(lo),
             hi: _mm512_set1_epi32(hi),
@@ -471,9 +495,47 @@ impl PanelRequant {
         }
     }
 
+    /// [`Self::new`] that also [`Self::folds`], or `None` where the zero point does not fit
+    /// the rounding term (a separate constructor: `requant_panel` builds constants per row
+    /// block, and this is 16 scalar steps).
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512dq,avx512vl")]
+    pub(super) fn folding(f: &Fused, c: (i32, i32, i32), n: usize) -> Option<Self> {
+        if !f.high {
+            return None;
+        }
+        // (h + rd + zo * 2^k) >> k = ((h + rd) >> k) + zo for an arithmetic shift; with
+        // |h| <= 2^30 the sum stays an i32 while the two terms stay below 2^30.
+        let mut rd32z = [0i32; NR];
+        for (j, t) in rd32z.iter_mut().enumerate() {
+            // The short form's shifts are 1..=31.
+            let (rd, sh) = (f.round32[j], f.shift32[j].clamp(0, 31));
+            *t = i32::try_from(i64::from(rd) + (i64::from(c.0) << sh))
+                .ok()
+                .filter(|v| (-(1 << 30)..1 << 30).contains(v))?;
+        }
+        Some(Self {
+            // SAFETY: 16 i32.
+            rd32z: unsafe { _mm512_loadu_si512(rd32z.as_ptr().cast()) },
+            folds: true,
+            ..Self::new(f, 0, c, n)
+        })
+    }
+
     /// Outputs of the layer (the row length of a row-major output).
     pub(super) fn n(&self) -> usize {
         self.n
+    }
+
+    /// Whether accumulators may start at the offset and skip the zero point's add
+    /// (`BIASED` in [`Self::store4`] and [`Self::store`]): the short form applies and every
+    /// output's rounding term can carry the zero point without overflow.
+    pub(super) fn folds(&self) -> bool {
+        self.folds
+    }
+
+    /// The panel's 16 offsets, the start of a `BIASED` accumulator.
+    pub(super) fn offset(&self) -> __m512i {
+        self.off
     }
 
     /// Requantizes rows `row0..row0 + R` of this panel into `out`, four at a time where
@@ -493,39 +555,46 @@ impl PanelRequant {
             while r + 4 <= R {
                 let four = [acc[r], acc[r + 1], acc[r + 2], acc[r + 3]];
                 // SAFETY: this function's target features are `store4`'s contract.
-                unsafe { self.store4(four, (row0 + r) * n, out) };
+                unsafe { self.store4::<false>(four, (row0 + r) * n, out) };
                 r += 4;
             }
         }
         for (r, a) in acc.iter().enumerate().skip(r) {
             let (base, step) = layout.row_base(row0 + r, n);
-            self.store(*a, base, step, out);
+            self.store::<false>(*a, base, step, out);
         }
     }
 
     /// The panel's 16 outputs of one row of accumulators as bytes.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512dq,avx512vl")]
     #[inline]
-    pub(super) fn bytes(&self, a: __m512i) -> __m128i {
+    fn bytes<const BIASED: bool>(&self, a: __m512i) -> __m128i {
         // SAFETY: this function's target features are `ints`' contract.
-        let q = unsafe { self.ints(a) };
+        let q = unsafe { self.ints::<BIASED>(a) };
         _mm512_cvtepi32_epi8(_mm512_min_epi32(_mm512_max_epi32(q, self.lo), self.hi))
     }
 
     /// The panel's 16 outputs of one row, requantized and shifted by the zero point but not
-    /// yet clamped.
+    /// yet clamped. `BIASED`: `a` already holds the offset and the zero point rides in the
+    /// rounding term (only where [`Self::folds`]).
     ///
     /// # Safety
     /// As [`Self::store4`], which inlines it.
     #[inline(always)]
-    unsafe fn ints(&self, a: __m512i) -> __m512i {
+    unsafe fn ints<const BIASED: bool>(&self, a: __m512i) -> __m512i {
+        debug_assert!(!BIASED || self.folds);
         // SAFETY: the caller's CPU has the features (this function's contract).
         unsafe {
-            let x = _mm512_add_epi32(a, self.off);
+            let x = if BIASED {
+                a
+            } else {
+                _mm512_add_epi32(a, self.off)
+            };
             // Exact 32x32->64 products of the even and the odd lanes (`vpmuldq`).
             let even = _mm512_mul_epi32(x, self.m);
             let odd = _mm512_mul_epi32(_mm512_srli_epi64::<32>(x), self.m_odd);
-            let q = if self.high {
+            // (`BIASED` implies the short form: no test of `high` left in those kernels.)
+            let q = if BIASED || self.high {
                 // Every shift s >= 33: with h the product's high 32 bits,
                 // floor((x + 2^(s-1)) / 2^s) = (h + 2^(s-33)) >> (s - 32) exactly (the rounding
                 // term is a multiple of 2^32, and the low word cannot carry a whole step);
@@ -533,6 +602,9 @@ impl PanelRequant {
                 // words swap down into the even lanes over the odd products, whose high words
                 // already lie in the odd lanes: one masked shuffle, then 32-bit lanes only.
                 let h = _mm512_mask_shuffle_epi32::<_MM_PERM_CDAB>(odd, 0x5555, even);
+                if BIASED {
+                    return _mm512_srav_epi32(_mm512_add_epi32(h, self.rd32z), self.sh32);
+                }
                 _mm512_srav_epi32(_mm512_add_epi32(h, self.rd32), self.sh32)
             } else {
                 // Rounded and shifted per output in 64-bit lanes, then the two halves
@@ -556,23 +628,28 @@ impl PanelRequant {
     /// side in each 128-bit lane, one permute orders them, the clamp to `lo..=hi` runs on
     /// the bytes, and one store writes them; per row that is a quarter of the clamps and
     /// packs of [`Self::store`]. Same bytes: the clamp after a saturation to a wider range
-    /// is the clamp.
+    /// is the clamp. `BIASED` as in [`Self::ints`].
     ///
     /// # Safety
     /// The CPU has AVX-512 F/BW/DQ/VL. (Not `#[target_feature]`, which cannot be
     /// `#[inline(always)]`: inlined into the kernels that call it, it takes theirs; as an
     /// out-of-line call per four rows it cost a fifth of a small-K layer.)
     #[inline(always)]
-    pub(super) unsafe fn store4(&self, a: [__m512i; 4], base: usize, out: &mut [u8]) {
+    pub(super) unsafe fn store4<const BIASED: bool>(
+        &self,
+        a: [__m512i; 4],
+        base: usize,
+        out: &mut [u8],
+    ) {
         debug_assert!(self.rows4);
         // (Not `a.map(..)`: a closure does not inherit the target features, so it is a call.)
         // SAFETY: the caller's CPU has the features (this function's contract).
         let b = unsafe {
             let q = [
-                self.ints(a[0]),
-                self.ints(a[1]),
-                self.ints(a[2]),
-                self.ints(a[3]),
+                self.ints::<BIASED>(a[0]),
+                self.ints::<BIASED>(a[1]),
+                self.ints::<BIASED>(a[2]),
+                self.ints::<BIASED>(a[3]),
             ];
             // Lane j: rows 0 and 1's outputs 4j..4j + 4 as i16, then rows 2 and 3's; as bytes,
             // dword d of lane j is row d's outputs 4j..4j + 4.
@@ -589,11 +666,18 @@ impl PanelRequant {
     }
 
     /// Requantizes one row of accumulators into `out`: output `c0 + j` of the row at
-    /// `base + (c0 + j) * step` (panics past the end of `out`).
+    /// `base + (c0 + j) * step` (panics past the end of `out`). `BIASED` as in
+    /// [`Self::ints`].
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512dq,avx512vl")]
     #[inline]
-    pub(super) fn store(&self, a: __m512i, base: usize, step: usize, out: &mut [u8]) {
-        let bytes = self.bytes(a);
+    pub(super) fn store<const BIASED: bool>(
+        &self,
+        a: __m512i,
+        base: usize,
+        step: usize,
+        out: &mut [u8],
+    ) {
+        let bytes = self.bytes::<BIASED>(a);
         let (c0, valid) = (self.c0, self.valid);
         if step == 1 {
             assert!(base + c0 + valid <= out.len(), "output row past the buffer");

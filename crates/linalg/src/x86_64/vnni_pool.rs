@@ -170,11 +170,13 @@ impl Kernel<'_> {
             if P == 4 && rq.packs_rows() {
                 // One whole panel: the 4 pooled pixels are 64 consecutive bytes.
                 // SAFETY: this function's target features are `store4`'s contract.
-                unsafe { rq.store4([pooled[0], pooled[1], pooled[2], pooled[3]], t0 * n, out) };
+                unsafe {
+                    rq.store4::<false>([pooled[0], pooled[1], pooled[2], pooled[3]], t0 * n, out)
+                };
                 continue;
             }
             for (i, v) in pooled.into_iter().enumerate() {
-                rq.store(v, (t0 + i) * n, 1, out);
+                rq.store::<false>(v, (t0 + i) * n, 1, out);
             }
         }
     }

@@ -1,0 +1,257 @@
+//! AVX-512 VNNI: a static convolution whose whole reduction is a few groups of four and
+//! whose outputs are one panel of 16, as the first convolution of an image model (one input
+//! channel, 3x3: three groups, the padded fourth byte of each kernel row against a zero
+//! weight), with or without the 2x2 max pool after it.
+//!
+//! Such a layer does three `vpdpbusd` per pixel and then requantizes 16 outputs, so its
+//! epilogue, not its dot products, sets its speed (docs/figures.md, "The requantizing
+//! epilogue and kept points"). The general kernels reload the weights and walk the segments
+//! per block of rows, hand the accumulators to an epilogue through memory, and add the
+//! offset and the zero point there. Here the panel's weights stay in registers for the
+//! whole call, each accumulator starts at its output's offset, the zero point rides in the
+//! rounding term ([`PanelRequant::folding`]), and four pixels (or four pooled pixels) are
+//! requantized and stored at once: six vector instructions per row of 16 outputs where the
+//! epilogue took eight. Same bytes: i32 addition wraps the same in any order, and the
+//! offset commutes with the pool's max.
+
+use std::arch::x86_64::*;
+
+use super::avx512::PanelRequant;
+use crate::frame::pack::{NR, Packed};
+use crate::frame::rows::{PoolShape, RowMap, Rows};
+
+/// Most groups of four a reduction may have here (one register each).
+const MAX_GROUPS: usize = 4;
+
+/// Whether this kernel takes a layer of weights `p` over `rows`, with constants `rq` from
+/// [`PanelRequant::folding`] that allow four rows per store.
+pub(super) fn applies(rows: &Rows<u8>, p: &Packed, rq: &PanelRequant) -> bool {
+    p.panels == 1
+        && rq.folds()
+        && rq.packs_rows()
+        && rows.seg_len.is_multiple_of(4)
+        && (1..=4 * MAX_GROUPS).contains(&rows.k())
+}
+
+/// Every row of `rows` requantized into `out` (`[rows.m, 16]`, row-major). The caller has
+/// checked the CPU, the rows' reach (`Rows::check`) and [`applies`].
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512dq,avx512vl")]
+pub(super) unsafe fn requant(rows: &Rows<u8>, p: &Packed, rq: &PanelRequant, out: &mut [u8]) {
+    assert!(out.len() >= rows.m * NR, "output buffer too short");
+    // SAFETY (each): same target features and contract.
+    unsafe {
+        match rows.k() / 4 {
+            1 => Small::<1>::new(rows, p, rq).requant(out),
+            2 => Small::<2>::new(rows, p, rq).requant(out),
+            3 => Small::<3>::new(rows, p, rq).requant(out),
+            _ => Small::<4>::new(rows, p, rq).requant(out),
+        }
+    }
+}
+
+/// The conv + 2x2, stride-2 max pool of `rows` into `out` (`[pooled pixels, 16]`). The
+/// caller has checked the CPU, the rows' reach, [`applies`] and `vnni_pool::applies`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512dq,avx512vl")]
+pub(super) unsafe fn conv_pool2(
+    rows: &Rows<u8>,
+    p: &Packed,
+    rq: &PanelRequant,
+    pool: PoolShape,
+    out: &mut [u8],
+) {
+    let [ph, pw] = pool.out_hw;
+    // Every pixel a window covers is a row of `rows`, so `Rows::check` bounds every read.
+    assert!(
+        2 * pw <= pool.ow && 2 * ph * pool.ow <= rows.m,
+        "pool windows reach past the conv output"
+    );
+    assert!(out.len() >= ph * pw * NR, "output buffer too short");
+    // SAFETY (each): same target features and contract.
+    unsafe {
+        match rows.k() / 4 {
+            1 => Small::<1>::new(rows, p, rq).pool(pool, out),
+            2 => Small::<2>::new(rows, p, rq).pool(pool, out),
+            3 => Small::<3>::new(rows, p, rq).pool(pool, out),
+            _ => Small::<4>::new(rows, p, rq).pool(pool, out),
+        }
+    }
+}
+
+/// A layer of `G` groups: its weights in registers and where each group lies in a row.
+struct Small<'a, const G: usize> {
+    rows: &'a Rows<'a, u8>,
+    rq: &'a PanelRequant,
+    w: [__m512i; G],
+    /// Offset of group `g` from a row's base.
+    at: [usize; G],
+}
+
+impl<'a, const G: usize> Small<'a, G> {
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512dq,avx512vl")]
+    fn new(rows: &'a Rows<'a, u8>, p: &Packed, rq: &'a PanelRequant) -> Self {
+        let per_seg = rows.seg_len / 4;
+        assert_eq!(rows.segs.len() * per_seg, G, "groups of the rows");
+        let panel = p.panel(0);
+        assert!(panel.len() >= G * 64, "packed weights too short");
+        Self {
+            rows,
+            rq,
+            // SAFETY: 64 bytes of group g inside the panel (asserted above).
+            w: std::array::from_fn(|g| unsafe {
+                _mm512_loadu_si512(panel[g * 64..].as_ptr().cast())
+            }),
+            at: std::array::from_fn(|g| rows.segs[g / per_seg] + 4 * (g % per_seg)),
+        }
+    }
+
+    /// The accumulators of the `R` rows based at `bases`, each started at its offsets.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512 F/BW/VNNI; every base is a row's of `self.rows` (whose reads
+    /// `Rows::check` bounded). Inlined into the callers, which take their features.
+    #[inline(always)]
+    unsafe fn pixels<const R: usize>(&self, bases: [usize; R]) -> [__m512i; R] {
+        let a = self.rows.a.as_ptr();
+        let mut acc = [self.rq.offset(); R];
+        for g in 0..G {
+            for (acc, b) in acc.iter_mut().zip(bases) {
+                // SAFETY: group g of a row ends inside `a` (this function's contract).
+                unsafe {
+                    let v = a.add(b + self.at[g]).cast::<i32>().read_unaligned();
+                    *acc = _mm512_dpbusd_epi32(*acc, _mm512_set1_epi32(v), self.w[g]);
+                }
+            }
+        }
+        acc
+    }
+
+    /// Every row requantized into `out`, eight rows a step (consecutive rows are
+    /// consecutive 16-byte outputs, across output rows too).
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512dq,avx512vl")]
+    unsafe fn requant(&self, out: &mut [u8]) {
+        let (m, rq) = (self.rows.m, self.rq);
+        let mut bases = Bases::new(self.rows);
+        let mut r = 0;
+        // SAFETY (every `pixels` and `store4`): the features are this function's; the bases
+        // are rows below m, and store4 checks its 64 bytes against `out`.
+        unsafe {
+            while r + 8 <= m {
+                let acc = self.pixels::<8>(bases.take());
+                rq.store4::<true>([acc[0], acc[1], acc[2], acc[3]], r * NR, out);
+                rq.store4::<true>([acc[4], acc[5], acc[6], acc[7]], (r + 4) * NR, out);
+                r += 8;
+            }
+            if r + 4 <= m {
+                let acc = self.pixels::<4>(bases.take());
+                rq.store4::<true>(acc, r * NR, out);
+                r += 4;
+            }
+            for r in r..m {
+                let [acc] = self.pixels::<1>(bases.take());
+                rq.store::<true>(acc, r * NR, 1, out);
+            }
+        }
+    }
+
+    /// Every pooled pixel into `out`: four pooled pixels (two conv rows of eight pixels) a
+    /// block, then the rest of the pooled row one at a time.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512dq,avx512vl")]
+    unsafe fn pool(&self, pool: PoolShape, out: &mut [u8]) {
+        let [ph, pw] = pool.out_hw;
+        let (rs, cs) = self.rows.conv_steps().expect("a convolution's rows");
+        let rq = self.rq;
+        for py in 0..ph {
+            let line = 2 * py * rs;
+            let mut px = 0;
+            // SAFETY (every `pixels` and store): the features are this function's; every
+            // window's pixels are rows of `self.rows` (asserted by `conv_pool2`); the
+            // stores check their bytes against `out`.
+            unsafe {
+                while px + 4 <= pw {
+                    let b0 = line + 2 * px * cs;
+                    let acc =
+                        self.pixels::<16>(std::array::from_fn(|i| b0 + i / 8 * rs + i % 8 * cs));
+                    // (A loop, not `array::from_fn`: a closure does not take the features.)
+                    let mut pooled = [_mm512_setzero_si512(); 4];
+                    for (i, v) in pooled.iter_mut().enumerate() {
+                        *v = max4([acc[2 * i], acc[2 * i + 1], acc[8 + 2 * i], acc[9 + 2 * i]]);
+                    }
+                    rq.store4::<true>(pooled, (py * pw + px) * NR, out);
+                    px += 4;
+                }
+                for px in px..pw {
+                    let b0 = line + 2 * px * cs;
+                    let window = self.pixels::<4>([b0, b0 + cs, b0 + rs, b0 + rs + cs]);
+                    rq.store::<true>(max4(window), (py * pw + px) * NR, 1, out);
+                }
+            }
+        }
+    }
+}
+
+/// The max of a pooling window's four accumulators.
+///
+/// # Safety
+/// The CPU has AVX-512F (inlined into the kernels, which take their features).
+#[inline(always)]
+unsafe fn max4([a, b, c, d]: [__m512i; 4]) -> __m512i {
+    // SAFETY: this function's contract.
+    unsafe { _mm512_max_epi32(_mm512_max_epi32(a, b), _mm512_max_epi32(c, d)) }
+}
+
+/// The bases of consecutive rows, one add each (a division only where the rows start).
+struct Bases {
+    next: usize,
+    /// Base of the current output row, and the row's column.
+    line: usize,
+    col: usize,
+    /// Columns per output row (`usize::MAX` for a matrix), and the steps.
+    width: usize,
+    col_step: usize,
+    row_step: usize,
+}
+
+impl Bases {
+    fn new(rows: &Rows<u8>) -> Self {
+        let (width, col_step, row_step) = match rows.map {
+            RowMap::Strided { lda } => (usize::MAX, lda, 0),
+            RowMap::Conv {
+                row_step,
+                col_step,
+                ow,
+            } => (ow, col_step, row_step),
+        };
+        Self {
+            next: 0,
+            line: 0,
+            col: 0,
+            width,
+            col_step,
+            row_step,
+        }
+    }
+
+    /// The next `R` rows' bases.
+    #[inline(always)]
+    fn take<const R: usize>(&mut self) -> [usize; R] {
+        if self.col + R < self.width {
+            // Inside one output row: steps only.
+            let b0 = self.next;
+            self.col += R;
+            self.next += R * self.col_step;
+            return std::array::from_fn(|i| b0 + i * self.col_step);
+        }
+        std::array::from_fn(|_| {
+            let b = self.next;
+            self.col += 1;
+            if self.col == self.width {
+                self.col = 0;
+                self.line += self.row_step;
+                self.next = self.line;
+            } else {
+                self.next += self.col_step;
+            }
+            b
+        })
+    }
+}
