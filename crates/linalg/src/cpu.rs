@@ -22,6 +22,8 @@ pub struct CpuFeatures {
     pub avx512vnni: bool,
     /// AVX-VNNI (the 256-bit `vpdpbusd`; no kernel here uses it yet, other runtimes do).
     pub avx_vnni: bool,
+    /// AVX-512 VBMI (`vpermb`: the few-output convolution gathers its pixels with it).
+    pub avx512vbmi: bool,
 }
 
 impl CpuFeatures {
@@ -42,6 +44,7 @@ impl CpuFeatures {
             avx512vl: is_x86_feature_detected!("avx512vl"),
             avx512vnni: is_x86_feature_detected!("avx512vnni"),
             avx_vnni: is_x86_feature_detected!("avxvnni"),
+            avx512vbmi: is_x86_feature_detected!("avx512vbmi"),
         }
     }
 
@@ -51,7 +54,7 @@ impl CpuFeatures {
     }
 
     /// `(name, present)` for every feature, in a fixed order (reports, bench metadata).
-    pub fn list(&self) -> [(&'static str, bool); 8] {
+    pub fn list(&self) -> [(&'static str, bool); 9] {
         [
             ("avx2", self.avx2),
             ("fma", self.fma),
@@ -61,6 +64,7 @@ impl CpuFeatures {
             ("avx512vl", self.avx512vl),
             ("avx512vnni", self.avx512vnni),
             ("avx-vnni", self.avx_vnni),
+            ("avx512vbmi", self.avx512vbmi),
         ]
     }
 

@@ -316,13 +316,14 @@ pub fn conv_pool(ops: &Ops) {
     }
 }
 
-/// Layers whose reduction is one to four groups of four into one panel of 16 (the first
+/// Small first layers, requantized, and pooled 2x2 where the path fuses it, against the
+/// reference. Reductions of one to four groups of four into one panel of 16 (the first
 /// convolution of an image model; on the VNNI path, the kernel that keeps its weights in
-/// registers), requantized, and pooled 2x2 where the path fuses it, against the reference:
-/// maps whose blocks of eight pixels cross output rows, strides, padding, clamps at the
-/// zero point and below 255, multipliers so small in every fourth case that the zero point
-/// cannot ride in the rounding term (the general kernels then), 12 outputs in every
-/// seventh; and matrices of K = 4 to 16.
+/// registers) and convolutions of one to nine outputs (one to eight: pixels in the lanes),
+/// up to 5x5 over one to four input channels: maps whose blocks of pixels cross output rows
+/// and end part-way, strides, padding, clamps at the zero point and below 255, multipliers
+/// so small in every fourth case that the zero point cannot ride in the rounding term (the
+/// general kernels then); and matrices of K = 4 to 16.
 pub fn small_reductions(ops: &Ops) {
     let mut rng = Rng::new(46);
     let shapes = [
@@ -332,11 +333,15 @@ pub fn small_reductions(ops: &Ops) {
         (1, [3, 1]),
         (2, [2, 2]),
         (4, [1, 1]),
+        (1, [5, 5]),
+        (3, [3, 3]),
+        (2, [5, 5]),
     ];
+    let outputs = [16, 6, 16, 12, 1, 8, 5, 16, 3, 9, 2, 7, 4];
     let mut cases: Vec<(Vec<u8>, Option<ConvGeom>, usize, usize)> = Vec::new();
-    for case in 0..36 {
-        let (c, kernel) = shapes[case % 6];
-        let hw = [kernel[0] + rng.below(20), kernel[1] + rng.below(20)];
+    for case in 0..72 {
+        let (c, kernel) = shapes[case % shapes.len()];
+        let hw = [kernel[0] + rng.below(20), kernel[1] + rng.below(40)];
         let stride = [1 + rng.below(2), 1 + rng.below(2)];
         let pad = [rng.below(2), rng.below(2)];
         let g = ConvGeom::new(c, hw, kernel, stride, pad).expect("the kernel fits");
@@ -347,7 +352,7 @@ pub fn small_reductions(ops: &Ops) {
         nhwc::pad(&x, &g, rng.below(256) as u8, &mut padded);
         cases.push((padded, Some(g), case, 0));
     }
-    for case in 36..48 {
+    for case in 72..84 {
         let (m, k) = (1 + rng.below(40), 4 * (1 + case % 4));
         let a: Vec<u8> = (0..m * k).map(|_| rng.below(256) as u8).collect();
         cases.push((a, None, case, m));
@@ -358,7 +363,7 @@ pub fn small_reductions(ops: &Ops) {
             (Some(g), Some(t)) => t.rows(a, g.pixels(), t.seg_len_to(ops.seg_multiple())),
             _ => Rows::matrix(a, *m, a.len() / m, a.len() / m),
         };
-        let n = if case % 7 == 6 { 12 } else { 16 };
+        let n = outputs[case % outputs.len()];
         let qw = random_weights(&mut rng, n, rows.k());
         let packed = ops.pack(&qw);
         let offset: Vec<i32> = (0..n).map(|_| rng.below(40_001) as i32 - 20_000).collect();

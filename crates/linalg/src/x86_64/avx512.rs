@@ -49,18 +49,18 @@ fn quad(row: &[u8], g: usize, k: usize) -> i32 {
 /// Per-output requantization constants, padded to whole panels, for the fused epilogue.
 #[derive(Debug, Clone)]
 pub(super) struct Fused {
-    offset: Vec<i32>,
+    pub(super) offset: Vec<i32>,
     /// Multipliers as i32, one per output.
-    mult: Vec<i32>,
+    pub(super) mult: Vec<i32>,
     /// Shifts and rounding terms as i64, per panel: the 8 even outputs then the 8 odd ones
     /// (the lane order of `vpmuldq` on even and odd i32 lanes).
     shift: Vec<i64>,
     round: Vec<i64>,
     /// Every shift at least 33 (or a zero multiplier): the short form of [`PanelRequant`],
     /// with `s - 32` and `2^(s-33)` per output in `shift32` and `round32`.
-    high: bool,
-    shift32: Vec<i32>,
-    round32: Vec<i32>,
+    pub(super) high: bool,
+    pub(super) shift32: Vec<i32>,
+    pub(super) round32: Vec<i32>,
 }
 
 impl Fused {
@@ -180,6 +180,12 @@ pub fn conv_pool_rows(
     check(rows, w, Some(rq));
     if super::vnni_pool::applies(rows, &pool) {
         let c = (zo, lo, hi);
+        if let Some(k) = super::vnni_lanes::prepare(rows, w.quads(), &rq.0, c, w.n) {
+            // SAFETY: features checked above and by `prepare` (VBMI); reads bounded by
+            // `rows.check()`, writes by the output size.
+            unsafe { super::vnni_lanes::conv_pool2(rows, w.quads(), &k, pool, out) };
+            return;
+        }
         // SAFETY (both): features checked above; reads bounded by `rows.check()`, writes by
         // the output size (asserted above).
         if w.quads().panels == 1
@@ -314,6 +320,15 @@ unsafe fn requant_vnni(
     n: usize,
     out: &mut [u8],
 ) {
+    // Few outputs: pixels in the lanes.
+    if layout == OutLayout::RowMajor
+        && let Some(k) = super::vnni_lanes::prepare(rows, p, f, (zo, lo, hi), n)
+    {
+        // SAFETY: same target features and VBMI (checked by `prepare`); the caller checked
+        // the rows' reach.
+        unsafe { super::vnni_lanes::requant(rows, p, &k, out) };
+        return;
+    }
     // A small reduction into one panel: weights and constants in registers for the call.
     if p.panels == 1
         && layout == OutLayout::RowMajor

@@ -1,6 +1,7 @@
 //! The x86-64 kernels: [`avx2`] (with its vector epilogue, [`avx2_requant`]) and
 //! [`avx512`] (VNNI) int8 GEMMs, with [`vnni_pool`] (a convolution and its 2x2 max pool in
-//! registers) and [`vnni_small`] (a one-panel layer of a few groups, weights in registers), the AVX-512F and AVX2 + FMA float GEMMs ([`sgemm`], with
+//! registers), [`vnni_small`] (a one-panel layer of a few groups, weights in registers) and
+//! [`vnni_lanes`] (few outputs, pixels in the lanes), the AVX-512F and AVX2 + FMA float GEMMs ([`sgemm`], with
 //! [`sgemm_pool`], the float conv + pool), the quantizers
 //! ([`quantize`]) and the integer Add ([`add`]); `ops.rs` puts them in each path's table;
 //! [`peak`] holds their inner steps as throughput loops. Each entry point checks the CPU
@@ -16,5 +17,6 @@ pub mod peak;
 pub mod quantize;
 pub mod sgemm;
 pub mod sgemm_pool;
+pub mod vnni_lanes;
 pub mod vnni_pool;
 pub mod vnni_small;
