@@ -86,6 +86,14 @@ impl Kernel<'_> {
             let mut px = 0;
             // SAFETY (every call): same target features and bounds as this function's.
             while px + P <= self.pw {
+                if P == 4 && !PAIR && self.pw - px == 5 {
+                    // The row's last five in one block (20 accumulators) rather than four
+                    // and a lone one, whose 4 accumulators wait on `vpdpbusd`'s latency:
+                    // LeNet's second conv has rows of five pooled pixels.
+                    unsafe { self.block::<5, 10, false>(panel, rq, py, px, out) };
+                    px += 5;
+                    continue;
+                }
                 unsafe { self.block::<P, W, PAIR>(panel, rq, py, px, out) };
                 px += P;
             }
