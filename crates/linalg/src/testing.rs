@@ -15,7 +15,7 @@ use crate::frame::nhwc::{self, Taps};
 use crate::frame::requant::Requant;
 use crate::frame::rows::{PoolShape, RowMap, Rows};
 use crate::frame::sgemm::PackedF32;
-use crate::frame::weights::QWeights;
+use crate::frame::weights::{PackedI8, QWeights};
 use crate::{KernelPath, Ops};
 
 /// Largest K the models use (the CNN's first linear layer: 32 * 7 * 7).
@@ -258,6 +258,41 @@ fn conv_case(
     Some((g, pg))
 }
 
+/// `rows` through `ops`' requantizing epilogue into a row-major `[rows.m, n]` map.
+fn requantized(
+    ops: &Ops,
+    rows: &Rows<u8>,
+    w: &PackedI8,
+    (offset, requant): (&[i32], &[Requant]),
+    (zo, lo, hi): (i32, i32, i32),
+) -> Vec<u8> {
+    let mut out = vec![0u8; rows.m * w.n];
+    let mut epi = Epilogue::Requant {
+        offset,
+        requant,
+        zo,
+        lo,
+        hi,
+        layout: OutLayout::RowMajor,
+        out: &mut out,
+    };
+    ops.qgemm_rows(rows, w, &mut epi, &mut Vec::new());
+    out
+}
+
+/// The reference's [`requantized`] of `rows`, gathered into a matrix first.
+fn requantized_reference(
+    rows: &Rows<u8>,
+    qw: &QWeights,
+    layer: (&[i32], &[Requant]),
+    clamp: (i32, i32, i32),
+) -> Vec<u8> {
+    let mut flat = vec![0u8; rows.m * rows.k()];
+    crate::frame::rows::gather(rows, &mut flat);
+    let flat_rows = Rows::matrix(&flat, rows.m, rows.k(), rows.k());
+    requantized(reference(), &flat_rows, &reference().pack(qw), layer, clamp)
+}
+
 /// The fused convolution + max pool (where the path has one) against the reference's
 /// requantized convolution pooled afterwards: 2x2 windows (the in-register kernel) and
 /// others (the general one), one to three panels of outputs, odd maps whose last row or
@@ -288,21 +323,9 @@ pub fn conv_pool(ops: &Ops) {
         };
         fused += 1;
         let zo = rng.below(256) as i32;
-        let clamp @ (_, lo, hi) = (zo, if case % 3 == 0 { zo } else { 0 }, 255);
+        let clamp = (zo, if case % 3 == 0 { zo } else { 0 }, 255);
         // The reference: every conv pixel requantized, then pooled.
-        let mut flat = vec![0u8; rows.m * rows.k()];
-        crate::frame::rows::gather(&rows, &mut flat);
-        let mut conv = vec![0u8; rows.m * n];
-        let mut epi = Epilogue::Requant {
-            offset: &offset,
-            requant: &requant,
-            zo,
-            lo,
-            hi,
-            layout: OutLayout::RowMajor,
-            out: &mut conv,
-        };
-        reference().qgemm(rows.m, &flat, rows.k(), &reference().pack(&qw), &mut epi);
+        let conv = requantized_reference(&rows, &qw, (&offset, &requant), clamp);
         let pooled = pg.out_hw[0] * pg.out_hw[1];
         let mut want = vec![0u8; pooled * n];
         nhwc::maxpool(&conv, 1, &pg, &mut want);
@@ -376,33 +399,19 @@ pub fn small_reductions(ops: &Ops) {
         };
         let zo = rng.below(256) as i32;
         let hi = if case % 5 == 1 { 215 } else { 255 };
-        let clamp @ (_, lo, _) = (zo, if case % 3 == 0 { zo.min(hi) } else { 0 }, hi);
-        let conv = |ops: &Ops, rows: &Rows<u8>, w| {
-            let mut out = vec![0u8; rows.m * n];
-            let mut epi = Epilogue::Requant {
-                offset: &offset,
-                requant: &requant,
-                zo,
-                lo,
-                hi,
-                layout: OutLayout::RowMajor,
-                out: &mut out,
-            };
-            ops.qgemm_rows(rows, w, &mut epi, &mut Vec::new());
-            out
-        };
-        let mut flat = vec![0u8; rows.m * rows.k()];
-        crate::frame::rows::gather(&rows, &mut flat);
-        let flat_rows = Rows::matrix(&flat, rows.m, rows.k(), rows.k());
-        let ref_packed = reference().pack(&qw);
-        let want = conv(reference(), &flat_rows, &ref_packed);
+        let clamp = (zo, if case % 3 == 0 { zo.min(hi) } else { 0 }, hi);
+        let layer = (offset.as_slice(), requant.as_slice());
+        let want = requantized_reference(&rows, &qw, layer, clamp);
         let what = format!(
             "{:?} case {case}: {g:?} m={} k={}",
             ops.path(),
             rows.m,
             rows.k()
         );
-        assert!(conv(ops, &rows, &packed) == want, "{what}");
+        assert!(
+            requantized(ops, &rows, &packed, layer, clamp) == want,
+            "{what}"
+        );
         let Some(rq) = ops.requantizer(&offset, &requant, &packed) else {
             continue;
         };

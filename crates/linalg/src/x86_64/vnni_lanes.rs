@@ -126,14 +126,8 @@ pub(super) unsafe fn conv_pool2(
     pool: PoolShape,
     out: &mut [u8],
 ) {
-    let [ph, pw] = pool.out_hw;
-    // Every pixel a window covers is a row of `rows`, so `Rows::check` bounds every read
-    // that a kept lane makes.
-    assert!(
-        2 * pw <= pool.ow && 2 * ph * pool.ow <= rows.m,
-        "pool windows reach past the conv output"
-    );
-    assert!(out.len() >= ph * pw * k.n, "output buffer too short");
+    // (Bounds every read a kept lane makes.)
+    super::vnni_pool::check_windows(rows, &pool, k.n, out);
     // SAFETY (each): same target features and contract.
     unsafe {
         match k.n {

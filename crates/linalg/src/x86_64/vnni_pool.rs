@@ -23,6 +23,18 @@ pub(super) fn applies(rows: &Rows<u8>, pool: &PoolShape) -> bool {
     pool.window == [2, 2] && rows.conv_steps().is_some() && rows.seg_len.is_multiple_of(4)
 }
 
+/// Panics unless every conv pixel a 2x2 window of `pool` covers is a row of `rows` (so
+/// that `Rows::check` bounds every read a 2x2 kernel makes for it) and `out` holds the
+/// pooled map of `n` outputs: what each such kernel checks first.
+pub(super) fn check_windows(rows: &Rows<u8>, pool: &PoolShape, n: usize, out: &[u8]) {
+    let [ph, pw] = pool.out_hw;
+    assert!(
+        2 * pw <= pool.ow && 2 * ph * pool.ow <= rows.m,
+        "pool windows reach past the conv output"
+    );
+    assert!(out.len() >= ph * pw * n, "output buffer too short");
+}
+
 /// The conv + pool of `rows` into `out` (`[pooled pixels, n]`). The caller has checked the
 /// CPU, the rows' reach (`Rows::check`) and [`applies`].
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512dq,avx512vl")]
@@ -35,12 +47,8 @@ pub(super) unsafe fn conv_pool2(
     n: usize,
     out: &mut [u8],
 ) {
+    check_windows(rows, &pool, n, out);
     let [ph, pw] = pool.out_hw;
-    // Every pixel a window covers is a row of `rows`, so `Rows::check` bounds every read.
-    assert!(
-        2 * pw <= pool.ow && 2 * ph * pool.ow <= rows.m,
-        "pool windows reach past the conv output"
-    );
     let steps = rows.conv_steps().expect("a convolution's rows");
     let k = Kernel { rows, p, steps, pw };
     // Panels two at a time (2 pooled pixels x 4 conv pixels x 2 panels = 16 accumulators),

@@ -59,13 +59,7 @@ pub(super) unsafe fn conv_pool2(
     pool: PoolShape,
     out: &mut [u8],
 ) {
-    let [ph, pw] = pool.out_hw;
-    // Every pixel a window covers is a row of `rows`, so `Rows::check` bounds every read.
-    assert!(
-        2 * pw <= pool.ow && 2 * ph * pool.ow <= rows.m,
-        "pool windows reach past the conv output"
-    );
-    assert!(out.len() >= ph * pw * NR, "output buffer too short");
+    super::vnni_pool::check_windows(rows, &pool, NR, out);
     // SAFETY (each): same target features and contract.
     unsafe {
         match rows.k() / 4 {
