@@ -188,7 +188,7 @@ pub fn conv_pool_rows(
         }
         // SAFETY (both): features checked above; reads bounded by `rows.check()`, writes by
         // the output size (asserted above).
-        if w.quads().panels == 1
+        if super::vnni_small::fits(rows, w.quads())
             && let Some(one) = unsafe { PanelRequant::folding(&rq.0, c, w.n) }
             && super::vnni_small::applies(rows, w.quads(), &one)
         {
@@ -330,7 +330,7 @@ unsafe fn requant_vnni(
         return;
     }
     // A small reduction into one panel: weights and constants in registers for the call.
-    if p.panels == 1
+    if super::vnni_small::fits(rows, p)
         && layout == OutLayout::RowMajor
         && let Some(rq) = PanelRequant::folding(f, (zo, lo, hi), n)
         && super::vnni_small::applies(rows, p, &rq)

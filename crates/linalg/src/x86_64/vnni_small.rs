@@ -23,14 +23,16 @@ use crate::frame::rows::{PoolShape, RowMap, Rows};
 /// Most groups of four a reduction may have here (one register each).
 const MAX_GROUPS: usize = 4;
 
-/// Whether this kernel takes a layer of weights `p` over `rows`, with constants `rq` from
+/// Whether the shape suits this kernel: one panel of weights `p` and a reduction of whole
+/// groups, at most [`MAX_GROUPS`] of them (checked before the constants are built).
+pub(super) fn fits(rows: &Rows<u8>, p: &Packed) -> bool {
+    p.panels == 1 && rows.seg_len.is_multiple_of(4) && (1..=4 * MAX_GROUPS).contains(&rows.k())
+}
+
+/// Whether this kernel takes a layer that [`fits`], with constants `rq` from
 /// [`PanelRequant::folding`] that allow four rows per store.
 pub(super) fn applies(rows: &Rows<u8>, p: &Packed, rq: &PanelRequant) -> bool {
-    p.panels == 1
-        && rq.folds()
-        && rq.packs_rows()
-        && rows.seg_len.is_multiple_of(4)
-        && (1..=4 * MAX_GROUPS).contains(&rows.k())
+    fits(rows, p) && rq.folds() && rq.packs_rows()
 }
 
 /// Every row of `rows` requantized into `out` (`[rows.m, 16]`, row-major). The caller has
