@@ -510,29 +510,48 @@ impl PanelRequant {
         }
     }
 
-    /// [`Self::new`] that also [`Self::folds`], or `None` where the zero point does not fit
-    /// the rounding term (a separate constructor: `requant_panel` builds constants per row
-    /// block, and this is 16 scalar steps).
+    /// [`Self::new`] that also [`Self::folds`] (panel 0 of a one-panel layer), or `None`
+    /// where the zero point does not fit the rounding term. A separate constructor:
+    /// `requant_panel` builds constants per row block, and this costs a few more
+    /// instructions (in 64-bit lanes; it runs once per sample).
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512dq,avx512vl")]
     pub(super) fn folding(f: &Fused, c: (i32, i32, i32), n: usize) -> Option<Self> {
         if !f.high {
             return None;
         }
-        // (h + rd + zo * 2^k) >> k = ((h + rd) >> k) + zo for an arithmetic shift; with
-        // |h| <= 2^30 the sum stays an i32 while the two terms stay below 2^30.
-        let mut rd32z = [0i32; NR];
-        for (j, t) in rd32z.iter_mut().enumerate() {
-            // The short form's shifts are 1..=31.
-            let (rd, sh) = (f.round32[j], f.shift32[j].clamp(0, 31));
-            *t = i32::try_from(i64::from(rd) + (i64::from(c.0) << sh))
-                .ok()
-                .filter(|v| (-(1 << 30)..1 << 30).contains(v))?;
+        let k = Self::new(f, 0, c, n);
+        // (h + rd + zo * 2^s) >> s = ((h + rd) >> s) + zo for an arithmetic shift; with
+        // |h| <= 2^30 the sum stays an i32 while the two terms stay below 2^30. The short
+        // form's shifts are 1..=31: exact in 64-bit lanes.
+        let zo = _mm512_set1_epi64(i64::from(c.0));
+        let (lo, hi) = (_mm512_set1_epi64(-(1 << 30)), _mm512_set1_epi64(1 << 30));
+        let half = |v: __m512i, upper: bool| {
+            let h = if upper {
+                _mm512_extracti64x4_epi64::<1>(v)
+            } else {
+                _mm512_castsi512_si256(v)
+            };
+            _mm512_cvtepi32_epi64(h)
+        };
+        let mut t = [_mm512_setzero_si512(); 2];
+        for (upper, t) in [false, true].into_iter().zip(&mut t) {
+            *t = _mm512_add_epi64(
+                half(k.rd32, upper),
+                _mm512_sllv_epi64(zo, half(k.sh32, upper)),
+            );
+            let inside = _mm512_cmpge_epi64_mask(*t, lo) & _mm512_cmplt_epi64_mask(*t, hi);
+            if inside != u8::MAX {
+                return None;
+            }
         }
+        let rd32z = _mm512_inserti64x4::<1>(
+            _mm512_castsi256_si512(_mm512_cvtepi64_epi32(t[0])),
+            _mm512_cvtepi64_epi32(t[1]),
+        );
         Some(Self {
-            // SAFETY: 16 i32.
-            rd32z: unsafe { _mm512_loadu_si512(rd32z.as_ptr().cast()) },
+            rd32z,
             folds: true,
-            ..Self::new(f, 0, c, n)
+            ..k
         })
     }
 

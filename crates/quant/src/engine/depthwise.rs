@@ -11,7 +11,7 @@
 //! Weights below 8 bits are stored as i8 values too, so the i16 products below hold.
 
 use quantlab_linalg::frame::depthwise::{Activation, DwSample, depthwise_f32, depthwise_i32};
-use quantlab_linalg::frame::nhwc::{self, Taps};
+use quantlab_linalg::frame::nhwc::Taps;
 use quantlab_linalg::{ConvGeom, Epilogue, Ops};
 
 use crate::model::LayerImpl;
@@ -24,7 +24,8 @@ pub struct DwWeights {
     f32: Vec<f32>,
     int8: Vec<i16>,
     taps: Taps,
-    /// The padded-sample offset of every tap, for a sample padded by [`nhwc::pad`].
+    /// The padded-sample offset of every tap, for a sample padded by
+    /// [`quantlab_linalg::frame::nhwc::pad`].
     offsets: Vec<usize>,
 }
 
@@ -92,12 +93,13 @@ pub fn run_f32(
         relu: d.relu,
         cap: d.cap,
     };
-    for (xs, ys) in x
+    for (i, (xs, ys)) in x
         .chunks_exact(d.in_len())
         .zip(y.chunks_exact_mut(d.out_len()))
         .take(batch)
+        .enumerate()
     {
-        nhwc::pad(xs, g, 0.0, padded);
+        super::pad_sample(i, xs, g, 0.0, padded);
         depthwise_f32(dw.sample(padded, w), &d.bias, act, ys);
     }
 }
@@ -121,7 +123,7 @@ pub fn run_int8(
     acc.clear();
     acc.resize(pixels * c, 0);
     for (s, xs) in input.chunks_exact(d.in_len()).take(batch).enumerate() {
-        nhwc::pad(xs, g, zp, padded);
+        super::pad_sample(s, xs, g, zp, padded);
         depthwise_i32(dw.sample(padded, w), c, acc);
         ops.epilogue(epi, s * pixels, pixels, c, acc, c);
     }

@@ -754,8 +754,12 @@ impl Session {
             map,
             ..
         } = bufs;
-        for (xs, ys) in x.chunks_exact(d.in_len()).zip(y.chunks_exact_mut(out_len)) {
-            nhwc::pad(xs, g, 0.0, padded);
+        for (i, (xs, ys)) in x
+            .chunks_exact(d.in_len())
+            .zip(y.chunks_exact_mut(out_len))
+            .enumerate()
+        {
+            pad_sample(i, xs, g, 0.0, padded);
             let rows = taps.rows(padded, g.pixels(), taps.seg_len);
             match pool {
                 Some(pg) => {
@@ -1067,8 +1071,8 @@ fn conv_samples<'o, O>(
     let samples = input
         .chunks_exact(d.in_len())
         .zip(out.chunks_exact_mut(out_len));
-    for (xs, os) in samples {
-        nhwc::pad(xs, g, zp, &mut padded);
+    for (i, (xs, os)) in samples.enumerate() {
+        pad_sample(i, xs, g, zp, &mut padded);
         f(
             &taps.rows(&padded, g.pixels(), taps.seg_len_to(seg_multiple)),
             bufs,
@@ -1076,6 +1080,16 @@ fn conv_samples<'o, O>(
         );
     }
     bufs.padded_u8 = padded;
+}
+
+/// Sample `i` of a layer's loop padded into `padded`: the whole buffer for the first, the
+/// rows only after it (the border stays the same value).
+pub(crate) fn pad_sample<T: Copy>(i: usize, x: &[T], g: &ConvGeom, pad: T, padded: &mut Vec<T>) {
+    if i == 0 {
+        nhwc::pad(x, g, pad, padded);
+    } else {
+        nhwc::pad_interior(x, g, padded);
+    }
 }
 
 /// The static epilogue of layer `l` into row-major `out`, clamped to `(zo, lo, hi)`.
