@@ -339,11 +339,11 @@ pub fn conv_pool(ops: &Ops) {
     }
 }
 
-/// Small first layers, requantized, and pooled 2x2 where the path fuses it, against the
-/// reference. Reductions of one to four groups of four into one panel of 16 (the first
-/// convolution of an image model; on the VNNI path, the kernel that keeps its weights in
-/// registers) and convolutions of one to nine outputs (one to eight: pixels in the lanes),
-/// up to 5x5 over one to four input channels: maps whose blocks of pixels cross output rows
+/// Small layers, requantized, and pooled 2x2 where the path fuses it, against the
+/// reference. Reductions of one to four groups of four into one to four panels of 16 (the
+/// first convolution of an image model, pointwise ones over 8 or 16 channels; on the VNNI
+/// path, the kernel that keeps a panel's weights in registers; 32 channels: the GEMM) and convolutions of one to
+/// nine outputs (one to eight: pixels in the lanes), up to 5x5 over one to 32 channels: maps whose blocks of pixels cross output rows
 /// and end part-way, strides, padding, clamps at the zero point and below 255, multipliers
 /// so small in every fourth case that the zero point cannot ride in the rounding term (the
 /// general kernels then); and matrices of K = 4 to 16.
@@ -359,10 +359,13 @@ pub fn small_reductions(ops: &Ops) {
         (1, [5, 5]),
         (3, [3, 3]),
         (2, [5, 5]),
+        (16, [1, 1]),
+        (32, [1, 1]),
+        (8, [1, 1]),
     ];
-    let outputs = [16, 6, 16, 12, 1, 8, 5, 16, 3, 9, 2, 7, 4];
+    let outputs = [16, 6, 16, 12, 1, 8, 5, 16, 3, 9, 2, 7, 4, 32, 40, 64, 17];
     let mut cases: Vec<(Vec<u8>, Option<ConvGeom>, usize, usize)> = Vec::new();
-    for case in 0..72 {
+    for case in 0..96 {
         let (c, kernel) = shapes[case % shapes.len()];
         let hw = [kernel[0] + rng.below(20), kernel[1] + rng.below(40)];
         let stride = [1 + rng.below(2), 1 + rng.below(2)];
@@ -375,7 +378,7 @@ pub fn small_reductions(ops: &Ops) {
         nhwc::pad(&x, &g, rng.below(256) as u8, &mut padded);
         cases.push((padded, Some(g), case, 0));
     }
-    for case in 72..84 {
+    for case in 96..108 {
         let (m, k) = (1 + rng.below(40), 4 * (1 + case % 4));
         let a: Vec<u8> = (0..m * k).map(|_| rng.below(256) as u8).collect();
         cases.push((a, None, case, m));

@@ -189,10 +189,9 @@ pub fn conv_pool_rows(
         // SAFETY (both): features checked above; reads bounded by `rows.check()`, writes by
         // the output size (asserted above).
         if super::vnni_small::fits(rows, w.quads())
-            && let Some(one) = unsafe { PanelRequant::folding(&rq.0, c, w.n) }
-            && super::vnni_small::applies(rows, w.quads(), &one)
+            && let Some(k) = unsafe { super::vnni_small::constants(&rq.0, c, w.n, w.quads()) }
         {
-            unsafe { super::vnni_small::conv_pool2(rows, w.quads(), &one, pool, out) };
+            unsafe { super::vnni_small::conv_pool2(rows, w.quads(), &k, pool, out) };
             return;
         }
         unsafe {
@@ -332,11 +331,10 @@ unsafe fn requant_vnni(
     // A small reduction into one panel: weights and constants in registers for the call.
     if super::vnni_small::fits(rows, p)
         && layout == OutLayout::RowMajor
-        && let Some(rq) = PanelRequant::folding(f, (zo, lo, hi), n)
-        && super::vnni_small::applies(rows, p, &rq)
+        && let Some(k) = super::vnni_small::constants(f, (zo, lo, hi), n, p)
     {
         // SAFETY: same target features; the caller checked the rows' reach.
-        unsafe { super::vnni_small::requant(rows, p, &rq, out) };
+        unsafe { super::vnni_small::requant(rows, p, &k, out) };
         return;
     }
     // One panel: its constants built once here, not per row block.
@@ -442,7 +440,9 @@ pub(super) struct PanelRequant {
     sh32: __m512i,
     rd32: __m512i,
     /// `rd32 + (zo << (s - 32))`: the short form's rounding term with the zero point in it,
-    /// where [`Self::folding`] built these constants (see [`Self::folds`]).
+    /// where [`Self::folding`] built these constants; `folds` says so: accumulators may then
+    /// start at the offset and skip the zero point's add (`BIASED` in [`Self::store4`] and
+    /// [`Self::store`]).
     rd32z: __m512i,
     folds: bool,
     zo: __m512i,
@@ -510,16 +510,16 @@ impl PanelRequant {
         }
     }
 
-    /// [`Self::new`] that also [`Self::folds`] (panel 0 of a one-panel layer), or `None`
-    /// where the zero point does not fit the rounding term. A separate constructor:
-    /// `requant_panel` builds constants per row block, and this costs a few more
-    /// instructions (in 64-bit lanes; it runs once per sample).
+    /// [`Self::new`] that also folds the zero point, or `None` where it does not fit
+    /// the rounding term. A separate constructor: `requant_panel` builds constants per row
+    /// block, and this costs a few more instructions (in 64-bit lanes; it runs once per
+    /// sample and panel).
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512dq,avx512vl")]
-    pub(super) fn folding(f: &Fused, c: (i32, i32, i32), n: usize) -> Option<Self> {
+    pub(super) fn folding(f: &Fused, panel: usize, c: (i32, i32, i32), n: usize) -> Option<Self> {
         if !f.high {
             return None;
         }
-        let k = Self::new(f, 0, c, n);
+        let k = Self::new(f, panel, c, n);
         // (h + rd + zo * 2^s) >> s = ((h + rd) >> s) + zo for an arithmetic shift; with
         // |h| <= 2^30 the sum stays an i32 while the two terms stay below 2^30. The short
         // form's shifts are 1..=31: exact in 64-bit lanes.
@@ -558,13 +558,6 @@ impl PanelRequant {
     /// Outputs of the layer (the row length of a row-major output).
     pub(super) fn n(&self) -> usize {
         self.n
-    }
-
-    /// Whether accumulators may start at the offset and skip the zero point's add
-    /// (`BIASED` in [`Self::store4`] and [`Self::store`]): the short form applies and every
-    /// output's rounding term can carry the zero point without overflow.
-    pub(super) fn folds(&self) -> bool {
-        self.folds
     }
 
     /// The panel's 16 offsets, the start of a `BIASED` accumulator.
@@ -610,7 +603,7 @@ impl PanelRequant {
 
     /// The panel's 16 outputs of one row, requantized and shifted by the zero point but not
     /// yet clamped. `BIASED`: `a` already holds the offset and the zero point rides in the
-    /// rounding term (only where [`Self::folds`]).
+    /// rounding term (only where [`Self::folding`] built these constants).
     ///
     /// # Safety
     /// As [`Self::store4`], which inlines it.

@@ -1,7 +1,8 @@
-//! AVX-512 VNNI: a static convolution whose whole reduction is a few groups of four and
-//! whose outputs are one panel of 16, as the first convolution of an image model (one input
-//! channel, 3x3: three groups, the padded fourth byte of each kernel row against a zero
-//! weight), with or without the 2x2 max pool after it.
+//! AVX-512 VNNI: a static convolution whose whole reduction is a few groups of four (at
+//! most 4, K <= 16), as the first convolution of an image model (one input channel, 3x3:
+//! three groups, the padded fourth byte of each kernel row against a zero weight) or a
+//! pointwise one over few channels, with or without the 2x2 max pool after it; one to four
+//! panels of 16 outputs, one panel at a time.
 //!
 //! Such a layer does three `vpdpbusd` per pixel and then requantizes 16 outputs, so its
 //! epilogue, not its dot products, sets its speed (docs/figures.md, "The requantizing
@@ -16,59 +17,86 @@
 
 use std::arch::x86_64::*;
 
-use super::avx512::PanelRequant;
-use crate::frame::pack::{NR, Packed};
+use super::avx512::{Fused, PanelRequant};
+use crate::frame::pack::Packed;
 use crate::frame::rows::{PoolShape, RowMap, Rows};
 
-/// Most groups of four a reduction may have here (one register each).
+/// Most groups of four a reduction may have here (one register each). With 8 (a pointwise
+/// conv 32 -> 64 of the MobileNet-like model) the GEMM, two panels per pass, was faster:
+/// 16% against 18-20% of the peak.
 const MAX_GROUPS: usize = 4;
 
-/// Whether the shape suits this kernel: one panel of weights `p` and a reduction of whole
-/// groups, at most [`MAX_GROUPS`] of them (checked before the constants are built).
+/// Most panels of 16 outputs (their constants are built per call).
+const MAX_PANELS: usize = 4;
+
+/// Whether the shape suits this kernel: at most [`MAX_PANELS`] panels of weights `p` and a
+/// reduction of whole groups, at most [`MAX_GROUPS`] of them (checked before the constants
+/// are built).
 pub(super) fn fits(rows: &Rows<u8>, p: &Packed) -> bool {
-    p.panels == 1 && rows.seg_len.is_multiple_of(4) && (1..=4 * MAX_GROUPS).contains(&rows.k())
+    (1..=MAX_PANELS).contains(&p.panels)
+        && rows.seg_len.is_multiple_of(4)
+        && (1..=4 * MAX_GROUPS).contains(&rows.k())
 }
 
-/// Whether this kernel takes a layer that [`fits`], with constants `rq` from
-/// [`PanelRequant::folding`] that allow four rows per store.
-pub(super) fn applies(rows: &Rows<u8>, p: &Packed, rq: &PanelRequant) -> bool {
-    fits(rows, p) && rq.folds() && rq.packs_rows()
-}
-
-/// Every row of `rows` requantized into `out` (`[rows.m, 16]`, row-major). The caller has
-/// checked the CPU, the rows' reach (`Rows::check`) and [`applies`].
+/// Every panel's constants from [`PanelRequant::folding`], or `None` where a panel's zero
+/// point cannot ride in its rounding term.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512dq,avx512vl")]
-pub(super) unsafe fn requant(rows: &Rows<u8>, p: &Packed, rq: &PanelRequant, out: &mut [u8]) {
-    assert!(out.len() >= rows.m * NR, "output buffer too short");
-    // SAFETY (each): same target features and contract.
-    unsafe {
-        match rows.k() / 4 {
-            1 => Small::<1>::new(rows, p, rq).requant(out),
-            2 => Small::<2>::new(rows, p, rq).requant(out),
-            3 => Small::<3>::new(rows, p, rq).requant(out),
-            _ => Small::<4>::new(rows, p, rq).requant(out),
+pub(super) fn constants(f: &Fused, c: (i32, i32, i32), n: usize, p: &Packed) -> Option<Constants> {
+    let mut panels = [None; MAX_PANELS];
+    for (i, k) in panels.iter_mut().enumerate().take(p.panels) {
+        *k = Some(PanelRequant::folding(f, i, c, n)?);
+    }
+    Some(Constants(panels))
+}
+
+/// One [`PanelRequant`] per panel of a layer, each folding its zero point.
+pub(super) struct Constants([Option<PanelRequant>; MAX_PANELS]);
+
+impl Constants {
+    fn panels(&self) -> impl Iterator<Item = (usize, &PanelRequant)> {
+        self.0.iter().map_while(Option::as_ref).enumerate()
+    }
+}
+
+/// Every row of `rows` requantized into `out` (`[rows.m, n]`, row-major). The caller has
+/// checked the CPU, the rows' reach (`Rows::check`) and [`fits`], and built `k` for `p`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512dq,avx512vl")]
+pub(super) unsafe fn requant(rows: &Rows<u8>, p: &Packed, k: &Constants, out: &mut [u8]) {
+    for (panel, rq) in k.panels() {
+        assert!(out.len() >= rows.m * rq.n(), "output buffer too short");
+        // SAFETY (each): same target features and contract.
+        unsafe {
+            match rows.k() / 4 {
+                1 => Small::<1>::new(rows, p, panel, rq).requant(out),
+                2 => Small::<2>::new(rows, p, panel, rq).requant(out),
+                3 => Small::<3>::new(rows, p, panel, rq).requant(out),
+                _ => Small::<4>::new(rows, p, panel, rq).requant(out),
+            }
         }
     }
 }
 
-/// The conv + 2x2, stride-2 max pool of `rows` into `out` (`[pooled pixels, 16]`). The
-/// caller has checked the CPU, the rows' reach, [`applies`] and `vnni_pool::applies`.
+/// The conv + 2x2, stride-2 max pool of `rows` into `out` (`[pooled pixels, n]`). The
+/// caller has checked the CPU, the rows' reach, [`fits`] and `vnni_pool::applies`, and
+/// built `k` for `p`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512dq,avx512vl")]
 pub(super) unsafe fn conv_pool2(
     rows: &Rows<u8>,
     p: &Packed,
-    rq: &PanelRequant,
+    k: &Constants,
     pool: PoolShape,
     out: &mut [u8],
 ) {
-    super::vnni_pool::check_windows(rows, &pool, NR, out);
-    // SAFETY (each): same target features and contract.
-    unsafe {
-        match rows.k() / 4 {
-            1 => Small::<1>::new(rows, p, rq).pool(pool, out),
-            2 => Small::<2>::new(rows, p, rq).pool(pool, out),
-            3 => Small::<3>::new(rows, p, rq).pool(pool, out),
-            _ => Small::<4>::new(rows, p, rq).pool(pool, out),
+    for (panel, rq) in k.panels() {
+        super::vnni_pool::check_windows(rows, &pool, rq.n(), out);
+        // SAFETY (each): same target features and contract.
+        unsafe {
+            match rows.k() / 4 {
+                1 => Small::<1>::new(rows, p, panel, rq).pool(pool, out),
+                2 => Small::<2>::new(rows, p, panel, rq).pool(pool, out),
+                3 => Small::<3>::new(rows, p, panel, rq).pool(pool, out),
+                _ => Small::<4>::new(rows, p, panel, rq).pool(pool, out),
+            }
         }
     }
 }
@@ -84,10 +112,10 @@ struct Small<'a, const G: usize> {
 
 impl<'a, const G: usize> Small<'a, G> {
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512dq,avx512vl")]
-    fn new(rows: &'a Rows<'a, u8>, p: &Packed, rq: &'a PanelRequant) -> Self {
+    fn new(rows: &'a Rows<'a, u8>, p: &Packed, panel: usize, rq: &'a PanelRequant) -> Self {
         let per_seg = rows.seg_len / 4;
         assert_eq!(rows.segs.len() * per_seg, G, "groups of the rows");
-        let panel = p.panel(0);
+        let panel = p.panel(panel);
         assert!(panel.len() >= G * 64, "packed weights too short");
         Self {
             rows,
@@ -121,30 +149,42 @@ impl<'a, const G: usize> Small<'a, G> {
         acc
     }
 
-    /// Every row requantized into `out`, eight rows a step (consecutive rows are
-    /// consecutive 16-byte outputs, across output rows too).
+    /// This panel of every row requantized into `out`, eight rows a step. A one-panel
+    /// layer stores four rows at once (consecutive rows are consecutive 16-byte outputs,
+    /// across output rows too); wider ones, each row's 16 outputs at their place in it.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512dq,avx512vl")]
     unsafe fn requant(&self, out: &mut [u8]) {
         let (m, rq) = (self.rows.m, self.rq);
+        let n = rq.n();
         let mut bases = Bases::new(self.rows);
         let mut r = 0;
-        // SAFETY (every `pixels` and `store4`): the features are this function's; the bases
-        // are rows below m, and store4 checks its 64 bytes against `out`.
+        // SAFETY (every `pixels` and store): the features are this function's; the bases
+        // are rows below m, and the stores check their bytes against `out`.
         unsafe {
-            while r + 8 <= m {
-                let acc = self.pixels::<8>(bases.take());
-                rq.store4::<true>([acc[0], acc[1], acc[2], acc[3]], r * NR, out);
-                rq.store4::<true>([acc[4], acc[5], acc[6], acc[7]], (r + 4) * NR, out);
-                r += 8;
-            }
-            if r + 4 <= m {
-                let acc = self.pixels::<4>(bases.take());
-                rq.store4::<true>(acc, r * NR, out);
-                r += 4;
+            if rq.packs_rows() {
+                while r + 8 <= m {
+                    let acc = self.pixels::<8>(bases.take());
+                    rq.store4::<true>([acc[0], acc[1], acc[2], acc[3]], r * n, out);
+                    rq.store4::<true>([acc[4], acc[5], acc[6], acc[7]], (r + 4) * n, out);
+                    r += 8;
+                }
+                if r + 4 <= m {
+                    let acc = self.pixels::<4>(bases.take());
+                    rq.store4::<true>(acc, r * n, out);
+                    r += 4;
+                }
+            } else {
+                while r + 8 <= m {
+                    let acc = self.pixels::<8>(bases.take());
+                    for (i, a) in acc.into_iter().enumerate() {
+                        rq.store::<true>(a, (r + i) * n, 1, out);
+                    }
+                    r += 8;
+                }
             }
             for r in r..m {
                 let [acc] = self.pixels::<1>(bases.take());
-                rq.store::<true>(acc, r * NR, 1, out);
+                rq.store::<true>(acc, r * n, 1, out);
             }
         }
     }
@@ -156,6 +196,7 @@ impl<'a, const G: usize> Small<'a, G> {
         let [ph, pw] = pool.out_hw;
         let (rs, cs) = self.rows.conv_steps().expect("a convolution's rows");
         let rq = self.rq;
+        let n = rq.n();
         for py in 0..ph {
             let line = 2 * py * rs;
             let mut px = 0;
@@ -172,13 +213,20 @@ impl<'a, const G: usize> Small<'a, G> {
                     for (i, v) in pooled.iter_mut().enumerate() {
                         *v = max4([acc[2 * i], acc[2 * i + 1], acc[8 + 2 * i], acc[9 + 2 * i]]);
                     }
-                    rq.store4::<true>(pooled, (py * pw + px) * NR, out);
+                    let at = (py * pw + px) * n;
+                    if rq.packs_rows() {
+                        rq.store4::<true>(pooled, at, out);
+                    } else {
+                        for (i, v) in pooled.into_iter().enumerate() {
+                            rq.store::<true>(v, at + i * n, 1, out);
+                        }
+                    }
                     px += 4;
                 }
                 for px in px..pw {
                     let b0 = line + 2 * px * cs;
                     let window = self.pixels::<4>([b0, b0 + cs, b0 + rs, b0 + rs + cs]);
-                    rq.store::<true>(max4(window), (py * pw + px) * NR, 1, out);
+                    rq.store::<true>(max4(window), (py * pw + px) * n, 1, out);
                 }
             }
         }
