@@ -100,6 +100,10 @@ pub fn depthwise_f32(x: DwSample<f32, f32>, bias: &[f32], act: Activation, out: 
 /// As [`depthwise_f32`].
 pub fn depthwise_i32(x: DwSample<u8, i16>, c: usize, acc: &mut [i32]) {
     #[cfg(target_arch = "x86_64")]
+    if crate::CpuFeatures::get().vnni() {
+        return crate::x86_64::depthwise::depthwise_i32_vnni(x, c, acc);
+    }
+    #[cfg(target_arch = "x86_64")]
     if crate::CpuFeatures::get().avx2 {
         return crate::x86_64::depthwise::depthwise_i32_avx2(x, c, acc);
     }
