@@ -7,6 +7,7 @@ use std::sync::OnceLock;
 
 use crate::cpu::CpuFeatures;
 use crate::frame::add::QAdd;
+use crate::frame::depthwise::DwSample;
 use crate::frame::epilogue::Epilogue;
 use crate::frame::pack::{Packed, Packed16};
 use crate::frame::requant::Requant;
@@ -31,6 +32,9 @@ type EpilogueFn = fn(&mut Epilogue, usize, usize, usize, &[i32], usize);
 #[derive(Clone, Copy)]
 struct FusedOps {
     prepare: fn(&[i32], &[Requant], &PackedI8) -> Option<Requantizer>,
+    /// A requantizer for `n` outputs without packed weights (depthwise layers).
+    outputs: fn(&[i32], &[Requant], usize) -> Option<Requantizer>,
+    depthwise: fn(DwSample<u8, i16>, &Requantizer, Clamp, &mut [u8]),
     gemm: fn(&Rows<u8>, &PackedI8, &Requantizer, Clamp, &mut [u8]),
     conv_pool: ConvPoolFn,
 }
@@ -157,6 +161,28 @@ impl Ops {
         w: &PackedI8,
     ) -> Option<Requantizer> {
         (self.fused?.prepare)(offset, requant, w)
+    }
+
+    /// Constants for [`Self::depthwise_requant`]: a depthwise layer's `n` channels.
+    pub fn depthwise_requantizer(
+        &self,
+        offset: &[i32],
+        requant: &[Requant],
+        n: usize,
+    ) -> Option<Requantizer> {
+        (self.fused?.outputs)(offset, requant, n)
+    }
+
+    /// A static depthwise layer on one padded sample, requantized as it is computed:
+    /// `out` is `[pixels, c]` bytes, `rq` from [`Self::depthwise_requantizer`].
+    pub fn depthwise_requant(
+        &self,
+        x: DwSample<u8, i16>,
+        rq: &Requantizer,
+        c: Clamp,
+        out: &mut [u8],
+    ) {
+        (self.fused(rq).depthwise)(x, rq, c, out)
     }
 
     fn fused(&self, rq: &Requantizer) -> FusedOps {
@@ -335,6 +361,16 @@ fn x86_64_ops(path: KernelPath, base: Ops) -> Ops {
                 conv_pool: |rows, w, rq, c, pool, buf, out| {
                     let RequantImpl::Vnni(r) = &rq.inner;
                     avx512::conv_pool_rows(rows, w, r, c, pool, buf, out)
+                },
+                outputs: |offset, requant, n| {
+                    avx512::Requantizer::for_outputs(offset, requant, n).map(|r| Requantizer {
+                        path: KernelPath::Avx512Vnni,
+                        inner: RequantImpl::Vnni(r),
+                    })
+                },
+                depthwise: |x, rq, c, out| {
+                    let RequantImpl::Vnni(r) = &rq.inner;
+                    crate::x86_64::depthwise::depthwise_requant_vnni(x, r, c, out)
                 },
             }),
             ..base

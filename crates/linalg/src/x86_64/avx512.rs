@@ -160,6 +160,16 @@ impl Requantizer {
     pub fn new(offset: &[i32], requant: &[Requant], w: &PackedI8) -> Option<Self> {
         Fused::new(offset, requant, w.n, w.quads().panels).map(Self)
     }
+
+    /// The same for `n` outputs without packed weights (a depthwise layer's channels).
+    pub fn for_outputs(offset: &[i32], requant: &[Requant], n: usize) -> Option<Self> {
+        Fused::new(offset, requant, n, n.div_ceil(NR)).map(Self)
+    }
+
+    /// The per-output constants.
+    pub(super) fn fused(&self) -> &Fused {
+        &self.0
+    }
 }
 
 /// A static convolution fused with the 2D max pool that follows it: the i32 accumulators

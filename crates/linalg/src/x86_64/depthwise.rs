@@ -248,6 +248,107 @@ unsafe fn run_vnni(x: DwSample<u8, i16>, c: usize, acc: &mut [i32]) {
     }
 }
 
+/// The static int8 depthwise layer, requantized where it is computed: `out[p * c + j]` for
+/// the `out.len() / c` output pixels, with the constants of `rq` (built for `c` outputs by
+/// [`super::avx512::Requantizer::for_outputs`]) and the clamp `(zo, lo, hi)`. The same
+/// products as [`depthwise_i32_vnni`]; no i32 buffer, and each row of 16 channels goes
+/// through the VNNI epilogue's constants in registers (the accumulator started at the
+/// offset and the zero point in the rounding term where they fit: `PanelRequant::folding`).
+pub fn depthwise_requant_vnni(
+    x: DwSample<u8, i16>,
+    rq: &super::avx512::Requantizer,
+    clamp: (i32, i32, i32),
+    out: &mut [u8],
+) {
+    assert!(
+        crate::CpuFeatures::get().vnni(),
+        "VNNI depthwise called on a CPU without AVX-512 VNNI"
+    );
+    let f = rq.fused();
+    let c = f.offset.len().min(x.w.len() / x.offsets.len().max(1));
+    assert!(
+        c > 0 && f.mult.len() == c.div_ceil(16) * 16 && x.w.len() == x.offsets.len() * c,
+        "requantizer built for another layer"
+    );
+    x.check(c, out.len());
+    // SAFETY: the features and every reach were checked above.
+    unsafe { requant_vnni(x, f, clamp, c, out) }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512dq,avx512vl")]
+unsafe fn requant_vnni(
+    x: DwSample<u8, i16>,
+    f: &super::avx512::Fused,
+    clamp: (i32, i32, i32),
+    c: usize,
+    out: &mut [u8],
+) {
+    use super::avx512::PanelRequant;
+    for j in (0..c).step_by(16) {
+        let panel = j / 16;
+        // SAFETY (both): this function's features; `check` bounded every read.
+        unsafe {
+            match PanelRequant::folding(f, panel, clamp, c) {
+                Some(rq) => channels::<true>(x, &rq, j, c, out),
+                None => channels::<false>(x, &PanelRequant::new(f, panel, clamp, c), j, c, out),
+            }
+        }
+    }
+}
+
+/// Channels `j..j + 16` (fewer at the end) of every output pixel into `out`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512dq,avx512vl")]
+unsafe fn channels<const BIASED: bool>(
+    x: DwSample<u8, i16>,
+    rq: &super::avx512::PanelRequant,
+    j: usize,
+    c: usize,
+    out: &mut [u8],
+) {
+    let (pp, wp) = (x.padded.as_ptr(), x.w.as_ptr());
+    let pixels = out.len() / c;
+    let taps = x.offsets.len();
+    let t = x.taps;
+    let m = if j + 16 <= c {
+        u16::MAX
+    } else {
+        (1u16 << (c - j)) - 1
+    };
+    let start = if BIASED {
+        rq.offset()
+    } else {
+        _mm512_setzero_si512()
+    };
+    // SAFETY (whole block): the caller checked every tap's reach `base + off + c` and the
+    // weights (`taps * c`); reads past `c` channels are masked off; `store` checks `out`.
+    unsafe {
+        let weight = |tap: usize| {
+            _mm512_cvtepi16_epi32(_mm256_maskz_loadu_epi16(m, wp.add(tap * c + j).cast()))
+        };
+        let mut w = [_mm512_setzero_si512(); 9];
+        if taps <= 9 {
+            for (tap, w) in w.iter_mut().enumerate().take(taps) {
+                *w = weight(tap);
+            }
+        }
+        let (mut row, mut ox) = (0, 0);
+        for p in 0..pixels {
+            let base = row + ox * t.col_step + j;
+            let mut s = start;
+            for (tap, &off) in x.offsets.iter().enumerate() {
+                let v = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, pp.add(base + off).cast()));
+                let k = if taps <= 9 { w[tap] } else { weight(tap) };
+                s = _mm512_dpwssd_epi32(s, v, k);
+            }
+            rq.store::<BIASED>(s, p * c, 1, out);
+            ox += 1;
+            if ox == t.ow {
+                (ox, row) = (0, row + t.row_step);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -317,6 +418,78 @@ mod tests {
                         "c {c} stride {stride} {k}x{k} {act:?} [{i}]: {a} vs {b}"
                     );
                 }
+            }
+        }
+    }
+
+    /// The VNNI depthwise requantized as it is computed equals the reference's accumulators
+    /// through the scalar epilogue: channel counts with and without a partial last block,
+    /// strides, 3x3, 5x5 and 1x1, clamps, and multipliers so small that the zero point
+    /// cannot ride in the rounding term.
+    #[test]
+    fn vnni_depthwise_requantized_equals_the_reference() {
+        use crate::frame::epilogue::{Epilogue, OutLayout};
+        use crate::frame::requant::Requant;
+        if !crate::CpuFeatures::get().vnni() {
+            println!("vnni depthwise requant: AVX-512 VNNI not available on this CPU, not run");
+            return;
+        }
+        for (case, (c, stride, k)) in [
+            (1, 1, 3),
+            (16, 1, 3),
+            (21, 2, 3),
+            (32, 1, 3),
+            (48, 2, 3),
+            (21, 1, 5),
+            (32, 2, 1),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let (g, taps, offsets, len) = layer(c, [6, 7], stride, k);
+            let padded: Vec<u8> = (0..len).map(|i| (i * 7919 % 256) as u8).collect();
+            let w: Vec<i16> = (0..k * k * c)
+                .map(|i| (i * 31 % 255) as i16 - 127)
+                .collect();
+            let x = DwSample {
+                padded: &padded,
+                taps: &taps,
+                offsets: &offsets,
+                w: &w,
+            };
+            let offset: Vec<i32> = (0..c).map(|j| (j as i32 * 997) % 20_000 - 10_000).collect();
+            let scale = |j: usize| match case % 3 {
+                2 => 1e-9 * (1.0 + j as f64 / 8.0),
+                _ => 1e-4 * (1.0 + j as f64 / 4.0),
+            };
+            let requant: Vec<Requant> = (0..c).map(|j| Requant::new(scale(j))).collect();
+            let Some(rq) = super::super::avx512::Requantizer::for_outputs(&offset, &requant, c)
+            else {
+                panic!("case {case}: no requantizer");
+            };
+            let n = g.pixels() * c;
+            let mut acc = vec![0; n];
+            depthwise_i32_scalar(x, c, &mut acc);
+            for (zo, lo, hi) in [(3, 0, 255), (200, 200, 255), (128, 0, 215)] {
+                let mut want = vec![0u8; n];
+                let mut epi = Epilogue::Requant {
+                    offset: &offset,
+                    requant: &requant,
+                    zo,
+                    lo,
+                    hi,
+                    layout: OutLayout::RowMajor,
+                    out: &mut want,
+                };
+                crate::KernelPath::Scalar
+                    .ops()
+                    .epilogue(&mut epi, 0, n / c, c, &acc, c);
+                let mut got = vec![7u8; n];
+                depthwise_requant_vnni(x, &rq, (zo, lo, hi), &mut got);
+                assert_eq!(
+                    got, want,
+                    "c {c} stride {stride} {k}x{k} clamp {zo},{lo},{hi}"
+                );
             }
         }
     }

@@ -7,12 +7,14 @@
 //! The float form adds the bias and the fused activation. The integer form pads with the
 //! input's zero point and hands each sample's i32 accumulators to the same [`Epilogue`] as
 //! the GEMMs (offset `bias - zp * col_sums`, requantization or dequantization), so a
-//! depthwise layer is quantized and requantized exactly like every other dense layer.
+//! depthwise layer is quantized and requantized exactly like every other dense layer; a
+//! static one on a path with a fused requantizer (VNNI) is requantized where it is computed
+//! ([`run_static`]), with the same constants and bytes.
 //! Weights below 8 bits are stored as i8 values too, so the i16 products below hold.
 
 use quantlab_linalg::frame::depthwise::{Activation, DwSample, depthwise_f32, depthwise_i32};
 use quantlab_linalg::frame::nhwc::Taps;
-use quantlab_linalg::{ConvGeom, Epilogue, Ops};
+use quantlab_linalg::{ConvGeom, Epilogue, Ops, Requantizer};
 
 use crate::model::LayerImpl;
 use crate::network::Dense;
@@ -27,11 +29,14 @@ pub struct DwWeights {
     /// The padded-sample offset of every tap, for a sample padded by
     /// [`quantlab_linalg::frame::nhwc::pad`].
     offsets: Vec<usize>,
+    /// A static layer's constants for the path's fused form ([`run_static`]), where it has
+    /// one.
+    rq: Option<Requantizer>,
 }
 
 impl DwWeights {
     /// `d`'s weights for its implementation `layer` (`d` is depthwise, with a geometry).
-    pub fn new(d: &Dense, g: &ConvGeom, layer: Option<&LayerImpl>) -> Self {
+    pub fn new(d: &Dense, g: &ConvGeom, layer: Option<&LayerImpl>, ops: &Ops) -> Self {
         let taps = g.kernel[0] * g.kernel[1];
         let int8 = |w: &quantlab_linalg::QWeights| {
             let wide: Vec<i16> = w.w.iter().map(|&v| v as i16).collect();
@@ -46,12 +51,22 @@ impl DwWeights {
         let offsets = (0..g.kernel[0])
             .flat_map(|ky| (0..g.kernel[1]).map(move |kx| (ky * wp + kx) * c))
             .collect();
+        let rq = match layer {
+            Some(LayerImpl::Static(l)) => ops.depthwise_requantizer(&l.offset, &l.requant, d.n),
+            _ => None,
+        };
         Self {
             f32,
             int8,
             taps: Taps::new(g),
             offsets,
+            rq,
         }
+    }
+
+    /// The fused constants of a static layer, where the path has them.
+    pub fn requantizer(&self) -> Option<&Requantizer> {
+        self.rq.as_ref()
     }
 }
 
@@ -126,6 +141,32 @@ pub fn run_int8(
         super::pad_sample(s, xs, g, zp, padded);
         depthwise_i32(dw.sample(padded, w), c, acc);
         ops.epilogue(epi, s * pixels, pixels, c, acc, c);
+    }
+}
+
+/// The static integer layer on the path's fused form: `batch` channels-last u8 samples of
+/// `input` (padded with `zp`), each requantized into `out` (`[pixels, c]` per sample) as it
+/// is computed, with `rq` and the clamp `c`: no i32 buffer, no separate epilogue pass.
+#[allow(clippy::too_many_arguments)] // a layer, its weights, input, output and constants
+pub fn run_static(
+    ops: &Ops,
+    d: &Dense,
+    dw: &DwWeights,
+    (rq, clamp): (&Requantizer, quantlab_linalg::Clamp),
+    input: &[u8],
+    batch: usize,
+    zp: u8,
+    padded: &mut Vec<u8>,
+    out: &mut [u8],
+) {
+    let g = d.conv.as_ref().expect("a depthwise layer has a geometry");
+    let samples = input
+        .chunks_exact(d.in_len())
+        .zip(out.chunks_exact_mut(d.out_len()))
+        .take(batch);
+    for (s, (xs, os)) in samples.enumerate() {
+        super::pad_sample(s, xs, g, zp, padded);
+        ops.depthwise_requant(dw.sample(padded, &dw.int8), rq, clamp, os);
     }
 }
 

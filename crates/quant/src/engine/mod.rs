@@ -795,13 +795,32 @@ impl Session {
     ) -> Vec<u8> {
         if d.depthwise {
             let w = self.depthwise_weights(node);
+            let zp = l.in_q.zero_point as u8;
+            if let Some(rq) = w.requantizer() {
+                // Every value is written (so the buffer is not zeroed first).
+                let mut out = bufs.take_overwritten(batch * d.out_len());
+                let mut padded = std::mem::take(&mut bufs.padded_u8);
+                let constants = (rq, l.out_clamp(d.relu, d.cap));
+                depthwise::run_static(
+                    self.ops,
+                    d,
+                    w,
+                    constants,
+                    input,
+                    batch,
+                    zp,
+                    &mut padded,
+                    &mut out,
+                );
+                bufs.padded_u8 = padded;
+                return out;
+            }
             let mut out = bufs.take(batch * d.out_len());
             let mut epi = requant_rows(l, l.out_clamp(d.relu, d.cap), &mut out);
             let (mut padded, mut acc) = (
                 std::mem::take(&mut bufs.padded_u8),
                 std::mem::take(&mut bufs.acc),
             );
-            let zp = l.in_q.zero_point as u8;
             depthwise::run_int8(
                 self.ops,
                 d,

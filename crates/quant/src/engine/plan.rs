@@ -303,7 +303,7 @@ fn prepare_dense(
     ops: &Ops,
 ) -> (Weights, Layout) {
     if let (true, Some(g)) = (d.depthwise, &d.conv) {
-        let prepared = Weights::Depthwise(super::depthwise::DwWeights::new(d, g, layer));
+        let prepared = Weights::Depthwise(super::depthwise::DwWeights::new(d, g, layer, ops));
         return (prepared, Layout::Map([d.n, g.out_hw[0], g.out_hw[1]]));
     }
     // Int8 kernel rows are rounded up to the path's unit (see `Ops::seg_multiple`).
