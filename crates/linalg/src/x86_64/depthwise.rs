@@ -201,50 +201,12 @@ pub fn depthwise_i32_vnni(x: DwSample<u8, i16>, c: usize, acc: &mut [i32]) {
     unsafe { run_vnni(x, c, acc) }
 }
 
-#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512dq,avx512vl")]
 unsafe fn run_vnni(x: DwSample<u8, i16>, c: usize, acc: &mut [i32]) {
-    let (pp, wp) = (x.padded.as_ptr(), x.w.as_ptr());
-    let ap = acc.as_mut_ptr();
-    let pixels = acc.len() / c;
-    let taps = x.offsets.len();
-    let t = x.taps;
-    // SAFETY (whole block): `check` bounded every tap's reach `base + off + c` by the
-    // sample's length and the weights by `taps * c`; loads and stores past `c` channels are
-    // masked off (`j + 16 > c` only in the last block).
-    unsafe {
-        for j in (0..c).step_by(16) {
-            let m = if j + 16 <= c {
-                u16::MAX
-            } else {
-                (1u16 << (c - j)) - 1
-            };
-            // The block's weights, one register per tap where they fit (3x3: nine).
-            let weight = |tap: usize| {
-                _mm512_cvtepi16_epi32(_mm256_maskz_loadu_epi16(m, wp.add(tap * c + j).cast()))
-            };
-            let mut w = [_mm512_setzero_si512(); 9];
-            if taps <= 9 {
-                for (tap, w) in w.iter_mut().enumerate().take(taps) {
-                    *w = weight(tap);
-                }
-            }
-            let (mut row, mut ox) = (0, 0);
-            for p in 0..pixels {
-                let base = row + ox * t.col_step + j;
-                let mut s = _mm512_setzero_si512();
-                for (tap, &off) in x.offsets.iter().enumerate() {
-                    let v =
-                        _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, pp.add(base + off).cast()));
-                    let k = if taps <= 9 { w[tap] } else { weight(tap) };
-                    s = _mm512_dpwssd_epi32(s, v, k);
-                }
-                _mm512_mask_storeu_epi32(ap.add(p * c + j).cast(), m, s);
-                ox += 1;
-                if ox == t.ow {
-                    (ox, row) = (0, row + t.row_step);
-                }
-            }
-        }
+    let mut out = Out::Sums(acc);
+    for j in (0..c).step_by(16) {
+        // SAFETY: this function's features; `check` bounded every read.
+        unsafe { channels::<false>(x, j, c, &mut out) };
     }
 }
 
@@ -289,24 +251,33 @@ unsafe fn requant_vnni(
         // SAFETY (both): this function's features; `check` bounded every read.
         unsafe {
             match PanelRequant::folding(f, panel, clamp, c) {
-                Some(rq) => channels::<true>(x, &rq, j, c, out),
-                None => channels::<false>(x, &PanelRequant::new(f, panel, clamp, c), j, c, out),
+                Some(rq) => channels::<true>(x, j, c, &mut Out::Bytes(&rq, out)),
+                None => {
+                    let rq = PanelRequant::new(f, panel, clamp, c);
+                    channels::<false>(x, j, c, &mut Out::Bytes(&rq, out))
+                }
             }
         }
     }
 }
 
+/// Where [`channels`] puts each pixel's 16 sums.
+enum Out<'a> {
+    /// As i32 at `acc[p * c + j..]`.
+    Sums(&'a mut [i32]),
+    /// Requantized with a panel's constants into `out[p * c + j..]` (`BIASED`: constants
+    /// from `PanelRequant::folding`).
+    Bytes(&'a super::avx512::PanelRequant, &'a mut [u8]),
+}
+
 /// Channels `j..j + 16` (fewer at the end) of every output pixel into `out`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512dq,avx512vl")]
-unsafe fn channels<const BIASED: bool>(
-    x: DwSample<u8, i16>,
-    rq: &super::avx512::PanelRequant,
-    j: usize,
-    c: usize,
-    out: &mut [u8],
-) {
+unsafe fn channels<const BIASED: bool>(x: DwSample<u8, i16>, j: usize, c: usize, out: &mut Out) {
     let (pp, wp) = (x.padded.as_ptr(), x.w.as_ptr());
-    let pixels = out.len() / c;
+    let pixels = match out {
+        Out::Sums(acc) => acc.len() / c,
+        Out::Bytes(_, o) => o.len() / c,
+    };
     let taps = x.offsets.len();
     let t = x.taps;
     let m = if j + 16 <= c {
@@ -314,10 +285,9 @@ unsafe fn channels<const BIASED: bool>(
     } else {
         (1u16 << (c - j)) - 1
     };
-    let start = if BIASED {
-        rq.offset()
-    } else {
-        _mm512_setzero_si512()
+    let start = match out {
+        Out::Bytes(rq, _) if BIASED => rq.offset(),
+        _ => _mm512_setzero_si512(),
     };
     // SAFETY (whole block): the caller checked every tap's reach `base + off + c` and the
     // weights (`taps * c`); reads past `c` channels are masked off; `store` checks `out`.
@@ -340,7 +310,13 @@ unsafe fn channels<const BIASED: bool>(
                 let k = if taps <= 9 { w[tap] } else { weight(tap) };
                 s = _mm512_dpwssd_epi32(s, v, k);
             }
-            rq.store::<BIASED>(s, p * c, 1, out);
+            match out {
+                Out::Sums(acc) => {
+                    // `check` sized `acc` to whole pixels of `c`; masked past `c`.
+                    _mm512_mask_storeu_epi32(acc.as_mut_ptr().add(p * c + j).cast(), m, s)
+                }
+                Out::Bytes(rq, o) => rq.store::<BIASED>(s, p * c, 1, o),
+            }
             ox += 1;
             if ox == t.ow {
                 (ox, row) = (0, row + t.row_step);
@@ -422,6 +398,37 @@ mod tests {
         }
     }
 
+    /// `(channels, stride, kernel)` of the integer tests: channel counts around the
+    /// vector widths (partial last blocks), strides 1 and 2, 3x3, 5x5 and 1x1.
+    const INT8_CASES: [(usize, usize, usize); 8] = [
+        (1, 1, 3),
+        (5, 2, 3),
+        (16, 1, 3),
+        (21, 1, 3),
+        (32, 2, 3),
+        (48, 1, 3),
+        (21, 1, 5),
+        (32, 2, 1),
+    ];
+
+    /// A padded sample of `len` bytes and `weights` i16 weights, extremes included (255
+    /// activations, -128 weights) so that an i16 intermediate would saturate.
+    fn int8_values(len: usize, weights: usize) -> (Vec<u8>, Vec<i16>) {
+        let padded = (0..len)
+            .map(|i| match i % 11 {
+                0 => 255,
+                _ => (i * 7919 % 256) as u8,
+            })
+            .collect();
+        let w = (0..weights)
+            .map(|i| match i % 5 {
+                0 => -128,
+                _ => (i * 31 % 255) as i16 - 127,
+            })
+            .collect();
+        (padded, w)
+    }
+
     /// The VNNI depthwise requantized as it is computed equals the reference's accumulators
     /// through the scalar epilogue: channel counts with and without a partial last block,
     /// strides, 3x3, 5x5 and 1x1, clamps, and multipliers so small that the zero point
@@ -434,23 +441,9 @@ mod tests {
             println!("vnni depthwise requant: AVX-512 VNNI not available on this CPU, not run");
             return;
         }
-        for (case, (c, stride, k)) in [
-            (1, 1, 3),
-            (16, 1, 3),
-            (21, 2, 3),
-            (32, 1, 3),
-            (48, 2, 3),
-            (21, 1, 5),
-            (32, 2, 1),
-        ]
-        .into_iter()
-        .enumerate()
-        {
+        for (case, (c, stride, k)) in INT8_CASES.into_iter().enumerate() {
             let (g, taps, offsets, len) = layer(c, [6, 7], stride, k);
-            let padded: Vec<u8> = (0..len).map(|i| (i * 7919 % 256) as u8).collect();
-            let w: Vec<i16> = (0..k * k * c)
-                .map(|i| (i * 31 % 255) as i16 - 127)
-                .collect();
+            let (padded, w) = int8_values(len, k * k * c);
             let x = DwSample {
                 padded: &padded,
                 taps: &taps,
@@ -502,35 +495,9 @@ mod tests {
             println!("avx2 int8 depthwise: AVX2 not available on this CPU, not run");
             return;
         }
-        for (c, stride, k) in [
-            (1, 1, 3),
-            (5, 2, 3),
-            (16, 1, 3),
-            (21, 1, 3),
-            (32, 2, 3),
-            (48, 1, 3),
-            (21, 1, 5),
-            (32, 2, 1),
-        ] {
+        for (c, stride, k) in INT8_CASES {
             let (g, taps, offsets, len) = layer(c, [6, 7], stride, k);
-            let padded: Vec<u8> = (0..len)
-                .map(|i| {
-                    if i % 11 == 0 {
-                        255
-                    } else {
-                        (i * 7919 % 256) as u8
-                    }
-                })
-                .collect();
-            let w: Vec<i16> = (0..k * k * c)
-                .map(|i| {
-                    if i % 5 == 0 {
-                        -128
-                    } else {
-                        (i * 31 % 255) as i16 - 127
-                    }
-                })
-                .collect();
+            let (padded, w) = int8_values(len, k * k * c);
             let x = DwSample {
                 padded: &padded,
                 taps: &taps,
