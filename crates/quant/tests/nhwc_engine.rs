@@ -432,3 +432,69 @@ fn a_batch_split_into_slices_returns_one_threads_logits_in_order() {
         }
     }
 }
+
+/// Pointwise (1x1, stride 1, unpadded) convolutions read the channels-last batch in place
+/// as one `[batch * pixels, c]` matrix: over 16, 8 and 6 channels (6 is not a whole unit
+/// of the VNNI path's 4, which then takes the per-sample form), f32 within float rounding
+/// of the NCHW reference and static int8 bit-identical to it, on every path and at 1 and 2
+/// threads.
+#[test]
+fn pointwise_convs_read_the_batch_in_place_and_match_the_reference() {
+    let mut rng = Rng::new(23);
+    let hw = [6, 5];
+    let pointwise = |rng: &mut Rng, c: usize, n: usize| Dense {
+        conv: ConvGeom::new(c, hw, [1, 1], [1, 1], [0, 0]),
+        k: c,
+        n,
+        weight: (0..n * c).map(|_| rng.normal() as f32 * 0.3).collect(),
+        bias: (0..n).map(|_| rng.normal() as f32 * 0.1).collect(),
+        relu: true,
+        cap: None,
+        depthwise: false,
+    };
+    let net = Network::from_nodes(
+        vec![3, hw[0], hw[1]],
+        vec![
+            Node::Dense(conv(&mut rng, 3, hw, 16, 1, 1)),
+            Node::Dense(pointwise(&mut rng, 16, 8)),
+            Node::Dense(pointwise(&mut rng, 8, 6)),
+            Node::Dense(pointwise(&mut rng, 6, 4)),
+            Node::Flatten,
+            Node::Dense(linear(&mut rng, 4 * 30, 5, false)),
+        ],
+    )
+    .unwrap();
+    let d = net.in_len();
+    let x: Vec<f32> = (0..7 * d).map(|_| rng.normal() as f32).collect();
+    let float = QuantModel::float(net.clone());
+    let want = reference(&float, &x, 7);
+    let calib: Vec<f32> = (0..40 * d).map(|_| rng.normal() as f32).collect();
+    let opts = QuantizeOptions {
+        method: MethodKind::Static,
+        calib: 40,
+        ..QuantizeOptions::default()
+    };
+    let q = quantize(&net, &opts, &calib, &Engine::default()).unwrap();
+    let want_int8 = reference(&q, &x, 7);
+    for path in paths() {
+        for threads in [1, 2] {
+            let got = Engine { path, threads }
+                .prepare(&float)
+                .unwrap()
+                .run(&x, 7)
+                .unwrap();
+            for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
+                    "{path:?} x{threads} f32 logit {i}: {a} vs {b}"
+                );
+            }
+            let got = Engine { path, threads }
+                .prepare(&q)
+                .unwrap()
+                .run(&x, 7)
+                .unwrap();
+            assert_eq!(got, want_int8, "{path:?} x{threads} int8");
+        }
+    }
+}

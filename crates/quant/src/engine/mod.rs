@@ -747,6 +747,14 @@ impl Session {
             cap(d, &mut y);
             return y;
         };
+        if pool.is_none() && pointwise(g, d, 1) {
+            // Every output is written (so the buffer is not zeroed first).
+            let mut y = bufs.take_overwritten(batch * d.out_len());
+            let rows = Rows::matrix(x, batch * g.pixels(), d.k, d.k);
+            self.ops.sgemm(&rows, w, d.relu, &mut y);
+            cap(d, &mut y);
+            return y;
+        }
         let out_len = pool.map_or(d.out_len(), |pg| d.n * pg.out_hw[0] * pg.out_hw[1]);
         let mut y = bufs.take(batch * out_len);
         let Buffers {
@@ -871,6 +879,10 @@ impl Session {
         match (&d.conv, taps, rq) {
             (None, _, Some(rq)) => {
                 ops.qgemm_requant(&Rows::matrix(input, batch, d.k, d.k), w, rq, c, &mut out)
+            }
+            (Some(g), _, Some(rq)) if pointwise(g, d, ops.seg_multiple()) => {
+                let rows = Rows::matrix(input, batch * g.pixels(), d.k, d.k);
+                ops.qgemm_requant(&rows, w, rq, c, &mut out)
             }
             (Some(g), Some(taps), Some(rq)) => {
                 let out_len = d.out_len();
@@ -1053,6 +1065,18 @@ fn cap(d: &Dense, y: &mut [f32]) {
     if let (true, Some(c)) = (d.relu, d.cap) {
         y.iter_mut().for_each(|v| *v = if *v > c { c } else { *v });
     }
+}
+
+/// Whether conv `g` of layer `d` is pointwise (1x1, stride 1, no padding) over whole units
+/// of `seg_multiple` channels: then a batch of channels-last samples is already its GEMM's
+/// `[batch * pixels, c]` matrix, read in place in one call (no padded copy per sample; the
+/// MobileNet-like model's pointwise convs paid one per sample).
+fn pointwise(g: &ConvGeom, d: &Dense, seg_multiple: usize) -> bool {
+    g.kernel == [1, 1]
+        && g.stride == [1, 1]
+        && g.padding == [0, 0]
+        && d.k == g.in_channels
+        && g.in_channels.is_multiple_of(seg_multiple.max(1))
 }
 
 /// Max pooling into a fresh buffer.
