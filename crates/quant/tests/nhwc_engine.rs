@@ -184,6 +184,18 @@ fn reference(model: &QuantModel, x: &[f32], batch: usize) -> Vec<f32> {
     }
 }
 
+/// Float logits within float rounding of the reference's (FMA against separate multiply and
+/// add, sums in another order).
+fn assert_close(got: &[f32], want: &[f32], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: logits");
+    for (i, (a, b)) in got.iter().zip(want).enumerate() {
+        assert!(
+            (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
+            "{what} logit {i}: {a} vs {b}"
+        );
+    }
+}
+
 fn paths() -> Vec<KernelPath> {
     KernelPath::ALL
         .into_iter()
@@ -203,12 +215,7 @@ fn float_engine_matches_the_nchw_reference_on_every_path() {
                 .unwrap()
                 .run(&x, 9)
                 .unwrap();
-            for (i, (a, b)) in got.iter().zip(&want).enumerate() {
-                assert!(
-                    (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
-                    "{path:?} x{threads} logit {i}: {a} vs {b}"
-                );
-            }
+            assert_close(&got, &want, &format!("{path:?} x{threads}"));
         }
     }
 }
@@ -255,13 +262,7 @@ fn float_first_layers_reading_the_input_in_place_match_the_reference() {
                 // Twice: the second call runs on the first one's recycled buffers.
                 for _ in 0..2 {
                     let got = session.run(&x, 7).unwrap();
-                    assert_eq!(got.len(), want.len());
-                    for (i, (a, b)) in got.iter().zip(&want).enumerate() {
-                        assert!(
-                            (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
-                            "{path:?} x{threads} logit {i}: {a} vs {b}"
-                        );
-                    }
+                    assert_close(&got, &want, &format!("{path:?} x{threads}"));
                 }
             }
         }
@@ -483,12 +484,7 @@ fn pointwise_convs_read_the_batch_in_place_and_match_the_reference() {
                 .unwrap()
                 .run(&x, 7)
                 .unwrap();
-            for (i, (a, b)) in got.iter().zip(&want).enumerate() {
-                assert!(
-                    (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
-                    "{path:?} x{threads} f32 logit {i}: {a} vs {b}"
-                );
-            }
+            assert_close(&got, &want, &format!("{path:?} x{threads} f32"));
             let got = Engine { path, threads }
                 .prepare(&q)
                 .unwrap()
