@@ -196,15 +196,18 @@ pub fn session_step_times(
     let mut samples: std::collections::BTreeMap<usize, Vec<f64>> = Default::default();
     session.run_steps(x, batch, &mut |_, _| {})?; // warm-up
     for _ in 0..reps.max(1) {
+        // A step's time in this run: its chunks' summed (a batch runs in chunks, see
+        // `Session::run`).
+        let mut run: std::collections::BTreeMap<usize, f64> = Default::default();
         let mut last = Instant::now();
         session.run_steps(x, batch, &mut |p, _| {
             let now = Instant::now();
-            samples
-                .entry(p)
-                .or_default()
-                .push(now.duration_since(last).as_secs_f64() * 1e6);
+            *run.entry(p).or_default() += now.duration_since(last).as_secs_f64() * 1e6;
             last = now;
         })?;
+        for (p, us) in run {
+            samples.entry(p).or_default().push(us);
+        }
     }
     let mut prev = 0;
     Ok(samples

@@ -434,6 +434,55 @@ fn a_batch_split_into_slices_returns_one_threads_logits_in_order() {
     }
 }
 
+/// A batch whose activations exceed the session's budget runs in chunks of samples, each
+/// through the whole network: the logits are the whole batch's, in order, for a float and a
+/// static model (chunks of 3, 3, 3 and 1, on one and two threads, and the steps' trace sees
+/// every chunk); a dynamic model, whose activation range is the batch's, runs whole.
+#[test]
+fn a_batch_run_in_chunks_returns_the_whole_batchs_logits() {
+    let net = network();
+    let calib = inputs(40);
+    let quantized = |method| {
+        let opts = QuantizeOptions {
+            method,
+            calib: 40,
+            ..QuantizeOptions::default()
+        };
+        quantize(&net, &opts, &calib, &Engine::default()).unwrap()
+    };
+    let batch = 10;
+    let x = inputs(batch);
+    for model in [
+        QuantModel::float(net.clone()),
+        quantized(MethodKind::Static),
+        quantized(MethodKind::Dynamic),
+    ] {
+        let dynamic = (model.layers.iter()).any(|l| matches!(l, Some(LayerImpl::Dynamic(_))));
+        for path in paths() {
+            for threads in [1, 2] {
+                let mut whole = Engine { path, threads }.prepare(&model).unwrap();
+                whole.set_chunk_bytes(usize::MAX);
+                let want = whole.run(&x, batch).unwrap();
+                let mut s = Engine { path, threads }.prepare(&model).unwrap();
+                let per_sample = s.plan().sample_bytes;
+                s.set_chunk_bytes(3 * per_sample);
+                assert_eq!(s.run(&x, batch).unwrap(), want, "{path:?} x{threads}");
+                let mut inputs_seen = 0;
+                let traced = s
+                    .run_steps(&x, batch, &mut |p, _| inputs_seen += usize::from(p == 0))
+                    .unwrap();
+                assert_eq!(traced, want, "{path:?} traced");
+                let chunks = if dynamic { 1 } else { 4 };
+                assert_eq!(inputs_seen, chunks, "{path:?}: chunks traced");
+            }
+        }
+    }
+    // The footprint the chunks are cut by: the fused conv + pool step's f32 input (3x11x10)
+    // and pooled output (8x5x5), the widest step of the float model.
+    let s = Engine::default().prepare(&QuantModel::float(net)).unwrap();
+    assert_eq!(s.plan().sample_bytes, (330 + 200) * 4);
+}
+
 /// Pointwise (1x1, stride 1, unpadded) convolutions read the channels-last batch in place
 /// as one `[batch * pixels, c]` matrix: over 16, 8 and 6 channels (6 is not a whole unit
 /// of the VNNI path's 4, which then takes the per-sample form), f32 within float rounding

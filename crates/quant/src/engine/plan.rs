@@ -113,6 +113,20 @@ pub enum Step {
 }
 
 impl Step {
+    /// The first node this step runs (the point before it is its input).
+    pub fn first_node(&self) -> usize {
+        match *self {
+            Step::DenseF32 { node, .. }
+            | Step::DenseStatic { node, .. }
+            | Step::DenseDynamic { node }
+            | Step::MaxPool { node }
+            | Step::AvgPool { node }
+            | Step::Add { node }
+            | Step::Relu { node }
+            | Step::Flatten { node } => node,
+        }
+    }
+
     /// The last node this step completes (a trace point follows it).
     pub fn last_node(&self) -> usize {
         match *self {
@@ -147,6 +161,10 @@ pub struct Plan {
     /// The entry and steps of a traced run: one step per node, nothing fused, the input as
     /// given.
     pub traced: (Entry, Vec<Step>),
+    /// Bytes of one sample's activations at the untraced run's busiest step: its input, its
+    /// output and every point kept for a later Add (what [`super::Session::run`] sizes the
+    /// chunks of a batch by).
+    pub sample_bytes: usize,
 }
 
 impl Plan {
@@ -193,9 +211,14 @@ impl Plan {
             entry(model, layouts[0], true),
             steps(model, &weights, &keep, false),
         );
+        let (entry, steps) = (
+            entry(model, layouts[0], false),
+            steps(model, &weights, &keep, true),
+        );
         Self {
-            entry: entry(model, layouts[0], false),
-            steps: steps(model, &weights, &keep, true),
+            sample_bytes: sample_bytes(model, entry, &steps, &keep),
+            entry,
+            steps,
             weights,
             layouts,
             taps,
@@ -222,6 +245,54 @@ fn entry(model: &QuantModel, input: Layout, traced: bool) -> Entry {
 }
 
 /// A conv's whole output pooled by a non-overlapping window: the pool that can run fused.
+/// [`Plan::sample_bytes`]: the steps walked with the size of the values they hand on (u8
+/// after a static layer, f32 after a float or dynamic one, the input's through pools,
+/// ReLUs and flattens; an Add's as the engine runs it: u8 only when both sides are and the
+/// point after is calibrated).
+fn sample_bytes(model: &QuantModel, entry: Entry, steps: &[Step], keep: &[bool]) -> usize {
+    let net = &model.network;
+    let len = |point: usize| net.node_in_len(point);
+    let mut size = if matches!(entry, Entry::Quantize(_)) {
+        1
+    } else {
+        4
+    };
+    // Each kept point's size as it was kept, and the bytes kept so far.
+    let mut kept_size = vec![0; keep.len()];
+    let mut kept = 0;
+    if keep[0] {
+        kept_size[0] = size;
+        kept += len(0) * size;
+    }
+    let mut most = 0;
+    for step in steps {
+        let input = len(step.first_node()) * size;
+        size = match *step {
+            Step::DenseStatic { .. } => 1,
+            Step::DenseF32 { .. } | Step::DenseDynamic { .. } => 4,
+            Step::Add { node } => match net.nodes[node] {
+                Node::Add { from, .. }
+                    if size == 1 && kept_size[from] == 1 && model.points[node + 1].is_some() =>
+                {
+                    1
+                }
+                _ => 4,
+            },
+            Step::MaxPool { .. }
+            | Step::AvgPool { .. }
+            | Step::Relu { .. }
+            | Step::Flatten { .. } => size,
+        };
+        let point = step.last_node() + 1;
+        most = most.max(kept + input + len(point) * size);
+        if keep[point] {
+            kept_size[point] = size;
+            kept += len(point) * size;
+        }
+    }
+    most
+}
+
 fn fusable_pool(conv: &ConvGeom, n: usize, pool: &PoolGeom) -> bool {
     pool.kernel == pool.stride && pool.channels == n && pool.in_hw == conv.out_hw
 }
