@@ -31,6 +31,7 @@ mod x86_64;
 
 pub use cpu::CpuFeatures;
 pub use error::LinalgError;
+pub use frame::activation::Activation;
 pub use frame::add::QAdd;
 pub use frame::epilogue::{Epilogue, OutLayout};
 pub use frame::geom::{ConvGeom, PoolGeom, window_out};

@@ -6,6 +6,7 @@
 use std::sync::OnceLock;
 
 use crate::cpu::CpuFeatures;
+use crate::frame::activation::Activation;
 use crate::frame::add::QAdd;
 use crate::frame::depthwise::DwSample;
 use crate::frame::epilogue::Epilogue;
@@ -24,7 +25,7 @@ type QgemmFn = fn(usize, &[u8], usize, &PackedI8, &mut Epilogue);
 type QgemmRowsFn = fn(&Rows<u8>, &PackedI8, &mut Epilogue);
 type ConvPoolFn =
     fn(&Rows<u8>, &PackedI8, &Requantizer, Clamp, PoolShape, &mut Vec<i32>, &mut [u8]);
-type SgemmFn = fn(&Rows<f32>, &PackedF32, bool, &mut [f32]);
+type SgemmFn = fn(&Rows<f32>, &PackedF32, Activation, &mut [f32]);
 type SgemmPoolFn = fn(&Rows<f32>, &PackedF32, bool, PoolShape, &mut [f32]) -> bool;
 type EpilogueFn = fn(&mut Epilogue, usize, usize, usize, &[i32], usize);
 
@@ -236,9 +237,10 @@ impl Ops {
         self.sgemm_pool.is_some_and(|f| f(rows, w, relu, pool, out))
     }
 
-    /// The float layer `out = act(bias + rows x w^T)`, row-major.
-    pub fn sgemm(&self, rows: &Rows<f32>, w: &PackedF32, relu: bool, out: &mut [f32]) {
-        (self.sgemm)(rows, w, relu, out)
+    /// The float layer `out = act(bias + rows x w^T)`, row-major, the activation (ReLU,
+    /// and a ReLU6's cap) applied as each output is stored.
+    pub fn sgemm(&self, rows: &Rows<f32>, w: &PackedF32, act: Activation, out: &mut [f32]) {
+        (self.sgemm)(rows, w, act, out)
     }
 }
 
@@ -283,9 +285,9 @@ pub fn add_u8(add: &QAdd, a: &[u8], b: &mut [u8]) -> bool {
     false
 }
 
-fn scalar_sgemm(rows: &Rows<f32>, w: &PackedF32, relu: bool, out: &mut [f32]) {
+fn scalar_sgemm(rows: &Rows<f32>, w: &PackedF32, act: Activation, out: &mut [f32]) {
     sgemm::check(rows, w, out);
-    sgemm::scalar(rows, w, relu, out)
+    sgemm::scalar(rows, w, act, out)
 }
 
 /// The table for `path` (built on first use; the caller has checked availability).

@@ -9,6 +9,7 @@
 
 use quantlab_data::rng::Rng;
 
+use crate::frame::activation::Activation;
 use crate::frame::epilogue::{Epilogue, OutLayout};
 use crate::frame::geom::{ConvGeom, PoolGeom};
 use crate::frame::nhwc::{self, Taps};
@@ -462,7 +463,7 @@ pub fn float_conv_pool(ops: &Ops) {
         let w = PackedF32::new(&wv, &bias, n, k);
         let relu = case % 3 != 0;
         let mut map = vec![0f32; rows.m * n];
-        ops.sgemm(&rows, &w, relu, &mut map);
+        ops.sgemm(&rows, &w, Activation::relu(relu), &mut map);
         let pooled = pg.out_hw[0] * pg.out_hw[1] * n;
         let mut want = vec![0f32; pooled];
         nhwc::maxpool(&map, 1, &pg, &mut want);
@@ -508,7 +509,7 @@ fn check_rows(ops: &Ops, rng: &mut Rng, rows: &Rows<u8>, n: usize) {
     );
 }
 
-fn f64_reference(x: &[f32], m: usize, k: usize, w: &[f32], b: &[f32], relu: bool) -> Vec<f32> {
+fn f64_reference(x: &[f32], m: usize, k: usize, w: &[f32], b: &[f32], act: Activation) -> Vec<f32> {
     let n = b.len();
     let mut y = vec![0f32; m * n];
     for r in 0..m {
@@ -517,7 +518,7 @@ fn f64_reference(x: &[f32], m: usize, k: usize, w: &[f32], b: &[f32], relu: bool
                 .map(|t| x[r * k + t] as f64 * w[j * k + t] as f64)
                 .sum();
             let v = s as f32 + b[j];
-            y[r * n + j] = if relu { v.max(0.0) } else { v };
+            y[r * n + j] = act.apply(v);
         }
     }
     y
@@ -531,11 +532,19 @@ pub fn float_gemm(ops: &Ops) {
         let x: Vec<f32> = (0..m * k).map(|_| rng.uniform() as f32 - 0.5).collect();
         let w: Vec<f32> = (0..n * k).map(|_| rng.uniform() as f32 - 0.5).collect();
         let b: Vec<f32> = (0..n).map(|_| rng.uniform() as f32 - 0.5).collect();
-        let relu = case % 2 == 0;
-        let want = f64_reference(&x, m, k, &w, &b, relu);
+        // None, ReLU, and ReLU6's cap (at 0.1 the cap clips about half the outputs).
+        let act = match case % 3 {
+            0 => Activation::NONE,
+            1 => Activation::relu(true),
+            _ => Activation {
+                relu: true,
+                cap: Some(0.1),
+            },
+        };
+        let want = f64_reference(&x, m, k, &w, &b, act);
         let p = PackedF32::new(&w, &b, n, k);
         let mut y = vec![f32::NAN; m * n];
-        ops.sgemm(&Rows::matrix(&x, m, k, k), &p, relu, &mut y);
+        ops.sgemm(&Rows::matrix(&x, m, k, k), &p, act, &mut y);
         for (i, (a, e)) in y.iter().zip(&want).enumerate() {
             assert!(
                 (a - e).abs() < F32_TOLERANCE,
@@ -559,9 +568,9 @@ pub fn float_gemm(ops: &Ops) {
         .collect();
     let w: Vec<f32> = (0..7 * 6).map(|v| (v % 5) as f32 - 2.0).collect();
     let p = PackedF32::new(&w, &[0.5; 7], 7, 6);
-    let want = f64_reference(&flat, 5, 6, &w, &[0.5; 7], false);
+    let want = f64_reference(&flat, 5, 6, &w, &[0.5; 7], Activation::NONE);
     let mut y = vec![0f32; 35];
-    ops.sgemm(&rows, &p, false, &mut y);
+    ops.sgemm(&rows, &p, Activation::NONE, &mut y);
     assert!(
         y.iter()
             .zip(&want)

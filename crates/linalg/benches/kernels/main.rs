@@ -14,7 +14,7 @@ mod f32gemm;
 
 use quantlab_data::rng::Rng;
 use quantlab_linalg::{
-    Epilogue, KernelPath, OutLayout, PackedF32, PackedI8, QWeights, Requant, Rows,
+    Activation, Epilogue, KernelPath, OutLayout, PackedF32, PackedI8, QWeights, Requant, Rows,
 };
 
 struct Case {
@@ -115,7 +115,10 @@ fn bench(cr: &mut Criterion) {
         for p in paths() {
             let rows = Rows::matrix(&i.af, c.m, c.k, c.k);
             g.bench_function(format!("f32 {}", p.f32_name()), |b| {
-                b.iter(|| p.ops().sgemm(black_box(&rows), &packed, false, &mut yf))
+                b.iter(|| {
+                    p.ops()
+                        .sgemm(black_box(&rows), &packed, Activation::NONE, &mut yf)
+                })
             });
         }
         let mut yq = vec![0u8; c.m * c.n];
@@ -189,7 +192,10 @@ fn summary() {
         let packed = PackedF32::new(&i.wf, &vec![0.0; c.n], c.n, c.k);
         for p in paths() {
             let rows = Rows::matrix(&i.af, c.m, c.k, c.k);
-            let t = median_secs(|| p.ops().sgemm(black_box(&rows), &packed, false, &mut yf));
+            let t = median_secs(|| {
+                p.ops()
+                    .sgemm(black_box(&rows), &packed, Activation::NONE, &mut yf)
+            });
             println!(
                 "{:<20} {:<12} {:>10.1} {:>9.1} {:>9.2}x {:>9}",
                 c.name,

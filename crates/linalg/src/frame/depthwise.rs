@@ -7,28 +7,8 @@
 //! epilogue ([`depthwise_i32`], AVX2 sixteen channels at a time, equal to
 //! [`depthwise_i32_scalar`] bit for bit).
 
+pub use super::activation::Activation;
 use super::nhwc::Taps;
-
-/// The fused activation: none, ReLU, or ReLU capped (ReLU6).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Activation {
-    /// `max(v, 0)`.
-    pub relu: bool,
-    /// `min(.., cap)` after the ReLU.
-    pub cap: Option<f32>,
-}
-
-impl Activation {
-    /// On one value (a NaN becomes 0 under ReLU, as `f32::max` does).
-    #[inline(always)]
-    pub fn apply(self, v: f32) -> f32 {
-        match (self.relu, self.cap) {
-            (false, _) => v,
-            (true, None) => v.max(0.0),
-            (true, Some(c)) => v.max(0.0).min(c),
-        }
-    }
-}
 
 /// One zero-padded channels-last sample and what a depthwise layer reads of it: where each
 /// output pixel starts (`taps`), the offset of each kernel tap from there (`offsets`) and

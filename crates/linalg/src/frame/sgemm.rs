@@ -9,6 +9,7 @@
 //! this frame; the scalar loop here is the reference. Paths differ only in float rounding (FMA against
 //! multiply-add), which the tests bound.
 
+use super::activation::Activation;
 use super::rows::Rows;
 
 /// Outputs per panel (one 512-bit register of f32).
@@ -65,8 +66,7 @@ pub fn check(rows: &Rows<f32>, w: &PackedF32, out: &[f32]) {
 }
 
 /// The reference: plain loops over the packed weights.
-pub fn scalar(rows: &Rows<f32>, w: &PackedF32, relu: bool, out: &mut [f32]) {
-    let floor = if relu { 0.0 } else { f32::NEG_INFINITY };
+pub fn scalar(rows: &Rows<f32>, w: &PackedF32, act: Activation, out: &mut [f32]) {
     for r in 0..rows.m {
         let base = rows.base(r);
         let o = &mut out[r * w.n..(r + 1) * w.n];
@@ -81,7 +81,7 @@ pub fn scalar(rows: &Rows<f32>, w: &PackedF32, relu: bool, out: &mut [f32]) {
                     g += 1;
                 }
             }
-            *v = (acc + w.bias[j]).max(floor);
+            *v = act.apply(acc + w.bias[j]);
         }
     }
 }

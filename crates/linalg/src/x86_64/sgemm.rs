@@ -4,11 +4,12 @@
 use std::arch::x86_64::*;
 
 use crate::CpuFeatures;
+use crate::frame::activation::Activation;
 use crate::frame::rows::Rows;
 use crate::frame::sgemm::{NR, PackedF32, check};
 
 /// The layer on AVX-512F.
-pub fn sgemm_avx512(rows: &Rows<f32>, w: &PackedF32, relu: bool, out: &mut [f32]) {
+pub fn sgemm_avx512(rows: &Rows<f32>, w: &PackedF32, act: Activation, out: &mut [f32]) {
     assert!(
         CpuFeatures::get().avx512f,
         "AVX-512 kernel called on a CPU without it"
@@ -16,31 +17,31 @@ pub fn sgemm_avx512(rows: &Rows<f32>, w: &PackedF32, relu: bool, out: &mut [f32]
     check(rows, w, out);
     // SAFETY: features checked; `check` bounds every activation read, the packed buffers
     // hold panels * k * NR values and the stores are masked to `n`.
-    unsafe { avx512_rows(rows, w, relu, out) }
+    unsafe { avx512_rows(rows, w, act, out) }
 }
 
 /// The layer on AVX2 + FMA.
-pub fn sgemm_avx2_fma(rows: &Rows<f32>, w: &PackedF32, relu: bool, out: &mut [f32]) {
+pub fn sgemm_avx2_fma(rows: &Rows<f32>, w: &PackedF32, act: Activation, out: &mut [f32]) {
     assert!(
         CpuFeatures::get().avx2_fma(),
         "AVX2 + FMA kernel called on a CPU without it"
     );
     check(rows, w, out);
     // SAFETY: as above.
-    unsafe { avx2_rows(rows, w, relu, out) }
+    unsafe { avx2_rows(rows, w, act, out) }
 }
 
 /// Rows per AVX-512 block: 8 rows x 2 panels = 16 of the 32 vector registers.
 const MR512: usize = 8;
 
 #[target_feature(enable = "avx512f")]
-unsafe fn avx512_rows(rows: &Rows<f32>, w: &PackedF32, relu: bool, out: &mut [f32]) {
+unsafe fn avx512_rows(rows: &Rows<f32>, w: &PackedF32, act: Activation, out: &mut [f32]) {
     let mut row0 = 0;
     if w.panels == 1 {
         // One panel (n <= 16, e.g. a first conv): 16 rows share each weight load.
         while rows.m - row0 >= 16 {
             // SAFETY: same features as the caller; bounds as documented in `sgemm`.
-            unsafe { block512_one::<16>(rows, row0, w, relu, out) };
+            unsafe { block512_one::<16>(rows, row0, w, act, out) };
             row0 += 16;
         }
     }
@@ -49,14 +50,14 @@ unsafe fn avx512_rows(rows: &Rows<f32>, w: &PackedF32, relu: bool, out: &mut [f3
         // SAFETY: same features as the caller; bounds as documented in `sgemm`.
         unsafe {
             match r {
-                8 => block512::<8>(rows, row0, w, relu, out),
-                7 => block512::<7>(rows, row0, w, relu, out),
-                6 => block512::<6>(rows, row0, w, relu, out),
-                5 => block512::<5>(rows, row0, w, relu, out),
-                4 => block512::<4>(rows, row0, w, relu, out),
-                3 => block512::<3>(rows, row0, w, relu, out),
-                2 => block512::<2>(rows, row0, w, relu, out),
-                _ => block512::<1>(rows, row0, w, relu, out),
+                8 => block512::<8>(rows, row0, w, act, out),
+                7 => block512::<7>(rows, row0, w, act, out),
+                6 => block512::<6>(rows, row0, w, act, out),
+                5 => block512::<5>(rows, row0, w, act, out),
+                4 => block512::<4>(rows, row0, w, act, out),
+                3 => block512::<3>(rows, row0, w, act, out),
+                2 => block512::<2>(rows, row0, w, act, out),
+                _ => block512::<1>(rows, row0, w, act, out),
             }
         }
         row0 += r;
@@ -70,7 +71,7 @@ unsafe fn block512_one<const R: usize>(
     rows: &Rows<f32>,
     row0: usize,
     w: &PackedF32,
-    relu: bool,
+    act: Activation,
     out: &mut [f32],
 ) {
     let bases: [usize; R] = rows.bases(row0);
@@ -96,10 +97,7 @@ unsafe fn block512_one<const R: usize>(
     unsafe {
         let bias = _mm512_loadu_ps(w.bias.as_ptr());
         for (r, v) in acc.iter().enumerate() {
-            let mut v = _mm512_add_ps(*v, bias);
-            if relu {
-                v = _mm512_max_ps(v, _mm512_setzero_ps());
-            }
+            let v = act512(_mm512_add_ps(*v, bias), act);
             _mm512_mask_storeu_ps(out.as_mut_ptr().add((row0 + r) * w.n), mask, v);
         }
     }
@@ -110,7 +108,7 @@ unsafe fn block512<const R: usize>(
     rows: &Rows<f32>,
     row0: usize,
     w: &PackedF32,
-    relu: bool,
+    act: Activation,
     out: &mut [f32],
 ) {
     let bases: [usize; R] = rows.bases(row0);
@@ -162,10 +160,7 @@ unsafe fn block512<const R: usize>(
             unsafe {
                 let bias = _mm512_loadu_ps(w.bias.as_ptr().add(c0));
                 for (r, a) in acc.iter().enumerate() {
-                    let mut v = _mm512_add_ps(*a, bias);
-                    if relu {
-                        v = _mm512_max_ps(v, _mm512_setzero_ps());
-                    }
+                    let v = act512(_mm512_add_ps(*a, bias), act);
                     _mm512_mask_storeu_ps(out.as_mut_ptr().add((row0 + r) * w.n + c0), mask, v);
                 }
             }
@@ -178,19 +173,19 @@ unsafe fn block512<const R: usize>(
 const MR256: usize = 6;
 
 #[target_feature(enable = "avx2,fma")]
-unsafe fn avx2_rows(rows: &Rows<f32>, w: &PackedF32, relu: bool, out: &mut [f32]) {
+unsafe fn avx2_rows(rows: &Rows<f32>, w: &PackedF32, act: Activation, out: &mut [f32]) {
     let mut row0 = 0;
     while row0 < rows.m {
         let r = MR256.min(rows.m - row0);
         // SAFETY: same features as the caller; bounds as documented in `sgemm`.
         unsafe {
             match r {
-                6 => block256::<6>(rows, row0, w, relu, out),
-                5 => block256::<5>(rows, row0, w, relu, out),
-                4 => block256::<4>(rows, row0, w, relu, out),
-                3 => block256::<3>(rows, row0, w, relu, out),
-                2 => block256::<2>(rows, row0, w, relu, out),
-                _ => block256::<1>(rows, row0, w, relu, out),
+                6 => block256::<6>(rows, row0, w, act, out),
+                5 => block256::<5>(rows, row0, w, act, out),
+                4 => block256::<4>(rows, row0, w, act, out),
+                3 => block256::<3>(rows, row0, w, act, out),
+                2 => block256::<2>(rows, row0, w, act, out),
+                _ => block256::<1>(rows, row0, w, act, out),
             }
         }
         row0 += r;
@@ -202,7 +197,7 @@ unsafe fn block256<const R: usize>(
     rows: &Rows<f32>,
     row0: usize,
     w: &PackedF32,
-    relu: bool,
+    act: Activation,
     out: &mut [f32],
 ) {
     let bases: [usize; R] = rows.bases(row0);
@@ -242,11 +237,8 @@ unsafe fn block256<const R: usize>(
                     _mm256_loadu_ps(w.bias.as_ptr().add(c0)),
                     _mm256_loadu_ps(w.bias.as_ptr().add(c0 + 8)),
                 );
-                let (mut x0, mut x1) = (_mm256_add_ps(lo[r], b0), _mm256_add_ps(hi[r], b1));
-                if relu {
-                    x0 = _mm256_max_ps(x0, _mm256_setzero_ps());
-                    x1 = _mm256_max_ps(x1, _mm256_setzero_ps());
-                }
+                let x0 = act256(_mm256_add_ps(lo[r], b0), act);
+                let x1 = act256(_mm256_add_ps(hi[r], b1), act);
                 // A full panel is stored straight into the output: through a local array
                 // and a copy of variable length, every row had called memmove.
                 if valid == NR {
@@ -258,6 +250,43 @@ unsafe fn block256<const R: usize>(
                     _mm256_storeu_ps(v.as_mut_ptr().add(8), x1);
                     dst.copy_from_slice(&v[..valid]);
                 }
+            }
+        }
+    }
+}
+
+/// `act` on 16 outputs: `max(v, 0)` (a NaN becomes 0, as `f32::max(NaN, 0)` gives), then
+/// the cap's `min` (after the ReLU no NaN is left, so `min` is `f32::min`).
+///
+/// # Safety
+/// The CPU has AVX-512F (inlined into the kernels, which take their features).
+#[inline(always)]
+unsafe fn act512(v: __m512, act: Activation) -> __m512 {
+    // SAFETY: this function's contract.
+    unsafe {
+        match (act.relu, act.cap) {
+            (false, _) => v,
+            (true, None) => _mm512_max_ps(v, _mm512_setzero_ps()),
+            (true, Some(c)) => {
+                _mm512_min_ps(_mm512_max_ps(v, _mm512_setzero_ps()), _mm512_set1_ps(c))
+            }
+        }
+    }
+}
+
+/// [`act512`] on 8 outputs.
+///
+/// # Safety
+/// The CPU has AVX (inlined into the kernels, which take their features).
+#[inline(always)]
+unsafe fn act256(v: __m256, act: Activation) -> __m256 {
+    // SAFETY: this function's contract.
+    unsafe {
+        match (act.relu, act.cap) {
+            (false, _) => v,
+            (true, None) => _mm256_max_ps(v, _mm256_setzero_ps()),
+            (true, Some(c)) => {
+                _mm256_min_ps(_mm256_max_ps(v, _mm256_setzero_ps()), _mm256_set1_ps(c))
             }
         }
     }

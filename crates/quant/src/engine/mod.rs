@@ -29,6 +29,7 @@ use std::sync::{Mutex, OnceLock};
 
 use buffers::{Buffers, Pooled, Stash};
 use helpers::Helpers;
+use quantlab_linalg::Activation;
 use quantlab_linalg::frame::nhwc::{self, Taps};
 use quantlab_linalg::{
     ConvGeom, Epilogue, KernelPath, Ops, OutLayout, PackedF32, PackedI8, PoolGeom, PoolShape, Rows,
@@ -800,16 +801,14 @@ impl Session {
         let (Some(g), Some(taps)) = (&d.conv, taps) else {
             let mut y = bufs.take(batch * d.out_len());
             let rows = Rows::matrix(x, batch, d.k, d.k);
-            self.ops.sgemm(&rows, w, d.relu, &mut y);
-            cap(d, &mut y);
+            self.ops.sgemm(&rows, w, activation(d), &mut y);
             return y;
         };
         if pool.is_none() && pointwise(g, d, 1) {
             // Every output is written (so the buffer is not zeroed first).
             let mut y = bufs.take_overwritten(batch * d.out_len());
             let rows = Rows::matrix(x, batch * g.pixels(), d.k, d.k);
-            self.ops.sgemm(&rows, w, d.relu, &mut y);
-            cap(d, &mut y);
+            self.ops.sgemm(&rows, w, activation(d), &mut y);
             return y;
         }
         let out_len = pool.map_or(d.out_len(), |pg| d.n * pg.out_hw[0] * pg.out_hw[1]);
@@ -831,15 +830,15 @@ impl Session {
                     let shape = PoolShape::after(g, pg);
                     if !self.ops.sgemm_pool(&rows, w, d.relu, shape, ys) {
                         map.resize(d.out_len(), 0.0);
-                        self.ops.sgemm(&rows, w, d.relu, map);
+                        self.ops.sgemm(&rows, w, activation(d), map);
                         nhwc::maxpool(map, 1, pg, ys);
                     }
+                    // The fused pool's kernel applies the ReLU only: the cap after the pool
+                    // is the same (it commutes with max), sample by sample while in cache.
+                    cap(d, ys);
                 }
-                None => self.ops.sgemm(&rows, w, d.relu, ys),
+                None => self.ops.sgemm(&rows, w, activation(d), ys),
             }
-            // Sample by sample, while it is in cache (after the pool is the same: a cap
-            // commutes with max).
-            cap(d, ys);
         }
         y
     }
@@ -1114,10 +1113,20 @@ impl DynamicInput {
     }
 }
 
-/// The fused ReLU's upper bound (ReLU6), where the layer has one: the float kernels fuse
-/// the ReLU, this pass the cap. After the ReLU no value is NaN (`f32::max(NaN, 0) = 0`),
-/// so a plain comparison does what `f32::min` does, without its NaN handling (three
-/// instructions per vector, 8% of the MobileNet-like model's f32 time).
+/// The activation a float kernel applies as it stores layer `d`'s outputs: the ReLU, and
+/// a ReLU6's cap (a pass over the output after the GEMM had cost the MobileNet-like model's
+/// float convolutions a fifth of their time).
+fn activation(d: &Dense) -> Activation {
+    Activation {
+        relu: d.relu,
+        cap: d.cap.filter(|_| d.relu),
+    }
+}
+
+/// The fused ReLU's upper bound (ReLU6), where the layer has one, as a pass: for the
+/// outputs of a dynamic layer and of the fused float conv + pool kernel, which apply only
+/// the ReLU. After the ReLU no value is NaN (`f32::max(NaN, 0) = 0`), so a plain comparison
+/// does what `f32::min` does, without its NaN handling.
 fn cap(d: &Dense, y: &mut [f32]) {
     if let (true, Some(c)) = (d.relu, d.cap) {
         y.iter_mut().for_each(|v| *v = if *v > c { c } else { *v });
