@@ -553,6 +553,32 @@ pub fn float_gemm(ops: &Ops) {
             );
         }
     }
+    // Every short reduction (K <= 16, the one-panel kernel that keeps its weights in
+    // registers on AVX-512) at one and at a part panel, and row counts around its block.
+    for (k, n, m) in (1..=16).flat_map(|k| [(k, 16, 19), (k, 6, 8), (k, 1, 1), (k, 16, 7)]) {
+        let x: Vec<f32> = (0..m * k).map(|_| rng.uniform() as f32 - 0.5).collect();
+        let w: Vec<f32> = (0..n * k).map(|_| rng.uniform() as f32 - 0.5).collect();
+        let b: Vec<f32> = (0..n).map(|_| rng.uniform() as f32 - 0.5).collect();
+        let act = Activation {
+            relu: k % 2 == 0,
+            cap: Some(0.2).filter(|_| k % 4 == 0),
+        };
+        let want = f64_reference(&x, m, k, &w, &b, act);
+        let mut y = vec![f32::NAN; m * n];
+        ops.sgemm(
+            &Rows::matrix(&x, m, k, k),
+            &PackedF32::new(&w, &b, n, k),
+            act,
+            &mut y,
+        );
+        for (i, (a, e)) in y.iter().zip(&want).enumerate() {
+            assert!(
+                (a - e).abs() < F32_TOLERANCE,
+                "{:?} short m={m} n={n} k={k} at {i}: {a} vs {e}",
+                ops.path()
+            );
+        }
+    }
     // Two segments of 3 values, rows 4 apart: the same as the explicit [5, 6] matrix.
     let a: Vec<f32> = (0..40).map(|v| v as f32 * 0.25).collect();
     let segs = [0, 10];
