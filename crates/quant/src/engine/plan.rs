@@ -244,7 +244,6 @@ fn entry(model: &QuantModel, input: Layout, traced: bool) -> Entry {
     }
 }
 
-/// A conv's whole output pooled by a non-overlapping window: the pool that can run fused.
 /// [`Plan::sample_bytes`]: the steps walked with the size of the values they hand on (u8
 /// after a static layer, f32 after a float or dynamic one, the input's through pools,
 /// ReLUs and flattens; an Add's as the engine runs it: u8 only when both sides are and the
@@ -293,6 +292,7 @@ fn sample_bytes(model: &QuantModel, entry: Entry, steps: &[Step], keep: &[bool])
     most
 }
 
+/// A conv's whole output pooled by a non-overlapping window: the pool that can run fused.
 fn fusable_pool(conv: &ConvGeom, n: usize, pool: &PoolGeom) -> bool {
     pool.kernel == pool.stride && pool.channels == n && pool.in_hw == conv.out_hw
 }
