@@ -63,7 +63,11 @@ impl<T, W> DwSample<'_, T, W> {
 /// When a tap of a pixel reads past the sample, or the weights are fewer than
 /// `offsets.len() * c`.
 pub fn depthwise_f32(x: DwSample<f32, f32>, bias: &[f32], act: Activation, out: &mut [f32]) {
-    // The AVX2 kernel checks the shapes itself (it reads without bounds tests).
+    // The SIMD kernels check the shapes themselves (they read without bounds tests).
+    #[cfg(target_arch = "x86_64")]
+    if x.offsets.len() == 9 && crate::CpuFeatures::get().avx512_f32() {
+        return crate::x86_64::depthwise::depthwise_avx512(x, bias, act, out);
+    }
     #[cfg(target_arch = "x86_64")]
     if crate::CpuFeatures::get().avx2_fma() {
         return crate::x86_64::depthwise::depthwise_avx2(x, bias, act, out);
