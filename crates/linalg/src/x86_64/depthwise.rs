@@ -128,7 +128,8 @@ pub fn depthwise_avx512(x: DwSample<f32, f32>, bias: &[f32], act: Activation, ou
 unsafe fn run512<const ACT: u8>(x: DwSample<f32, f32>, bias: &[f32], cap: f32, out: &mut [f32]) {
     let c = bias.len();
     let (t, pixels) = (x.taps, out.len() / c);
-    let rows = pixels / t.ow;
+    // Output rows, the last one possibly part of a row (as `check` allows).
+    let rows = pixels.div_ceil(t.ow);
     let off: [usize; 9] = std::array::from_fn(|i| x.offsets[i]);
     let (pp, wp, op) = (x.padded.as_ptr(), x.w.as_ptr(), out.as_mut_ptr());
     // SAFETY (the block): `check` bounded every tap's reach `base + off + c` by the sample
@@ -147,7 +148,7 @@ unsafe fn run512<const ACT: u8>(x: DwSample<f32, f32>, bias: &[f32], cap: f32, o
             }
             let b = _mm512_maskz_loadu_ps(m, bias.as_ptr().add(j));
             for oy in 0..rows {
-                for ox in 0..t.ow {
+                for ox in 0..t.ow.min(pixels - oy * t.ow) {
                     let base = pp.add(oy * t.row_step + ox * t.col_step + j);
                     let mut acc = b;
                     for i in 0..9 {
@@ -480,6 +481,11 @@ mod tests {
                     let mut wide = vec![f32::NAN; n];
                     depthwise_avx512(x, &bias, act, &mut wide);
                     assert_eq!(wide, got, "AVX-512: c {c} stride {stride} {act:?}");
+                    // The first pixels only, the last row cut short.
+                    let part = n - 2 * c;
+                    let mut short = vec![f32::NAN; part];
+                    depthwise_avx512(x, &bias, act, &mut short);
+                    assert_eq!(short, got[..part], "AVX-512 part: c {c} stride {stride}");
                 }
             }
         }
