@@ -282,7 +282,7 @@ unsafe fn run_vnni(x: DwSample<u8, i16>, c: usize, acc: &mut [i32]) {
     let mut out = Out::Sums(acc);
     for j in (0..c).step_by(16) {
         // SAFETY: this function's features; `check` bounded every read.
-        unsafe { channels::<false>(x, j, c, &mut out) };
+        unsafe { channels::<u8, false>(x, j, c, &mut out) };
     }
 }
 
@@ -321,19 +321,101 @@ unsafe fn requant_vnni(
     c: usize,
     out: &mut [u8],
 ) {
+    // At stride 2 a value is read by about two taps, not nine: widening the whole padded
+    // sample (four times the outputs) cost more than it saved (72 -> 110 us on the
+    // MobileNet-like model's 32-channel layer).
+    if x.taps.col_step != c {
+        // SAFETY: this function's features and checks.
+        return unsafe { requant_panels(x, f, clamp, c, out) };
+    }
+    WIDE.with_borrow_mut(|wide| {
+        // The sample widened to one u32 per value once, so that each of the nine taps that
+        // read a value loads its lanes instead of widening them again (`vpmovzxbd` runs on
+        // the one shuffle port: nine per pixel and 16 channels had been the kernel's bound).
+        // SAFETY: this function's features.
+        unsafe { widen(x.padded, wide) };
+        let x = DwSample {
+            padded: &wide[..],
+            taps: x.taps,
+            offsets: x.offsets,
+            w: x.w,
+        };
+        // SAFETY: this function's features; `check` bounded every read (the widened sample
+        // has the same length).
+        unsafe { requant_panels(x, f, clamp, c, out) }
+    });
+}
+
+/// `src` as u32 values in `dst` (a plain loop in a function of its own, which takes the
+/// features: as an iterator chain inside the closure above it was a call per value).
+///
+/// # Safety
+/// The CPU has AVX-512F/BW.
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn widen(src: &[u8], dst: &mut Vec<u32>) {
+    dst.resize(src.len(), 0);
+    for (d, &v) in dst.iter_mut().zip(src) {
+        *d = u32::from(v);
+    }
+}
+
+/// Every panel of 16 channels of [`requant_vnni`] on `x` (u8 or widened values).
+///
+/// # Safety
+/// As [`requant_vnni`].
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512dq,avx512vl")]
+unsafe fn requant_panels<T: Lanes>(
+    x: DwSample<T, i16>,
+    f: &super::avx512::Fused,
+    clamp: (i32, i32, i32),
+    c: usize,
+    out: &mut [u8],
+) {
     use super::avx512::PanelRequant;
     for j in (0..c).step_by(16) {
         let panel = j / 16;
         // SAFETY (both): this function's features; `check` bounded every read.
         unsafe {
             match PanelRequant::folding(f, panel, clamp, c) {
-                Some(rq) => channels::<true>(x, j, c, &mut Out::Bytes(&rq, out)),
+                Some(rq) => channels::<T, true>(x, j, c, &mut Out::Bytes(&rq, out)),
                 None => {
                     let rq = PanelRequant::new(f, panel, clamp, c);
-                    channels::<false>(x, j, c, &mut Out::Bytes(&rq, out))
+                    channels::<T, false>(x, j, c, &mut Out::Bytes(&rq, out))
                 }
             }
         }
+    }
+}
+
+thread_local! {
+    /// A widened sample for [`requant_vnni`], kept between calls on this thread.
+    static WIDE: std::cell::RefCell<Vec<u32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Activations the VNNI depthwise reads: sixteen channels into the i32 lanes, each lane's
+/// high half 0 (what `vpdpwssd` against the weights in the low halves needs).
+trait Lanes: Copy {
+    /// The lanes of `m` from `p`.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512 F/BW; `m`'s lanes are readable at `p`. Inlined into the kernel,
+    /// which takes its features.
+    unsafe fn lanes(p: *const Self, m: __mmask16) -> __m512i;
+}
+
+impl Lanes for u8 {
+    #[inline(always)]
+    unsafe fn lanes(p: *const Self, m: __mmask16) -> __m512i {
+        // SAFETY: this function's contract.
+        unsafe { _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, p.cast())) }
+    }
+}
+
+impl Lanes for u32 {
+    #[inline(always)]
+    unsafe fn lanes(p: *const Self, m: __mmask16) -> __m512i {
+        // SAFETY: this function's contract.
+        unsafe { _mm512_maskz_loadu_epi32(m, p.cast()) }
     }
 }
 
@@ -348,7 +430,12 @@ enum Out<'a> {
 
 /// Channels `j..j + 16` (fewer at the end) of every output pixel into `out`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512dq,avx512vl")]
-unsafe fn channels<const BIASED: bool>(x: DwSample<u8, i16>, j: usize, c: usize, out: &mut Out) {
+unsafe fn channels<T: Lanes, const BIASED: bool>(
+    x: DwSample<T, i16>,
+    j: usize,
+    c: usize,
+    out: &mut Out,
+) {
     let (pp, wp) = (x.padded.as_ptr(), x.w.as_ptr());
     let pixels = match out {
         Out::Sums(acc) => acc.len() / c,
@@ -382,7 +469,7 @@ unsafe fn channels<const BIASED: bool>(x: DwSample<u8, i16>, j: usize, c: usize,
             let base = row + ox * t.col_step + j;
             let mut s = start;
             for (tap, &off) in x.offsets.iter().enumerate() {
-                let v = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, pp.add(base + off).cast()));
+                let v = T::lanes(pp.add(base + off), m);
                 let k = if taps <= 9 { w[tap] } else { weight(tap) };
                 s = _mm512_dpwssd_epi32(s, v, k);
             }
