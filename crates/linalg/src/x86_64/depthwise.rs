@@ -615,22 +615,49 @@ mod tests {
         (32, 2, 1),
     ];
 
-    /// A padded sample of `len` bytes and `weights` i16 weights, extremes included (255
-    /// activations, -128 weights) so that an i16 intermediate would saturate.
-    fn int8_values(len: usize, weights: usize) -> (Vec<u8>, Vec<i16>) {
-        let padded = (0..len)
-            .map(|i| match i % 11 {
-                0 => 255,
-                _ => (i * 7919 % 256) as u8,
-            })
-            .collect();
-        let w = (0..weights)
-            .map(|i| match i % 5 {
-                0 => -128,
-                _ => (i * 31 % 255) as i16 - 127,
-            })
-            .collect();
-        (padded, w)
+    /// One int8 case of [`INT8_CASES`] over a 6x7 sample: its geometry, taps and a padded
+    /// sample with weights, extremes included (255 activations, -128 weights) so that an
+    /// i16 intermediate would saturate.
+    struct Int8Layer {
+        g: ConvGeom,
+        taps: Taps,
+        offsets: Vec<usize>,
+        padded: Vec<u8>,
+        w: Vec<i16>,
+    }
+
+    impl Int8Layer {
+        fn new(c: usize, stride: usize, k: usize) -> Self {
+            let (g, taps, offsets, len) = layer(c, [6, 7], stride, k);
+            let padded = (0..len)
+                .map(|i| match i % 11 {
+                    0 => 255,
+                    _ => (i * 7919 % 256) as u8,
+                })
+                .collect();
+            let w = (0..k * k * c)
+                .map(|i| match i % 5 {
+                    0 => -128,
+                    _ => (i * 31 % 255) as i16 - 127,
+                })
+                .collect();
+            Self {
+                g,
+                taps,
+                offsets,
+                padded,
+                w,
+            }
+        }
+
+        fn sample(&self) -> DwSample<'_, u8, i16> {
+            DwSample {
+                padded: &self.padded,
+                taps: &self.taps,
+                offsets: &self.offsets,
+                w: &self.w,
+            }
+        }
     }
 
     /// The VNNI depthwise requantized as it is computed equals the reference's accumulators
@@ -646,14 +673,8 @@ mod tests {
             return;
         }
         for (case, (c, stride, k)) in INT8_CASES.into_iter().enumerate() {
-            let (g, taps, offsets, len) = layer(c, [6, 7], stride, k);
-            let (padded, w) = int8_values(len, k * k * c);
-            let x = DwSample {
-                padded: &padded,
-                taps: &taps,
-                offsets: &offsets,
-                w: &w,
-            };
+            let l = Int8Layer::new(c, stride, k);
+            let (g, x) = (&l.g, l.sample());
             let offset: Vec<i32> = (0..c).map(|j| (j as i32 * 997) % 20_000 - 10_000).collect();
             let scale = |j: usize| match case % 3 {
                 2 => 1e-9 * (1.0 + j as f64 / 8.0),
@@ -700,14 +721,8 @@ mod tests {
             return;
         }
         for (c, stride, k) in INT8_CASES {
-            let (g, taps, offsets, len) = layer(c, [6, 7], stride, k);
-            let (padded, w) = int8_values(len, k * k * c);
-            let x = DwSample {
-                padded: &padded,
-                taps: &taps,
-                offsets: &offsets,
-                w: &w,
-            };
+            let l = Int8Layer::new(c, stride, k);
+            let (g, x) = (&l.g, l.sample());
             let n = g.pixels() * c;
             let (mut want, mut got) = (vec![0; n], vec![7; n]);
             depthwise_i32_scalar(x, c, &mut want);
