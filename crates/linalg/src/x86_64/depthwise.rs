@@ -147,13 +147,20 @@ unsafe fn run512<const ACT: u8>(x: DwSample<f32, f32>, bias: &[f32], cap: f32, o
                 *v = _mm512_maskz_loadu_ps(m, wp.add(i * c + j));
             }
             let b = _mm512_maskz_loadu_ps(m, bias.as_ptr().add(j));
+            // A whole panel takes plain loads: a masked one costs a vector uop besides the
+            // load on Intel cores, nine per pixel.
+            let full = m == u16::MAX;
             for oy in 0..rows {
                 for ox in 0..t.ow.min(pixels - oy * t.ow) {
                     let base = pp.add(oy * t.row_step + ox * t.col_step + j);
                     let mut acc = b;
                     for i in 0..9 {
-                        acc =
-                            _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, base.add(off[i])), w[i], acc);
+                        let v = if full {
+                            _mm512_loadu_ps(base.add(off[i]))
+                        } else {
+                            _mm512_maskz_loadu_ps(m, base.add(off[i]))
+                        };
+                        acc = _mm512_fmadd_ps(v, w[i], acc);
                     }
                     // `max(v, 0)` returns its second operand for a NaN, as `f32::max(NaN, 0)`.
                     let v = match ACT {
@@ -333,9 +340,9 @@ unsafe fn requant_vnni(
         // read a value loads its lanes instead of widening them again (`vpmovzxbd` runs on
         // the one shuffle port: nine per pixel and 16 channels had been the kernel's bound).
         // SAFETY: this function's features.
-        unsafe { widen(x.padded, wide) };
+        let wide = unsafe { widen(x.padded, wide) };
         let x = DwSample {
-            padded: &wide[..],
+            padded: wide,
             taps: x.taps,
             offsets: x.offsets,
             w: x.w,
@@ -352,11 +359,15 @@ unsafe fn requant_vnni(
 /// # Safety
 /// The CPU has AVX-512F/BW.
 #[target_feature(enable = "avx512f,avx512bw")]
-unsafe fn widen(src: &[u8], dst: &mut Vec<u32>) {
-    dst.resize(src.len(), 0);
-    for (d, &v) in dst.iter_mut().zip(src) {
+unsafe fn widen<'a>(src: &[u8], dst: &'a mut Vec<u32>) -> &'a [u32] {
+    dst.resize(src.len() + 15, 0);
+    // Started on a cache line: a pixel's 16 lanes are then one line, not two.
+    let skip = dst.as_ptr().align_offset(64).min(15);
+    let d = &mut dst[skip..skip + src.len()];
+    for (d, &v) in d.iter_mut().zip(src) {
         *d = u32::from(v);
     }
+    d
 }
 
 /// Every panel of 16 channels of [`requant_vnni`] on `x` (u8 or widened values).
@@ -401,6 +412,13 @@ trait Lanes: Copy {
     /// The CPU has AVX-512 F/BW; `m`'s lanes are readable at `p`. Inlined into the kernel,
     /// which takes its features.
     unsafe fn lanes(p: *const Self, m: __mmask16) -> __m512i;
+
+    /// All 16 lanes from `p`: a plain load (a masked one costs a vector uop besides the
+    /// load on Intel cores, nine per pixel).
+    ///
+    /// # Safety
+    /// As [`Lanes::lanes`], with every lane readable.
+    unsafe fn full(p: *const Self) -> __m512i;
 }
 
 impl Lanes for u8 {
@@ -409,6 +427,12 @@ impl Lanes for u8 {
         // SAFETY: this function's contract.
         unsafe { _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, p.cast())) }
     }
+
+    #[inline(always)]
+    unsafe fn full(p: *const Self) -> __m512i {
+        // SAFETY: this function's contract.
+        unsafe { _mm512_cvtepu8_epi32(_mm_loadu_si128(p.cast())) }
+    }
 }
 
 impl Lanes for u32 {
@@ -416,6 +440,12 @@ impl Lanes for u32 {
     unsafe fn lanes(p: *const Self, m: __mmask16) -> __m512i {
         // SAFETY: this function's contract.
         unsafe { _mm512_maskz_loadu_epi32(m, p.cast()) }
+    }
+
+    #[inline(always)]
+    unsafe fn full(p: *const Self) -> __m512i {
+        // SAFETY: this function's contract.
+        unsafe { _mm512_loadu_si512(p.cast()) }
     }
 }
 
@@ -460,6 +490,24 @@ unsafe fn channels<T: Lanes, const BIASED: bool>(
     c: usize,
     out: &mut Out,
 ) {
+    // SAFETY (both): the caller's contract.
+    unsafe {
+        if j + 16 <= c {
+            panel::<T, BIASED, true>(x, j, c, out)
+        } else {
+            panel::<T, BIASED, false>(x, j, c, out)
+        }
+    }
+}
+
+/// [`channels`] for one panel; `FULL`: all 16 channels there (plain loads).
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512dq,avx512vl")]
+unsafe fn panel<T: Lanes, const BIASED: bool, const FULL: bool>(
+    x: DwSample<T, i16>,
+    j: usize,
+    c: usize,
+    out: &mut Out,
+) {
     let (pp, wp) = (x.padded.as_ptr(), x.w.as_ptr());
     let pixels = match out {
         Out::Sums(acc) => acc.len() / c,
@@ -488,15 +536,37 @@ unsafe fn channels<T: Lanes, const BIASED: bool>(
                 *w = weight(tap);
             }
         }
+        let off9: [usize; 9] = std::array::from_fn(|tap| x.offsets.get(tap).copied().unwrap_or(0));
+        let zero = _mm512_setzero_si512();
         let (mut row, mut ox) = (0, 0);
         for p in 0..pixels {
             let base = row + ox * t.col_step + j;
-            let mut s = start;
-            for (tap, &off) in x.offsets.iter().enumerate() {
-                let v = T::lanes(pp.add(base + off), m);
-                let k = if taps <= 9 { w[tap] } else { weight(tap) };
-                s = dpwssd(s, v, k);
-            }
+            let s = if taps == 9 {
+                // Three chains of three: each `vpdpwssd` waits on the one before it in its
+                // chain, and one chain of nine per pixel kept too few pixels in flight.
+                let v = |tap: usize| {
+                    let p = pp.add(base + off9[tap]);
+                    if FULL { T::full(p) } else { T::lanes(p, m) }
+                };
+                let mut a = dpwssd(start, v(0), w[0]);
+                let mut b = dpwssd(zero, v(1), w[1]);
+                let mut d = dpwssd(zero, v(2), w[2]);
+                a = dpwssd(a, v(3), w[3]);
+                b = dpwssd(b, v(4), w[4]);
+                d = dpwssd(d, v(5), w[5]);
+                a = dpwssd(a, v(6), w[6]);
+                b = dpwssd(b, v(7), w[7]);
+                d = dpwssd(d, v(8), w[8]);
+                _mm512_add_epi32(_mm512_add_epi32(a, b), d)
+            } else {
+                let mut s = start;
+                for (tap, &off) in x.offsets.iter().enumerate() {
+                    let v = T::lanes(pp.add(base + off), m);
+                    let k = if taps <= 9 { w[tap] } else { weight(tap) };
+                    s = dpwssd(s, v, k);
+                }
+                s
+            };
             match out {
                 Out::Sums(acc) => {
                     // `check` sized `acc` to whole pixels of `c`; masked past `c`.
