@@ -5,6 +5,8 @@
 
 use std::sync::Mutex;
 
+use quantlab_linalg::frame::nhwc::Padded;
+
 /// Activation buffers a set keeps: a network's live activations at once, with room to spare.
 const POOL_KEEP: usize = 8;
 
@@ -12,9 +14,9 @@ const POOL_KEEP: usize = 8;
 #[derive(Default)]
 pub(super) struct Buffers {
     /// A padded f32 sample.
-    pub(super) padded_f32: Vec<f32>,
+    pub(super) padded_f32: Padded<f32>,
     /// A padded u8 sample.
-    pub(super) padded_u8: Vec<u8>,
+    pub(super) padded_u8: Padded<u8>,
     /// Gathered int8 rows (paths that do not read rows in place).
     pub(super) rows: Vec<u8>,
     /// Pooled i32 accumulators (fused conv + pool).

@@ -13,7 +13,7 @@
 //! Weights below 8 bits are stored as i8 values too, so the i16 products below hold.
 
 use quantlab_linalg::frame::depthwise::{Activation, DwSample, depthwise_f32, depthwise_i32};
-use quantlab_linalg::frame::nhwc::Taps;
+use quantlab_linalg::frame::nhwc::{Padded, Taps};
 use quantlab_linalg::{ConvGeom, Epilogue, Ops, Requantizer};
 
 use crate::model::LayerImpl;
@@ -99,7 +99,7 @@ pub fn run_f32(
     dw: &DwWeights,
     x: &[f32],
     batch: usize,
-    padded: &mut Vec<f32>,
+    padded: &mut Padded<f32>,
     y: &mut [f32],
 ) {
     let g = d.conv.as_ref().expect("a depthwise layer has a geometry");
@@ -115,7 +115,7 @@ pub fn run_f32(
         .enumerate()
     {
         super::pad_sample(i, xs, g, 0.0, padded);
-        depthwise_f32(dw.sample(padded, w), &d.bias, act, ys);
+        depthwise_f32(dw.sample(padded.values(), w), &d.bias, act, ys);
     }
 }
 
@@ -129,7 +129,7 @@ pub fn run_int8(
     input: &[u8],
     batch: usize,
     zp: u8,
-    (padded, acc): (&mut Vec<u8>, &mut Vec<i32>),
+    (padded, acc): (&mut Padded<u8>, &mut Vec<i32>),
     epi: &mut Epilogue,
 ) {
     let g = d.conv.as_ref().expect("a depthwise layer has a geometry");
@@ -139,7 +139,7 @@ pub fn run_int8(
     acc.resize(pixels * c, 0);
     for (s, xs) in input.chunks_exact(d.in_len()).take(batch).enumerate() {
         super::pad_sample(s, xs, g, zp, padded);
-        depthwise_i32(dw.sample(padded, w), c, acc);
+        depthwise_i32(dw.sample(padded.values(), w), c, acc);
         ops.epilogue(epi, s * pixels, pixels, c, acc, c);
     }
 }
@@ -156,7 +156,7 @@ pub fn run_static(
     input: &[u8],
     batch: usize,
     zp: u8,
-    padded: &mut Vec<u8>,
+    padded: &mut Padded<u8>,
     out: &mut [u8],
 ) {
     let g = d.conv.as_ref().expect("a depthwise layer has a geometry");
@@ -166,7 +166,7 @@ pub fn run_static(
         .take(batch);
     for (s, (xs, os)) in samples.enumerate() {
         super::pad_sample(s, xs, g, zp, padded);
-        ops.depthwise_requant(dw.sample(padded, &dw.int8), rq, clamp, os);
+        ops.depthwise_requant(dw.sample(padded.values(), &dw.int8), rq, clamp, os);
     }
 }
 

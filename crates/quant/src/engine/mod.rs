@@ -824,7 +824,7 @@ impl Session {
             .enumerate()
         {
             pad_sample(i, xs, g, 0.0, padded);
-            let rows = taps.rows(padded, g.pixels(), taps.seg_len);
+            let rows = taps.rows(padded.values(), g.pixels(), taps.seg_len);
             match pool {
                 Some(pg) => {
                     let shape = PoolShape::after(g, pg);
@@ -1183,7 +1183,7 @@ fn conv_samples<'o, O>(
     for (i, (xs, os)) in samples.enumerate() {
         pad_sample(i, xs, g, zp, &mut padded);
         f(
-            &taps.rows(&padded, g.pixels(), taps.seg_len_to(seg_multiple)),
+            &taps.rows(padded.values(), g.pixels(), taps.seg_len_to(seg_multiple)),
             bufs,
             os,
         );
@@ -1193,11 +1193,17 @@ fn conv_samples<'o, O>(
 
 /// Sample `i` of a layer's loop padded into `padded`: the whole buffer for the first, the
 /// rows only after it (the border stays the same value).
-pub(crate) fn pad_sample<T: Copy>(i: usize, x: &[T], g: &ConvGeom, pad: T, padded: &mut Vec<T>) {
+pub(crate) fn pad_sample<T: Copy>(
+    i: usize,
+    x: &[T],
+    g: &ConvGeom,
+    pad: T,
+    padded: &mut nhwc::Padded<T>,
+) {
     if i == 0 {
-        nhwc::pad(x, g, pad, padded);
+        padded.pad(x, g, pad);
     } else {
-        nhwc::pad_interior(x, g, padded);
+        padded.pad_interior(x, g);
     }
 }
 
