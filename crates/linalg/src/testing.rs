@@ -347,7 +347,7 @@ pub fn conv_pool(ops: &Ops) {
 /// nine outputs (one to eight: pixels in the lanes), up to 5x5 over one to 32 channels: maps whose blocks of pixels cross output rows
 /// and end part-way, strides, padding, clamps at the zero point and below 255, multipliers
 /// so small in every fourth case that the zero point cannot ride in the rounding term (the
-/// general kernels then); and matrices of K = 4 to 16.
+/// general kernels then); and matrices of K = 4 to 16, three of 32 outputs over odd row counts.
 pub fn small_reductions(ops: &Ops) {
     let mut rng = Rng::new(46);
     let shapes = [
@@ -381,6 +381,17 @@ pub fn small_reductions(ops: &Ops) {
     }
     for case in 96..108 {
         let (m, k) = (1 + rng.below(40), 4 * (1 + case % 4));
+        let a: Vec<u8> = (0..m * k).map(|_| rng.below(256) as u8).collect();
+        cases.push((a, None, case, m));
+    }
+    // 32 outputs (two panels) over row counts that are not multiples of 4, with multipliers
+    // that fold the zero point: the VNNI kernel's two rows at once, then its last rows.
+    for (case, m, k) in [(132, 7, 16), (149, 13, 8), (166, 5, 12)] {
+        assert_eq!(
+            outputs[case % outputs.len()],
+            32,
+            "case {case} has 32 outputs"
+        );
         let a: Vec<u8> = (0..m * k).map(|_| rng.below(256) as u8).collect();
         cases.push((a, None, case, m));
     }

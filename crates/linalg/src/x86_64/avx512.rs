@@ -463,6 +463,9 @@ pub(super) struct PanelRequant {
     hi8: __m512i,
     rows_order: __m512i,
     rows4: bool,
+    /// Whether [`store_chunks`] takes this panel: all 16 outputs there and the clamp in
+    /// `0..=255`.
+    packs: bool,
     /// First output of the panel, and of the layer.
     c0: usize,
     n: usize,
@@ -509,6 +512,7 @@ impl PanelRequant {
             hi8: _mm512_set1_epi8(hi.clamp(0, 255) as u8 as i8),
             rows_order: _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15),
             rows4: n == NR && (0..=255).contains(&lo) && (lo..=255).contains(&hi),
+            packs: valid == NR && (0..=255).contains(&lo) && (lo..=255).contains(&hi),
             c0,
             n,
             valid,
@@ -660,17 +664,11 @@ impl PanelRequant {
         self.rows4
     }
 
-    /// Four consecutive rows of a one-panel layer into the 64 bytes at `out[base..]`: the
-    /// saturating packs (i32 to i16 to u8) clamp to `0..=255` and put the rows' bytes side by
-    /// side in each 128-bit lane, one permute orders them, the clamp to `lo..=hi` runs on
-    /// the bytes, and one store writes them; per row that is a quarter of the clamps and
-    /// packs of [`Self::store`]. Same bytes: the clamp after a saturation to a wider range
-    /// is the clamp. `BIASED` as in [`Self::ints`].
+    /// Four consecutive rows of a one-panel layer into the 64 bytes at `out[base..]`, as
+    /// [`store_chunks`] (same contract).
     ///
     /// # Safety
-    /// The CPU has AVX-512 F/BW/DQ/VL. (Not `#[target_feature]`, which cannot be
-    /// `#[inline(always)]`: inlined into the kernels that call it, it takes theirs; as an
-    /// out-of-line call per four rows it cost a fifth of a small-K layer.)
+    /// As [`store_chunks`].
     #[inline(always)]
     pub(super) unsafe fn store4<const BIASED: bool>(
         &self,
@@ -679,27 +677,14 @@ impl PanelRequant {
         out: &mut [u8],
     ) {
         debug_assert!(self.rows4);
-        // (Not `a.map(..)`: a closure does not inherit the target features, so it is a call.)
-        // SAFETY: the caller's CPU has the features (this function's contract).
-        let b = unsafe {
-            let q = [
-                self.ints::<BIASED>(a[0]),
-                self.ints::<BIASED>(a[1]),
-                self.ints::<BIASED>(a[2]),
-                self.ints::<BIASED>(a[3]),
-            ];
-            // Lane j: rows 0 and 1's outputs 4j..4j + 4 as i16, then rows 2 and 3's; as bytes,
-            // dword d of lane j is row d's outputs 4j..4j + 4.
-            let b = _mm512_packus_epi16(
-                _mm512_packs_epi32(q[0], q[1]),
-                _mm512_packs_epi32(q[2], q[3]),
-            );
-            let b = _mm512_permutexvar_epi32(self.rows_order, b);
-            _mm512_min_epu8(_mm512_max_epu8(b, self.lo8), self.hi8)
-        };
-        assert!(base + 64 <= out.len(), "output rows past the buffer");
-        // SAFETY: 64 bytes at base .. base + 64 <= out.len().
-        unsafe { _mm512_storeu_si512(out[base..].as_mut_ptr().cast(), b) };
+        // SAFETY: this function's contract is `store_chunks`'.
+        unsafe { store_chunks::<BIASED>([self; 4], a, base, out) }
+    }
+
+    /// Whether [`store_chunks`] takes this panel: all 16 outputs there and the clamp
+    /// inside `0..=255`.
+    pub(super) fn packs(&self) -> bool {
+        self.packs
     }
 
     /// Requantizes one row of accumulators into `out`: output `c0 + j` of the row at
@@ -729,6 +714,51 @@ impl PanelRequant {
             }
         }
     }
+}
+
+/// Four rows of 16 accumulators, each requantized with its own panel's constants `rq`,
+/// into the 64 consecutive bytes at `out[base..]`: four rows of a one-panel layer
+/// ([`PanelRequant::store4`]) or two rows of a two-panel one (each row's panels 0 and 1).
+/// The saturating packs (i32 to i16 to u8) clamp to `0..=255` and put the rows' bytes side
+/// by side in each 128-bit lane, one permute orders them, the clamp to `lo..=hi` runs on
+/// the bytes, and one store writes them; per row that is a quarter of the clamps and packs
+/// of [`PanelRequant::store`]. Same bytes: the clamp after a saturation to a wider range is
+/// the clamp. `BIASED` as in [`PanelRequant::ints`]; every panel [`PanelRequant::packs`],
+/// with the layer's one clamp.
+///
+/// # Safety
+/// The CPU has AVX-512 F/BW/DQ/VL. (Not `#[target_feature]`, which cannot be
+/// `#[inline(always)]`: inlined into the kernels that call it, it takes theirs; as an
+/// out-of-line call per four rows it cost a fifth of a small-K layer.)
+#[inline(always)]
+pub(super) unsafe fn store_chunks<const BIASED: bool>(
+    rq: [&PanelRequant; 4],
+    a: [__m512i; 4],
+    base: usize,
+    out: &mut [u8],
+) {
+    debug_assert!(rq.iter().all(|k| k.packs));
+    // (Not `a.map(..)`: a closure does not inherit the target features, so it is a call.)
+    // SAFETY: the caller's CPU has the features (this function's contract).
+    let b = unsafe {
+        let q = [
+            rq[0].ints::<BIASED>(a[0]),
+            rq[1].ints::<BIASED>(a[1]),
+            rq[2].ints::<BIASED>(a[2]),
+            rq[3].ints::<BIASED>(a[3]),
+        ];
+        // Lane j: rows 0 and 1's outputs 4j..4j + 4 as i16, then rows 2 and 3's; as bytes,
+        // dword d of lane j is row d's outputs 4j..4j + 4.
+        let b = _mm512_packus_epi16(
+            _mm512_packs_epi32(q[0], q[1]),
+            _mm512_packs_epi32(q[2], q[3]),
+        );
+        let b = _mm512_permutexvar_epi32(rq[0].rows_order, b);
+        _mm512_min_epu8(_mm512_max_epu8(b, rq[0].lo8), rq[0].hi8)
+    };
+    assert!(base + 64 <= out.len(), "output rows past the buffer");
+    // SAFETY: 64 bytes at base .. base + 64 <= out.len().
+    unsafe { _mm512_storeu_si512(out[base..].as_mut_ptr().cast(), b) };
 }
 
 /// [`block`] for a run-time row count: `1..=MR`, or `1..=MR_ONE_PANEL` for single-panel

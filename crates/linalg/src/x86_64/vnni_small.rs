@@ -2,7 +2,8 @@
 //! most 4, K <= 16), as the first convolution of an image model (one input channel, 3x3:
 //! three groups, the padded fourth byte of each kernel row against a zero weight) or a
 //! pointwise one over few channels, with or without the 2x2 max pool after it; one to four
-//! panels of 16 outputs, one panel at a time.
+//! panels of 16 outputs, one panel at a time (a 32-output layer's two together, so that
+//! two rows' 64 bytes are packed and stored at once).
 //!
 //! Such a layer does three `vpdpbusd` per pixel and then requantizes 16 outputs, so its
 //! epilogue, not its dot products, sets its speed (docs/figures.md, "The requantizing
@@ -17,7 +18,7 @@
 
 use std::arch::x86_64::*;
 
-use super::avx512::{Fused, PanelRequant};
+use super::avx512::{Fused, PanelRequant, store_chunks};
 use crate::frame::pack::Packed;
 use crate::frame::rows::{PoolShape, RowMap, Rows};
 
@@ -62,6 +63,23 @@ impl Constants {
 /// checked the CPU, the rows' reach (`Rows::check`) and [`fits`], and built `k` for `p`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512dq,avx512vl")]
 pub(super) unsafe fn requant(rows: &Rows<u8>, p: &Packed, k: &Constants, out: &mut [u8]) {
+    if let [Some(a), Some(b), None, None] = &k.0
+        && a.n() == 32
+        && a.packs()
+        && b.packs()
+    {
+        assert!(out.len() >= rows.m * 32, "output buffer too short");
+        // SAFETY (each): same target features and contract.
+        unsafe {
+            match rows.k() / 4 {
+                1 => Small::<1>::new(rows, p, 0, a).pair(&Small::new(rows, p, 1, b), out),
+                2 => Small::<2>::new(rows, p, 0, a).pair(&Small::new(rows, p, 1, b), out),
+                3 => Small::<3>::new(rows, p, 0, a).pair(&Small::new(rows, p, 1, b), out),
+                _ => Small::<4>::new(rows, p, 0, a).pair(&Small::new(rows, p, 1, b), out),
+            }
+        }
+        return;
+    }
     for (panel, rq) in k.panels() {
         assert!(out.len() >= rows.m * rq.n(), "output buffer too short");
         // SAFETY (each): same target features and contract.
@@ -185,6 +203,34 @@ impl<'a, const G: usize> Small<'a, G> {
             for r in r..m {
                 let [acc] = self.pixels::<1>(bases.take());
                 rq.store::<true>(acc, r * n, 1, out);
+            }
+        }
+    }
+
+    /// Every row of a 32-output layer into `out`, this panel its first 16 outputs and
+    /// `hi` its last: two rows' 64 bytes requantized and stored at once
+    /// ([`store_chunks`]), where panel by panel each row's 16 bytes took their own clamp,
+    /// pack and masked store. The caller has checked that both panels pack.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512dq,avx512vl")]
+    unsafe fn pair(&self, hi: &Self, out: &mut [u8]) {
+        let (m, rq) = (self.rows.m, [self.rq, hi.rq, self.rq, hi.rq]);
+        let mut bases = Bases::new(self.rows);
+        let mut r = 0;
+        // SAFETY (every `pixels` and store): the features are this function's; the bases
+        // are rows below m, and the stores check their bytes against `out`.
+        unsafe {
+            while r + 4 <= m {
+                let b = bases.take::<4>();
+                let (x, y) = (self.pixels(b), hi.pixels(b));
+                store_chunks::<true>(rq, [x[0], y[0], x[1], y[1]], r * 32, out);
+                store_chunks::<true>(rq, [x[2], y[2], x[3], y[3]], (r + 2) * 32, out);
+                r += 4;
+            }
+            for r in r..m {
+                let b = bases.take::<1>();
+                let ([x], [y]) = (self.pixels(b), hi.pixels(b));
+                self.rq.store::<true>(x, r * 32, 1, out);
+                hi.rq.store::<true>(y, r * 32, 1, out);
             }
         }
     }
