@@ -273,6 +273,11 @@ pub fn add_u8(add: &QAdd, a: &[u8], b: &mut [u8]) -> bool {
         return false;
     };
     #[cfg(target_arch = "x86_64")]
+    if CpuFeatures::get().vnni() {
+        crate::x86_64::add::add_vnni(&_v, a, b);
+        return true;
+    }
+    #[cfg(target_arch = "x86_64")]
     if CpuFeatures::get().avx512_f32() {
         crate::x86_64::add::add_avx512(&_v, a, b);
         return true;
