@@ -12,7 +12,9 @@
 //! ([`run_static`]), with the same constants and bytes.
 //! Weights below 8 bits are stored as i8 values too, so the i16 products below hold.
 
-use quantlab_linalg::frame::depthwise::{Activation, DwSample, depthwise_f32, depthwise_i32};
+use quantlab_linalg::frame::depthwise::{
+    Activation, DwSample, depthwise_f32, depthwise_f32_direct, depthwise_i32,
+};
 use quantlab_linalg::frame::nhwc::{Padded, Taps};
 use quantlab_linalg::{ConvGeom, Epilogue, Ops, Requantizer};
 
@@ -108,12 +110,20 @@ pub fn run_f32(
         relu: d.relu,
         cap: d.cap,
     };
-    for (i, (xs, ys)) in x
+    let samples = x
         .chunks_exact(d.in_len())
         .zip(y.chunks_exact_mut(d.out_len()))
-        .take(batch)
-        .enumerate()
-    {
+        .take(batch);
+    // Whether a kernel reads this layer's samples unpadded is the same for every sample:
+    // the first one tells.
+    let mut direct = true;
+    for (i, (xs, ys)) in samples.enumerate() {
+        if direct {
+            direct = depthwise_f32_direct(xs, g, w, &d.bias, act, ys);
+            if direct {
+                continue;
+            }
+        }
         super::pad_sample(i, xs, g, 0.0, padded);
         depthwise_f32(dw.sample(padded.values(), w), &d.bias, act, ys);
     }
