@@ -454,16 +454,18 @@ unsafe fn requant_vnni(
     // At stride 2 a value is read by about two taps, not nine: widening the whole padded
     // sample (four times the outputs) cost more than it saved (72 -> 110 us on the
     // MobileNet-like model's 32-channel layer).
-    if x.taps.col_step != c {
+    if x.taps.col_step != c || !rows_of_three(x.offsets, c) {
         // SAFETY: this function's features and checks.
         return unsafe { requant_panels(x, f, clamp, c, out) };
     }
     WIDE.with_borrow_mut(|wide| {
-        // The sample widened to one u32 per value once, so that each of the nine taps that
-        // read a value loads its lanes instead of widening them again (`vpmovzxbd` runs on
-        // the one shuffle port: nine per pixel and 16 channels had been the kernel's bound).
+        // The sample widened once to one u32 per value, its right neighbour in the high
+        // half: each of the nine taps that read a value loads its lanes instead of widening
+        // them again (`vpmovzxbd` runs on the one shuffle port: nine per pixel and 16
+        // channels had been the kernel's bound), and a kernel row's first two taps are one
+        // `vpdpwssd` (six per pixel, not nine).
         // SAFETY: this function's features.
-        let wide = unsafe { widen(x.padded, wide) };
+        let wide = unsafe { pairs(x.padded, c, wide) };
         let x = DwSample {
             padded: wide,
             taps: x.taps,
@@ -476,18 +478,33 @@ unsafe fn requant_vnni(
     });
 }
 
-/// `src` as u32 values in `dst` (a plain loop in a function of its own, which takes the
-/// features: as an iterator chain inside the closure above it was a call per value).
+/// Whether `offsets` are a 3x3 kernel's over `c` channels: three rows of three
+/// neighbouring pixels (what the paired sample of [`pairs`] serves).
+fn rows_of_three(offsets: &[usize], c: usize) -> bool {
+    offsets.len() == 9
+        && offsets
+            .chunks_exact(3)
+            .all(|r| r[1] == r[0] + c && r[2] == r[0] + 2 * c)
+}
+
+/// `src` as u32 values in `dst`, each with the value `c` places on (the next pixel's, same
+/// channel) in its high half, 0 past the end; started on a cache line, so that a pixel's 16
+/// lanes are one line, not two. (A plain loop in a function of its own, which takes the
+/// features: as an iterator chain inside a closure it was a call per value.)
 ///
 /// # Safety
 /// The CPU has AVX-512F/BW.
 #[target_feature(enable = "avx512f,avx512bw")]
-unsafe fn widen<'a>(src: &[u8], dst: &'a mut Vec<u32>) -> &'a [u32] {
+unsafe fn pairs<'a>(src: &[u8], c: usize, dst: &'a mut Vec<u32>) -> &'a [u32] {
     dst.resize(src.len() + 15, 0);
-    // Started on a cache line: a pixel's 16 lanes are then one line, not two.
     let skip = dst.as_ptr().align_offset(64).min(15);
     let d = &mut dst[skip..skip + src.len()];
-    for (d, &v) in d.iter_mut().zip(src) {
+    let split = src.len().saturating_sub(c);
+    let (body, end) = d.split_at_mut(split);
+    for ((d, &v), &next) in body.iter_mut().zip(src).zip(&src[c.min(src.len())..]) {
+        *d = u32::from(v) | u32::from(next) << 16;
+    }
+    for (d, &v) in end.iter_mut().zip(&src[split..]) {
         *d = u32::from(v);
     }
     d
@@ -522,7 +539,7 @@ unsafe fn requant_panels<T: Lanes>(
 }
 
 thread_local! {
-    /// A widened sample for [`requant_vnni`], kept between calls on this thread.
+    /// A paired sample for [`requant_vnni`] ([`pairs`]), kept between calls on this thread.
     static WIDE: std::cell::RefCell<Vec<u32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
@@ -542,9 +559,15 @@ trait Lanes: Copy {
     /// # Safety
     /// As [`Lanes::lanes`], with every lane readable.
     unsafe fn full(p: *const Self) -> __m512i;
+
+    /// Whether each lane's high half holds the next pixel's value ([`pairs`]): a kernel
+    /// row's first two taps are then one `vpdpwssd` against their two weights.
+    const PAIRED: bool;
 }
 
 impl Lanes for u8 {
+    const PAIRED: bool = false;
+
     #[inline(always)]
     unsafe fn lanes(p: *const Self, m: __mmask16) -> __m512i {
         // SAFETY: this function's contract.
@@ -559,6 +582,8 @@ impl Lanes for u8 {
 }
 
 impl Lanes for u32 {
+    const PAIRED: bool = true;
+
     #[inline(always)]
     unsafe fn lanes(p: *const Self, m: __mmask16) -> __m512i {
         // SAFETY: this function's contract.
@@ -660,11 +685,39 @@ unsafe fn panel<T: Lanes, const BIASED: bool, const FULL: bool>(
             }
         }
         let off9: [usize; 9] = std::array::from_fn(|tap| x.offsets.get(tap).copied().unwrap_or(0));
+        // Paired weights: a row's first two taps as the (low, high) i16 halves of each lane,
+        // its third alone with a zero high half (the paired sample's high half there is the
+        // pixel after the kernel).
+        let (mut k01, mut k2) = ([_mm512_setzero_si512(); 3], [_mm512_setzero_si512(); 3]);
+        if T::PAIRED {
+            let half = |tap: usize| {
+                _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, wp.add(tap * c + j).cast()))
+            };
+            for ky in 0..3 {
+                k01[ky] = _mm512_or_si512(half(3 * ky), _mm512_slli_epi32::<16>(half(3 * ky + 1)));
+                k2[ky] = half(3 * ky + 2);
+            }
+        }
         let zero = _mm512_setzero_si512();
         let (mut row, mut ox) = (0, 0);
         for p in 0..pixels {
             let base = row + ox * t.col_step + j;
-            let s = if taps == 9 {
+            let s = if T::PAIRED {
+                // Rows of three taps (`requant_vnni` checked): the first two of a row in
+                // one `vpdpwssd`, the third against its weight with a zero high half; two
+                // chains of three.
+                let v = |tap: usize| {
+                    let p = pp.add(base + off9[tap]);
+                    if FULL { T::full(p) } else { T::lanes(p, m) }
+                };
+                let mut a = dpwssd(start, v(0), k01[0]);
+                let mut b = dpwssd(zero, v(2), k2[0]);
+                a = dpwssd(a, v(3), k01[1]);
+                b = dpwssd(b, v(5), k2[1]);
+                a = dpwssd(a, v(6), k01[2]);
+                b = dpwssd(b, v(8), k2[2]);
+                _mm512_add_epi32(a, b)
+            } else if taps == 9 {
                 // Three chains of three: each `vpdpwssd` waits on the one before it in its
                 // chain, and one chain of nine per pixel kept too few pixels in flight.
                 let v = |tap: usize| {
