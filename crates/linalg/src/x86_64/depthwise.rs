@@ -135,42 +135,95 @@ unsafe fn run512<const ACT: u8>(x: DwSample<f32, f32>, bias: &[f32], cap: f32, o
     // SAFETY (the block): `check` bounded every tap's reach `base + off + c` by the sample
     // and the weights by `9 * c`; the lanes past `c` are masked off in loads and stores.
     unsafe {
-        let (zero, capv) = (_mm512_setzero_ps(), _mm512_set1_ps(cap));
         for j in (0..c).step_by(16) {
-            let m: __mmask16 = if c - j >= 16 {
-                u16::MAX
-            } else {
-                (1 << (c - j)) - 1
-            };
-            let mut w = [zero; 9];
-            for (i, v) in w.iter_mut().enumerate() {
-                *v = _mm512_maskz_loadu_ps(m, wp.add(i * c + j));
-            }
-            let b = _mm512_maskz_loadu_ps(m, bias.as_ptr().add(j));
-            // A whole panel takes plain loads: a masked one costs a vector uop besides the
-            // load on Intel cores, nine per pixel.
-            let full = m == u16::MAX;
+            let k = FloatPanel::new(wp, bias, j, cap);
             for oy in 0..rows {
                 for ox in 0..t.ow.min(pixels - oy * t.ow) {
                     let base = pp.add(oy * t.row_step + ox * t.col_step + j);
-                    let mut acc = b;
-                    for i in 0..9 {
-                        let v = if full {
-                            _mm512_loadu_ps(base.add(off[i]))
-                        } else {
-                            _mm512_maskz_loadu_ps(m, base.add(off[i]))
-                        };
-                        acc = _mm512_fmadd_ps(v, w[i], acc);
+                    let mut acc = k.b;
+                    for (&o, &kt) in off.iter().zip(&k.w) {
+                        acc = _mm512_fmadd_ps(k.load(base.add(o)), kt, acc);
                     }
-                    // `max(v, 0)` returns its second operand for a NaN, as `f32::max(NaN, 0)`.
-                    let v = match ACT {
-                        0 => acc,
-                        1 => _mm512_max_ps(acc, zero),
-                        _ => _mm512_min_ps(_mm512_max_ps(acc, zero), capv),
-                    };
-                    _mm512_mask_storeu_ps(op.add((oy * t.ow + ox) * c + j), m, v);
+                    k.store::<ACT>(acc, op.add((oy * t.ow + ox) * c + j));
                 }
             }
+        }
+    }
+}
+
+/// One panel of 16 channels (fewer at the end) of a float 3x3 depthwise on AVX-512: its
+/// lane mask, nine weight vectors, bias and cap.
+struct FloatPanel {
+    m: __mmask16,
+    w: [__m512; 9],
+    b: __m512,
+    cap: __m512,
+}
+
+impl FloatPanel {
+    /// Channels `j..j + 16` (below `bias.len()`) of the tap-major weights at `w`.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F (inlined into the kernels, which take their features); `w`
+    /// holds `9 * bias.len()` values and `j < bias.len()`.
+    #[inline(always)]
+    unsafe fn new(w: *const f32, bias: &[f32], j: usize, cap: f32) -> Self {
+        let c = bias.len();
+        let m: __mmask16 = if c - j >= 16 {
+            u16::MAX
+        } else {
+            (1 << (c - j)) - 1
+        };
+        // SAFETY: this function's contract; lanes past `c` are masked off.
+        unsafe {
+            // (A loop, not `array::from_fn`: a closure does not take the kernel's features.)
+            let mut k = [_mm512_setzero_ps(); 9];
+            for (i, v) in k.iter_mut().enumerate() {
+                *v = _mm512_maskz_loadu_ps(m, w.add(i * c + j));
+            }
+            Self {
+                m,
+                w: k,
+                b: _mm512_maskz_loadu_ps(m, bias.as_ptr().add(j)),
+                cap: _mm512_set1_ps(cap),
+            }
+        }
+    }
+
+    /// The panel's lanes at `p`: a plain load for a whole panel (a masked one costs a
+    /// vector uop besides the load on Intel cores, nine per pixel).
+    ///
+    /// # Safety
+    /// As [`Self::new`]; the panel's lanes are readable at `p`.
+    #[inline(always)]
+    unsafe fn load(&self, p: *const f32) -> __m512 {
+        // SAFETY: this function's contract.
+        unsafe {
+            if self.m == u16::MAX {
+                _mm512_loadu_ps(p)
+            } else {
+                _mm512_maskz_loadu_ps(self.m, p)
+            }
+        }
+    }
+
+    /// `acc` through the activation (`ACT` 0: none, 1: ReLU, 2: ReLU then the cap) into
+    /// the panel's lanes at `p`.
+    ///
+    /// # Safety
+    /// As [`Self::new`]; the panel's lanes are writable at `p`.
+    #[inline(always)]
+    unsafe fn store<const ACT: u8>(&self, acc: __m512, p: *mut f32) {
+        // SAFETY: this function's contract.
+        unsafe {
+            let zero = _mm512_setzero_ps();
+            // `max(v, 0)` returns its second operand for a NaN, as `f32::max(NaN, 0)`.
+            let v = match ACT {
+                0 => acc,
+                1 => _mm512_max_ps(acc, zero),
+                _ => _mm512_min_ps(_mm512_max_ps(acc, zero), self.cap),
+            };
+            _mm512_mask_storeu_ps(p, self.m, v);
         }
     }
 }
@@ -242,56 +295,33 @@ unsafe fn direct512<const ACT: u8>(
     // interior test, or each tap's own), `c` lanes at most (masked past `c`); weights
     // `9 * c` and the output's pixels were checked by the caller.
     unsafe {
-        let (zero, capv) = (_mm512_setzero_ps(), _mm512_set1_ps(cap));
+        let zero = _mm512_setzero_ps();
         for j in (0..c).step_by(16) {
-            let m: __mmask16 = if c - j >= 16 {
-                u16::MAX
-            } else {
-                (1 << (c - j)) - 1
-            };
-            let full = m == u16::MAX;
-            let load = |p: *const f32| {
-                if full {
-                    _mm512_loadu_ps(p)
-                } else {
-                    _mm512_maskz_loadu_ps(m, p)
-                }
-            };
-            let mut k = [zero; 9];
-            for (i, v) in k.iter_mut().enumerate() {
-                *v = _mm512_maskz_loadu_ps(m, wp.add(i * c + j));
-            }
-            let b = _mm512_maskz_loadu_ps(m, bias.as_ptr().add(j));
+            let k = FloatPanel::new(wp, bias, j, cap);
             for oy in 0..oh {
                 let iy0 = (oy * sy) as isize - py;
                 for ox in 0..ow {
                     let ix0 = (ox * sx) as isize - px;
-                    let mut acc = b;
+                    let mut acc = k.b;
                     if iy0 >= 0 && iy0 + 2 < h as isize && ix0 >= 0 && ix0 + 2 < wd as isize {
                         let base = xp.add((iy0 as usize * wd + ix0 as usize) * c + j);
-                        for (&o, &kt) in off.iter().zip(&k) {
-                            acc = _mm512_fmadd_ps(load(base.add(o)), kt, acc);
+                        for (&o, &kt) in off.iter().zip(&k.w) {
+                            acc = _mm512_fmadd_ps(k.load(base.add(o)), kt, acc);
                         }
                     } else {
-                        for (t, &kt) in k.iter().enumerate() {
+                        for (t, &kt) in k.w.iter().enumerate() {
                             let (iy, ix) = (iy0 + (t / 3) as isize, ix0 + (t % 3) as isize);
                             let v = if (0..h as isize).contains(&iy)
                                 && (0..wd as isize).contains(&ix)
                             {
-                                load(xp.add((iy as usize * wd + ix as usize) * c + j))
+                                k.load(xp.add((iy as usize * wd + ix as usize) * c + j))
                             } else {
                                 zero
                             };
                             acc = _mm512_fmadd_ps(v, kt, acc);
                         }
                     }
-                    // `max(v, 0)` returns its second operand for a NaN, as `f32::max(NaN, 0)`.
-                    let v = match ACT {
-                        0 => acc,
-                        1 => _mm512_max_ps(acc, zero),
-                        _ => _mm512_min_ps(_mm512_max_ps(acc, zero), capv),
-                    };
-                    _mm512_mask_storeu_ps(op.add((oy * ow + ox) * c + j), m, v);
+                    k.store::<ACT>(acc, op.add((oy * ow + ox) * c + j));
                 }
             }
         }
