@@ -79,27 +79,44 @@ pub fn add_vnni(v: &VectorAdd, a: &[u8], b: &mut [u8]) {
     add_avx512(v, &a[done..], &mut b[done..]);
 }
 
+/// The constants of the 16-bit pieces form ([`add_vnni`], [`add_avx2`]): each piece's
+/// `(a, b)` multipliers as the i16 pair of an i32 lane, the bias's parts, and the clamp.
+struct Pieces {
+    m: [i32; 3],
+    b0: i32,
+    b1: i32,
+    /// The lifted bias's high part less the lift: the sum's own integer part.
+    bh: i32,
+    lo: u8,
+    hi: u8,
+}
+
+impl Pieces {
+    fn new(v: &VectorAdd) -> Self {
+        const MASK15: u32 = (1 << 15) - 1;
+        let pair = |shift: u32, mask: u32| {
+            let (pa, pb) = ((v.ma >> shift) & mask, (v.mb >> shift) & mask);
+            (pa | pb << 16) as i32
+        };
+        Self {
+            m: [pair(0, MASK15), pair(15, MASK15), pair(30, 3)],
+            b0: (v.bias & u64::from(MASK15)) as i32,
+            b1: ((v.bias >> 15) & u64::from(MASK15)) as i32,
+            bh: ((v.bias >> 30) as i64 - i64::from(LIFT_STEPS)) as i32,
+            // `vector()` keeps the clamp inside 0..=255.
+            lo: (v.lo - LIFT_STEPS) as u8,
+            hi: (v.hi - LIFT_STEPS) as u8,
+        }
+    }
+}
+
 /// The whole 64-value steps of [`add_vnni`]; returns how many values it wrote.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 unsafe fn add_vnni_64(v: &VectorAdd, a: &[u8], b: &mut [u8]) -> usize {
-    const MASK15: u32 = (1 << 15) - 1;
-    // The (a, b) multipliers of one piece as the i16 pair of each i32 lane.
-    let pair = |shift: u32, mask: u32| {
-        let (pa, pb) = ((v.ma >> shift) & mask, (v.mb >> shift) & mask);
-        _mm512_set1_epi32((pa | pb << 16) as i32)
-    };
-    let (m0, m1, m2) = (pair(0, MASK15), pair(15, MASK15), pair(30, 3));
-    let (b0, b1) = (
-        _mm512_set1_epi32((v.bias & u64::from(MASK15)) as i32),
-        _mm512_set1_epi32(((v.bias >> 15) & u64::from(MASK15)) as i32),
-    );
-    // The lifted high part less the lift: the sum's own integer part (see `VectorAdd`).
-    let bh = _mm512_set1_epi32(((v.bias >> 30) as i64 - i64::from(LIFT_STEPS)) as i32);
-    let (lo, hi) = (v.lo - LIFT_STEPS, v.hi - LIFT_STEPS);
-    let (lo8, hi8) = (
-        _mm512_set1_epi8(lo as u8 as i8),
-        _mm512_set1_epi8(hi as u8 as i8),
-    );
+    let k = Pieces::new(v);
+    let [m0, m1, m2] = k.m.map(|v| _mm512_set1_epi32(v));
+    let [b0, b1, bh] = [k.b0, k.b1, k.bh].map(|v| _mm512_set1_epi32(v));
+    let (lo8, hi8) = (_mm512_set1_epi8(k.lo as i8), _mm512_set1_epi8(k.hi as i8));
     let zero = _mm512_setzero_si512();
     // The sums of 16 values from their (a, b) word pairs.
     let sum = |p: __m512i| {
@@ -138,7 +155,9 @@ unsafe fn add_vnni_64(v: &VectorAdd, a: &[u8], b: &mut [u8]) -> usize {
     n
 }
 
-/// `b[i] = a[i] (+) b[i]` on AVX2, 16 values per step.
+/// `b[i] = a[i] (+) b[i]` on AVX2: 32 values per step in the 16-bit pieces of
+/// [`add_vnni`] (`vpmaddwd` and an add where VNNI has one `vpdpwssd`), the last values 16
+/// at a time in 64-bit products.
 pub fn add_avx2(v: &VectorAdd, a: &[u8], b: &mut [u8]) {
     assert!(
         crate::CpuFeatures::get().avx2,
@@ -146,7 +165,53 @@ pub fn add_avx2(v: &VectorAdd, a: &[u8], b: &mut [u8]) {
     );
     assert_eq!(a.len(), b.len(), "the two sides of an Add differ in length");
     // SAFETY: features checked above; loads and stores stay within the slices.
-    unsafe { add_256(v, a, b) };
+    unsafe {
+        let done = add_pieces_256(v, a, b);
+        add_256(v, &a[done..], &mut b[done..]);
+    }
+}
+
+/// The whole 32-value steps of [`add_avx2`]; returns how many values it wrote.
+#[target_feature(enable = "avx2")]
+unsafe fn add_pieces_256(v: &VectorAdd, a: &[u8], b: &mut [u8]) -> usize {
+    let k = Pieces::new(v);
+    let [m0, m1, m2] = k.m.map(|v| _mm256_set1_epi32(v));
+    let [b0, b1, bh] = [k.b0, k.b1, k.bh].map(|v| _mm256_set1_epi32(v));
+    let (lo8, hi8) = (_mm256_set1_epi8(k.lo as i8), _mm256_set1_epi8(k.hi as i8));
+    let zero = _mm256_setzero_si256();
+    // The sums of 8 values from their (a, b) word pairs.
+    let sum = |p: __m256i| {
+        let t = _mm256_srli_epi32::<15>(_mm256_add_epi32(_mm256_madd_epi16(p, m0), b0));
+        let u = _mm256_add_epi32(_mm256_add_epi32(_mm256_madd_epi16(p, m1), b1), t);
+        let w = _mm256_add_epi32(_mm256_madd_epi16(p, m2), bh);
+        _mm256_add_epi32(w, _mm256_srli_epi32::<15>(u))
+    };
+    let n = a.len() / 32 * 32;
+    for i in (0..n).step_by(32) {
+        // SAFETY: i + 32 <= n <= the slices' length.
+        let (xa, xb) = unsafe {
+            (
+                _mm256_loadu_si256(a.as_ptr().add(i).cast()),
+                _mm256_loadu_si256(b.as_ptr().add(i).cast()),
+            )
+        };
+        // Per 128-bit lane as in `add_vnni_64`: the packs put each lane's 16 back in order.
+        let (pl, ph) = (_mm256_unpacklo_epi8(xa, xb), _mm256_unpackhi_epi8(xa, xb));
+        let s = [
+            sum(_mm256_unpacklo_epi8(pl, zero)),
+            sum(_mm256_unpackhi_epi8(pl, zero)),
+            sum(_mm256_unpacklo_epi8(ph, zero)),
+            sum(_mm256_unpackhi_epi8(ph, zero)),
+        ];
+        let y = _mm256_packus_epi16(
+            _mm256_packs_epi32(s[0], s[1]),
+            _mm256_packs_epi32(s[2], s[3]),
+        );
+        let y = _mm256_min_epu8(_mm256_max_epu8(y, lo8), hi8);
+        // SAFETY: 32 bytes at i .. i + 32 <= n.
+        unsafe { _mm256_storeu_si256(b.as_mut_ptr().add(i).cast(), y) };
+    }
+    n
 }
 
 #[target_feature(enable = "avx2")]
