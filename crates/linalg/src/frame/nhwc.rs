@@ -326,8 +326,23 @@ pub fn avgpool_f32(x: &[f32], batch: usize, g: &PoolGeom, out: &mut [f32]) {
 /// scale, so the output keeps the input's quantization parameters (as PyTorch's quantized
 /// `avg_pool2d` does) and the pool stays integer.
 pub fn avgpool_u8(x: &[u8], batch: usize, g: &PoolGeom, zp: u8, out: &mut [u8]) {
-    let mean = MeanU8::new(g.kernel[0] * g.kernel[1], zp);
-    sums(x, batch, g, out, |d, a: i32| *d = mean.of(a));
+    let n = g.kernel[0] * g.kernel[1];
+    match MeanU8::new(n, zp) {
+        Some(mean) => sums(x, batch, g, out, |d, a: i32| *d = mean.of(a)),
+        // A window whose lifted sums would not fit an i32: i64 sums, an exact division.
+        None => sums(x, batch, g, out, |d, a: i64| {
+            *d = mean_exact(a, n as i64, zp)
+        }),
+    }
+}
+
+/// [`avgpool_u8`]'s output from the sum `a` of `n` bytes by i64 division (windows too large
+/// for [`MeanU8`]; the reference [`MeanU8::of`] is tested against).
+fn mean_exact(a: i64, n: i64, zp: u8) -> u8 {
+    let zp = i64::from(zp);
+    let (q, r) = ((a - n * zp).div_euclid(n), (a - n * zp).rem_euclid(n));
+    let q = q + i64::from(2 * r > n || (2 * r == n && q & 1 == 1));
+    (q + zp).clamp(0, 255) as u8
 }
 
 /// [`avgpool_u8`]'s output from a window's sum.
@@ -342,14 +357,21 @@ struct MeanU8 {
 }
 
 impl MeanU8 {
-    fn new(n: usize, zp: u8) -> Self {
-        let n = i32::try_from(n).expect("a pooling window below 2^31 values");
-        Self {
+    /// Windows up to this many values: their lifted sums (at most `510 n`) fit an i32.
+    const MAX_N: usize = (i32::MAX / 510) as usize;
+
+    /// `None` for a window of more than [`Self::MAX_N`] values (2052 x 2052).
+    fn new(n: usize, zp: u8) -> Option<Self> {
+        if !(1..=Self::MAX_N).contains(&n) {
+            return None;
+        }
+        let n = n as i32;
+        Some(Self {
             n,
             lift: 255 * n - n * i32::from(zp),
             inv: 1.0 / n as f32,
             zp: i32::from(zp),
-        }
+        })
     }
 
     /// `clamp(round_half_even((a - n zp) / n) + zp, 0, 255)` for the sum `a` of `n` bytes.
@@ -638,17 +660,13 @@ mod tests {
 
     #[test]
     fn the_u8_mean_is_the_exact_rounded_quotient_for_every_sum() {
-        let exact = |a: i32, n: i32, zp: i32| {
-            let (q, r) = ((a - n * zp).div_euclid(n), (a - n * zp).rem_euclid(n));
-            let q = q + i32::from(2 * r > n || (2 * r == n && q & 1 == 1));
-            (q + zp).clamp(0, 255) as u8
-        };
+        let exact = |a: i32, n: i32, zp: i32| mean_exact(a.into(), n.into(), zp as u8);
         // Windows from 1 value to a 56x56 global pool: every possible sum.
         for n in [
             1, 2, 3, 4, 5, 7, 9, 16, 25, 49, 100, 196, 255, 256, 784, 3136,
         ] {
             for zp in [0u8, 3, 128, 254, 255] {
-                let m = MeanU8::new(n as usize, zp);
+                let m = MeanU8::new(n as usize, zp).expect("a window MeanU8 takes");
                 for a in 0..=255 * n {
                     assert_eq!(m.of(a), exact(a, n, i32::from(zp)), "n {n} zp {zp} sum {a}");
                 }
@@ -657,7 +675,7 @@ mod tests {
         // The quotient itself next to every multiple, where the float estimate can be off
         // by one in either direction (low for 41, high for 224 * 224 and 26,272).
         for n in [41, 61, 26_272, 224 * 224] {
-            let m = MeanU8::new(n as usize, 0);
+            let m = MeanU8::new(n as usize, 0).expect("a window MeanU8 takes");
             for a in (0..=510).flat_map(|k| (-2..=2).map(move |d| k * n + d)) {
                 if (0..=510 * n).contains(&a) {
                     assert_eq!(m.div(a), (a / n, a % n), "n {n} sum {a}");
@@ -668,13 +686,31 @@ mod tests {
         // the rest.
         let n = 224 * 224;
         for zp in [0u8, 77, 255] {
-            let m = MeanU8::new(n as usize, zp);
+            let m = MeanU8::new(n as usize, zp).expect("a window MeanU8 takes");
             let near = (0..=510).flat_map(|k| (-3..=3).map(move |d| k * n / 2 + d));
             for a in near.chain((0..=255 * n).step_by(997)) {
                 if (0..=255 * n).contains(&a) {
                     assert_eq!(m.of(a), exact(a, n, i32::from(zp)), "n {n} zp {zp} sum {a}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn a_window_too_large_for_i32_sums_pools_exactly() {
+        // 2053 x 2053 values: past MeanU8's windows, so i64 sums and the exact division.
+        let hw = 2053;
+        assert!(MeanU8::new(hw * hw, 0).is_none() && MeanU8::new(2052 * 2052, 0).is_some());
+        // Values near 255, so that a lifted i32 sum (510 n past 2^31) would wrap.
+        let x: Vec<u8> = (0..hw * hw).map(|i| 255 - u8::from(i % 97 == 0)).collect();
+        let g = PoolGeom::new(1, [hw, hw], [hw, hw], [1, 1]).expect("a global pool");
+        let sum: u64 = x.iter().map(|&v| u64::from(v)).sum();
+        for zp in [0u8, 3] {
+            let mut out = [0u8];
+            avgpool_u8(&x, 1, &g, zp, &mut out);
+            let mean = sum as f64 / (hw * hw) as f64;
+            let want = ((mean - f64::from(zp)).round_ties_even() + f64::from(zp)).clamp(0.0, 255.0);
+            assert_eq!(f64::from(out[0]), want, "zp {zp}");
         }
     }
 
