@@ -289,9 +289,7 @@ fn latency<DB: DrawingBackend>(
             1 => rows
                 .iter()
                 .filter(f)
-                .filter(|x| {
-                    x.method.starts_with("static-") && x.backend == "quantlab" && x.threads == 1
-                })
+                .filter(|x| x.is_static_int8() && x.backend == "quantlab" && x.threads == 1)
                 .max_by(|a, b| a.accuracy.total_cmp(&b.accuracy)),
             2 => rows
                 .iter()

@@ -168,6 +168,13 @@ impl Row {
     pub fn is_reference(&self) -> bool {
         self.method == "f32" && self.backend == "quantlab" && self.threads == 1
     }
+
+    /// Whether this is a static row at 8 bits (weights and activations): a candidate for
+    /// the headlines' "int8" (the rows below 8 bits are the bit-width section's; a 4-bit
+    /// row, the more accurate on a small test split, had read as the int8 result).
+    pub fn is_static_int8(&self) -> bool {
+        matches!(self.method.parse(), Ok(crate::config::Method::Static(..)))
+    }
 }
 
 /// The median of sorted values (the mean of the middle two for an even count; 0 for none).

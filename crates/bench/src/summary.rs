@@ -1,4 +1,5 @@
-//! The one-line-per-model summary a bench prints: float against the best static int8 row.
+//! The one-line-per-model summary a bench prints: float against the best static int8 row
+//! (8-bit weights and activations; the rows below 8 bits are the bit-width section's).
 //! Printed as each dataset/model pair finishes (so the first figures appear seconds after
 //! the build, not after the whole matrix) and again as a table at the end.
 
@@ -37,7 +38,7 @@ pub fn line(rows: &[Row], ds: &str, model: &str, width: usize) -> Option<String>
     let q = rows
         .iter()
         .filter(of)
-        .filter(|r| r.method.starts_with("static-") && r.threads == 1 && r.backend == "quantlab")
+        .filter(|r| r.is_static_int8() && r.threads == 1 && r.backend == "quantlab")
         .max_by(|a, b| a.accuracy.total_cmp(&b.accuracy));
     let x = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.2}x"));
     // `~`: faster in some timing rounds and slower in others.
@@ -182,6 +183,27 @@ mod tests {
         assert!(t[1].contains("x~"), "{t:?}");
         assert!(t[2].starts_with("~:"), "{t:?}");
         assert_eq!(t.len(), 3, "quiet rounds: no noise line: {t:?}");
+    }
+
+    #[test]
+    fn the_headline_is_the_most_accurate_8_bit_static_row() {
+        let row = |method: &str, accuracy: f64| {
+            let mut r = timed(method, &[100.0], 1);
+            r.accuracy = accuracy;
+            r
+        };
+        let rows = vec![
+            row("f32", 0.90),
+            row("static-minmax-per-tensor", 0.89),
+            row("static-mse-per-channel", 0.895),
+            // More accurate, but below 8 bits, QAT or dynamic: not the int8 headline.
+            row("static-minmax-per-channel-w4a4", 0.91),
+            row("qat-w8a8", 0.92),
+            row("dynamic", 0.93),
+        ];
+        let l = line(&rows, "d", "m", 22).expect("a float row");
+        assert!(l.ends_with("static-mse-per-channel"), "{l}");
+        assert!(l.contains("89.50%"), "{l}");
     }
 
     #[test]

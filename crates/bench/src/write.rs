@@ -229,10 +229,7 @@ pub fn markdown(r: &Results) -> String {
         let q = rows
             .iter()
             .filter(|x| {
-                x.method.starts_with("static-")
-                    && x.supported
-                    && x.threads == 1
-                    && x.backend == "quantlab"
+                x.is_static_int8() && x.supported && x.threads == 1 && x.backend == "quantlab"
             })
             .max_by(|a, b| {
                 a.accuracy
