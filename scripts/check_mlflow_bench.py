@@ -26,7 +26,7 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 METRICS = ["accuracy", "loss", "params", "size_bytes", "latency_b1_us", "latency_b1_p90_us",
            "latency_b64_us", "latency_b64_p90_us", "throughput_sps", "latency_b256_us",
            "throughput_b256_sps", "peak_mem_bytes",
-           "accuracy_drop_pp", "size_ratio", "speedup_b64", "speedup_b64_min", "speedup_b64_max",
+           "val_accuracy", "accuracy_drop_pp", "size_ratio", "speedup_b64", "speedup_b64_min", "speedup_b64_max",
            "speedup_b1",
            "speedup_b64_vs_burn_flex", "speedup_b64_vs_burn_ndarray"]
 

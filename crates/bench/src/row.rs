@@ -32,6 +32,11 @@ pub struct Row {
     pub note: String,
     /// Test accuracy (0..1).
     pub accuracy: f64,
+    /// Accuracy on the validation split (8-bit static rows of quantlab's engine): what the
+    /// headlines choose their int8 method by, so that the test split, which reports it,
+    /// chose nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_accuracy: Option<f64>,
     /// Test cross-entropy.
     pub loss: f64,
     /// Test samples scored.
@@ -116,6 +121,7 @@ impl Row {
             supported: true,
             note: String::new(),
             accuracy: 0.0,
+            val_accuracy: None,
             loss: 0.0,
             samples: 0,
             params: 0,
@@ -175,6 +181,20 @@ impl Row {
     pub fn is_static_int8(&self) -> bool {
         matches!(self.method.parse(), Ok(crate::config::Method::Static(..)))
     }
+}
+
+/// The headline's int8 row among `rows` (one pair's, or any set the caller filtered): the
+/// 8-bit static row of quantlab's engine on one thread most accurate on the validation split
+/// (on the test split for rows measured without one), the faster on a tie.
+pub fn headline<'a>(rows: impl IntoIterator<Item = &'a Row>) -> Option<&'a Row> {
+    let by = |r: &Row| r.val_accuracy.unwrap_or(r.accuracy);
+    rows.into_iter()
+        .filter(|r| r.is_static_int8() && r.supported && r.threads == 1 && r.backend == "quantlab")
+        .max_by(|a, b| {
+            by(a)
+                .total_cmp(&by(b))
+                .then(b.latency_b64_us.total_cmp(&a.latency_b64_us))
+        })
 }
 
 /// The median of sorted values (the mean of the middle two for an even count; 0 for none).

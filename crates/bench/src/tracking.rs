@@ -178,6 +178,7 @@ fn log_row_metrics(run: &Run, r: &Row) -> Result<(), quantlab_track::Error> {
         run.log_metric("latency_b64_round_us", v, i as i64)?;
     }
     let derived = [
+        ("val_accuracy", r.val_accuracy),
         ("accuracy_drop_pp", r.accuracy_drop_pp),
         ("size_ratio", r.size_ratio),
         ("speedup_b64", r.speedup_b64),

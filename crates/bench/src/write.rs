@@ -224,18 +224,9 @@ pub fn markdown(r: &Results) -> String {
         }
         s.push_str(&scaling_markdown(&rows));
         s.push_str(&gpu_markdown(&rows));
-        // Headline (one thread): float vs the best-accuracy static int8 row.
+        // Headline (one thread): float vs the static int8 row chosen on the validation split.
         let f = rows.iter().find(|x| x.is_reference() && x.threads == 1);
-        let q = rows
-            .iter()
-            .filter(|x| {
-                x.is_static_int8() && x.supported && x.threads == 1 && x.backend == "quantlab"
-            })
-            .max_by(|a, b| {
-                a.accuracy
-                    .total_cmp(&b.accuracy)
-                    .then(b.latency_b64_us.total_cmp(&a.latency_b64_us))
-            });
+        let q = crate::row::headline(rows.iter().copied());
         if let (Some(f), Some(q)) = (f, q) {
             let _ = writeln!(
                 s,
