@@ -207,6 +207,11 @@ mod tests {
         let l = line(&rows, "d", "m", 22).expect("a float row");
         assert!(l.ends_with("static-minmax-per-tensor"), "{l}");
         assert!(l.contains("89.00%"), "{l}");
+        // A tie goes to the first row, whatever the timings.
+        rows[2].val_accuracy = Some(0.97);
+        rows[2].latency_b64_us = 1.0;
+        let l = line(&rows, "d", "m", 22).expect("a float row");
+        assert!(l.ends_with("static-minmax-per-tensor"), "{l}");
     }
 
     #[test]
