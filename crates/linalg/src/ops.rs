@@ -7,9 +7,10 @@ use std::sync::OnceLock;
 
 use crate::cpu::CpuFeatures;
 use crate::frame::activation::Activation;
-use crate::frame::add::QAdd;
-use crate::frame::depthwise::DwSample;
+use crate::frame::add::{QAdd, VectorAdd};
+use crate::frame::depthwise::{self, DwSample};
 use crate::frame::epilogue::Epilogue;
+use crate::frame::geom::ConvGeom;
 use crate::frame::pack::{Packed, Packed16};
 use crate::frame::requant::Requant;
 use crate::frame::rows::{PoolShape, Rows, gather};
@@ -28,6 +29,10 @@ type ConvPoolFn =
 type SgemmFn = fn(&Rows<f32>, &PackedF32, Activation, &mut [f32]);
 type SgemmPoolFn = fn(&Rows<f32>, &PackedF32, bool, PoolShape, &mut [f32]) -> bool;
 type EpilogueFn = fn(&mut Epilogue, usize, usize, usize, &[i32], usize);
+type AddFn = fn(&VectorAdd, &[u8], &mut [u8]);
+type DwF32Fn = fn(DwSample<f32, f32>, &[f32], Activation, &mut [f32]);
+type DwDirectFn = fn(&[f32], &ConvGeom, &[f32], &[f32], Activation, &mut [f32]) -> bool;
+type DwI32Fn = fn(DwSample<u8, i16>, usize, &mut [i32]);
 
 /// A path's GEMMs with the requantization done in registers, from constants prepared once.
 #[derive(Clone, Copy)]
@@ -61,6 +66,15 @@ pub struct Ops {
     /// of: 4 where the kernels take K in groups of 4 (VNNI's `vpdpbusd`, and the scalar
     /// path, kept as it was), 2 for AVX2's i16 pairs.
     seg_multiple: usize,
+    /// The integer Add's vector kernel (`None`: the caller's table or the scalar rule).
+    add: Option<AddFn>,
+    /// The float depthwise over a padded sample.
+    depthwise_f32: DwF32Fn,
+    /// The float depthwise over an unpadded sample, where the path has one for the layer
+    /// (it says whether it ran).
+    depthwise_direct: DwDirectFn,
+    /// The int8 depthwise into i32 accumulators.
+    depthwise_i32: DwI32Fn,
 }
 
 impl std::fmt::Debug for Ops {
@@ -237,6 +251,51 @@ impl Ops {
         self.sgemm_pool.is_some_and(|f| f(rows, w, relu, pool, out))
     }
 
+    /// `b[i] = a[i] (+) b[i]`, the integer Add of a residual block, on this path's vector
+    /// kernel (bit-identical to [`QAdd::apply`]). Returns `false`, with nothing written,
+    /// where this Add has no vector form (a scale ratio of 4 or more) or the path no kernel:
+    /// the caller then takes its own route (a table, or [`QAdd::run_scalar`]).
+    pub fn add_u8(&self, add: &QAdd, a: &[u8], b: &mut [u8]) -> bool {
+        assert_eq!(a.len(), b.len(), "the two sides of an Add differ in length");
+        match (self.add, add.vector()) {
+            (Some(f), Some(v)) => {
+                f(&v, a, b);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// [`crate::frame::depthwise::depthwise_f32`] on this path's kernel.
+    pub fn depthwise_f32(
+        &self,
+        x: DwSample<f32, f32>,
+        bias: &[f32],
+        act: Activation,
+        out: &mut [f32],
+    ) {
+        (self.depthwise_f32)(x, bias, act, out)
+    }
+
+    /// [`crate::frame::depthwise::depthwise_f32_direct`] where this path has the kernel
+    /// (`false`, with nothing written, elsewhere).
+    pub fn depthwise_f32_direct(
+        &self,
+        x: &[f32],
+        g: &ConvGeom,
+        w: &[f32],
+        bias: &[f32],
+        act: Activation,
+        out: &mut [f32],
+    ) -> bool {
+        (self.depthwise_direct)(x, g, w, bias, act, out)
+    }
+
+    /// [`crate::frame::depthwise::depthwise_i32`] on this path's kernel.
+    pub fn depthwise_i32(&self, x: DwSample<u8, i16>, c: usize, acc: &mut [i32]) {
+        (self.depthwise_i32)(x, c, acc)
+    }
+
     /// The float layer `out = act(bias + rows x w^T)`, row-major, the activation (ReLU,
     /// and a ReLU6's cap) applied as each output is stored.
     pub fn sgemm(&self, rows: &Rows<f32>, w: &PackedF32, act: Activation, out: &mut [f32]) {
@@ -263,31 +322,10 @@ pub fn quantize_u8(x: &[f32], inv: f32, zp: i32, lo: i32, hi: i32, out: &mut [u8
     quantize::quantize_slice(x, inv, zp, lo, hi, out)
 }
 
-/// `b[i] = a[i] (+) b[i]`, the integer Add of a residual block, on the fastest vector
-/// kernel this CPU has (bit-identical to [`QAdd::apply`]). Returns `false`, with nothing
-/// written, where this Add has no vector form (a scale ratio of 4 or more) or the CPU no
-/// vector kernel: the caller then takes its own route (a table, or [`QAdd::run_scalar`]).
+/// `b[i] = a[i] (+) b[i]`, the integer Add of a residual block, on the fastest path's
+/// vector kernel ([`Ops::add_u8`] of [`KernelPath::detect`]).
 pub fn add_u8(add: &QAdd, a: &[u8], b: &mut [u8]) -> bool {
-    assert_eq!(a.len(), b.len(), "the two sides of an Add differ in length");
-    let Some(_v) = add.vector() else {
-        return false;
-    };
-    #[cfg(target_arch = "x86_64")]
-    if CpuFeatures::get().vnni() {
-        crate::x86_64::add::add_vnni(&_v, a, b);
-        return true;
-    }
-    #[cfg(target_arch = "x86_64")]
-    if CpuFeatures::get().avx512_f32() {
-        crate::x86_64::add::add_avx512(&_v, a, b);
-        return true;
-    }
-    #[cfg(target_arch = "x86_64")]
-    if CpuFeatures::get().avx2 {
-        crate::x86_64::add::add_avx2(&_v, a, b);
-        return true;
-    }
-    false
+    KernelPath::detect().ops().add_u8(add, a, b)
 }
 
 fn scalar_sgemm(rows: &Rows<f32>, w: &PackedF32, act: Activation, out: &mut [f32]) {
@@ -317,6 +355,16 @@ fn build(path: KernelPath) -> Ops {
         sgemm_pool: None,
         epilogue: |epi, row0, rows, n, acc, stride| epi.apply_block(row0, rows, n, acc, stride),
         seg_multiple: 4,
+        add: None,
+        depthwise_f32: |x, bias, act, out| {
+            x.check(bias.len(), out.len());
+            depthwise::depthwise_scalar(x, bias, act, out)
+        },
+        depthwise_direct: |_, _, _, _, _, _| false,
+        depthwise_i32: |x, c, acc| {
+            x.check(c, acc.len());
+            depthwise::depthwise_i32_scalar(x, c, acc)
+        },
     };
     match path {
         KernelPath::Scalar => scalar_ops,
@@ -331,8 +379,22 @@ fn build(path: KernelPath) -> Ops {
 /// the widest this CPU runs (AVX-512F on the VNNI path, else AVX2 + FMA, else scalar).
 #[cfg(target_arch = "x86_64")]
 fn x86_64_ops(path: KernelPath, base: Ops) -> Ops {
-    use crate::x86_64::{avx2, avx512, sgemm as x86_sgemm, sgemm_pool};
+    use crate::x86_64::{add, avx2, avx512, depthwise as dw, sgemm as x86_sgemm, sgemm_pool};
     let cpu = CpuFeatures::get();
+    // The float depthwise of the path's float kernels (AVX-512 for 3x3 on the VNNI path).
+    let depthwise_f32: DwF32Fn = if cpu.avx512_f32() && path == KernelPath::Avx512Vnni {
+        |x, bias, act, out| {
+            if x.offsets.len() == 9 {
+                dw::depthwise_avx512(x, bias, act, out)
+            } else {
+                dw::depthwise_avx2(x, bias, act, out)
+            }
+        }
+    } else if cpu.avx2_fma() {
+        dw::depthwise_avx2
+    } else {
+        base.depthwise_f32
+    };
     let (f32_name, sgemm, sgemm_pool): (&'static str, SgemmFn, Option<SgemmPoolFn>) =
         if cpu.avx512f && path == KernelPath::Avx512Vnni {
             (
@@ -380,6 +442,10 @@ fn x86_64_ops(path: KernelPath, base: Ops) -> Ops {
                     crate::x86_64::depthwise::depthwise_requant_vnni(x, r, c, out)
                 },
             }),
+            add: Some(add::add_vnni),
+            depthwise_f32,
+            depthwise_direct: depthwise::depthwise_f32_direct,
+            depthwise_i32: dw::depthwise_i32_vnni,
             ..base
         },
         _ => Ops {
@@ -391,6 +457,9 @@ fn x86_64_ops(path: KernelPath, base: Ops) -> Ops {
             qgemm_rows: Some(avx2::qgemm_rows),
             epilogue: avx2::epilogue,
             seg_multiple: 2,
+            add: Some(add::add_avx2),
+            depthwise_f32,
+            depthwise_i32: dw::depthwise_i32_avx2,
             ..base
         },
     }

@@ -12,9 +12,7 @@
 //! ([`run_static`]), with the same constants and bytes.
 //! Weights below 8 bits are stored as i8 values too, so the i16 products below hold.
 
-use quantlab_linalg::frame::depthwise::{
-    Activation, DwSample, depthwise_f32, depthwise_f32_direct, depthwise_i32,
-};
+use quantlab_linalg::frame::depthwise::{Activation, DwSample};
 use quantlab_linalg::frame::nhwc::{Padded, Taps};
 use quantlab_linalg::{ConvGeom, Epilogue, Ops, Requantizer};
 
@@ -97,6 +95,7 @@ pub fn tap_major<T: Copy + Default>(w: &[T], n: usize, taps: usize) -> Vec<T> {
 
 /// The float layer over `batch` channels-last samples of `x` into `y` (`[oh, ow, c]` each).
 pub fn run_f32(
+    ops: &Ops,
     d: &Dense,
     dw: &DwWeights,
     x: &[f32],
@@ -119,13 +118,13 @@ pub fn run_f32(
     let mut direct = true;
     for (i, (xs, ys)) in samples.enumerate() {
         if direct {
-            direct = depthwise_f32_direct(xs, g, w, &d.bias, act, ys);
+            direct = ops.depthwise_f32_direct(xs, g, w, &d.bias, act, ys);
             if direct {
                 continue;
             }
         }
         super::pad_sample(i, xs, g, 0.0, padded);
-        depthwise_f32(dw.sample(padded.values(), w), &d.bias, act, ys);
+        ops.depthwise_f32(dw.sample(padded.values(), w), &d.bias, act, ys);
     }
 }
 
@@ -149,7 +148,7 @@ pub fn run_int8(
     acc.resize(pixels * c, 0);
     for (s, xs) in input.chunks_exact(d.in_len()).take(batch).enumerate() {
         super::pad_sample(s, xs, g, zp, padded);
-        depthwise_i32(dw.sample(padded.values(), w), c, acc);
+        ops.depthwise_i32(dw.sample(padded.values(), w), c, acc);
         ops.epilogue(epi, s * pixels, pixels, c, acc, c);
     }
 }

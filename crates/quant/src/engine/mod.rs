@@ -575,7 +575,7 @@ impl Session {
                 let x = act.into_f32();
                 let mut y = bufs.take(batch * d.out_len());
                 let w = self.depthwise_weights(node);
-                depthwise::run_f32(d, w, &x, batch, &mut bufs.padded_f32, &mut y);
+                depthwise::run_f32(self.ops, d, w, &x, batch, &mut bufs.padded_f32, &mut y);
                 bufs.give(x);
                 Act::F32(y)
             }
@@ -669,7 +669,7 @@ impl Session {
                     (Act::U8(a, qa), Act::U8(mut b, qb), Some(qo)) => {
                         let add = residual::qadd(qa, &qb, &qo, relu);
                         let table = || self.add_tables[node].get_or_init(|| AddTable::new(add));
-                        residual::run_add(&add, table, a, &mut b);
+                        residual::run_add(self.ops, &add, table, a, &mut b);
                         Act::U8(b, qo)
                     }
                     (other, act, _) => {

@@ -3,10 +3,10 @@
 //! The integer Add requantizes both inputs to the output's grid in one fixed-point sum,
 //! clamped (at the zero point with a fused ReLU): ONNX Runtime's `QLinearAdd` and
 //! PyTorch's `quantized::add` (`add_relu`) in integer form. Its rule and vector kernels
-//! live in quantlab-linalg (`QAdd`, `add_u8`); this module builds one from a model's
+//! live in quantlab-linalg (`QAdd`, `Ops::add_u8`); this module builds one from a model's
 //! calibrated points and keeps the tabulated form for Adds without a vector form.
 
-use quantlab_linalg::QAdd;
+use quantlab_linalg::{Ops, QAdd};
 
 use crate::qparams::QParams;
 
@@ -26,10 +26,16 @@ pub fn qadd(a: &QParams, b: &QParams, out: &QParams, relu: bool) -> QAdd {
     )
 }
 
-/// `b[i] = a[i] (+) b[i]`: the vector kernel where the Add has one (every Add of a scale
-/// ratio below 4), else `table` (built on first use by the caller's `OnceLock`).
-pub fn run_add<'t>(add: &QAdd, table: impl FnOnce() -> &'t AddTable, a: &[u8], b: &mut [u8]) {
-    if quantlab_linalg::add_u8(add, a, b) {
+/// `b[i] = a[i] (+) b[i]`: the path's vector kernel where the Add has one (every Add of a
+/// scale ratio below 4), else `table` (built on first use by the caller's `OnceLock`).
+pub fn run_add<'t>(
+    ops: &Ops,
+    add: &QAdd,
+    table: impl FnOnce() -> &'t AddTable,
+    a: &[u8],
+    b: &mut [u8],
+) {
+    if ops.add_u8(add, a, b) {
         return;
     }
     let t = table();
