@@ -1,11 +1,10 @@
 //! The depthwise convolution of one channels-last sample (MobileNet's per-channel 3x3
 //! filters): every output pixel is, per channel, the sum of the products of the `kh * kw`
 //! taps with their weights. Float: plus the bias, then the fused activation
-//! ([`depthwise_f32`], AVX2 + FMA where the CPU has it, eight channels per vector, against
-//! the reference [`depthwise_scalar`]: they differ only in FMA rounding). Integer: u8
+//! ([`depthwise_f32`], the fastest path's kernel from its `Ops` table, against the
+//! reference [`depthwise_scalar`]: they differ only in FMA rounding). Integer: u8
 //! activations times i8 weights (held as i16) into i32 accumulators for the layer's
-//! epilogue ([`depthwise_i32`], AVX2 sixteen channels at a time, equal to
-//! [`depthwise_i32_scalar`] bit for bit).
+//! epilogue ([`depthwise_i32`], likewise, equal to [`depthwise_i32_scalar`] bit for bit).
 
 pub use super::activation::Activation;
 use super::nhwc::Taps;
@@ -63,17 +62,11 @@ impl<T, W> DwSample<'_, T, W> {
 /// When a tap of a pixel reads past the sample, or the weights are fewer than
 /// `offsets.len() * c`.
 pub fn depthwise_f32(x: DwSample<f32, f32>, bias: &[f32], act: Activation, out: &mut [f32]) {
-    // The SIMD kernels check the shapes themselves (they read without bounds tests).
-    #[cfg(target_arch = "x86_64")]
-    if x.offsets.len() == 9 && crate::CpuFeatures::get().avx512_f32() {
-        return crate::x86_64::depthwise::depthwise_avx512(x, bias, act, out);
-    }
-    #[cfg(target_arch = "x86_64")]
-    if crate::CpuFeatures::get().avx2_fma() {
-        return crate::x86_64::depthwise::depthwise_avx2(x, bias, act, out);
-    }
-    x.check(bias.len(), out.len());
-    depthwise_scalar(x, bias, act, out)
+    // The fastest path's kernel: the choice lives in its `Ops` table (each kernel checks
+    // the shapes itself, as it reads without bounds tests).
+    crate::KernelPath::detect()
+        .ops()
+        .depthwise_f32(x, bias, act, out)
 }
 
 /// [`depthwise_f32`] of one unpadded `[h, w, c]` sample `x` of geometry `g` (tap-major
@@ -114,16 +107,8 @@ pub fn depthwise_f32_direct(
 /// # Panics
 /// As [`depthwise_f32`].
 pub fn depthwise_i32(x: DwSample<u8, i16>, c: usize, acc: &mut [i32]) {
-    #[cfg(target_arch = "x86_64")]
-    if crate::CpuFeatures::get().vnni() {
-        return crate::x86_64::depthwise::depthwise_i32_vnni(x, c, acc);
-    }
-    #[cfg(target_arch = "x86_64")]
-    if crate::CpuFeatures::get().avx2 {
-        return crate::x86_64::depthwise::depthwise_i32_avx2(x, c, acc);
-    }
-    x.check(c, acc.len());
-    depthwise_i32_scalar(x, c, acc)
+    // As `depthwise_f32`: the fastest path's kernel.
+    crate::KernelPath::detect().ops().depthwise_i32(x, c, acc)
 }
 
 /// The integer reference: plain loops.
